@@ -1,0 +1,264 @@
+"""`python -m deploy.local up|down|status|env`: the docker-free local stack.
+
+`up` starts every component that is not already serving, in parallel, waits
+until each is ready and writes the endpoints to `.devstack/env`. It is
+idempotent: a component whose recorded process still serves is reused, and a
+URL already configured in the environment that answers is used instead of
+starting a server. `down` stops exactly the processes that `up` recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.local import kafka, opensearch, postgres, redis
+from deploy.local.components import Component, Layout
+
+__all__ = ["components", "main"]
+
+ROOT = Path(os.environ.get("DEVSTACK_DIR", Path(__file__).resolve().parents[2] / ".devstack"))
+
+
+def components() -> list[Component]:
+    """The servers of the local stack, in start order.
+
+    DEVSTACK_PORT_OFFSET shifts every port, so a second stack (a test's, or a
+    second checkout's) can run beside the first.
+    """
+    offset = int(os.environ.get("DEVSTACK_PORT_OFFSET", "0"))
+    return [
+        postgres.component(port=55432 + offset),
+        redis.component(port=56379 + offset),
+        kafka.component(port=59092 + offset, controller_port=59093 + offset),
+        opensearch.component(port=59200 + offset),
+    ]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A process that `up` started: its PID and kernel start time, so a reused PID is never killed."""
+
+    pid: int
+    started: str
+
+    @staticmethod
+    def start_time(pid: int) -> str | None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        # Field 22 (starttime) follows the parenthesised command name, which may contain spaces.
+        return stat.rsplit(")", 1)[1].split()[19]
+
+    def alive(self) -> bool:
+        return self.start_time(self.pid) == self.started
+
+
+def _pidfile(layout: Layout, name: str) -> Path:
+    return layout.run / f"{name}.pid"
+
+
+def _recorded(layout: Layout, name: str) -> Recorded | None:
+    try:
+        pid_text, started = _pidfile(layout, name).read_text().split()
+    except (OSError, ValueError):
+        return None
+    return Recorded(int(pid_text), started)
+
+
+def _external(component: Component) -> str | None:
+    """A URL configured in the environment that already answers: use it, start nothing."""
+    configured = os.environ.get(component.env_var)
+    if configured and configured != component.url and component.is_ready(configured):
+        return configured
+    return None
+
+
+def _log_tail(layout: Layout, name: str, lines: int = 30) -> str:
+    try:
+        return "\n".join((layout.logs / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _start(layout: Layout, component: Component) -> subprocess.Popen[bytes]:
+    component.prepare(layout)
+    launch = component.launch(layout)
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    layout.run.mkdir(parents=True, exist_ok=True)
+    with open(layout.logs / f"{component.name}.log", "ab") as log:
+        process = subprocess.Popen(
+            launch.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **launch.env},
+            cwd=launch.cwd,
+            start_new_session=True,  # `down` signals the whole group; Ctrl-C in the shell does not
+        )
+    started = Recorded.start_time(process.pid)
+    _pidfile(layout, component.name).write_text(f"{process.pid} {started}\n")
+    return process
+
+
+def _wait_ready(
+    layout: Layout, component: Component, process: subprocess.Popen[bytes], report: Callable[[str], None]
+) -> None:
+    deadline = time.monotonic() + component.start_timeout
+    next_note = time.monotonic() + 10
+    while not component.is_ready(component.url):
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{component.name} exited with {process.returncode} while starting; "
+                f"log {layout.logs / (component.name + '.log')}:\n{_log_tail(layout, component.name)}"
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{component.name} not ready after {component.start_timeout:.0f}s; "
+                f"log {layout.logs / (component.name + '.log')}:\n{_log_tail(layout, component.name)}"
+            )
+        if time.monotonic() > next_note:
+            report(f"  … waiting for {component.name}")
+            next_note = time.monotonic() + 10
+        time.sleep(0.25)
+
+
+def up(layout: Layout, selected: Sequence[Component], report: Callable[[str], None] = print) -> dict[str, str]:
+    """Make every selected component serve; return the environment to export."""
+    began = time.monotonic()
+    exports: dict[str, str] = {}
+    starting: list[tuple[Component, subprocess.Popen[bytes]]] = []
+    external_names: set[str] = set()
+    for component in selected:
+        external = _external(component)
+        if external is not None:
+            report(f"{component.name:<11} using {external} from ${component.env_var}")
+            exports[component.env_var] = external
+            external_names.add(component.env_var)
+            continue
+        recorded = _recorded(layout, component.name)
+        if recorded is not None and recorded.alive() and component.is_ready(component.url):
+            report(f"{component.name:<11} already running (pid {recorded.pid})")
+        else:
+            if recorded is not None and recorded.alive():
+                # Started by an earlier `up` but not serving: stop it rather than guess.
+                _stop(layout, component.name, report)
+            report(f"{component.name:<11} starting")
+            starting.append((component, _start(layout, component)))
+        exports[component.env_var] = component.url
+        exports.update(component.extra_env)
+    # The servers boot concurrently; waiting in turn costs only the slowest one.
+    for component, process in starting:
+        _wait_ready(layout, component, process, report)
+        report(f"{component.name:<11} ready (pid {process.pid})")
+    for component in selected:
+        if component.after_ready is not None and component.env_var not in external_names:
+            component.after_ready(layout)
+    _write_env(layout, exports)
+    report(f"stack up in {time.monotonic() - began:.1f}s; endpoints:")
+    for key, value in exports.items():
+        report(f"  {key}={value}")
+    report(f"(load them with: set -a; . {layout.root / 'env'}; set +a)")
+    return exports
+
+
+def _write_env(layout: Layout, exports: dict[str, str]) -> None:
+    layout.root.mkdir(parents=True, exist_ok=True)
+    existing = read_env(layout)
+    existing.update(exports)
+    lines = [f"{key}={shlex.quote(value)}" for key, value in sorted(existing.items())]
+    (layout.root / "env").write_text("\n".join(lines) + "\n")
+
+
+def read_env(layout: Layout) -> dict[str, str]:
+    """The endpoints the last `up` wrote."""
+    try:
+        text = (layout.root / "env").read_text()
+    except OSError:
+        return {}
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {key: shlex.split(value)[0] if value else "" for key, value in pairs}
+
+
+def _stop(layout: Layout, name: str, report: Callable[[str], None], grace: float = 30.0) -> None:
+    recorded = _recorded(layout, name)
+    pidfile = _pidfile(layout, name)
+    if recorded is None or not recorded.alive():
+        pidfile.unlink(missing_ok=True)
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(recorded.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while recorded.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not recorded.alive():
+            break
+    if recorded.alive():
+        raise RuntimeError(f"{name} (pid {recorded.pid}) did not stop")
+    pidfile.unlink(missing_ok=True)
+    report(f"{name:<11} stopped (pid {recorded.pid})")
+
+
+def down(layout: Layout, selected: Sequence[Component], report: Callable[[str], None] = print) -> None:
+    """Stop exactly the processes `up` started, newest first."""
+    for component in reversed(selected):
+        _stop(layout, component.name, report)
+
+
+def status(layout: Layout, selected: Sequence[Component], report: Callable[[str], None] = print) -> bool:
+    """Print each component's state; True when all serve."""
+    all_ready = True
+    for component in selected:
+        external = _external(component)
+        recorded = _recorded(layout, component.name)
+        if external is not None:
+            state = f"external {external}"
+        elif recorded is not None and recorded.alive():
+            serving = component.is_ready(component.url)
+            all_ready &= serving
+            state = f"{'ready' if serving else 'NOT READY'} pid {recorded.pid} {component.url}"
+        else:
+            all_ready = False
+            state = "stopped"
+        report(f"{component.name:<11} {state}")
+    return all_ready
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="limit to these components")
+    parser.add_argument("--purge", action="store_true", help="with down: also delete the data (keeps downloads)")
+    args = parser.parse_args(argv)
+    layout = Layout(ROOT)
+    selected = [c for c in components() if not args.only or c.name in args.only]
+    try:
+        if args.command == "up":
+            up(layout, selected)
+        elif args.command == "down":
+            down(layout, selected)
+            if args.purge:
+                for component in selected:
+                    shutil.rmtree(layout.data(component.name), ignore_errors=True)
+        elif args.command == "status":
+            return 0 if status(layout, selected) else 1
+        else:
+            for key, value in read_env(layout).items():
+                print(f"export {key}={shlex.quote(value)}")
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,158 @@
+"""Pytest fixtures that hand tests the suite's real servers.
+
+Each server's URL comes, in this order, from
+1. the environment (`DATABASE_URL`, `REDIS_URL`, `KAFKA_BOOTSTRAP_SERVERS`, `SEARCH_URL`),
+2. the `.devstack/env` file that `./dev up` writes (so plain `pytest` works after `./dev up`),
+3. a testcontainers container, where a Docker engine answers.
+Otherwise the test fails and says which command starts the stack: a missing
+server never turns into a silent skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+__all__ = ["START_STACK", "resolve_url"]
+
+START_STACK = "./dev up"
+
+
+def _devstack_env() -> dict[str, str]:
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        path = folder / ".devstack" / "env"
+        if path.is_file():
+            pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+            return {key: shlex.split(value)[0] for key, value in pairs if value}
+    return {}
+
+
+def _docker_engine() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    return subprocess.run([docker, "info"], capture_output=True, check=False, timeout=20).returncode == 0
+
+
+def _reachable(variable: str, value: str) -> bool:
+    if variable == "KAFKA_BOOTSTRAP_SERVERS":
+        host, _, port = value.split(",")[0].rpartition(":")
+    else:
+        parts = urlsplit(value)
+        host, port = parts.hostname or "", str(parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0))
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def resolve_url(variable: str, containers: Callable[[str], str] | None = None) -> str:
+    """The URL of one server for tests, or a test failure naming the command that starts it."""
+    value = os.environ.get(variable) or _devstack_env().get(variable)
+    if value:
+        if not _reachable(variable, value):
+            pytest.fail(f"{variable}={value} does not answer: start the local stack with `{START_STACK}`", pytrace=False)
+        return value
+    if containers is not None and _docker_engine():
+        return containers(variable)
+    pytest.fail(
+        f"{variable} is not set and no Docker engine answers: start the local stack with `{START_STACK}` "
+        "(it exports the URLs to .devstack/env)",
+        pytrace=False,
+    )
+
+
+class _Containers:
+    """Starts a testcontainers server per variable, once per session, where Docker exists."""
+
+    def __init__(self) -> None:
+        self._started: list[Any] = []
+
+    def __call__(self, variable: str) -> str:
+        if variable == "DATABASE_URL":
+            from testcontainers.postgres import PostgresContainer
+
+            postgres = PostgresContainer("postgres:17-alpine", driver=None).start()
+            self._started.append(postgres)
+            return str(postgres.get_connection_url())
+        if variable == "REDIS_URL":
+            from testcontainers.redis import RedisContainer
+
+            redis = RedisContainer("redis:7-alpine").start()
+            self._started.append(redis)
+            return f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
+        if variable == "KAFKA_BOOTSTRAP_SERVERS":
+            from testcontainers.kafka import KafkaContainer
+
+            kafka = KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft().start()
+            self._started.append(kafka)
+            return str(kafka.get_bootstrap_server())
+        from testcontainers.elasticsearch import ElasticSearchContainer
+
+        search = ElasticSearchContainer("elasticsearch:9.1.5", mem_limit="1g").start()
+        self._started.append(search)
+        return f"http://{search.get_container_host_ip()}:{search.get_exposed_port(9200)}"
+
+    def stop(self) -> None:
+        for container in reversed(self._started):
+            container.stop()
+
+
+@pytest.fixture(scope="session")
+def _containers() -> Iterator[_Containers]:
+    containers = _Containers()
+    yield containers
+    containers.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(_containers: _Containers) -> str:
+    """The suite's PostgreSQL server (a database tests may create others next to)."""
+    return resolve_url("DATABASE_URL", _containers)
+
+
+@pytest.fixture(scope="session")
+def redis_url(_containers: _Containers) -> str:
+    return resolve_url("REDIS_URL", _containers)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap_servers(_containers: _Containers) -> str:
+    return resolve_url("KAFKA_BOOTSTRAP_SERVERS", _containers)
+
+
+@pytest.fixture(scope="session")
+def search_url(_containers: _Containers) -> str:
+    return resolve_url("SEARCH_URL", _containers)
+
+
+@pytest.fixture
+async def fresh_database_url(database_url: str) -> AsyncIterator[str]:
+    """A new, empty database for one test, dropped afterwards: tests never see each other's rows."""
+    import asyncpg
+
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    parts = urlsplit(database_url)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    admin = await asyncpg.connect(database_url)
+    try:
+        await asyncio.wait_for(admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'), 30)
+    finally:
+        await admin.close()

@@ -1,0 +1,57 @@
+from typing import Annotated
+
+import msgspec
+import pytest
+
+from infra.settings import PostgresUrl, SettingsError, StackSettings, from_env
+
+STACK = {
+    "DATABASE_URL": "postgresql://suite:suite@127.0.0.1:55432/suite",
+    "REDIS_URL": "redis://127.0.0.1:56379/0",
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:59092",
+    "SEARCH_URL": "http://127.0.0.1:59200",
+}
+
+
+class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: PostgresUrl
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    debug: bool = False
+
+
+def test_reads_each_field_from_the_variable_of_its_name() -> None:
+    settings = from_env(StackSettings, STACK)
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:59092"
+    assert settings.search_url == "http://127.0.0.1:59200"
+
+
+def test_converts_text_to_the_declared_types_and_keeps_defaults() -> None:
+    settings = from_env(ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"], "POOL_SIZE": "25", "DEBUG": "true"})
+    assert (settings.pool_size, settings.debug) == (25, True)
+    assert from_env(ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"]}).pool_size == 10
+
+
+def test_missing_variables_are_all_named() -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL, KAFKA_BOOTSTRAP_SERVERS"):
+        from_env(StackSettings, {"DATABASE_URL": STACK["DATABASE_URL"], "SEARCH_URL": STACK["SEARCH_URL"]})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://localhost/x"),
+        ("REDIS_URL", "127.0.0.1:6379"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "kafka://127.0.0.1:9092"),
+        ("SEARCH_URL", "127.0.0.1:9200"),
+    ],
+)
+def test_malformed_urls_are_refused_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{variable}: "):
+        from_env(StackSettings, {**STACK, variable: value})
+
+
+def test_out_of_range_and_mistyped_values_name_the_variable() -> None:
+    with pytest.raises(SettingsError, match="^POOL_SIZE: Expected `int` >= 1"):
+        from_env(ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"], "POOL_SIZE": "0"})
+    with pytest.raises(SettingsError, match="^POOL_SIZE: Expected `int`"):
+        from_env(ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"], "POOL_SIZE": "many"})

@@ -1,0 +1,92 @@
+"""Each server the suite needs is real and answers a round trip."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from infra.search import connect_search
+
+
+async def test_postgres_round_trip(database_url: str) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("CREATE TEMP TABLE round_trip (id uuid PRIMARY KEY, note text NOT NULL)")
+        key = uuid.uuid4()
+        await connection.execute("INSERT INTO round_trip VALUES ($1, $2)", key, "hello")
+        assert await connection.fetchval("SELECT note FROM round_trip WHERE id = $1", key) == "hello"
+        assert int(await connection.fetchval("SHOW server_version_num")) >= 130000  # xid8 needs 13+
+    finally:
+        await connection.close()
+
+
+async def test_redis_round_trip(redis_url: str) -> None:
+    client = aioredis.from_url(redis_url)
+    key = f"smoke:{uuid.uuid4()}"
+    try:
+        await client.set(key, b"hello", ex=60)
+        assert await client.get(key) == b"hello"
+    finally:
+        await client.delete(key)
+        await client.aclose()
+
+
+async def test_kafka_produce_consume_round_trip(kafka_bootstrap_servers: str) -> None:
+    topic = f"smoke-{uuid.uuid4().hex[:12]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"hello", key=b"order-1")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=kafka_bootstrap_servers, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        try:
+            batch = await consumer.getmany(timeout_ms=15_000)
+        finally:
+            await consumer.stop()
+        records = [record for records in batch.values() for record in records]
+        assert [(r.key, r.value) for r in records] == [(b"order-1", b"hello")]
+    finally:
+        await admin.delete_topics([topic])
+        await admin.close()
+
+
+async def test_kafka_refuses_to_auto_create_topics(kafka_bootstrap_servers: str) -> None:
+    # The suite creates its topics itself; a typo must not silently create a new one.
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, request_timeout_ms=3000)
+    await producer.start()
+    try:
+        topic = f"never-created-{uuid.uuid4().hex[:8]}"
+        partitions = None
+        try:
+            partitions = await producer.partitions_for(topic)
+        except Exception as error:  # aiokafka raises KafkaTimeoutError when metadata never shows the topic
+            assert "Timeout" in type(error).__name__
+        assert not partitions
+    finally:
+        await producer.stop()
+
+
+async def test_search_index_and_search_round_trip(search_url: str) -> None:
+    client = await connect_search(search_url)
+    index = f"smoke-{uuid.uuid4().hex[:12]}"
+    try:
+        assert await client.create_index(index, mappings={"properties": {"sku": {"type": "keyword"}}})
+        assert not await client.create_index(index)  # a second create reports that it existed
+        await client.put(index, "1", {"sku": "SKU-1", "name": "blue mug"}, refresh=True)
+        hits = await client.search(index, {"term": {"sku": "SKU-1"}})
+        assert hits == [{"sku": "SKU-1", "name": "blue mug"}]
+    finally:
+        await client.delete_index(index)
+        await client.close()
