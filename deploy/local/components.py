@@ -91,7 +91,8 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
     """True when GET url answers 2xx."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
@@ -101,7 +102,6 @@ def run_checked(argv: list[str], *, env: Mapping[str, str] | None = None, cwd: P
     merged = {**os.environ, **(env or {})}
     result = subprocess.run(argv, env=merged, cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RuntimeError(
-            f"command failed ({result.returncode}): {' '.join(argv)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-        )
+        output = f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        raise RuntimeError(f"command failed ({result.returncode}): {' '.join(argv)}\n{output}")
     return result.stdout

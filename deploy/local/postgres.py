@@ -24,7 +24,9 @@ def _bindir() -> Path | None:
         return Path(found[-1]).parent
     pg_config = shutil.which("pg_config")
     if pg_config:
-        return Path(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True).stdout.strip())
+        return Path(
+            subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+        )
     return None
 
 
@@ -57,8 +59,10 @@ def component(host: str = "127.0.0.1", port: int = 55432) -> Component:
             as_service_user(
                 [
                     str(bindir / "initdb"),
-                    "-D", str(data),
-                    "-U", USER,
+                    "-D",
+                    str(data),
+                    "-U",
+                    USER,
                     f"--pwfile={pwfile}",
                     "--auth-host=scram-sha-256",
                     "--auth-local=trust",
@@ -92,18 +96,32 @@ def component(host: str = "127.0.0.1", port: int = 55432) -> Component:
             argv=as_service_user(
                 [
                     str(bindir / "postgres"),
-                    "-D", str(layout.data("postgres")),
-                    "-p", str(port),
-                    "-c", f"listen_addresses={host}",
-                    "-c", f"unix_socket_directories={sockets}",
+                    "-D",
+                    str(layout.data("postgres")),
+                    "-p",
+                    str(port),
+                    "-c",
+                    f"listen_addresses={host}",
+                    "-c",
+                    f"unix_socket_directories={sockets}",
                 ]
             )
         )
 
     def create_database(layout: Layout) -> None:
         bindir = _require_bindir()
-        psql = [str(bindir / "psql"), "-h", str(layout.root / "run" / "postgres"), "-p", str(port), "-U", USER]
-        exists = run_checked([*psql, "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"])
+        psql = [
+            str(bindir / "psql"),
+            "-h",
+            str(layout.root / "run" / "postgres"),
+            "-p",
+            str(port),
+            "-U",
+            USER,
+        ]
+        exists = run_checked(
+            [*psql, "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"]
+        )
         if exists.strip() != "1":
             run_checked([*psql, "-d", "postgres", "-c", f"CREATE DATABASE {DATABASE}"])
 

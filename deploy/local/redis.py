@@ -34,13 +34,20 @@ def component(host: str = "127.0.0.1", port: int = 56379) -> Component:
         return Launch(
             argv=[
                 _server(),
-                "--bind", host,
-                "--port", str(port),
-                "--dir", str(layout.data("redis")),
-                "--save", "",
-                "--appendonly", "no",
-                "--daemonize", "no",
-                "--protected-mode", "no",
+                "--bind",
+                host,
+                "--port",
+                str(port),
+                "--dir",
+                str(layout.data("redis")),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
             ]
         )
 

@@ -10,9 +10,9 @@ starting a server. `down` stops exactly the processes that `up` recorded.
 from __future__ import annotations
 
 import argparse
-import shutil
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,7 +133,9 @@ def _wait_ready(
         time.sleep(0.25)
 
 
-def up(layout: Layout, selected: Sequence[Component], report: Callable[[str], None] = print) -> dict[str, str]:
+def up(
+    layout: Layout, selected: Sequence[Component], report: Callable[[str], None] = print
+) -> dict[str, str]:
     """Make every selected component serve; return the environment to export."""
     began = time.monotonic()
     exports: dict[str, str] = {}
@@ -241,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="limit to these components")
-    parser.add_argument("--purge", action="store_true", help="with down: also delete the data (keeps downloads)")
+    parser.add_argument(
+        "--purge", action="store_true", help="with down: also delete the data (keeps downloads)"
+    )
     args = parser.parse_args(argv)
     layout = Layout(ROOT)
     selected = [c for c in components() if not args.only or c.name in args.only]

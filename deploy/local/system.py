@@ -18,7 +18,9 @@ def apt_install(*packages: str) -> None:
     """Install Debian packages when running as root; otherwise say what to install."""
     global _apt_updated
     if os.geteuid() != 0:
-        raise RuntimeError(f"missing system packages; install them with: sudo apt-get install -y {' '.join(packages)}")
+        raise RuntimeError(
+            f"missing system packages; install them with: sudo apt-get install -y {' '.join(packages)}"
+        )
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     if not _apt_updated:
         run_checked(["apt-get", "update", "-qq"], env=env)
