@@ -166,6 +166,7 @@ def _jar_stem(filename: str) -> str:
 
 
 def _add_module(target: Path, module: _Module, lib_jars: set[str], download: Path) -> None:
+    download.mkdir(parents=True)
     _mvn(
         "-f",
         str(_POM),
@@ -174,7 +175,7 @@ def _add_module(target: Path, module: _Module, lib_jars: set[str], download: Pat
         f"-Dmodule.artifactId={module.artifact}",
         f"-Dopensearch.version={VERSION}",
         f"-DoutputDirectory={download}",
-        cwd=_POM.parent,
+        cwd=download,
     )
     target.mkdir(parents=True)
     for jar in download.glob("*.jar"):
@@ -341,5 +342,6 @@ def _launch(layout: Layout) -> Launch:
         f"{home / 'lib'}/*",
         "org.opensearch.bootstrap.OpenSearch",
     ]
+    # HOME: the node user may have none (or root's, unwritable to it).
     env = {"OPENSEARCH_HOME": str(home), "OPENSEARCH_PATH_CONF": str(config), "HOME": str(data)}
     return Launch(argv=[*_drop_root(), _java(), *jvm], env=env, cwd=data)

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-
 from infra.search import SearchClient, SearchUnavailable, VersionConflict, connect_search
 
 

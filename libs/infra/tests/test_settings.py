@@ -2,7 +2,6 @@ from typing import Annotated
 
 import msgspec
 import pytest
-
 from infra.settings import PostgresUrl, SettingsError, StackSettings, from_env
 
 STACK = {
@@ -26,7 +25,9 @@ def test_reads_each_field_from_the_variable_of_its_name() -> None:
 
 
 def test_converts_text_to_the_declared_types_and_keeps_defaults() -> None:
-    settings = from_env(ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"], "POOL_SIZE": "25", "DEBUG": "true"})
+    settings = from_env(
+        ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"], "POOL_SIZE": "25", "DEBUG": "true"}
+    )
     assert (settings.pool_size, settings.debug) == (25, True)
     assert from_env(ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"]}).pool_size == 10
 
@@ -51,7 +52,7 @@ def test_malformed_urls_are_refused_naming_the_variable(variable: str, value: st
 
 
 def test_out_of_range_and_mistyped_values_name_the_variable() -> None:
-    with pytest.raises(SettingsError, match="^POOL_SIZE: Expected `int` >= 1"):
+    with pytest.raises(SettingsError, match=r"^POOL_SIZE: Expected `int` >= 1"):
         from_env(ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"], "POOL_SIZE": "0"})
-    with pytest.raises(SettingsError, match="^POOL_SIZE: Expected `int`"):
+    with pytest.raises(SettingsError, match=r"^POOL_SIZE: Expected `int`"):
         from_env(ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"], "POOL_SIZE": "many"})

@@ -50,7 +50,9 @@ class SearchClient:
     async def close(self) -> None:
         await self._client.close()
 
-    async def create_index(self, name: str, *, mappings: Mapping[str, Any] | None = None, shards: int = 1) -> bool:
+    async def create_index(
+        self, name: str, *, mappings: Mapping[str, Any] | None = None, shards: int = 1
+    ) -> bool:
         """Create an index unless it exists; True when this call created it."""
         body: dict[str, Any] = {"settings": {"number_of_shards": shards, "number_of_replicas": 0}}
         if mappings:
@@ -59,7 +61,9 @@ class SearchClient:
             if isinstance(self._client, AsyncOpenSearch):
                 await self._client.indices.create(index=name, body=body)
             else:
-                await self._client.indices.create(index=name, settings=body["settings"], mappings=body.get("mappings"))
+                await self._client.indices.create(
+                    index=name, settings=body["settings"], mappings=body.get("mappings")
+                )
         except (OsConflict, EsConflict):
             return False
         except Exception as error:  # both clients raise 400 resource_already_exists_exception
@@ -75,7 +79,13 @@ class SearchClient:
             return
 
     async def put(
-        self, index: str, doc_id: str, document: Document, *, version: int | None = None, refresh: bool = False
+        self,
+        index: str,
+        doc_id: str,
+        document: Document,
+        *,
+        version: int | None = None,
+        refresh: bool = False,
     ) -> None:
         """Write a document; with `version`, only if it is above the stored one (external versioning)."""
         params: dict[str, Any] = {"refresh": "true" if refresh else "false"}
@@ -114,7 +124,10 @@ class SearchClient:
 
     async def point_alias(self, alias: str, index: str) -> None:
         """Point `alias` at `index` alone, atomically (the swap at the end of a rebuild)."""
-        actions: list[dict[str, Any]] = [{"remove": {"index": "*", "alias": alias}}, {"add": {"index": index, "alias": alias}}]
+        actions: list[dict[str, Any]] = [
+            {"remove": {"index": "*", "alias": alias}},
+            {"add": {"index": index, "alias": alias}},
+        ]
         try:
             current = await self._client.indices.get_alias(name=alias)
         except (OsNotFound, EsNotFound):

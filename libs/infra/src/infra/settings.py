@@ -28,7 +28,9 @@ __all__ = [
 
 PostgresUrl = Annotated[
     str,
-    msgspec.Meta(pattern=r"^postgres(ql)?://[^\s]+$", description="postgresql://user:password@host:port/database"),
+    msgspec.Meta(
+        pattern=r"^postgres(ql)?://[^\s]+$", description="postgresql://user:password@host:port/database"
+    ),
 ]
 RedisUrl = Annotated[str, msgspec.Meta(pattern=r"^rediss?://[^\s]+$", description="redis://host:port/db")]
 HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$", description="http(s)://host:port")]

@@ -63,7 +63,10 @@ def resolve_url(variable: str, containers: Callable[[str], str] | None = None) -
     value = os.environ.get(variable) or _devstack_env().get(variable)
     if value:
         if not _reachable(variable, value):
-            pytest.fail(f"{variable}={value} does not answer: start the local stack with `{START_STACK}`", pytrace=False)
+            pytest.fail(
+                f"{variable}={value} does not answer: start the local stack with `{START_STACK}`",
+                pytrace=False,
+            )
         return value
     if containers is not None and _docker_engine():
         return containers(variable)
