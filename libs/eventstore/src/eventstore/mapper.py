@@ -1,0 +1,119 @@
+"""Turning domain events into stored records and back, the same way for every store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+import msgspec
+
+from eventstore.errors import EventDecodeError, EventTooLarge
+from eventstore.registry import EventRegistry
+from eventstore.types import LogPosition, Metadata, NewEvent, RecordedEvent
+
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "EncodedEvent", "decode_metadata", "decode_record", "encode_events"]
+
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+
+_EMPTY_METADATA = Metadata()
+_EMPTY_METADATA_JSON = b"{}"
+_metadata_encoder = msgspec.json.Encoder()
+_metadata_decoder = msgspec.json.Decoder(Metadata)
+
+
+class EncodedEvent(NamedTuple):
+    """An event ready to store: its id, type name, schema version and JSON."""
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    data: bytes
+    metadata: bytes
+
+
+def encode_events(
+    registry: EventRegistry,
+    events: Sequence[NewEvent | msgspec.Struct],
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> list[EncodedEvent]:
+    """Encode events for appending; bare Structs get a fresh id and empty metadata.
+
+    Raises ``UnknownEventType`` for unregistered classes and ``EventTooLarge`` when
+    payload plus metadata exceed ``max_event_bytes``.
+    """
+    encoded = []
+    for event in events:
+        new = event if isinstance(event, NewEvent) else NewEvent(data=event)
+        name, version, data = registry.encode(new.data)
+        if new.metadata == _EMPTY_METADATA:
+            metadata = _EMPTY_METADATA_JSON
+        else:
+            metadata = _metadata_encoder.encode(new.metadata)
+        size = len(data) + len(metadata)
+        if size > max_event_bytes:
+            raise EventTooLarge(name, size, max_event_bytes)
+        encoded.append(EncodedEvent(new.event_id, name, version, data, metadata))
+    return encoded
+
+
+def decode_metadata(metadata: bytes | str) -> Metadata:
+    """Decode stored metadata; the common empty case shares one instance."""
+    if metadata in ("{}", b"{}"):
+        return _EMPTY_METADATA
+    return _metadata_decoder.decode(metadata)
+
+
+def decode_record(
+    registry: EventRegistry,
+    *,
+    stream_id: str,
+    version: int,
+    position: int,
+    transaction_id: int,
+    event_id: uuid.UUID,
+    event_type: str,
+    schema_version: int,
+    data: bytes | str,
+    metadata: bytes | str,
+    recorded_at: datetime,
+) -> RecordedEvent:
+    """Build a ``RecordedEvent`` from stored columns, decoding and upcasting its payload.
+
+    Decode errors name the stream and log position so a subscriber can dead-letter the
+    event and resume after it.
+    """
+    try:
+        decoded = registry.decode(event_type, schema_version, data)
+        meta = decode_metadata(metadata)
+    except EventDecodeError as e:
+        raise EventDecodeError(
+            event_type,
+            schema_version,
+            e.reason,
+            data=data,
+            stream_id=stream_id,
+            log_position=LogPosition(transaction_id, position),
+        ) from e
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise EventDecodeError(
+            event_type,
+            schema_version,
+            f"metadata: {e}",
+            data=data,
+            stream_id=stream_id,
+            log_position=LogPosition(transaction_id, position),
+        ) from e
+    return RecordedEvent(
+        stream_id=stream_id,
+        version=version,
+        position=position,
+        transaction_id=transaction_id,
+        event_id=event_id,
+        event_type=event_type,
+        schema_version=schema_version,
+        data=decoded,
+        metadata=meta,
+        recorded_at=recorded_at,
+    )

@@ -1,0 +1,359 @@
+"""The event store on PostgreSQL (asyncpg).
+
+Appends are one round trip to ``eventstore.append_events`` (sql/001_initial.sql),
+which locks the stream's row, checks the expected version, recognises idempotent
+retries and inserts the events. Reads of the global log are gap-safe: see
+``queries.READ_ALL`` and ``docs/event-store.md``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from eventstore import queries
+from eventstore.connection import retrying, translated
+from eventstore.errors import (
+    ConcurrencyError,
+    DuplicateEventId,
+    EventDecodeError,
+    StreamDeleted,
+    TransactionOrderConflict,
+)
+from eventstore.mapper import DEFAULT_MAX_EVENT_BYTES, EncodedEvent, decode_record, encode_events
+from eventstore.notifications import Listener, Notifier
+from eventstore.registry import EventRegistry
+from eventstore.streams import category_of, check_stream_id
+from eventstore.subscriptions import follow_log
+from eventstore.types import (
+    ANY,
+    AppendResult,
+    Connection,
+    ExpectedVersion,
+    LogPosition,
+    NewEvent,
+    RecordedEvent,
+    StreamState,
+    check_expected_version,
+    check_limit,
+    expectation_met,
+)
+
+__all__ = ["PostgresEventStore"]
+
+
+class PostgresEventStore:
+    """The ``EventStore`` interface on a PostgreSQL schema migrated by ``eventstore migrate``."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        registry: EventRegistry,
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        retry_attempts: int = 3,
+    ) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.max_event_bytes = max_event_bytes
+        self.retry_attempts = retry_attempts
+        self._notifier = Notifier(pool)
+        self._listener = Listener(pool)
+
+    async def close(self) -> None:
+        """Send pending notifications and give the LISTEN connection back (the pool stays open)."""
+        await self._notifier.close()
+        await self._listener.close()
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent | msgspec.Struct],
+        expected_version: ExpectedVersion = ANY,
+        *,
+        connection: Connection | None = None,
+    ) -> AppendResult:
+        """Append ``events`` atomically if the stream is at ``expected_version``.
+
+        With ``connection`` the append joins the caller's transaction: append before
+        the transaction's other writes, or a concurrent append to the same stream may
+        force a ``TransactionOrderConflict`` (see ``docs/event-store.md``).
+        """
+        category = category_of(stream_id)
+        check_expected_version(expected_version)
+        encoded = encode_events(self.registry, events, self.max_event_bytes)
+        if not encoded:
+            return await self._check_only(stream_id, expected_version, connection)
+        args = _append_args(stream_id, category, expected_version, encoded)
+        if connection is not None:
+            row = await self._run_append(connection, stream_id, encoded, args)
+        else:
+            row = await self._retrying(
+                lambda: self._use_pool_for_append(stream_id, encoded, args),
+            )
+        outcome = row["outcome"]
+        if outcome == "ok":
+            self._notifier.announce(category, row["transaction_id"])
+        if outcome in ("ok", "idempotent"):
+            return AppendResult(stream_id, row["stream_version"], list(row["positions"]))
+        if outcome == "deleted":
+            raise StreamDeleted(stream_id)
+        if outcome == "order":
+            raise TransactionOrderConflict(stream_id, expected_version, row["stream_version"])
+        if outcome == "duplicate":
+            raise DuplicateEventId(stream_id, list(row["duplicate_ids"] or []))
+        raise ConcurrencyError(stream_id, expected_version, row["stream_version"])
+
+    async def _use_pool_for_append(
+        self, stream_id: str, encoded: list[EncodedEvent], args: tuple[Any, ...]
+    ) -> asyncpg.Record:
+        async with self.pool.acquire() as connection:
+            return await self._run_append(connection, stream_id, encoded, args)
+
+    async def _run_append(
+        self, connection: Connection, stream_id: str, encoded: list[EncodedEvent], args: tuple[Any, ...]
+    ) -> asyncpg.Record:
+        async with translated():
+            try:
+                row = await connection.fetchrow(queries.APPEND, *args)
+            except asyncpg.UniqueViolationError as e:
+                # Only the event id can collide: the stream row lock serialises versions.
+                ids = [event.event_id for event in encoded]
+                raise DuplicateEventId(stream_id, ids, e.detail or "") from e
+        assert row is not None
+        record: asyncpg.Record = row
+        return record
+
+    async def _check_only(
+        self, stream_id: str, expected: ExpectedVersion, connection: Connection | None
+    ) -> AppendResult:
+        """An append without events: succeed or fail exactly as if it had some."""
+        if connection is None:
+            row = await self._retrying(lambda: self.pool.fetchrow(queries.STREAM_STATE, stream_id))
+        else:
+            async with translated():
+                row = await connection.fetchrow(queries.STREAM_STATE, stream_id)
+        if row is not None and row["deleted"]:
+            raise StreamDeleted(stream_id)
+        version = -1 if row is None else row["version"]
+        if not expectation_met(expected, version):
+            raise ConcurrencyError(stream_id, expected, version)
+        return AppendResult(stream_id, version, [])
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int | None = 0,
+        *,
+        backward: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Events of one stream from ``from_version`` on (backward: down from it; -1/None: the end)."""
+        check_stream_id(stream_id)
+        check_limit(limit)
+        if backward:
+            query = queries.READ_STREAM_BACKWARD
+            start = None if from_version is None or from_version < 0 else from_version
+        else:
+            query, start = queries.READ_STREAM_FORWARD, 0 if from_version is None else from_version
+            if start < 0:
+                raise ValueError(f"from_version must be >= 0 when reading forward, got {start}")
+        rows = await self._retrying(lambda: self.pool.fetch(query, stream_id, start, limit))
+        if rows and rows[0]["deleted"]:
+            raise StreamDeleted(stream_id)
+        return [self._decode_row(row, 1) for row in rows if row[1] is not None]
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version, -1 when it has no events."""
+        check_stream_id(stream_id)
+        row = await self._retrying(lambda: self.pool.fetchrow(queries.STREAM_STATE, stream_id))
+        if row is None:
+            return -1
+        if row["deleted"]:
+            raise StreamDeleted(stream_id)
+        version: int = row["version"]
+        return version
+
+    async def read_all(
+        self,
+        after: LogPosition = LogPosition.START,
+        *,
+        limit: int = 1000,
+        categories: Sequence[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events of the global log after ``after``, in log order.
+
+        Gap-safe: an event of a transaction still running is never skipped; it appears
+        after ``after`` once it commits, because the log is ordered by transaction id.
+        """
+        events, _ = await self._read_page(after, limit, categories)
+        return events
+
+    async def _read_page(
+        self, after: LogPosition, limit: int, categories: Sequence[str] | None
+    ) -> tuple[list[RecordedEvent], int]:
+        check_limit(limit)
+        cursor = (after.transaction_id, after.position, limit)
+        if categories is None:
+            rows = await self._retrying(lambda: self.pool.fetch(queries.READ_ALL, *cursor))
+        else:
+            wanted = list(categories)
+            rows = await self._retrying(lambda: self.pool.fetch(queries.READ_CATEGORIES, *cursor, wanted))
+        horizon: int = rows[0][0]
+        return [self._decode_row(row, 1) for row in rows if row[1] is not None], horizon
+
+    async def subscribe_all(
+        self,
+        after: LogPosition = LogPosition.START,
+        *,
+        categories: Sequence[str] | None = None,
+        checkpoint: str | None = None,
+        poll_interval: float = 1.0,
+        batch_size: int = 500,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event after ``after`` (or after the stored ``checkpoint``), then new ones as they come.
+
+        Woken by LISTEN/NOTIFY, polling every ``poll_interval`` seconds regardless.
+        Close it with ``contextlib.aclosing`` to give its LISTEN slot back promptly.
+        """
+        if checkpoint is not None:
+            after = await self.load_checkpoint(checkpoint) or after
+
+        async def read_page(position: LogPosition, limit: int) -> tuple[list[RecordedEvent], int]:
+            return await self._read_page(position, limit, categories)
+
+        async for event in follow_log(
+            read_page,
+            self._listener,
+            after,
+            categories=categories,
+            poll_interval=poll_interval,
+            batch_size=batch_size,
+        ):
+            yield event
+
+    async def save_checkpoint(
+        self, name: str, position: LogPosition, *, connection: Connection | None = None
+    ) -> None:
+        """Store a subscriber's position, optionally inside the caller's transaction."""
+        args = (name, position.transaction_id, position.position)
+        if connection is None:
+            await self._retrying(lambda: self.pool.execute(queries.SAVE_CHECKPOINT, *args))
+        else:
+            async with translated():
+                await connection.execute(queries.SAVE_CHECKPOINT, *args)
+
+    async def load_checkpoint(self, name: str) -> LogPosition | None:
+        """The stored position of a subscriber, or None."""
+        row = await self._retrying(lambda: self.pool.fetchrow(queries.LOAD_CHECKPOINT, name))
+        return None if row is None else LogPosition(row["transaction_id"], row["position"])
+
+    async def save_snapshot(self, stream_id: str, version: int, state: msgspec.Struct) -> None:
+        """Store ``state`` as the stream's state after ``version`` (an older snapshot never wins)."""
+        check_stream_id(stream_id)
+        data = msgspec.json.encode(state).decode()
+        await self._retrying(lambda: self.pool.execute(queries.SAVE_SNAPSHOT, stream_id, version, data))
+
+    async def load_snapshot[S](self, stream_id: str, type_: type[S]) -> tuple[int, S] | None:
+        """The stream's latest snapshot as (version, state), or None.
+
+        Raises ``EventDecodeError`` when the stored state no longer fits ``type_``.
+        """
+        check_stream_id(stream_id)
+        row = await self._retrying(lambda: self.pool.fetchrow(queries.LOAD_SNAPSHOT, stream_id))
+        if row is None:
+            return None
+        try:
+            return row["version"], msgspec.json.decode(row["state"], type=type_)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise EventDecodeError(
+                f"snapshot:{type_.__name__}", 0, str(e), data=row["state"], stream_id=stream_id
+            ) from e
+
+    async def delete_stream(self, stream_id: str, expected_version: ExpectedVersion = ANY) -> None:
+        """Tombstone the stream; deleting a deleted stream is a no-op.
+
+        The stream's events stay in the global log (projections keep what they built);
+        its snapshot is dropped. Use ``truncate_before`` as well to erase the events.
+        """
+        category = category_of(stream_id)
+        check_expected_version(expected_version)
+
+        async def tombstone() -> None:
+            async with self.pool.acquire() as connection, connection.transaction():
+                row = await connection.fetchrow(queries.LOCK_STREAM, stream_id)
+                if row is not None and row["deleted"]:
+                    return
+                version = -1 if row is None else row["version"]
+                if not expectation_met(expected_version, version):
+                    raise ConcurrencyError(stream_id, expected_version, version)
+                await connection.execute(queries.TOMBSTONE, stream_id, category)
+                await connection.execute(queries.DELETE_SNAPSHOT, stream_id)
+
+        await self._retrying(tombstone)
+
+    async def truncate_before(self, stream_id: str, version: int) -> None:
+        """Erase the stream's events below ``version`` from the stream and the global log.
+
+        Versions continue where they were; a later ``read_stream`` from 0 starts at
+        ``version``. Snapshots are kept so aggregates can still be loaded.
+        """
+        check_stream_id(stream_id)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ValueError(f"truncate_before needs a version >= 0, got {version!r}")
+
+        async def truncate() -> None:
+            async with self.pool.acquire() as connection, connection.transaction():
+                row = await connection.fetchrow(queries.LOCK_STREAM, stream_id)
+                if row is None:
+                    return
+                first = max(row["first_version"], min(version, row["version"] + 1))
+                await connection.execute(queries.TRUNCATE_EVENTS, stream_id, first)
+                await connection.execute(queries.TRUNCATE_STREAM, stream_id, first)
+
+        await self._retrying(truncate)
+
+    async def _retrying[T](self, operation: Callable[[], Awaitable[T]]) -> T:
+        return await retrying(operation, attempts=self.retry_attempts)
+
+    def _decode_row(self, row: asyncpg.Record, offset: int) -> RecordedEvent:
+        return decode_record(
+            self.registry,
+            stream_id=row[offset],
+            version=row[offset + 1],
+            position=row[offset + 2],
+            transaction_id=row[offset + 3],
+            event_id=row[offset + 4],
+            event_type=row[offset + 5],
+            schema_version=row[offset + 6],
+            data=row[offset + 7],
+            metadata=row[offset + 8],
+            recorded_at=row[offset + 9],
+        )
+
+
+def _append_args(
+    stream_id: str, category: str, expected: ExpectedVersion, encoded: list[EncodedEvent]
+) -> tuple[Any, ...]:
+    if expected is StreamState.ANY:
+        kind, number = "any", None
+    elif expected is StreamState.STREAM_EXISTS:
+        kind, number = "exists", None
+    else:
+        kind, number = "exact", expected
+    ids: list[uuid.UUID] = []
+    types: list[str] = []
+    versions: list[int] = []
+    data: list[str] = []
+    metadata: list[str] = []
+    for event in encoded:
+        ids.append(event.event_id)
+        types.append(event.event_type)
+        versions.append(event.schema_version)
+        data.append(event.data.decode())
+        metadata.append(event.metadata.decode())
+    return stream_id, category, kind, number, ids, types, versions, data, metadata

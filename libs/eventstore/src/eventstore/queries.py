@@ -1,0 +1,136 @@
+"""The SQL the PostgreSQL store runs, in one place so it can be read (and EXPLAINed) together.
+
+Every event query selects ``EVENT_COLUMNS`` in this order; ``postgres._decode_row``
+reads the columns by index.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APPEND",
+    "DELETE_SNAPSHOT",
+    "EVENT_COLUMNS",
+    "LOAD_CHECKPOINT",
+    "LOAD_SNAPSHOT",
+    "LOCK_STREAM",
+    "READ_ALL",
+    "READ_CATEGORIES",
+    "READ_STREAM_BACKWARD",
+    "READ_STREAM_FORWARD",
+    "SAVE_CHECKPOINT",
+    "SAVE_SNAPSHOT",
+    "STREAM_STATE",
+    "TOMBSTONE",
+    "TRUNCATE_EVENTS",
+    "TRUNCATE_STREAM",
+]
+
+EVENT_COLUMNS = (
+    "e.stream_id, e.version, e.position, e.transaction_id, e.event_id, "
+    "e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at"
+)
+
+APPEND = "SELECT * FROM eventstore.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+
+# The global log in (transaction_id, position) order, gap-safe: only transactions below
+# the snapshot's xmin are handed out (see sql/001_initial.sql for why). The horizon is
+# returned with the page, from the same snapshot, so a subscriber knows whether an
+# announced transaction has finished: when the page is empty it is the only column set.
+READ_ALL = f"""
+SELECT h.horizon, {EVENT_COLUMNS}
+  FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
+  LEFT JOIN LATERAL (
+        SELECT * FROM eventstore.events e
+         WHERE e.transaction_id < h.horizon
+           AND (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
+         ORDER BY e.transaction_id, e.position
+         LIMIT $3
+       ) e ON true
+ ORDER BY e.transaction_id, e.position
+"""
+
+# Per category, an ordered walk of the category index; then the top of the merge.
+# `category = ANY(...)` on the index would return categories one after another and
+# need a full sort of everything after the cursor instead.
+READ_CATEGORIES = f"""
+SELECT h.horizon, {EVENT_COLUMNS}
+  FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
+  LEFT JOIN LATERAL (
+        SELECT per_category.*
+          FROM unnest($4::text[]) AS c (category)
+         CROSS JOIN LATERAL (
+                SELECT * FROM eventstore.events e
+                 WHERE e.category = c.category
+                   AND e.transaction_id < h.horizon
+                   AND (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
+                 ORDER BY e.transaction_id, e.position
+                 LIMIT $3
+               ) per_category
+         ORDER BY per_category.transaction_id, per_category.position
+         LIMIT $3
+       ) e ON true
+ ORDER BY e.transaction_id, e.position
+"""
+
+# One row per stream (none if it never existed), one per event when there are events.
+READ_STREAM_FORWARD = f"""
+SELECT s.deleted_at IS NOT NULL AS deleted, {EVENT_COLUMNS}
+  FROM eventstore.streams s
+  LEFT JOIN LATERAL (
+        SELECT * FROM eventstore.events e
+         WHERE e.stream_id = s.stream_id AND e.version >= $2
+         ORDER BY e.version
+         LIMIT $3
+       ) e ON true
+ WHERE s.stream_id = $1
+ ORDER BY e.version
+"""
+
+READ_STREAM_BACKWARD = f"""
+SELECT s.deleted_at IS NOT NULL AS deleted, {EVENT_COLUMNS}
+  FROM eventstore.streams s
+  LEFT JOIN LATERAL (
+        SELECT * FROM eventstore.events e
+         WHERE e.stream_id = s.stream_id AND e.version <= coalesce($2, s.version)
+         ORDER BY e.version DESC
+         LIMIT $3
+       ) e ON true
+ WHERE s.stream_id = $1
+ ORDER BY e.version DESC
+"""
+
+STREAM_STATE = """
+SELECT version, first_version, deleted_at IS NOT NULL AS deleted
+  FROM eventstore.streams WHERE stream_id = $1
+"""
+
+LOCK_STREAM = STREAM_STATE + " FOR UPDATE"
+
+TOMBSTONE = """
+INSERT INTO eventstore.streams AS s (stream_id, category, deleted_at) VALUES ($1, $2, now())
+    ON CONFLICT (stream_id) DO UPDATE SET deleted_at = coalesce(s.deleted_at, now())
+"""
+
+DELETE_SNAPSHOT = "DELETE FROM eventstore.snapshots WHERE stream_id = $1"
+
+TRUNCATE_EVENTS = "DELETE FROM eventstore.events WHERE stream_id = $1 AND version < $2"
+
+TRUNCATE_STREAM = "UPDATE eventstore.streams SET first_version = $2 WHERE stream_id = $1"
+
+SAVE_CHECKPOINT = """
+INSERT INTO eventstore.checkpoints AS c (name, transaction_id, position) VALUES ($1, $2, $3)
+    ON CONFLICT (name) DO UPDATE
+    SET transaction_id = excluded.transaction_id, position = excluded.position, updated_at = now()
+"""
+
+LOAD_CHECKPOINT = "SELECT transaction_id, position FROM eventstore.checkpoints WHERE name = $1"
+
+# A snapshot only replaces an older one: two writers racing cannot move it backwards.
+SAVE_SNAPSHOT = """
+INSERT INTO eventstore.snapshots AS s (stream_id, version, state) VALUES ($1, $2, $3)
+    ON CONFLICT (stream_id) DO UPDATE
+    SET version = excluded.version, state = excluded.state, recorded_at = now()
+    WHERE s.version < excluded.version
+"""
+
+LOAD_SNAPSHOT = "SELECT version, state FROM eventstore.snapshots WHERE stream_id = $1"

@@ -1,0 +1,245 @@
+"""The events of the three aggregates: the facts other services consume.
+
+Events are frozen msgspec Structs. The JSON form carries the event's name in a
+`type` field, and each class states its `schema_version`; the pair
+(name, version) is how the event store and `schemas/` identify a shape. When a
+shape must change incompatibly, the old class is kept under a new Python name
+with the same tag and version, a new class takes the next version, and an
+upcaster converts the old payloads (see `fulfilment.registry`).
+
+Events do not forbid unknown fields: a consumer built against an older schema
+must keep reading when a field is added.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+from uuid import UUID
+
+import msgspec
+
+from fulfilment.values import (
+    Amount,
+    CanonicalSku,
+    CurrencyCode,
+    CustomerId,
+    MinorUnits,
+    ProductName,
+    ProviderReference,
+    Quantity,
+    Reason,
+    StockLevel,
+    Total,
+)
+
+__all__ = [
+    "ALL_EVENTS",
+    "Event",
+    "OrderCancelled",
+    "OrderConfirmed",
+    "OrderEvent",
+    "OrderPlaced",
+    "OrderRejected",
+    "PaymentAuthorized",
+    "PaymentDeclined",
+    "PaymentEvent",
+    "PaymentRefunded",
+    "PaymentRequested",
+    "PaymentVoided",
+    "PlacedLine",
+    "ProductRegistered",
+    "StockEvent",
+    "StockReceived",
+    "StockReservationCommitted",
+    "StockReservationFailed",
+    "StockReservationReleased",
+    "StockReserved",
+    "event_name",
+]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
+    """Base of every domain event; the tag is the class name."""
+
+    schema_version: ClassVar[int] = 1
+
+
+def event_name(event_type: type[Event]) -> str:
+    """The name an event type is stored and published under (its `type` tag)."""
+    tag = event_type.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{event_type.__name__} has no string tag")
+    return tag
+
+
+# --- orders -----------------------------------------------------------------
+
+
+class PlacedLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of a placed order, with its total computed by the domain."""
+
+    sku: CanonicalSku
+    quantity: Quantity
+    unit_price: MinorUnits
+    line_total: Total
+
+
+class OrderPlaced(Event, frozen=True):
+    """A customer placed an order; `total` is the sum of the computed line totals."""
+
+    order_id: UUID
+    customer_id: CustomerId
+    lines: tuple[PlacedLine, ...]
+    currency: CurrencyCode
+    total: Total
+
+
+class OrderConfirmed(Event, frozen=True):
+    """Stock was reserved and payment authorised: the order will be fulfilled."""
+
+    order_id: UUID
+
+
+class OrderRejected(Event, frozen=True):
+    """The order cannot be fulfilled (no stock, payment declined, ...)."""
+
+    order_id: UUID
+    reason: Reason
+
+
+class OrderCancelled(Event, frozen=True):
+    """The customer cancelled the order."""
+
+    order_id: UUID
+    cancelled_by: CustomerId
+    reason: Reason | None = None
+
+
+type OrderEvent = OrderPlaced | OrderConfirmed | OrderRejected | OrderCancelled
+
+
+# --- stock ------------------------------------------------------------------
+
+
+class ProductRegistered(Event, frozen=True):
+    """A SKU became known; it starts with no stock."""
+
+    sku: CanonicalSku
+    name: ProductName
+
+
+class StockReceived(Event, frozen=True):
+    """Units arrived in the warehouse; `on_hand` is the physical count afterwards."""
+
+    sku: CanonicalSku
+    quantity: Quantity
+    on_hand: StockLevel
+
+
+class StockReserved(Event, frozen=True):
+    """Units were set aside for an order; `available` is what is left to reserve."""
+
+    sku: CanonicalSku
+    order_id: UUID
+    quantity: Quantity
+    available: StockLevel
+
+
+class StockReservationFailed(Event, frozen=True):
+    """An order asked for more units than were available; nothing was set aside."""
+
+    sku: CanonicalSku
+    order_id: UUID
+    requested: Quantity
+    available: StockLevel
+
+
+class StockReservationReleased(Event, frozen=True):
+    """An order's reserved units went back to the available stock."""
+
+    sku: CanonicalSku
+    order_id: UUID
+    quantity: Quantity
+    available: StockLevel
+
+
+class StockReservationCommitted(Event, frozen=True):
+    """An order's reserved units left the warehouse; `on_hand` is the physical count afterwards."""
+
+    sku: CanonicalSku
+    order_id: UUID
+    quantity: Quantity
+    on_hand: StockLevel
+
+
+type StockEvent = (
+    ProductRegistered
+    | StockReceived
+    | StockReserved
+    | StockReservationFailed
+    | StockReservationReleased
+    | StockReservationCommitted
+)
+
+
+# --- payments ---------------------------------------------------------------
+
+
+class PaymentRequested(Event, frozen=True):
+    """Payment of `amount` was requested from the provider for an order."""
+
+    order_id: UUID
+    amount: Amount
+    currency: CurrencyCode
+
+
+class PaymentAuthorized(Event, frozen=True):
+    """The provider authorised the payment; in this suite authorisation takes the money."""
+
+    order_id: UUID
+    provider_reference: ProviderReference
+
+
+class PaymentDeclined(Event, frozen=True):
+    """The provider declined the payment."""
+
+    order_id: UUID
+    reason: Reason
+
+
+class PaymentVoided(Event, frozen=True):
+    """A requested payment was called off before the provider answered."""
+
+    order_id: UUID
+    reason: Reason | None = None
+
+
+class PaymentRefunded(Event, frozen=True):
+    """An authorised payment was paid back in full."""
+
+    order_id: UUID
+    amount: Amount
+    currency: CurrencyCode
+    provider_reference: ProviderReference
+
+
+type PaymentEvent = PaymentRequested | PaymentAuthorized | PaymentDeclined | PaymentVoided | PaymentRefunded
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    OrderPlaced,
+    OrderConfirmed,
+    OrderRejected,
+    OrderCancelled,
+    ProductRegistered,
+    StockReceived,
+    StockReserved,
+    StockReservationFailed,
+    StockReservationReleased,
+    StockReservationCommitted,
+    PaymentRequested,
+    PaymentAuthorized,
+    PaymentDeclined,
+    PaymentVoided,
+    PaymentRefunded,
+)

@@ -1,0 +1,201 @@
+"""The order aggregate: place, confirm, reject, cancel.
+
+An order is placed by a customer and then waits (`pending`) while the saga
+reserves stock and takes payment; the saga confirms or rejects it. Its customer
+may cancel it while it is pending or confirmed (the saga then releases the stock
+and refunds); a rejected order is already over and cannot be cancelled.
+
+Repeating the transition an order already made (confirm a confirmed order,
+cancel a cancelled one) decides nothing: retries by the saga are harmless.
+Totals are computed here from quantities and unit prices; no total is ever
+taken from a command.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+
+from fulfilment.errors import Conflict, InvalidCommand, NotFound, NotPermitted
+from fulfilment.events import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderEvent,
+    OrderPlaced,
+    OrderRejected,
+    PlacedLine,
+)
+from fulfilment.values import (
+    MAX_LINES,
+    CurrencyCode,
+    CustomerId,
+    MinorUnits,
+    Quantity,
+    Reason,
+    Sku,
+    normalise_sku,
+)
+
+__all__ = [
+    "CancelOrder",
+    "ConfirmOrder",
+    "Order",
+    "OrderCommand",
+    "OrderLine",
+    "OrderStatus",
+    "PlaceOrder",
+    "RejectOrder",
+    "decide",
+    "evolve",
+]
+
+
+class OrderLine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the customer asks for: a SKU, how many, at which unit price."""
+
+    sku: Sku
+    quantity: Quantity
+    unit_price: MinorUnits
+
+
+class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    order_id: UUID
+    customer_id: CustomerId
+    lines: Annotated[tuple[OrderLine, ...], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
+    currency: CurrencyCode
+
+
+class ConfirmOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    order_id: UUID
+
+
+class RejectOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    order_id: UUID
+    reason: Reason
+
+
+class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    order_id: UUID
+    customer_id: CustomerId
+    reason: Reason | None = None
+
+
+type OrderCommand = PlaceOrder | ConfirmOrder | RejectOrder | CancelOrder
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class Order(msgspec.Struct, frozen=True, kw_only=True):
+    """An order as far as deciding needs it; `None` stands for an order not placed yet."""
+
+    order_id: UUID
+    customer_id: str
+    currency: str
+    total: int
+    status: OrderStatus
+
+
+def decide(state: Order | None, command: OrderCommand) -> list[OrderEvent]:
+    """The events `command` causes on an order in `state`, or a `DomainError` refusing it."""
+    match command:
+        case PlaceOrder():
+            return _place(state, command)
+        case ConfirmOrder():
+            order = _existing(state, command.order_id)
+            if order.status is OrderStatus.CONFIRMED:
+                return []
+            _require_pending(order, "confirm")
+            return [OrderConfirmed(order_id=order.order_id)]
+        case RejectOrder():
+            order = _existing(state, command.order_id)
+            if order.status is OrderStatus.REJECTED:
+                return []
+            _require_pending(order, "reject")
+            return [OrderRejected(order_id=order.order_id, reason=command.reason)]
+        case CancelOrder():
+            return _cancel(_existing(state, command.order_id), command)
+
+
+def evolve(state: Order | None, event: OrderEvent) -> Order | None:
+    """The order after `event`."""
+    match event:
+        case OrderPlaced():
+            return Order(
+                order_id=event.order_id,
+                customer_id=event.customer_id,
+                currency=event.currency,
+                total=event.total,
+                status=OrderStatus.PENDING,
+            )
+        case OrderConfirmed():
+            return msgspec.structs.replace(_placed(state), status=OrderStatus.CONFIRMED)
+        case OrderRejected():
+            return msgspec.structs.replace(_placed(state), status=OrderStatus.REJECTED)
+        case OrderCancelled():
+            return msgspec.structs.replace(_placed(state), status=OrderStatus.CANCELLED)
+
+
+def _place(state: Order | None, command: PlaceOrder) -> list[OrderEvent]:
+    if state is not None:
+        raise Conflict("order-already-placed", f"order {command.order_id} was already placed")
+    if not 1 <= len(command.lines) <= MAX_LINES:
+        raise InvalidCommand("order-lines-count", f"an order has 1 to {MAX_LINES} lines")
+    lines: list[PlacedLine] = []
+    seen: set[str] = set()
+    for line in command.lines:
+        sku = normalise_sku(line.sku)
+        if sku in seen:
+            raise InvalidCommand("duplicate-order-line", f"SKU {sku} appears on more than one line")
+        if line.quantity < 1 or line.unit_price < 0:
+            raise InvalidCommand("invalid-order-line", f"SKU {sku}: quantity must be >= 1 and price >= 0")
+        seen.add(sku)
+        line_total = line.quantity * line.unit_price
+        lines.append(
+            PlacedLine(sku=sku, quantity=line.quantity, unit_price=line.unit_price, line_total=line_total)
+        )
+    return [
+        OrderPlaced(
+            order_id=command.order_id,
+            customer_id=command.customer_id,
+            lines=tuple(lines),
+            currency=command.currency,
+            total=sum(line.line_total for line in lines),
+        )
+    ]
+
+
+def _cancel(order: Order, command: CancelOrder) -> list[OrderEvent]:
+    # Ownership is checked before the state, so a stranger learns nothing about the order.
+    if order.customer_id != command.customer_id:
+        raise NotPermitted("not-order-owner", "only the customer who placed an order may cancel it")
+    if order.status is OrderStatus.CANCELLED:
+        return []
+    if order.status is OrderStatus.REJECTED:
+        raise Conflict("order-not-cancellable", "a rejected order cannot be cancelled")
+    return [OrderCancelled(order_id=order.order_id, cancelled_by=command.customer_id, reason=command.reason)]
+
+
+def _existing(state: Order | None, order_id: UUID) -> Order:
+    if state is None:
+        raise NotFound("order-not-found", f"order {order_id} does not exist")
+    return state
+
+
+def _require_pending(order: Order, action: str) -> None:
+    if order.status is not OrderStatus.PENDING:
+        raise Conflict("order-not-pending", f"cannot {action} an order that is {order.status}")
+
+
+def _placed(state: Order | None) -> Order:
+    # A stream whose first event is not OrderPlaced is corrupt, not a refused command.
+    if state is None:
+        raise ValueError("order event before OrderPlaced")
+    return state

@@ -1,0 +1,211 @@
+"""The stock item aggregate, one per SKU: register, receive, reserve, release, commit.
+
+`on_hand` counts the units physically in the warehouse; reservations set units
+aside for orders, so what can still be reserved is `on_hand - reserved`.
+Committing a reservation means its units left the warehouse: both `on_hand` and
+`reserved` drop.
+
+Reserve, release and commit are idempotent per order id, because the saga
+retries them: the first outcome for an order stands (a second reserve for the
+same order decides nothing, even after a failure), releasing what is not
+reserved decides nothing, and committing twice decides nothing. Asking for more
+than is available is recorded as `StockReservationFailed`, not raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from uuid import UUID
+
+import msgspec
+
+from fulfilment.errors import Conflict, NotFound
+from fulfilment.events import (
+    ProductRegistered,
+    StockEvent,
+    StockReceived,
+    StockReservationCommitted,
+    StockReservationFailed,
+    StockReservationReleased,
+    StockReserved,
+)
+from fulfilment.values import ProductName, Quantity, Sku, normalise_sku
+
+__all__ = [
+    "CommitReservation",
+    "ReceiveStock",
+    "RegisterProduct",
+    "ReleaseReservation",
+    "ReserveStock",
+    "Settlement",
+    "StockCommand",
+    "StockItem",
+    "decide",
+    "evolve",
+]
+
+
+class RegisterProduct(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    sku: Sku
+    name: ProductName
+
+
+class ReceiveStock(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    sku: Sku
+    quantity: Quantity
+
+
+class ReserveStock(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    sku: Sku
+    order_id: UUID
+    quantity: Quantity
+
+
+class ReleaseReservation(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    sku: Sku
+    order_id: UUID
+
+
+class CommitReservation(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    sku: Sku
+    order_id: UUID
+
+
+type StockCommand = RegisterProduct | ReceiveStock | ReserveStock | ReleaseReservation | CommitReservation
+
+
+class Settlement(StrEnum):
+    """How an order's reservation ended, once it is no longer held."""
+
+    FAILED = "failed"
+    RELEASED = "released"
+    COMMITTED = "committed"
+
+
+class StockItem(msgspec.Struct, frozen=True, kw_only=True):
+    """A SKU's stock as far as deciding needs it; `None` stands for a SKU not registered yet."""
+
+    sku: str
+    name: str
+    on_hand: int = 0
+    reservations: Mapping[UUID, int] = msgspec.field(default_factory=dict)
+    settled: Mapping[UUID, Settlement] = msgspec.field(default_factory=dict)
+
+    @property
+    def reserved(self) -> int:
+        return sum(self.reservations.values())
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+def decide(state: StockItem | None, command: StockCommand) -> list[StockEvent]:
+    """The events `command` causes on a stock item in `state`, or a `DomainError` refusing it."""
+    sku = normalise_sku(command.sku)
+    match command:
+        case RegisterProduct():
+            if state is not None:
+                raise Conflict("product-already-registered", f"product {sku} is already registered")
+            return [ProductRegistered(sku=sku, name=command.name)]
+        case ReceiveStock():
+            item = _registered(state, sku)
+            return [
+                StockReceived(sku=sku, quantity=command.quantity, on_hand=item.on_hand + command.quantity)
+            ]
+        case ReserveStock():
+            return _reserve(_registered(state, sku), command)
+        case ReleaseReservation():
+            return _release(_registered(state, sku), command.order_id)
+        case CommitReservation():
+            return _commit(_registered(state, sku), command.order_id)
+
+
+def evolve(state: StockItem | None, event: StockEvent) -> StockItem | None:
+    """The stock item after `event`."""
+    match event:
+        case ProductRegistered():
+            return StockItem(sku=event.sku, name=event.name)
+        case StockReceived():
+            item = _known(state)
+            return msgspec.structs.replace(item, on_hand=item.on_hand + event.quantity)
+        case StockReserved():
+            item = _known(state)
+            return msgspec.structs.replace(
+                item, reservations={**item.reservations, event.order_id: event.quantity}
+            )
+        case StockReservationFailed():
+            return _settle(_known(state), event.order_id, Settlement.FAILED)
+        case StockReservationReleased():
+            return _settle(_known(state), event.order_id, Settlement.RELEASED)
+        case StockReservationCommitted():
+            item = _settle(_known(state), event.order_id, Settlement.COMMITTED)
+            return msgspec.structs.replace(item, on_hand=item.on_hand - event.quantity)
+
+
+def _registered(state: StockItem | None, sku: str) -> StockItem:
+    if state is None:
+        raise NotFound("product-not-found", f"product {sku} is not registered")
+    return state
+
+
+def _known(state: StockItem | None) -> StockItem:
+    # A stream whose first event is not ProductRegistered is corrupt, not a refused command.
+    if state is None:
+        raise ValueError("stock event before ProductRegistered")
+    return state
+
+
+def _reserve(state: StockItem, command: ReserveStock) -> list[StockEvent]:
+    if command.order_id in state.reservations or command.order_id in state.settled:
+        return []
+    if command.quantity > state.available:
+        return [
+            StockReservationFailed(
+                sku=state.sku,
+                order_id=command.order_id,
+                requested=command.quantity,
+                available=state.available,
+            )
+        ]
+    return [
+        StockReserved(
+            sku=state.sku,
+            order_id=command.order_id,
+            quantity=command.quantity,
+            available=state.available - command.quantity,
+        )
+    ]
+
+
+def _release(state: StockItem, order_id: UUID) -> list[StockEvent]:
+    if state.settled.get(order_id) is Settlement.COMMITTED:
+        raise Conflict("reservation-committed", f"the reservation of order {order_id} was already committed")
+    quantity = state.reservations.get(order_id)
+    # Nothing held (never reserved, failed, or already released): a compensation that has nothing to undo.
+    if quantity is None:
+        return []
+    return [
+        StockReservationReleased(
+            sku=state.sku, order_id=order_id, quantity=quantity, available=state.available + quantity
+        )
+    ]
+
+
+def _commit(state: StockItem, order_id: UUID) -> list[StockEvent]:
+    if state.settled.get(order_id) is Settlement.COMMITTED:
+        return []
+    quantity = state.reservations.get(order_id)
+    if quantity is None:
+        raise Conflict("no-reservation", f"order {order_id} holds no reservation of {state.sku}")
+    return [
+        StockReservationCommitted(
+            sku=state.sku, order_id=order_id, quantity=quantity, on_hand=state.on_hand - quantity
+        )
+    ]
+
+
+def _settle(state: StockItem, order_id: UUID, how: Settlement) -> StockItem:
+    reservations = {key: value for key, value in state.reservations.items() if key != order_id}
+    return msgspec.structs.replace(state, reservations=reservations, settled={**state.settled, order_id: how})

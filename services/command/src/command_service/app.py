@@ -1,0 +1,141 @@
+"""`create_app(settings)`: the one place where the command service is wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import redis.asyncio as redis
+from eventstore.connection import connect
+from eventstore.migrations import migrate as migrate_event_store
+from eventstore.postgres import PostgresEventStore
+from fulfilment.registry import build_registry
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from command_service.auth import authenticate_with, build_verifier
+from command_service.handling import Services
+from command_service.idempotency import IdempotencyKeys
+from command_service.logs import RequestContextMiddleware
+from command_service.migrations import migrate as migrate_command_schema
+from command_service.problems import problem_response
+from command_service.ratelimit import RateLimiter, rate_limit_with
+from command_service.routes import health
+from command_service.routes.conventions import COMMAND_RESPONSE_HEADERS, provide_command_request
+from command_service.routes.orders import OrderController
+from command_service.routes.payments import PaymentController
+from command_service.routes.stock import StockController
+from command_service.settings import CommandSettings
+from command_service.telemetry import http_tracing_middleware, instrument_asyncpg, tracer_provider
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("command_service")
+
+PURGE_INTERVAL_SECONDS = 600.0
+
+
+def create_app(
+    settings: CommandSettings,
+    *,
+    span_exporter: SpanExporter | None = None,
+    jwks_client: httpx.AsyncClient | None = None,
+) -> Litestar:
+    """The command service as an ASGI app; its pool and Redis client live for the app's lifespan."""
+    verifier = build_verifier(settings, jwks_client)
+    redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    limiter = RateLimiter(
+        redis_client, per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
+    )
+    provider = tracer_provider(settings, span_exporter)
+    instrument_asyncpg(provider)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await migrate_event_store(settings.database_url)
+        await migrate_command_schema(settings.database_url)
+        pool = await connect(
+            settings.database_url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            application_name="command-service",
+        )
+        store = PostgresEventStore(pool, build_registry())
+        keys = IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds)
+        app.state.services = Services(
+            pool=pool, store=store, registry=store.registry, keys=keys, max_attempts=settings.max_attempts
+        )
+        purging = asyncio.create_task(_purge_expired_keys(keys), name="purge-idempotency-keys")
+        log.info("command service ready")
+        try:
+            yield
+        finally:
+            # The server has let in-flight requests finish before the lifespan ends.
+            purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purging
+            await store.close()
+            await redis_client.aclose()
+            await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout_seconds)
+            provider.shutdown()
+            log.info("command service stopped")
+
+    commands = Router(
+        path="/",
+        route_handlers=[OrderController, StockController, PaymentController],
+        guards=[authenticate_with(verifier), rate_limit_with(limiter)],
+        dependencies={"command_request": Provide(provide_command_request)},
+        response_headers=COMMAND_RESPONSE_HEADERS,
+        security=[{"bearer": []}],
+    )
+    return Litestar(
+        route_handlers=[commands, health.live, health.ready],
+        lifespan=[lifespan],
+        dependencies={
+            "services": Provide(_services, sync_to_thread=False),
+        },
+        exception_handlers={Exception: problem_response},
+        middleware=[
+            http_tracing_middleware(provider),
+            DefineMiddleware(RequestContextMiddleware, access_log=settings.access_log),
+        ],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Fulfilment command API",
+            version="1.0.0",
+            description="One endpoint per command. Every command needs a bearer token and an Idempotency-Key; "
+            "errors are RFC 9457 problem details.",
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+            ),
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        logging_config=None,
+    )
+
+
+def _services(state: State) -> Services:
+    services: Services = state.services
+    return services
+
+
+async def _purge_expired_keys(keys: IdempotencyKeys) -> None:
+    while True:
+        try:
+            purged = await keys.purge_expired()
+            if purged:
+                log.info("purged expired idempotency keys", extra={"purged": purged})
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("could not purge idempotency keys: %s", error)
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)

@@ -1,0 +1,203 @@
+"""Bearer-token authentication (PyJWT) and the role guards of the endpoints.
+
+A token must carry a verifying signature, `exp`, `iss`, `aud` and `sub`; `nbf`
+is checked when present; `leeway` absorbs small clock differences. Only the
+configured algorithms are accepted, and the algorithm decides where the key comes
+from (HS256: the configured secret; RS256/ES256: the JWKS), so `alg: none` and
+algorithm confusion are refused before any signature check.
+
+Roles come from the `roles` claim (a list) and the `scope` claim (space
+separated): `customer` places and cancels their own orders, `staff` manages
+stock, `service` is the saga's role for everything it drives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import msgspec
+from infra.settings import SettingsError
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+
+from command_service.errors import AuthenticationFailed, NotAllowed
+from command_service.jwks import KEY_TYPES, JwksError, JwksKeys
+from command_service.settings import CommandSettings
+
+__all__ = [
+    "CUSTOMER",
+    "ROLES",
+    "SERVICE",
+    "STAFF",
+    "Principal",
+    "TokenVerifier",
+    "allow",
+    "authenticate_with",
+    "build_verifier",
+    "principal_of",
+]
+
+CUSTOMER, STAFF, SERVICE = "customer", "staff", "service"
+ROLES = frozenset({CUSTOMER, STAFF, SERVICE})
+MIN_SECRET_BYTES = 32
+
+type Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None] | None]
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who is calling: the token's subject and the roles it grants."""
+
+    subject: str
+    roles: frozenset[str]
+
+
+class TokenVerifier:
+    """Turns a bearer token into a `Principal`, or raises `AuthenticationFailed` saying why."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: Sequence[str],
+        leeway_seconds: float = 30,
+        secret: bytes | None = None,
+        jwks: JwksKeys | None = None,
+    ) -> None:
+        unknown = set(algorithms) - {"HS256", *KEY_TYPES}
+        if unknown or not algorithms:
+            raise SettingsError(
+                f"JWT_ALGORITHMS: only HS256, RS256, ES256 are supported, not {sorted(unknown)}"
+            )
+        if "HS256" in algorithms and (secret is None or len(secret) < MIN_SECRET_BYTES):
+            raise SettingsError(f"JWT_SECRET: HS256 needs a secret of at least {MIN_SECRET_BYTES} bytes")
+        if set(algorithms) & set(KEY_TYPES) and jwks is None:
+            raise SettingsError("JWT_JWKS_FILE or JWT_JWKS_URL: RS256/ES256 need public keys")
+        self._issuer = issuer
+        self._audience = audience
+        self._algorithms = frozenset(algorithms)
+        self._leeway = leeway_seconds
+        self._secret = secret
+        self._jwks = jwks
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of a valid token."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise AuthenticationFailed("the token is not a well-formed JWT") from error
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
+            raise AuthenticationFailed(f"tokens signed with {algorithm!r} are not accepted")
+        key = await self._key(header, algorithm)
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise AuthenticationFailed("the token has expired") from error
+        except jwt.ImmatureSignatureError as error:
+            raise AuthenticationFailed("the token is not valid yet (nbf)") from error
+        except jwt.InvalidAudienceError as error:
+            raise AuthenticationFailed("the token is for another audience") from error
+        except jwt.InvalidIssuerError as error:
+            raise AuthenticationFailed("the token is from another issuer") from error
+        except jwt.InvalidSignatureError as error:
+            raise AuthenticationFailed("the token's signature does not verify") from error
+        except jwt.PyJWTError as error:
+            raise AuthenticationFailed(f"the token is invalid: {error}") from error
+        return Principal(subject=str(claims["sub"]), roles=_roles(claims))
+
+    async def _key(self, header: dict[str, Any], algorithm: str) -> Any:
+        if algorithm == "HS256":
+            return self._secret
+        assert self._jwks is not None
+        kid = header.get("kid")
+        try:
+            return await self._jwks.key_for(kid if isinstance(kid, str) else None, algorithm)
+        except JwksError as error:
+            raise AuthenticationFailed("the token was signed with an unknown key") from error
+
+
+def _roles(claims: dict[str, Any]) -> frozenset[str]:
+    granted: set[str] = set()
+    roles = claims.get("roles")
+    if isinstance(roles, list):
+        granted.update(role for role in roles if isinstance(role, str))
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        granted.update(scope.split())
+    return frozenset(granted & ROLES)
+
+
+def build_verifier(settings: CommandSettings, client: httpx.AsyncClient | None = None) -> TokenVerifier:
+    """The verifier the settings describe; raises `SettingsError` for an unusable combination."""
+    jwks = None
+    if settings.jwt_jwks_file and settings.jwt_jwks_url:
+        raise SettingsError("JWT_JWKS_FILE, JWT_JWKS_URL: set one of them, not both")
+    try:
+        if settings.jwt_jwks_file:
+            jwks = JwksKeys(file=Path(settings.jwt_jwks_file))
+        elif settings.jwt_jwks_url:
+            jwks = JwksKeys(url=settings.jwt_jwks_url, client=client)
+    except JwksError as error:
+        raise SettingsError(f"JWT_JWKS_FILE: {error}") from error
+    return TokenVerifier(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithms=settings.algorithms,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        secret=settings.jwt_secret.encode() if settings.jwt_secret else None,
+        jwks=jwks,
+    )
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer ...` header."""
+    if not authorization:
+        raise AuthenticationFailed("send a bearer token in the Authorization header", error=None)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed(
+            "the Authorization header must be `Bearer <token>`", error="invalid_request"
+        )
+    return token.strip()
+
+
+def authenticate_with(verifier: TokenVerifier) -> Guard:
+    """A guard that verifies the bearer token and puts the `Principal` on the connection."""
+
+    async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        token = bearer_token(connection.headers.get("authorization"))
+        connection.scope["user"] = await verifier.verify(token)
+
+    return authenticate
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    """The principal an earlier guard authenticated."""
+    principal = connection.scope.get("user")
+    if not isinstance(principal, Principal):
+        raise AuthenticationFailed("send a bearer token in the Authorization header", error=None)
+    return principal
+
+
+def allow(*roles: str) -> Guard:
+    """A guard that lets through principals holding any of `roles`."""
+    accepted = frozenset(roles)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if not principal_of(connection).roles & accepted:
+            raise NotAllowed(f"this endpoint needs the role {' or '.join(sorted(accepted))}")
+
+    return guard

@@ -1,0 +1,183 @@
+"""What every command endpoint shares: the headers it reads, the responses it documents, its reply.
+
+- `Idempotency-Key` (required): see `command_service.idempotency`.
+- `If-Match` (optional): the stream version the client last saw, as the `ETag`
+  of a previous reply (`"3"`); a stream at another version answers 412.
+- `X-Correlation-ID` / `X-Causation-ID` (optional): carried into event metadata.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from eventstore.types import Metadata
+from litestar import Request, Response
+from litestar.datastructures import ResponseHeader
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter, SkipValidation
+
+from command_service.auth import principal_of
+from command_service.errors import InvalidHeader
+from command_service.handling import CommandAccepted, CommandContext, Outcome, Services
+from command_service.idempotency import fingerprint
+from command_service.logs import correlation_id
+from command_service.problems import PROBLEM_MEDIA_TYPE, Problem
+from command_service.telemetry import current_traceparent
+
+__all__ = [
+    "COMMAND_RESPONSE_HEADERS",
+    "CommandRequest",
+    "CommandRequestDep",
+    "ServicesDep",
+    "accepted",
+    "problem_responses",
+    "provide_command_request",
+]
+
+IdempotencyKeyHeader = Annotated[
+    str,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A unique key per command (a UUID is a good choice). Retrying with the same key and "
+        "body returns the first response and appends nothing; reusing it for another request is refused.",
+    ),
+]
+IfMatchHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-Match",
+        required=False,
+        max_length=24,
+        description='The stream version the client expects, as returned in `ETag` (e.g. `"3"`). '
+        "If the stream moved on, the command is refused with 412.",
+    ),
+]
+CausationHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="X-Causation-ID",
+        required=False,
+        max_length=128,
+        description="What caused this command (e.g. the id of the event a saga reacted to).",
+    ),
+]
+
+# Injected by name and not validated: they are the service's own objects, not client input.
+ServicesDep = NamedDependency[SkipValidation[Services]]
+
+COMMAND_RESPONSE_HEADERS = [
+    ResponseHeader(
+        name="ETag", documentation_only=True, description='The stream version after the command, e.g. `"4"`.'
+    ),
+    ResponseHeader(
+        name="Idempotent-Replayed",
+        documentation_only=True,
+        description="`true` when this is the stored response to an earlier request with the same key.",
+    ),
+]
+
+_DESCRIPTIONS = {
+    400: "Invalid headers or parameters",
+    401: "Missing or invalid bearer token",
+    403: "The token lacks the role, or the caller does not own the order",
+    404: "The aggregate does not exist",
+    409: "The aggregate's state refuses the command, or the stream kept changing",
+    410: "The stream was deleted",
+    412: "If-Match named a version the stream is not at",
+    413: "The request body is too large",
+    422: "Invalid body (the errors name each field), a command that breaks a rule, or a reused key",
+    429: "Too many requests for this subject; see Retry-After",
+    503: "A dependency is unavailable; retry later",
+}
+_ALWAYS = (400, 401, 403, 413, 422, 429, 503)
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem responses an endpoint can give (the common ones included)."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_DESCRIPTIONS[status],
+            media_type=PROBLEM_MEDIA_TYPE,
+            generate_examples=False,
+        )
+        for status in sorted({*_ALWAYS, *statuses})
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    """The parts of an HTTP request that every command needs, before its body is known."""
+
+    subject: str
+    idempotency_key: str
+    if_match: int | None
+    method: str
+    path: str
+    metadata: Metadata
+
+    def context(self, body: msgspec.Struct | None = None) -> CommandContext:
+        """The command's context; the body is part of what the idempotency key must match."""
+        encoded = b"" if body is None else msgspec.json.encode(body)
+        return CommandContext(
+            subject=self.subject,
+            idempotency_key=self.idempotency_key,
+            fingerprint=fingerprint(self.method, self.path, encoded),
+            if_match=self.if_match,
+            metadata=self.metadata,
+        )
+
+
+CommandRequestDep = NamedDependency[SkipValidation[CommandRequest]]
+
+
+async def provide_command_request(
+    request: Request[Any, Any, Any],
+    idempotency_key: IdempotencyKeyHeader,
+    if_match: IfMatchHeader = None,
+    causation_id: CausationHeader = None,
+) -> CommandRequest:
+    """Litestar dependency: reads the command headers of an authenticated request."""
+    subject = principal_of(request).subject
+    return CommandRequest(
+        subject=subject,
+        idempotency_key=idempotency_key,
+        if_match=_parse_if_match(if_match),
+        method=request.method,
+        path=request.url.path,
+        metadata=Metadata(
+            correlation_id=correlation_id(),
+            causation_id=causation_id or f"command:{uuid.uuid4()}",
+            traceparent=current_traceparent(),
+            actor=subject,
+        ),
+    )
+
+
+def _parse_if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        text = text[1:-1]
+    if not text.isdigit() and not (text.startswith("-") and text[1:].isdigit()):
+        raise InvalidHeader("If-Match", 'expected a stream version as sent in ETag, e.g. "3"')
+    version = int(text)
+    if version < -1 or version > 2**62:
+        raise InvalidHeader("If-Match", "not a stream version")
+    return version
+
+
+def accepted[T: CommandAccepted](outcome: Outcome, body: T) -> Response[T]:
+    """The reply to an accepted (or replayed) command: its body, ETag and replay marker."""
+    headers = {"ETag": f'"{outcome.accepted.version}"'}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(content=body, status_code=outcome.status_code, headers=headers)

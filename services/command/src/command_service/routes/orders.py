@@ -1,0 +1,125 @@
+"""Order commands: place (customers), confirm and reject (the saga), cancel (the order's customer)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID, uuid4
+
+import msgspec
+from fulfilment.deciders import ORDERS
+from fulfilment.orders import CancelOrder, ConfirmOrder, OrderLine, PlaceOrder, RejectOrder
+from fulfilment.values import MAX_LINES, CurrencyCode, Reason, order_stream
+from litestar import Controller, Response, post
+from litestar.params import FromPath, JSONBody
+
+from command_service.auth import CUSTOMER, SERVICE, allow
+from command_service.handling import CommandAccepted, handle
+from command_service.routes.conventions import CommandRequestDep, ServicesDep, accepted, problem_responses
+
+__all__ = ["OrderController"]
+
+
+class PlaceOrderBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An order to place for the calling customer. There is no total: the service computes it."""
+
+    lines: Annotated[tuple[OrderLine, ...], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
+    currency: CurrencyCode
+
+
+class RejectOrderBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    reason: Reason
+
+
+class CancelOrderBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    reason: Reason | None = None
+
+
+class OrderAccepted(CommandAccepted, frozen=True, kw_only=True):
+    """An accepted order: its id, and where its stream now stands."""
+
+    order_id: UUID
+
+
+class OrderController(Controller):
+    path = "/orders"
+    tags = ["orders"]
+
+    @post(
+        "/",
+        operation_id="placeOrder",
+        summary="Place an order for the calling customer",
+        status_code=201,
+        guards=[allow(CUSTOMER)],
+        responses=problem_responses(),
+    )
+    async def place(
+        self, data: JSONBody[PlaceOrderBody], command_request: CommandRequestDep, services: ServicesDep
+    ) -> Response[OrderAccepted]:
+        order_id = uuid4()
+        command = PlaceOrder(
+            order_id=order_id, customer_id=command_request.subject, lines=data.lines, currency=data.currency
+        )
+        outcome = await handle(
+            services, ORDERS, order_stream(order_id), command, command_request.context(data), status_code=201
+        )
+        # A replay answers with the order of the first request, whose id is in its stream id.
+        first_order_id = UUID(outcome.accepted.stream_id.removeprefix("order-"))
+        body = OrderAccepted(order_id=first_order_id, **msgspec.structs.asdict(outcome.accepted))
+        return accepted(outcome, body)
+
+    @post(
+        "/{order_id:uuid}/confirm",
+        status_code=200,
+        operation_id="confirmOrder",
+        summary="Confirm a pending order (stock reserved, payment authorised)",
+        guards=[allow(SERVICE)],
+        responses=problem_responses(404, 409, 412),
+    )
+    async def confirm(
+        self, order_id: FromPath[UUID], command_request: CommandRequestDep, services: ServicesDep
+    ) -> Response[CommandAccepted]:
+        command = ConfirmOrder(order_id=order_id)
+        outcome = await handle(services, ORDERS, order_stream(order_id), command, command_request.context())
+        return accepted(outcome, outcome.accepted)
+
+    @post(
+        "/{order_id:uuid}/reject",
+        status_code=200,
+        operation_id="rejectOrder",
+        summary="Reject a pending order, saying why",
+        guards=[allow(SERVICE)],
+        responses=problem_responses(404, 409, 412),
+    )
+    async def reject(
+        self,
+        order_id: FromPath[UUID],
+        data: JSONBody[RejectOrderBody],
+        command_request: CommandRequestDep,
+        services: ServicesDep,
+    ) -> Response[CommandAccepted]:
+        command = RejectOrder(order_id=order_id, reason=data.reason)
+        outcome = await handle(
+            services, ORDERS, order_stream(order_id), command, command_request.context(data)
+        )
+        return accepted(outcome, outcome.accepted)
+
+    @post(
+        "/{order_id:uuid}/cancel",
+        status_code=200,
+        operation_id="cancelOrder",
+        summary="Cancel one of the calling customer's orders (pending or confirmed)",
+        guards=[allow(CUSTOMER)],
+        responses=problem_responses(404, 409, 412),
+    )
+    async def cancel(
+        self,
+        order_id: FromPath[UUID],
+        data: JSONBody[CancelOrderBody],
+        command_request: CommandRequestDep,
+        services: ServicesDep,
+    ) -> Response[CommandAccepted]:
+        command = CancelOrder(order_id=order_id, customer_id=command_request.subject, reason=data.reason)
+        outcome = await handle(
+            services, ORDERS, order_stream(order_id), command, command_request.context(data)
+        )
+        return accepted(outcome, outcome.accepted)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+from command_service.app import create_app
+from command_service.settings import CommandSettings
+from command_service.testing import StoreReader, TokenFactory, token_factory
+from eventstore.postgres import PostgresEventStore
+from fulfilment.registry import build_registry
+from litestar import Litestar
+
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+ISSUER = "https://issuer.test"
+AUDIENCE = "command-api"
+
+
+def make_settings(database_url: str, redis_url: str, **overrides: Any) -> CommandSettings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "jwt_issuer": ISSUER,
+        "jwt_audience": AUDIENCE,
+        "jwt_secret": SECRET,
+        "pool_min_size": 1,
+        "pool_max_size": 8,
+        "rate_limit_per_second": 1000.0,
+        "rate_limit_burst": 1000,
+        "max_attempts": 20,
+        **overrides,
+    }
+    return msgspec.convert(values, CommandSettings)
+
+
+@pytest.fixture
+def settings(fresh_database_url: str, redis_url: str) -> CommandSettings:
+    return make_settings(fresh_database_url, redis_url)
+
+
+@pytest.fixture
+def app(settings: CommandSettings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    # The app runs on the test's own event loop, so tests can race requests with asyncio.gather.
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://command.test") as http:
+            yield http
+
+
+@pytest.fixture
+def tokens() -> TokenFactory:
+    return token_factory(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
+
+
+@pytest.fixture
+async def reader(client: httpx.AsyncClient, settings: CommandSettings) -> AsyncIterator[StoreReader]:
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    store = PostgresEventStore(pool, build_registry())
+    try:
+        yield StoreReader(store)
+    finally:
+        await store.close()
+        await pool.close()

@@ -1,0 +1,1 @@
+"""The relay: publishes the event store's global log to Kafka."""

@@ -1,0 +1,45 @@
+"""How far the relay is behind the log, in events and in seconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+__all__ = ["Lag", "measure_lag"]
+
+# Counting is exact up to this many unpublished events, then reported as "at least".
+COUNT_CAP = 1_000_000
+
+
+class Lag(msgspec.Struct, frozen=True):
+    events: int
+    seconds: float
+
+
+async def measure_lag(pool: asyncpg.Pool, checkpoint: str) -> Lag:
+    """Events visible in the log after the relay's checkpoint, and the age of the oldest one."""
+    # Same visibility rule as the store's readers: only rows below the snapshot's xmin
+    # count, so the lag never includes transactions the relay may not publish yet.
+    row = await pool.fetchrow(
+        """
+        WITH cursor AS (
+            SELECT coalesce((SELECT transaction_id FROM eventstore.checkpoints WHERE name = $1), '0'::xid8) AS tx,
+                   coalesce((SELECT position FROM eventstore.checkpoints WHERE name = $1), 0) AS pos
+        ), pending AS (
+            SELECT e.recorded_at FROM eventstore.events e, cursor c
+             WHERE (e.transaction_id, e.position) > (c.tx, c.pos)
+               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY e.transaction_id, e.position
+             LIMIT $2
+        )
+        SELECT count(*) AS events, min(recorded_at) AS oldest FROM pending
+        """,
+        checkpoint,
+        COUNT_CAP,
+    )
+    assert row is not None
+    oldest: datetime | None = row["oldest"]
+    seconds = 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+    return Lag(events=int(row["events"]), seconds=round(seconds, 3))

@@ -1,0 +1,174 @@
+"""The publishing loop: global log → Kafka, checkpoint after acknowledgement.
+
+Two tasks share a queue of sent-but-unconfirmed messages. `_pump` follows the
+store's subscription (catch-up, then LISTEN/NOTIFY wake-ups) and hands each
+event to the producer, which batches per partition. `_confirm` waits for the
+oldest send to be acknowledged (`acks=all`) and moves the checkpoint to the
+newest event whose send *and every earlier one* succeeded. A crash anywhere
+therefore loses nothing: the next leader resumes after the checkpoint and
+re-sends what may already be on Kafka (at-least-once; consumers deduplicate
+on `ce_id` or guard on `ce_streamversion`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from eventstore import EventStore, LogPosition, RecordedEvent
+from eventstore.errors import EventStoreError
+from relay_service.envelope import to_message
+from relay_service.leadership import leadership
+from relay_service.settings import RelaySettings
+from relay_service.status import RelayStatus
+from relay_service.topics import TopicCreator
+
+__all__ = ["Relay", "make_producer"]
+
+log = logging.getLogger(__name__)
+
+# Far more than the producer holds in flight; bounds memory if acks stall.
+MAX_UNCONFIRMED = 50_000
+
+
+class LeadershipLost(Exception):
+    """The advisory lock's connection broke: another relay may publish now."""
+
+
+def make_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+    """The producer the relay and its benchmark use: idempotent, acks from all replicas, batched."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,  # broker-side dedup of retried batches; keeps per-partition order
+        linger_ms=5,  # a few ms of batching buys far more throughput than it costs latency
+        max_batch_size=1 << 20,
+        request_timeout_ms=10_000,
+        retry_backoff_ms=200,
+    )
+
+
+class Relay:
+    """Publishes every event of the global log to its category's topic, as the one active relay."""
+
+    def __init__(
+        self,
+        settings: RelaySettings,
+        store: EventStore,
+        status: RelayStatus | None = None,
+        producer_factory: Callable[[str], AIOKafkaProducer] = make_producer,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self.status = status or RelayStatus()
+        self._producer_factory = producer_factory
+        self._topics = TopicCreator(
+            settings.kafka_bootstrap_servers,
+            partitions=settings.relay_partitions,
+            replication_factor=settings.relay_replication_factor,
+        )
+
+    async def run(self) -> None:
+        """Publish until cancelled, surviving Kafka outages and lost leadership."""
+        failures = 0
+        while True:
+            try:
+                async with leadership(
+                    self._settings.database_url,
+                    self._settings.relay_lock_key,
+                    poll_interval=self._settings.relay_standby_poll,
+                    on_standby=self._standby,
+                ) as lost:
+                    self.status.role = "leader"
+                    while not lost.is_set():
+                        try:
+                            await self._publish(lost)
+                        except* (KafkaError, OSError, EventStoreError) as group:
+                            failures += 1
+                            self._failed(group.exceptions[0], failures)
+                            await asyncio.sleep(self._backoff(failures))
+                        else:
+                            failures = 0
+            except* LeadershipLost:
+                self.status.role = "starting"
+            except* (OSError, EventStoreError) as group:  # PostgreSQL itself is unreachable
+                failures += 1
+                self._failed(group.exceptions[0], failures)
+                self.status.role = "starting"
+                await asyncio.sleep(self._backoff(failures))
+
+    def _standby(self) -> None:
+        self.status.role = "standby"
+
+    def _failed(self, error: BaseException, failures: int) -> None:
+        self.status.failed(error)
+        log.warning("relay publishing failed (attempt %d): %s", failures, error)
+
+    def _backoff(self, failures: int) -> float:
+        # Exponential with full jitter, so relays restarted together do not retry in step.
+        ceiling = min(self._settings.relay_max_backoff, 0.2 * 2 ** min(failures, 10))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def _publish(self, lost: asyncio.Event) -> None:
+        producer = self._producer_factory(self._settings.kafka_bootstrap_servers)
+        await producer.start()
+        self.status.kafka_connected = True
+        unconfirmed: deque[tuple[RecordedEvent, asyncio.Future[object]]] = deque()
+        sent = asyncio.Event()
+        try:
+            after = await self._store.load_checkpoint(self._settings.relay_checkpoint) or LogPosition.START
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._pump(producer, after, unconfirmed, sent))
+                group.create_task(self._confirm(unconfirmed, sent))
+                group.create_task(_raise_when(lost))
+        finally:
+            # Pending sends are abandoned, not awaited: their events are after the
+            # checkpoint and the next session sends them again.
+            await producer.stop()
+
+    async def _pump(
+        self,
+        producer: AIOKafkaProducer,
+        after: LogPosition,
+        unconfirmed: deque[tuple[RecordedEvent, asyncio.Future[object]]],
+        sent: asyncio.Event,
+    ) -> None:
+        settings = self._settings
+        async for event in self._store.subscribe_all(after, batch_size=settings.relay_batch_size):
+            message = to_message(event, source=settings.relay_source, topic_prefix=settings.relay_topic_prefix)
+            await self._topics.ensure({message.topic})
+            future = await producer.send(message.topic, message.value, key=message.key, headers=message.headers)
+            unconfirmed.append((event, future))
+            sent.set()
+            if len(unconfirmed) >= MAX_UNCONFIRMED:
+                await asyncio.shield(unconfirmed[0][1])
+
+    async def _confirm(
+        self, unconfirmed: deque[tuple[RecordedEvent, asyncio.Future[object]]], sent: asyncio.Event
+    ) -> None:
+        while True:
+            if not unconfirmed:
+                sent.clear()
+                await sent.wait()
+                continue
+            await asyncio.shield(unconfirmed[0][1])  # raises the send's error: the session restarts
+            newest: RecordedEvent | None = None
+            count = 0
+            while unconfirmed and unconfirmed[0][1].done():
+                event, future = unconfirmed.popleft()
+                future.result()
+                newest, count = event, count + 1
+            if newest is not None:
+                await self._store.save_checkpoint(self._settings.relay_checkpoint, newest.log_position)
+                self.status.published(count, newest.position, newest.recorded_at)
+
+
+async def _raise_when(lost: asyncio.Event) -> None:
+    await lost.wait()
+    raise LeadershipLost

@@ -1,0 +1,29 @@
+"""The relay's settings, read from the environment (see the README's table)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from infra.settings import KafkaServers, PostgresUrl
+
+__all__ = ["RelaySettings"]
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: PostgresUrl
+    kafka_bootstrap_servers: KafkaServers
+    relay_source: str = "/fulfilment"  # CloudEvents `source` of every message
+    relay_topic_prefix: str = "fulfilment."  # topic = prefix + stream category
+    relay_partitions: Positive = 6
+    relay_replication_factor: Positive = 1
+    relay_checkpoint: str = "relay"  # the checkpoint name in the event store
+    relay_lock_key: int = 0x52454C4159  # the advisory lock one active relay holds ("RELAY")
+    relay_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    relay_standby_poll: Annotated[float, msgspec.Meta(gt=0)] = 1.0  # how often a standby tries the lock
+    relay_max_backoff: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    relay_http_host: str = "127.0.0.1"
+    relay_http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8003

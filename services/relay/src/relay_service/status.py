@@ -1,0 +1,48 @@
+"""What the relay reports on /health and /metrics."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+__all__ = ["RelayStatus"]
+
+Role = Literal["starting", "standby", "leader"]
+
+
+class RelayStatus(msgspec.Struct, kw_only=True):
+    """Mutable state shared by the publishing loop and the HTTP endpoints."""
+
+    role: Role = "starting"
+    kafka_connected: bool = False
+    published_total: int = 0
+    last_position: int | None = None
+    last_recorded_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    _window: deque[tuple[float, int]] = msgspec.field(default_factory=lambda: deque(maxlen=120))
+
+    def published(self, count: int, position: int, recorded_at: datetime) -> None:
+        self.published_total += count
+        self.last_position = position
+        self.last_recorded_at = recorded_at
+        self.kafka_connected = True
+        self._window.append((time.monotonic(), self.published_total))
+
+    def failed(self, error: BaseException) -> None:
+        self.kafka_connected = False
+        self.last_error = f"{type(error).__name__}: {error}"
+        self.last_error_at = datetime.now(UTC)
+
+    def rate(self, seconds: float = 10.0) -> float:
+        """Events published per second over the last `seconds`."""
+        now = time.monotonic()
+        recent = [(t, n) for t, n in self._window if now - t <= seconds]
+        if not recent:
+            return 0.0
+        span = max(now - recent[0][0], 1.0)
+        return (self.published_total - recent[0][1]) / span

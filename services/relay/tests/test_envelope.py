@@ -1,0 +1,70 @@
+"""The CloudEvents envelope of one event (pure: no servers)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+
+from eventstore import Metadata, RecordedEvent
+from fulfilment.events import ProductRegistered
+from relay_service.envelope import HEADERS, to_message, topic_for
+
+
+def recorded(metadata: Metadata) -> RecordedEvent:
+    return RecordedEvent(
+        stream_id="stock-blue-mug",
+        version=4,
+        position=1234,
+        transaction_id=99,
+        event_id=uuid.UUID("4f0c5a8e-6f1e-4a7b-9a51-3e0f1b2c3d4e"),
+        event_type="ProductRegistered",
+        schema_version=1,
+        data=ProductRegistered(sku="blue-mug", name="Blue mug"),
+        metadata=metadata,
+        recorded_at=datetime(2026, 11, 26, 3, 20, 1, 500000, tzinfo=UTC),
+    )
+
+
+def test_binary_mode_puts_attributes_in_headers_and_the_event_json_in_the_value() -> None:
+    message = to_message(
+        recorded(Metadata(correlation_id="c-1", causation_id="k-9", traceparent="00-ab-cd-01", actor="staff:7")),
+        source="/fulfilment",
+        topic_prefix="fulfilment.",
+    )
+    headers = {name: value.decode() for name, value in message.headers}
+    assert headers == {
+        "ce_specversion": "1.0",
+        "ce_id": "4f0c5a8e-6f1e-4a7b-9a51-3e0f1b2c3d4e",
+        "ce_source": "/fulfilment",
+        "ce_type": "ProductRegistered",
+        "ce_time": "2026-11-26T03:20:01.500000Z",
+        "ce_subject": "stock-blue-mug",
+        "content-type": "application/json",
+        "ce_streamversion": "4",
+        "ce_position": "1234",
+        "ce_schemaversion": "1",
+        "ce_correlationid": "c-1",
+        "ce_causationid": "k-9",
+        "ce_traceparent": "00-ab-cd-01",
+        "ce_actor": "staff:7",
+    }
+    assert set(headers) == set(HEADERS)  # asyncapi.yaml documents exactly these
+    assert msgspec.json.decode(message.value) == {"type": "ProductRegistered", "sku": "blue-mug", "name": "Blue mug"}
+
+
+def test_the_key_is_the_stream_id_so_a_stream_keeps_to_one_partition() -> None:
+    message = to_message(recorded(Metadata()), source="/s", topic_prefix="p.")
+    assert message.key == b"stock-blue-mug"
+    assert message.topic == "p.stock"
+
+
+def test_absent_optional_attributes_are_left_out_rather_than_sent_empty() -> None:
+    names = {name for name, _ in to_message(recorded(Metadata()), source="/s", topic_prefix="p.").headers}
+    assert not names & {"ce_correlationid", "ce_causationid", "ce_traceparent", "ce_actor"}
+
+
+def test_topics_follow_the_stream_category() -> None:
+    assert topic_for("order-3f2a", "fulfilment.") == "fulfilment.order"
+    assert topic_for("payment-3f2a-77", "x.") == "x.payment"
