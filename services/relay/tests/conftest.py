@@ -12,7 +12,6 @@ import asyncpg
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-
 from eventstore import NewEvent, PostgresEventStore, connect, migrate
 from fulfilment.events import ProductRegistered, StockReceived
 from fulfilment.registry import build_registry

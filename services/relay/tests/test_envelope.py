@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 
 import msgspec
-
 from eventstore import Metadata, RecordedEvent
 from fulfilment.events import ProductRegistered
 from relay_service.envelope import HEADERS, to_message, topic_for
@@ -29,7 +28,9 @@ def recorded(metadata: Metadata) -> RecordedEvent:
 
 def test_binary_mode_puts_attributes_in_headers_and_the_event_json_in_the_value() -> None:
     message = to_message(
-        recorded(Metadata(correlation_id="c-1", causation_id="k-9", traceparent="00-ab-cd-01", actor="staff:7")),
+        recorded(
+            Metadata(correlation_id="c-1", causation_id="k-9", traceparent="00-ab-cd-01", actor="staff:7")
+        ),
         source="/fulfilment",
         topic_prefix="fulfilment.",
     )
@@ -51,7 +52,11 @@ def test_binary_mode_puts_attributes_in_headers_and_the_event_json_in_the_value(
         "ce_actor": "staff:7",
     }
     assert set(headers) == set(HEADERS)  # asyncapi.yaml documents exactly these
-    assert msgspec.json.decode(message.value) == {"type": "ProductRegistered", "sku": "blue-mug", "name": "Blue mug"}
+    assert msgspec.json.decode(message.value) == {
+        "type": "ProductRegistered",
+        "sku": "blue-mug",
+        "name": "Blue mug",
+    }
 
 
 def test_the_key_is_the_stream_id_so_a_stream_keeps_to_one_partition() -> None:

@@ -15,7 +15,6 @@ import jsonschema
 import pytest
 import yaml
 from aiokafka import ConsumerRecord
-
 from eventstore import NewEvent, PostgresEventStore
 from fulfilment.events import ProductRegistered, StockReceived
 from relay_service.publisher import Relay
@@ -40,7 +39,7 @@ async def running(relay: Relay) -> AsyncIterator[asyncio.Task[None]]:
 
 async def wait_for(condition: Any, timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - polling the relay's status is the point
             await asyncio.sleep(0.05)
 
 
@@ -53,7 +52,9 @@ async def test_publishes_every_event_once_in_stream_order(
     relay = Relay(relay_settings, store)
     async with running(relay):
         records = await collect(
-            relay_settings.kafka_bootstrap_servers, [f"{relay_settings.relay_topic_prefix}stock"], expected=150
+            relay_settings.kafka_bootstrap_servers,
+            [f"{relay_settings.relay_topic_prefix}stock"],
+            expected=150,
         )
         await wait_for(lambda: relay.status.published_total == 150)
     assert len(records) == 150
@@ -80,13 +81,17 @@ async def test_every_published_message_matches_its_schema_and_asyncapi_channel(
         assert_matches_contract(record, document, relay_settings.relay_topic_prefix)
 
 
-def assert_matches_contract(record: ConsumerRecord[bytes, bytes], document: dict[str, Any], prefix: str) -> None:
+def assert_matches_contract(
+    record: ConsumerRecord[bytes, bytes], document: dict[str, Any], prefix: str
+) -> None:
     name, version = header(record, "ce_type"), header(record, "ce_schemaversion")
     payload = json.loads(record.value)
     schema = json.loads((ROOT / "schemas" / f"{name}.v{version}.json").read_text())
     jsonschema.validate(payload, schema)
     # asyncapi.yaml: the channel for this topic lists the message, whose headers and payload validate.
-    channel = next(c for c in document["channels"].values() if prefix + c["address"].split(".", 1)[1] == record.topic)
+    channel = next(
+        c for c in document["channels"].values() if prefix + c["address"].split(".", 1)[1] == record.topic
+    )
     assert name in channel["messages"]
     message = document["components"]["messages"][name]
     headers = {key: value.decode() for key, value in record.headers}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import uvicorn
-
 from fulfilment.registry import build_registry
 from infra.settings import from_env
+
 from relay_service.app import create_app
 from relay_service.settings import RelaySettings
 

@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from litestar import Litestar, MediaType, Response, get
-
 from eventstore import EventRegistry, PostgresEventStore, connect
 from eventstore.migrations import migrate
+from litestar import Litestar, MediaType, Response, get
+
 from relay_service.lag import measure_lag
 from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings

@@ -16,8 +16,8 @@ from typing import Any
 
 import msgspec
 import yaml
-
 from fulfilment.events import OrderEvent, PaymentEvent, StockEvent, event_name
+
 from relay_service.envelope import HEADERS
 from relay_service.settings import RelaySettings
 
@@ -30,8 +30,8 @@ CHANNELS: dict[str, tuple[type[msgspec.Struct], ...]] = {
 }
 
 KAFKA_BINDING = "0.5.0"
-_REQUIRED_HEADERS = ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "content-type",
-                     "ce_streamversion", "ce_position", "ce_schemaversion"]  # fmt: skip
+_OPTIONAL_HEADERS = {"ce_correlationid", "ce_causationid", "ce_traceparent", "ce_actor"}
+_REQUIRED_HEADERS = [name for name in HEADERS if name not in _OPTIONAL_HEADERS]
 
 DESCRIPTION = """\
 Every event recorded by the fulfilment suite's event store, published by the relay.
@@ -53,7 +53,9 @@ are `ce_*` headers, and the record key is the stream id (`ce_subject`).
 
 
 def _headers_schema(event_type: type[msgspec.Struct], version: int) -> dict[str, Any]:
-    properties: dict[str, Any] = {name: {"type": "string", "description": text} for name, text in HEADERS.items()}
+    properties: dict[str, Any] = {
+        name: {"type": "string", "description": text} for name, text in HEADERS.items()
+    }
     properties["ce_specversion"]["const"] = "1.0"
     properties["content-type"]["const"] = "application/json"
     properties["ce_type"]["const"] = event_name(event_type)
@@ -173,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = args.output.read_text() if args.output.exists() else ""
         if current != text:
-            print(f"{args.output} is out of date: run `relay-asyncapi --output {args.output}`", file=sys.stderr)
+            print(
+                f"{args.output} is out of date: run `relay-asyncapi --output {args.output}`", file=sys.stderr
+            )
             return 1
         return 0
     args.output.write_text(text)

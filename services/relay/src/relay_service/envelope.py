@@ -12,10 +12,9 @@ from __future__ import annotations
 from datetime import UTC
 
 import msgspec
-
 from eventstore import RecordedEvent, category_of
 
-__all__ = ["HEADERS", "KafkaMessage", "topic_for", "to_message"]
+__all__ = ["HEADERS", "KafkaMessage", "to_message", "topic_for"]
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"

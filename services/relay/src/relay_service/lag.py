@@ -25,8 +25,8 @@ async def measure_lag(pool: asyncpg.Pool, checkpoint: str) -> Lag:
     row = await pool.fetchrow(
         """
         WITH cursor AS (
-            SELECT coalesce((SELECT transaction_id FROM eventstore.checkpoints WHERE name = $1), '0'::xid8) AS tx,
-                   coalesce((SELECT position FROM eventstore.checkpoints WHERE name = $1), 0) AS pos
+            SELECT coalesce(max(transaction_id), '0'::xid8) AS tx, coalesce(max(position), 0) AS pos
+              FROM eventstore.checkpoints WHERE name = $1
         ), pending AS (
             SELECT e.recorded_at FROM eventstore.events e, cursor c
              WHERE (e.transaction_id, e.position) > (c.tx, c.pos)

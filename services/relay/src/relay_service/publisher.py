@@ -20,9 +20,9 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-
 from eventstore import EventStore, LogPosition, RecordedEvent
 from eventstore.errors import EventStoreError
+
 from relay_service.envelope import to_message
 from relay_service.leadership import leadership
 from relay_service.settings import RelaySettings
@@ -39,6 +39,14 @@ MAX_UNCONFIRMED = 50_000
 
 class LeadershipLost(Exception):
     """The advisory lock's connection broke: another relay may publish now."""
+
+
+class DeliveryStalled(KafkaError):
+    """Kafka has not acknowledged the oldest message in time.
+
+    aiokafka keeps retrying a batch while the broker is unreachable instead of
+    failing it, so the relay puts its own limit on the wait for an ack.
+    """
 
 
 def make_producer(bootstrap_servers: str) -> AIOKafkaProducer:
@@ -128,9 +136,7 @@ class Relay:
                 group.create_task(self._confirm(unconfirmed, sent))
                 group.create_task(_raise_when(lost))
         finally:
-            # Pending sends are abandoned, not awaited: their events are after the
-            # checkpoint and the next session sends them again.
-            await producer.stop()
+            await _stop(producer)
 
     async def _pump(
         self,
@@ -141,9 +147,13 @@ class Relay:
     ) -> None:
         settings = self._settings
         async for event in self._store.subscribe_all(after, batch_size=settings.relay_batch_size):
-            message = to_message(event, source=settings.relay_source, topic_prefix=settings.relay_topic_prefix)
+            message = to_message(
+                event, source=settings.relay_source, topic_prefix=settings.relay_topic_prefix
+            )
             await self._topics.ensure({message.topic})
-            future = await producer.send(message.topic, message.value, key=message.key, headers=message.headers)
+            future = await producer.send(
+                message.topic, message.value, key=message.key, headers=message.headers
+            )
             unconfirmed.append((event, future))
             sent.set()
             if len(unconfirmed) >= MAX_UNCONFIRMED:
@@ -157,7 +167,14 @@ class Relay:
                 sent.clear()
                 await sent.wait()
                 continue
-            await asyncio.shield(unconfirmed[0][1])  # raises the send's error: the session restarts
+            event, oldest = unconfirmed[0]
+            try:
+                # The send's own error, or our deadline, ends the session; the next one resends.
+                await asyncio.wait_for(asyncio.shield(oldest), self._settings.relay_ack_timeout)
+            except TimeoutError:
+                raise DeliveryStalled(
+                    f"no ack from Kafka within {self._settings.relay_ack_timeout}s for position {event.position}"
+                ) from None
             newest: RecordedEvent | None = None
             count = 0
             while unconfirmed and unconfirmed[0][1].done():
@@ -167,6 +184,17 @@ class Relay:
             if newest is not None:
                 await self._store.save_checkpoint(self._settings.relay_checkpoint, newest.log_position)
                 self.status.published(count, newest.position, newest.recorded_at)
+
+
+async def _stop(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
+    # stop() flushes pending batches, which never ends while the broker is away.
+    # Abandoning them is safe: their events are after the checkpoint and the next
+    # session sends them again (under a new producer id).
+    try:
+        await asyncio.wait_for(producer.stop(), timeout)
+    except TimeoutError:
+        log.warning("Kafka producer did not flush within %ss; abandoning its pending sends", timeout)
+        await producer.client.close()
 
 
 async def _raise_when(lost: asyncio.Event) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-
 from infra.settings import KafkaServers, PostgresUrl
 
 __all__ = ["RelaySettings"]
@@ -25,5 +24,6 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
     relay_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
     relay_standby_poll: Annotated[float, msgspec.Meta(gt=0)] = 1.0  # how often a standby tries the lock
     relay_max_backoff: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    relay_ack_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0  # no ack by then: Kafka counts as down
     relay_http_host: str = "127.0.0.1"
     relay_http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8003

@@ -1,0 +1,244 @@
+"""The relay as a real process: SIGKILL mid-backlog, a Kafka outage, failover between two relays."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eventstore import LogPosition, NewEvent, PostgresEventStore
+from fulfilment.events import StockReceived
+from relay_service.settings import RelaySettings
+
+from .conftest import collect, header, stock_events
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RelayProcess:
+    """`python -m relay_service` with the test's settings, its output in a log file."""
+
+    def __init__(self, settings: RelaySettings, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "RELAY_TOPIC_PREFIX": settings.relay_topic_prefix,
+            "RELAY_PARTITIONS": str(settings.relay_partitions),
+            "RELAY_LOCK_KEY": str(settings.relay_lock_key),
+            "RELAY_STANDBY_POLL": "0.2",
+            "RELAY_MAX_BACKOFF": "1",
+            "RELAY_ACK_TIMEOUT": "3",
+            "RELAY_HTTP_PORT": str(self.port),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RelayProcess:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "relay_service"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    async def health(self, path: str = "/health") -> tuple[int, dict[str, Any]]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(f"http://127.0.0.1:{self.port}{path}")
+            return response.status_code, response.json()
+
+    async def wait(self, condition: Any, timeout: float = 60.0, path: str = "/health") -> dict[str, Any]:
+        """Poll the health endpoint until condition(status_code, body) holds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    code, body = await self.health(path)
+                    if condition(code, body):
+                        return body
+                except httpx.HTTPError:
+                    pass  # not listening yet
+                assert self.process is not None
+                assert self.process.poll() is None, self.log.read_text()[-3000:]
+                await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def relays() -> Iterator[list[RelayProcess]]:
+    """The relays a test starts; killed at the end whatever happened."""
+    started: list[RelayProcess] = []
+    yield started
+    for relay in started:
+        relay.kill()
+
+
+def assert_complete_without_skips(records: list[Any], expected: dict[str, int]) -> None:
+    """Every version of every stream arrived; duplicates only as replays, never a skip forward."""
+    by_stream: dict[str, list[int]] = {}
+    for record in records:
+        by_stream.setdefault(header(record, "ce_subject"), []).append(int(header(record, "ce_streamversion")))
+    assert {stream: sorted(set(v)) for stream, v in by_stream.items()} == {
+        stream: list(range(count)) for stream, count in expected.items()
+    }
+    for stream, versions in by_stream.items():
+        for before, after in itertools.pairwise(versions):
+            assert after == before + 1 or after <= before, (stream, before, after)
+
+
+async def test_sigkill_in_the_middle_of_a_backlog_loses_nothing(
+    store: PostgresEventStore, relay_settings: RelaySettings, relays: list[RelayProcess], tmp_path: Path
+) -> None:
+    streams, per_stream = 300, 200
+    expected = {f"stock-k{n}": per_stream for n in range(streams)}
+    for stream in expected:
+        await store.append(stream, stock_events(stream.removeprefix("stock-"), per_stream))
+    total = streams * per_stream
+
+    first = RelayProcess(relay_settings, tmp_path / "first.log").start()
+    relays.append(first)
+    await first.wait(lambda _, body: body["published_total"] >= 2000)
+    first.kill(signal.SIGKILL)
+    checkpoint = await store.load_checkpoint(relay_settings.relay_checkpoint)
+    assert checkpoint is not None
+    published_before_kill = len(await store.read_all(LogPosition.START, limit=total))
+    remaining = await store.read_all(checkpoint, limit=total)
+    assert 0 < len(remaining) < published_before_kill, "the kill must land mid-backlog"
+
+    second = RelayProcess(relay_settings, tmp_path / "second.log").start()
+    relays.append(second)
+    records = await collect(
+        relay_settings.kafka_bootstrap_servers,
+        [f"{relay_settings.relay_topic_prefix}stock"],
+        expected=total,
+        timeout=120,
+    )
+    assert_complete_without_skips(records, expected)
+    await second.wait(lambda _, body: body["lag_events"] == 0)
+
+
+async def test_a_kafka_outage_makes_the_relay_unhealthy_then_it_catches_up_without_gaps(
+    store: PostgresEventStore, relay_settings: RelaySettings, relays: list[RelayProcess], tmp_path: Path
+) -> None:
+    kafka = OwnKafka(tmp_path / "stack")
+    bootstrap = kafka.up()
+    settings = RelaySettings(**{**_fields(relay_settings), "kafka_bootstrap_servers": bootstrap})
+    relay = RelayProcess(settings, tmp_path / "relay.log").start()
+    relays.append(relay)
+    written: dict[str, int] = {}
+    stop = asyncio.Event()
+
+    async def write() -> None:
+        n = 0
+        await store.append("stock-outage", stock_events("outage", 1))
+        while not stop.is_set():
+            n += 1
+            await store.append(
+                "stock-outage", [NewEvent(data=StockReceived(sku="outage", quantity=1, on_hand=n))]
+            )
+            written["stock-outage"] = n + 1
+            await asyncio.sleep(0.02)
+
+    writer = asyncio.create_task(write())
+    try:
+        await relay.wait(lambda code, _: code == 200, path="/health/ready")
+        await relay.wait(lambda _, body: body["published_total"] >= 20)
+        kafka.down()
+        unhealthy = await relay.wait(lambda code, _: code == 503, path="/health/ready", timeout=60)
+        assert unhealthy["kafka_connected"] is False
+        assert unhealthy["last_error"]
+        await asyncio.sleep(3)  # writes go on while Kafka is away
+        kafka.up()
+        await relay.wait(lambda code, _: code == 200, path="/health/ready", timeout=90)
+        stop.set()
+        await writer
+        await relay.wait(lambda _, body: body["lag_events"] == 0)
+        records = await collect(
+            bootstrap, [f"{settings.relay_topic_prefix}stock"], expected=written["stock-outage"]
+        )
+        assert_complete_without_skips(records, written)
+    finally:
+        stop.set()
+        await writer
+        kafka.down()
+
+
+async def test_two_relay_processes_one_publishes_and_the_other_takes_over_after_sigkill(
+    store: PostgresEventStore, relay_settings: RelaySettings, relays: list[RelayProcess], tmp_path: Path
+) -> None:
+    a = RelayProcess(relay_settings, tmp_path / "a.log").start()
+    b = RelayProcess(relay_settings, tmp_path / "b.log").start()
+    relays += [a, b]
+    await store.append("stock-fo", stock_events("fo", 10))
+    roles = {}
+    for relay in (a, b):
+        body = await relay.wait(lambda _, body: body["role"] in {"leader", "standby"})
+        roles[relay] = body["role"]
+    assert sorted(roles.values()) == ["leader", "standby"]
+    leader = next(r for r, role in roles.items() if role == "leader")
+    standby = next(r for r, role in roles.items() if role == "standby")
+    await leader.wait(lambda _, body: body["published_total"] == 10)
+    _, standby_body = await standby.health()
+    assert standby_body["published_total"] == 0
+
+    leader.kill(signal.SIGKILL)
+    await standby.wait(lambda _, body: body["role"] == "leader", timeout=30)
+    await store.append("stock-fo", [NewEvent(data=StockReceived(sku="fo", quantity=1, on_hand=10))])
+    await standby.wait(lambda _, body: body["lag_events"] == 0 and body["published_total"] >= 1)
+    records = await collect(
+        relay_settings.kafka_bootstrap_servers, [f"{relay_settings.relay_topic_prefix}stock"], expected=11
+    )
+    assert_complete_without_skips(records, {"stock-fo": 11})
+
+
+class OwnKafka:
+    """A Kafka broker of the test's own, started and stopped with the local stack's CLI."""
+
+    def __init__(self, folder: Path) -> None:
+        self.env = {key: value for key, value in os.environ.items() if key != "KAFKA_BOOTSTRAP_SERVERS"}
+        self.env.update(DEVSTACK_DIR=str(folder), DEVSTACK_PORT_OFFSET="2000")
+        # Reuse the main stack's downloaded jars instead of fetching them again.
+        shared_cache = ROOT / ".devstack" / "cache" / "kafka"
+        if shared_cache.exists():
+            (folder / "cache").mkdir(parents=True, exist_ok=True)
+            if not (folder / "cache" / "kafka").exists():
+                (folder / "cache" / "kafka").symlink_to(shared_cache)
+
+    def _run(self, command: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "deploy.local", command, "--only", "kafka"],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def up(self) -> str:
+        self._run("up")
+        return "127.0.0.1:61092"
+
+    def down(self) -> None:
+        self._run("down")
+
+
+def _fields(settings: RelaySettings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in settings.__struct_fields__}
