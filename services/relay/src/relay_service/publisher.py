@@ -173,7 +173,8 @@ class Relay:
                 await asyncio.wait_for(asyncio.shield(oldest), self._settings.relay_ack_timeout)
             except TimeoutError:
                 raise DeliveryStalled(
-                    f"no ack from Kafka within {self._settings.relay_ack_timeout}s for position {event.position}"
+                    f"no ack from Kafka within {self._settings.relay_ack_timeout}s "
+                    f"for position {event.position}"
                 ) from None
             newest: RecordedEvent | None = None
             count = 0
