@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -60,7 +61,11 @@ def stock_events(sku: str, count: int) -> list[NewEvent]:
 async def collect(
     bootstrap_servers: str, topics: Iterable[str], *, expected: int, timeout: float = 60.0
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read the topics from the beginning until `expected` records arrived or `timeout` passed."""
+    """Read the topics from the beginning until `expected` distinct events arrived or `timeout` passed.
+
+    Distinct by `ce_id`: after a crash the relay re-sends, and duplicates must not
+    make the count look complete while events are still missing.
+    """
     consumer = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap_servers,
@@ -71,11 +76,14 @@ async def collect(
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
+    distinct: set[str] = set()
     try:
         async with asyncio.timeout(timeout):
-            while len(records) < expected:
+            while len(distinct) < expected:
                 batch = await consumer.getmany(timeout_ms=500)
-                records += [record for partition in batch.values() for record in partition]
+                for partition in batch.values():
+                    records += partition
+                    distinct.update(header(record, "ce_id") for record in partition)
     except TimeoutError:
         pass
     finally:
@@ -93,3 +101,16 @@ def versions_by_stream(records: Iterable[ConsumerRecord[bytes, bytes]]) -> dict[
     for record in records:
         seen.setdefault(header(record, "ce_subject"), []).append(int(header(record, "ce_streamversion")))
     return seen
+
+
+def assert_complete_without_skips(records: list[Any], expected: dict[str, int]) -> None:
+    """Every version of every stream arrived; duplicates only as replays, never a skip forward."""
+    by_stream: dict[str, list[int]] = {}
+    for record in records:
+        by_stream.setdefault(header(record, "ce_subject"), []).append(int(header(record, "ce_streamversion")))
+    assert {stream: sorted(set(v)) for stream, v in by_stream.items()} == {
+        stream: list(range(count)) for stream, count in expected.items()
+    }
+    for stream, versions in by_stream.items():
+        for before, after in itertools.pairwise(versions):
+            assert after == before + 1 or after <= before, (stream, before, after)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import signal
 import socket
@@ -19,7 +18,7 @@ from eventstore import LogPosition, NewEvent, PostgresEventStore
 from fulfilment.events import StockReceived
 from relay_service.settings import RelaySettings
 
-from .conftest import collect, header, stock_events
+from .conftest import assert_complete_without_skips, collect, stock_events
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
@@ -91,19 +90,6 @@ def relays() -> Iterator[list[RelayProcess]]:
     yield started
     for relay in started:
         relay.kill()
-
-
-def assert_complete_without_skips(records: list[Any], expected: dict[str, int]) -> None:
-    """Every version of every stream arrived; duplicates only as replays, never a skip forward."""
-    by_stream: dict[str, list[int]] = {}
-    for record in records:
-        by_stream.setdefault(header(record, "ce_subject"), []).append(int(header(record, "ce_streamversion")))
-    assert {stream: sorted(set(v)) for stream, v in by_stream.items()} == {
-        stream: list(range(count)) for stream, count in expected.items()
-    }
-    for stream, versions in by_stream.items():
-        for before, after in itertools.pairwise(versions):
-            assert after == before + 1 or after <= before, (stream, before, after)
 
 
 async def test_sigkill_in_the_middle_of_a_backlog_loses_nothing(
