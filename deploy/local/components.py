@@ -76,6 +76,7 @@ class Component:
     # run once the server serves, on every `up` (create databases, topics...); idempotent
     after_ready: Callable[[Layout], None] | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)  # more exports
+    phase: int = 0  # components of a later phase start once every earlier one serves
 
 
 def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:

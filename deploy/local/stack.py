@@ -18,11 +18,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local import kafka, opensearch, postgres, redis
 from deploy.local.components import Component, Layout
+from deploy.local.services import service_components
 
 __all__ = ["components", "main"]
 
@@ -41,7 +43,11 @@ def components() -> list[Component]:
         redis.component(port=56379 + offset),
         kafka.component(port=59092 + offset, controller_port=59093 + offset),
         opensearch.component(port=59200 + offset),
+        *service_components(offset, read_env),
     ]
+
+
+INFRASTRUCTURE = ("postgres", "redis", "kafka", "opensearch")
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,6 @@ def _log_tail(layout: Layout, name: str, lines: int = 30) -> str:
 
 
 def _start(layout: Layout, component: Component) -> subprocess.Popen[bytes]:
-    component.prepare(layout)
     launch = component.launch(layout)
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.run.mkdir(parents=True, exist_ok=True)
@@ -136,17 +141,28 @@ def _wait_ready(
 def up(
     layout: Layout, selected: Sequence[Component], report: Callable[[str], None] = print
 ) -> dict[str, str]:
-    """Make every selected component serve; return the environment to export."""
+    """Make every selected component serve, phase by phase; return the environment to export."""
     began = time.monotonic()
     exports: dict[str, str] = {}
-    starting: list[tuple[Component, subprocess.Popen[bytes]]] = []
-    external_names: set[str] = set()
+    # Services start only once the servers they need serve and their URLs are written.
+    for phase in sorted({component.phase for component in selected}):
+        exports.update(_up_phase(layout, [c for c in selected if c.phase == phase], report))
+        _write_env(layout, exports)
+    report(f"stack up in {time.monotonic() - began:.1f}s; endpoints:")
+    for key, value in exports.items():
+        report(f"  {key}={value}")
+    report(f"(load them with: set -a; . {layout.root / 'env'}; set +a)")
+    return exports
+
+
+def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[str], None]) -> dict[str, str]:
+    exports: dict[str, str] = {}
+    to_start: list[Component] = []
     for component in selected:
         external = _external(component)
         if external is not None:
             report(f"{component.name:<11} using {external} from ${component.env_var}")
             exports[component.env_var] = external
-            external_names.add(component.env_var)
             continue
         recorded = _recorded(layout, component.name)
         if recorded is not None and recorded.alive() and component.is_ready(component.url):
@@ -156,21 +172,20 @@ def up(
                 # Started by an earlier `up` but not serving: stop it rather than guess.
                 _stop(layout, component.name, report)
             report(f"{component.name:<11} starting")
-            starting.append((component, _start(layout, component)))
+            to_start.append(component)
         exports[component.env_var] = component.url
         exports.update(component.extra_env)
-    # The servers boot concurrently; waiting in turn costs only the slowest one.
+    # Downloads and first-time set-up run side by side, and so do the boots:
+    # a cold start costs the slowest component, not the sum of them.
+    with ThreadPoolExecutor(max_workers=max(1, len(to_start))) as pool:
+        list(pool.map(lambda component: component.prepare(layout), to_start))
+    starting = [(component, _start(layout, component)) for component in to_start]
     for component, process in starting:
         _wait_ready(layout, component, process, report)
         report(f"{component.name:<11} ready (pid {process.pid})")
     for component in selected:
-        if component.after_ready is not None and component.env_var not in external_names:
+        if component.after_ready is not None and _external(component) is None:
             component.after_ready(layout)
-    _write_env(layout, exports)
-    report(f"stack up in {time.monotonic() - began:.1f}s; endpoints:")
-    for key, value in exports.items():
-        report(f"  {key}={value}")
-    report(f"(load them with: set -a; . {layout.root / 'env'}; set +a)")
     return exports
 
 
@@ -243,12 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="limit to these components")
+    parser.add_argument("--infra", action="store_true", help="only the servers, not the services")
     parser.add_argument(
         "--purge", action="store_true", help="with down: also delete the data (keeps downloads)"
     )
     args = parser.parse_args(argv)
     layout = Layout(ROOT)
-    selected = [c for c in components() if not args.only or c.name in args.only]
+    wanted = set(args.only or []) | (set(INFRASTRUCTURE) if args.infra else set())
+    selected = [c for c in components() if not wanted or c.name in wanted]
     try:
         if args.command == "up":
             up(layout, selected)

@@ -51,19 +51,21 @@ def topic_for(stream_id: str, prefix: str) -> str:
 
 
 _encoder = msgspec.json.Encoder()
+_SPEC_VERSION = ("ce_specversion", SPEC_VERSION.encode())
+_CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
 
 
 def to_message(event: RecordedEvent, *, source: str, topic_prefix: str) -> KafkaMessage:
     """Build the Kafka record for `event`; the key is the stream id, so a stream stays on one partition."""
     recorded_at = event.recorded_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     headers: list[tuple[str, bytes]] = [
-        ("ce_specversion", SPEC_VERSION.encode()),
+        _SPEC_VERSION,
         ("ce_id", str(event.event_id).encode()),
         ("ce_source", source.encode()),
         ("ce_type", event.event_type.encode()),
         ("ce_time", recorded_at.encode()),
         ("ce_subject", event.stream_id.encode()),
-        ("content-type", CONTENT_TYPE.encode()),
+        _CONTENT_TYPE,
         ("ce_streamversion", str(event.version).encode()),
         ("ce_position", str(event.position).encode()),
         ("ce_schemaversion", str(event.schema_version).encode()),

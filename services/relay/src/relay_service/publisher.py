@@ -150,7 +150,8 @@ class Relay:
             message = to_message(
                 event, source=settings.relay_source, topic_prefix=settings.relay_topic_prefix
             )
-            await self._topics.ensure({message.topic})
+            if message.topic not in self._topics.known:
+                await self._topics.ensure({message.topic})
             future = await producer.send(
                 message.topic, message.value, key=message.key, headers=message.headers
             )

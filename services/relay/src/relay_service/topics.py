@@ -15,11 +15,11 @@ class TopicCreator:
         self._bootstrap_servers = bootstrap_servers
         self._partitions = partitions
         self._replication_factor = replication_factor
-        self._known: set[str] = set()
+        self.known: set[str] = set()
 
     async def ensure(self, topics: set[str]) -> set[str]:
         """Create the topics not yet known to exist; return those this call created."""
-        wanted = topics - self._known
+        wanted = topics - self.known
         if not wanted:
             return set()
         admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap_servers)
@@ -35,5 +35,5 @@ class TopicCreator:
                         raise for_code(code)(f"creating topic {topic}: {message}")
         finally:
             await admin.close()
-        self._known |= wanted
+        self.known |= wanted
         return missing

@@ -1,0 +1,89 @@
+"""The suite's own services as components of the local stack.
+
+Each runs as `python -m <package>` from the project's virtualenv with the
+stack's endpoints in its environment, and is ready when its health endpoint
+answers. Secrets for local development (the JWT signing key) are generated once
+into the stack folder.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from deploy.local.components import Component, Launch, Layout, http_ok
+
+__all__ = ["INFRASTRUCTURE_VARIABLES", "service_components"]
+
+INFRASTRUCTURE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "SEARCH_URL")
+JWT_ISSUER = "fulfilment-local"
+JWT_AUDIENCE = "fulfilment"
+
+
+def _jwt_secret(layout: Layout) -> str:
+    path = layout.root / "jwt-secret"
+    if not path.exists():
+        layout.root.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _service(
+    name: str,
+    module: str,
+    port: int,
+    env: Callable[[Layout], dict[str, str]],
+    read_env: Callable[[Layout], dict[str, str]],
+    *,
+    health: str = "/health/ready",
+    extra_env: dict[str, str] | None = None,
+) -> Component:
+    url = f"http://127.0.0.1:{port}"
+
+    def launch(layout: Layout) -> Launch:
+        stack = {key: value for key, value in read_env(layout).items() if key in INFRASTRUCTURE_VARIABLES}
+        return Launch(argv=[sys.executable, "-m", module], env={**stack, **env(layout)}, cwd=Path.cwd())
+
+    return Component(
+        name=name,
+        env_var=f"{name.upper()}_URL",
+        url=url,
+        prepare=lambda layout: None,
+        launch=launch,
+        is_ready=lambda probe: http_ok(probe.rstrip("/") + health),
+        start_timeout=60.0,
+        extra_env=extra_env or {},
+        phase=1,
+    )
+
+
+def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]) -> list[Component]:
+    """The command service and the relay, on ports shifted by `offset`."""
+    command_port, relay_port = 8001 + offset, 8003 + offset
+
+    def command_env(layout: Layout) -> dict[str, str]:
+        return {
+            "HOST": "127.0.0.1",
+            "PORT": str(command_port),
+            "JWT_SECRET": _jwt_secret(layout),
+            "JWT_ISSUER": JWT_ISSUER,
+            "JWT_AUDIENCE": JWT_AUDIENCE,
+        }
+
+    def relay_env(layout: Layout) -> dict[str, str]:
+        return {"RELAY_HTTP_PORT": str(relay_port)}
+
+    return [
+        _service(
+            "command",
+            "command_service",
+            command_port,
+            command_env,
+            read_env,
+            extra_env={"JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE},
+        ),
+        _service("relay", "relay_service", relay_port, relay_env, read_env),
+    ]
