@@ -1,0 +1,64 @@
+"""The example external consumer (examples/print_events.py) reads what the relay publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+from eventstore import NewEvent, PostgresEventStore
+from fulfilment.events import StockReceived
+from relay_service.publisher import Relay
+from relay_service.settings import RelaySettings
+
+from .conftest import collect, stock_events
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "print_events.py"
+
+
+async def test_the_example_prints_each_event_once_even_when_redelivered(
+    store: PostgresEventStore, relay_settings: RelaySettings
+) -> None:
+    await store.append("stock-ex", stock_events("ex", 3))
+    topic = f"{relay_settings.relay_topic_prefix}stock"
+    task = asyncio.create_task(Relay(relay_settings, store).run())
+    await collect(relay_settings.kafka_bootstrap_servers, [topic], expected=3)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    # A redelivery, as after a relay crash: the checkpoint is behind what Kafka has.
+    await store.save_checkpoint(relay_settings.relay_checkpoint, (await store.read_all())[0].log_position)
+    await store.append("stock-ex", [NewEvent(data=StockReceived(sku="ex", quantity=1, on_hand=3))])
+    task = asyncio.create_task(Relay(relay_settings, store).run())
+    async with asyncio.timeout(60):
+        records = await collect(relay_settings.kafka_bootstrap_servers, [topic], expected=4)
+        while len(records) < 6:  # all but the first event come twice
+            records = await collect(relay_settings.kafka_bootstrap_servers, [topic], expected=4)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    example = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLE), "--bootstrap", relay_settings.kafka_bootstrap_servers,
+        "--group", f"example-{uuid.uuid4().hex[:8]}", "--topics", topic, "--from-beginning",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=os.environ.copy(),
+    )  # fmt: skip
+    assert example.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(lines) < 4:
+                lines.append((await example.stdout.readline()).decode())
+        await asyncio.sleep(1)  # anything printed now would be a duplicate
+    finally:
+        example.send_signal(signal.SIGTERM)
+        rest, _ = await example.communicate()
+    lines += [line for line in rest.decode().splitlines() if line]
+    assert [line.split()[1:3] for line in lines] == [
+        ["ProductRegistered", "stock-ex@0"],
+        ["StockReceived", "stock-ex@1"],
+        ["StockReceived", "stock-ex@2"],
+        ["StockReceived", "stock-ex@3"],
+    ]
+    assert await example.wait() == 0
