@@ -256,7 +256,7 @@ def status(layout: Layout, selected: Sequence[Component], report: Callable[[str]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "run"])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="limit to these components")
     parser.add_argument("--infra", action="store_true", help="only the servers, not the services")
     parser.add_argument(
@@ -274,6 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.purge:
                 for component in selected:
                     shutil.rmtree(layout.data(component.name), ignore_errors=True)
+        elif args.command == "run":
+            # One component in the foreground (for Tilt, or a debugger), set up as `up` would.
+            if len(selected) != 1:
+                raise RuntimeError("run takes exactly one component: run --only NAME")
+            launch = selected[0].launch(layout)
+            os.execvpe(launch.argv[0], launch.argv, {**os.environ, **launch.env})  # noqa: S606
         elif args.command == "status":
             return 0 if status(layout, selected) else 1
         else:
