@@ -8,7 +8,6 @@ from typing import Annotated
 
 import msgspec
 import pytest
-
 from fulfilment.compatibility import breaking_changes, unversioned_breaking_changes
 from fulfilment.schemas import schema_documents
 
