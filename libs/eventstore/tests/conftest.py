@@ -9,23 +9,26 @@ way a newer deploy of a service reads what an older one wrote.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
-
 from eventstore import (
     EventRegistry,
     EventStore,
+    LogPosition,
     MemoryEventStore,
     MemoryStorage,
     PostgresEventStore,
+    RecordedEvent,
     connect,
     migrate,
 )
 
 type StoreFactory = Callable[..., Any]
+type LogReader = Callable[..., Awaitable[list[RecordedEvent]]]
 
 
 @pytest.fixture
@@ -87,3 +90,25 @@ def pg_store(postgres_stores: StoreFactory, registry: EventRegistry) -> Postgres
     """The PostgreSQL store alone, for behaviour the in-memory store does not have."""
     store: PostgresEventStore = postgres_stores(registry)
     return store
+
+
+@pytest.fixture
+def read_log() -> LogReader:
+    """``read_all`` once at least ``count`` events are visible.
+
+    The log horizon is the oldest transaction still running anywhere in the cluster
+    (other tests' CREATE DATABASE, other services), so an event appended a moment ago
+    may be handed out a few milliseconds later: by design latency, never loss.
+    """
+
+    async def read(
+        store: EventStore, count: int, after: LogPosition = LogPosition.START, **options: Any
+    ) -> list[RecordedEvent]:
+        async with asyncio.timeout(10):
+            while True:
+                events = await store.read_all(after, **options)
+                if len(events) >= count:
+                    return events
+                await asyncio.sleep(0.005)
+
+    return read

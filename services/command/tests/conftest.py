@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.testing import StoreReader, TokenFactory, token_factory
+from command_service.testing import StoreReader, TokenFactory, lifespan_of, token_factory
 from eventstore.postgres import PostgresEventStore
 from fulfilment.registry import build_registry
 from litestar import Litestar
@@ -37,6 +37,16 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Comman
 
 
 @pytest.fixture
+def settings_for(redis_url: str) -> Callable[..., CommandSettings]:
+    """Settings for another app on a given database, with overrides."""
+
+    def settings(database_url: str, **overrides: Any) -> CommandSettings:
+        return make_settings(database_url, redis_url, **overrides)
+
+    return settings
+
+
+@pytest.fixture
 def settings(fresh_database_url: str, redis_url: str) -> CommandSettings:
     return make_settings(fresh_database_url, redis_url)
 
@@ -49,7 +59,7 @@ def app(settings: CommandSettings) -> Litestar:
 @pytest.fixture
 async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     # The app runs on the test's own event loop, so tests can race requests with asyncio.gather.
-    async with app.lifespan():
+    async with lifespan_of(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://command.test") as http:
             yield http

@@ -169,5 +169,11 @@ async def test_each_role_is_kept_to_its_own_endpoints(client: httpx.AsyncClient,
     as_customer = await client.post("/products", json={"sku": "a", "name": "A"}, headers=headers(customer))
     as_staff = await client.post("/orders", json=ORDER_BODY, headers=headers(staff))
 
-    assert (as_customer.status_code, as_staff.status_code) == (403, 403)
+    as_customer_paying = await client.post(
+        "/payments",
+        json={"order_id": str(uuid.uuid4()), "amount": 1, "currency": "EUR"},
+        headers=headers(customer),
+    )
+
+    assert (as_customer.status_code, as_staff.status_code, as_customer_paying.status_code) == (403, 403, 403)
     assert as_customer.json()["code"] == "forbidden"

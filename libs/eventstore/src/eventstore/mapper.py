@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -13,7 +13,14 @@ from eventstore.errors import EventDecodeError, EventTooLarge
 from eventstore.registry import EventRegistry
 from eventstore.types import LogPosition, Metadata, NewEvent, RecordedEvent
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "EncodedEvent", "decode_metadata", "decode_record", "encode_events"]
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "EncodedEvent",
+    "decode_metadata",
+    "decode_record",
+    "decode_rows",
+    "encode_events",
+]
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 
@@ -117,3 +124,61 @@ def decode_record(
         metadata=meta,
         recorded_at=recorded_at,
     )
+
+
+def decode_rows(registry: EventRegistry, rows: Iterable[Sequence[Any]]) -> list[RecordedEvent]:
+    """Decode many stored rows: ``decode_record`` without its per-row overhead.
+
+    Each row is one leading column this function ignores, then stream_id, version,
+    position, transaction_id, event_id, event_type, schema_version, data, metadata,
+    recorded_at. Rows whose stream_id is NULL (the empty side of an outer join) are
+    skipped. On the read path this loop is most of the client's work, hence the
+    plain locals.
+    """
+    decoders: dict[tuple[str, int], Callable[[bytes | str], msgspec.Struct]] = {}
+    decode_meta = _metadata_decoder.decode
+    empty = _EMPTY_METADATA
+    events: list[RecordedEvent] = []
+    append = events.append
+    for row in rows:
+        _, stream_id, version, position, xid, event_id, event_type, schema_version, data, metadata, at = row
+        if stream_id is None:
+            continue
+        try:
+            decode = decoders.get((event_type, schema_version))
+            if decode is None:
+                decode = registry.decoder_for(event_type, schema_version)
+                decoders[event_type, schema_version] = decode
+            payload = decode(data)
+            meta = empty if metadata == "{}" else decode_meta(metadata)
+        except (msgspec.DecodeError, msgspec.ValidationError, EventDecodeError):
+            # Let the careful path say precisely what is wrong, and where.
+            decode_record(
+                registry,
+                stream_id=stream_id,
+                version=version,
+                position=position,
+                transaction_id=xid,
+                event_id=event_id,
+                event_type=event_type,
+                schema_version=schema_version,
+                data=data,
+                metadata=metadata,
+                recorded_at=at,
+            )
+            raise
+        append(
+            RecordedEvent(
+                stream_id=stream_id,
+                version=version,
+                position=position,
+                transaction_id=xid,
+                event_id=event_id,
+                event_type=event_type,
+                schema_version=schema_version,
+                data=payload,
+                metadata=meta,
+                recorded_at=at,
+            )
+        )
+    return events

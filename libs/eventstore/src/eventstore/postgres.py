@@ -24,7 +24,7 @@ from eventstore.errors import (
     StreamDeleted,
     TransactionOrderConflict,
 )
-from eventstore.mapper import DEFAULT_MAX_EVENT_BYTES, EncodedEvent, decode_record, encode_events
+from eventstore.mapper import DEFAULT_MAX_EVENT_BYTES, EncodedEvent, decode_rows, encode_events
 from eventstore.notifications import Listener, Notifier
 from eventstore.registry import EventRegistry
 from eventstore.streams import category_of, check_stream_id
@@ -121,7 +121,10 @@ class PostgresEventStore:
             try:
                 row = await connection.fetchrow(queries.APPEND, *args)
             except asyncpg.UniqueViolationError as e:
-                # Only the event id can collide: the stream row lock serialises versions.
+                # The stream row lock serialises versions, so this is an event id that
+                # another stream took between the function's check and its insert.
+                if e.constraint_name != "events_event_id":
+                    raise
                 ids = [event.event_id for event in encoded]
                 raise DuplicateEventId(stream_id, ids, e.detail or "") from e
         assert row is not None
@@ -165,7 +168,7 @@ class PostgresEventStore:
         rows = await self._retrying(lambda: self.pool.fetch(query, stream_id, start, limit))
         if rows and rows[0]["deleted"]:
             raise StreamDeleted(stream_id)
-        return [self._decode_row(row, 1) for row in rows if row[1] is not None]
+        return decode_rows(self.registry, rows)
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version, -1 when it has no events."""
@@ -204,7 +207,7 @@ class PostgresEventStore:
             wanted = list(categories)
             rows = await self._retrying(lambda: self.pool.fetch(queries.READ_CATEGORIES, *cursor, wanted))
         horizon: int = rows[0][0]
-        return [self._decode_row(row, 1) for row in rows if row[1] is not None], horizon
+        return decode_rows(self.registry, rows), horizon
 
     async def subscribe_all(
         self,
@@ -319,21 +322,6 @@ class PostgresEventStore:
 
     async def _retrying[T](self, operation: Callable[[], Awaitable[T]]) -> T:
         return await retrying(operation, attempts=self.retry_attempts)
-
-    def _decode_row(self, row: asyncpg.Record, offset: int) -> RecordedEvent:
-        return decode_record(
-            self.registry,
-            stream_id=row[offset],
-            version=row[offset + 1],
-            position=row[offset + 2],
-            transaction_id=row[offset + 3],
-            event_id=row[offset + 4],
-            event_type=row[offset + 5],
-            schema_version=row[offset + 6],
-            data=row[offset + 7],
-            metadata=row[offset + 8],
-            recorded_at=row[offset + 9],
-        )
 
 
 def _append_args(

@@ -7,6 +7,7 @@ of upcasters, one per version step, each a plain ``dict -> dict`` function.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +108,20 @@ class EventRegistry:
         if registration is None:
             raise UnknownEventType(type(event).__qualname__)
         return registration.name, registration.version, _encoder.encode(event)
+
+    def decoder_for(self, name: str, version: int) -> Callable[[bytes | str], msgspec.Struct]:
+        """A function decoding payloads of ``name`` stored at ``version`` (for decoding many).
+
+        The current version gets msgspec's decoder itself, which raises msgspec's own
+        errors; ``decode`` wraps those in ``EventDecodeError``.
+        """
+        registration = self._by_name.get(name)
+        if registration is None:
+            raise UnknownEventType(name)
+        if version == registration.version:
+            fast: Callable[[bytes | str], msgspec.Struct] = registration.decoder.decode
+            return fast
+        return functools.partial(self.decode, name, version)
 
     def decode(self, name: str, version: int, data: bytes | str) -> msgspec.Struct:
         """Decode a stored payload into the current type of ``name``, upcasting older versions."""

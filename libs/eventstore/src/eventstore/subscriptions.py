@@ -21,8 +21,8 @@ type PageReader = Callable[[LogPosition, int], Awaitable[tuple[list[RecordedEven
 
 # While an announced transaction is not yet below the horizon, re-read on this
 # backoff rather than the poll interval: the wait is usually a commit in flight.
-_FIRST_RETRY = 0.002
-_MAX_RETRY = 0.1
+_FIRST_RETRY = 0.001
+_MAX_RETRY = 0.01
 
 
 async def follow_log(

@@ -14,7 +14,11 @@ ORDERS: Decider[orders.Order | None, orders.OrderCommand, OrderEvent] = Decider(
 )
 # A busy SKU's stream grows with every reservation, so its state is snapshotted.
 STOCK: Decider[stock.StockItem | None, stock.StockCommand, StockEvent] = Decider(
-    initial_state=None, decide=stock.decide, evolve=stock.evolve, snapshot_every=100, state_type=stock.StockItem
+    initial_state=None,
+    decide=stock.decide,
+    evolve=stock.evolve,
+    snapshot_every=100,
+    state_type=stock.StockItem,
 )
 PAYMENTS: Decider[payments.Payment | None, payments.PaymentCommand, PaymentEvent] = Decider(
     initial_state=None, decide=payments.decide, evolve=payments.evolve

@@ -64,7 +64,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=Tru
     schema_version: ClassVar[int] = 1
 
 
-def event_name(event_type: type[Event]) -> str:
+def event_name(event_type: type[msgspec.Struct]) -> str:
     """The name an event type is stored and published under (its `type` tag)."""
     tag = event_type.__struct_config__.tag
     if not isinstance(tag, str):

@@ -61,10 +61,15 @@ Amount = Annotated[
 ]
 Total = Annotated[int, Meta(ge=0, description="A computed amount in minor units.")]
 CurrencyCode = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["EUR"])]
-CustomerId = Annotated[str, Meta(min_length=1, max_length=200, description="The customer's subject id.")]
-Reason = Annotated[str, Meta(min_length=1, max_length=500)]
-ProductName = Annotated[str, Meta(min_length=1, max_length=200)]
-ProviderReference = Annotated[str, Meta(min_length=1, max_length=200)]
+# Free text never holds control characters: PostgreSQL cannot store NUL in JSON at all, and the
+# others break the logs, terminals and CSV exports the text ends up in.
+_TEXT = r"^[^\x00-\x1f\x7f]+$"
+CustomerId = Annotated[
+    str, Meta(min_length=1, max_length=200, pattern=_TEXT, description="The customer's subject id.")
+]
+Reason = Annotated[str, Meta(min_length=1, max_length=500, pattern=_TEXT)]
+ProductName = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
+ProviderReference = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
 
 _SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 

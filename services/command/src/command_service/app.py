@@ -18,18 +18,17 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from command_service.auth import authenticate_with, build_verifier
+from command_service.access import access_guard
+from command_service.auth import build_verifier
 from command_service.handling import Services
 from command_service.idempotency import IdempotencyKeys
 from command_service.logs import RequestContextMiddleware
 from command_service.migrations import migrate as migrate_command_schema
+from command_service.openapi import StrictStructSchemaPlugin, openapi_config
 from command_service.problems import problem_response
-from command_service.ratelimit import RateLimiter, rate_limit_with
+from command_service.ratelimit import RateLimiter
 from command_service.routes import health
 from command_service.routes.conventions import COMMAND_RESPONSE_HEADERS, provide_command_request
 from command_service.routes.orders import OrderController
@@ -93,7 +92,7 @@ def create_app(
     commands = Router(
         path="/",
         route_handlers=[OrderController, StockController, PaymentController],
-        guards=[authenticate_with(verifier), rate_limit_with(limiter)],
+        guards=[access_guard(verifier, limiter)],
         dependencies={"command_request": Provide(provide_command_request)},
         response_headers=COMMAND_RESPONSE_HEADERS,
         security=[{"bearer": []}],
@@ -102,25 +101,17 @@ def create_app(
         route_handlers=[commands, health.live, health.ready],
         lifespan=[lifespan],
         dependencies={
-            "services": Provide(_services, sync_to_thread=False),
+            "services": Provide(_services, sync_to_thread=False, use_cache=True),
         },
         exception_handlers={Exception: problem_response},
         middleware=[
             http_tracing_middleware(provider),
-            DefineMiddleware(RequestContextMiddleware, access_log=settings.access_log),
+            # A plain ASGI middleware, typed with plain ASGI shapes rather than Litestar's scope TypedDicts.
+            DefineMiddleware(RequestContextMiddleware, access_log=settings.access_log),  # type: ignore[arg-type]
         ],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Fulfilment command API",
-            version="1.0.0",
-            description="One endpoint per command. Every command needs a bearer token and an Idempotency-Key; "
-            "errors are RFC 9457 problem details.",
-            components=Components(
-                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
-            ),
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
-        ),
+        openapi_config=openapi_config(),
+        plugins=[StrictStructSchemaPlugin()],
         logging_config=None,
     )
 
@@ -131,11 +122,12 @@ def _services(state: State) -> Services:
 
 
 async def _purge_expired_keys(keys: IdempotencyKeys) -> None:
+    # Expired keys are already ignored by lookups; deleting them only keeps the table small, so it can wait.
     while True:
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
         try:
             purged = await keys.purge_expired()
             if purged:
                 log.info("purged expired idempotency keys", extra={"purged": purged})
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.warning("could not purge idempotency keys: %s", error)
-        await asyncio.sleep(PURGE_INTERVAL_SECONDS)

@@ -2,13 +2,18 @@
 
 This is the whole write path, kept in one function so its order is visible:
 
-1. a key that already answered this request replays the stored answer (and one
-   that answered a different request is refused);
-2. the stream is loaded (`eventstore.load`: snapshot plus later events);
-3. If-Match, when sent, must name the version just loaded (else 412);
-4. the aggregate decides; a refusal propagates as a `DomainError`;
-5. in one transaction the events are appended at the loaded version, then the
+1. the stream is loaded (`eventstore.load`: snapshot plus later events);
+2. If-Match, when sent, must name the version just loaded (else 412);
+3. the aggregate decides; a refusal propagates as a `DomainError`;
+4. in one transaction the events are appended at the loaded version, then the
    key is recorded with the response (see `command_service.idempotency`).
+
+The key is not looked up first: almost every request carries a new key, and the
+insert in step 4 finds a used one anyway (it conflicts, the transaction rolls
+back, nothing is appended). Only then, or when step 2 or 3 refuses (a retry meets
+the state its first attempt made), is the stored answer read and replayed, or the
+key refused if it answered a different request. That saves a round trip on
+every first attempt.
 
 A lost race (`ConcurrencyError`) with If-Match is the client's stale view: 412.
 Without If-Match the command is decided again on fresh state, up to
@@ -35,6 +40,7 @@ from eventstore.errors import ConcurrencyError, EventStoreError
 from eventstore.registry import EventRegistry
 from eventstore.store import EventStore
 from eventstore.types import Metadata, NewEvent
+from fulfilment.errors import DomainError
 
 from command_service.errors import PreconditionFailed, TooMuchContention
 from command_service.idempotency import IdempotencyKeys, StoredResponse
@@ -99,29 +105,51 @@ async def handle[S, C, E: msgspec.Struct](
     context: CommandContext,
     *,
     status_code: int = 200,
+    new_stream: bool = False,
 ) -> Outcome:
-    """Run `command` against the stream `stream_id` as described in the module docstring."""
+    """Run `command` against the stream `stream_id` as described in the module docstring.
+
+    `new_stream`: the caller just made the stream id up (a fresh UUID), so there is
+    nothing to load; the append still insists that the stream does not exist.
+    """
     for attempt in range(1, services.max_attempts + 1):
-        stored = await services.keys.find(context.subject, context.idempotency_key, context.fingerprint)
-        if stored is not None:
-            return Outcome(_accepted_decoder.decode(stored.body), stored.status_code, replayed=True)
-        state, version = await load(services.store, decider, stream_id)
-        if context.if_match is not None and context.if_match != version:
-            raise PreconditionFailed(stream_id, context.if_match, version)
-        events = decider.decide(state, command)
+        if new_stream:
+            state, version = decider.initial_state, -1
+        else:
+            state, version = await load(services.store, decider, stream_id)
+        try:
+            if context.if_match is not None and context.if_match != version:
+                raise PreconditionFailed(stream_id, context.if_match, version)
+            events = decider.decide(state, command)
+        except (DomainError, PreconditionFailed):
+            # A retry of a command that already went through meets the state it made itself.
+            if (replay := await _replay(services, context)) is not None:
+                return replay
+            raise
         try:
             accepted = await _write(services, stream_id, version, events, context, status_code)
         except ConcurrencyError as error:
+            if (replay := await _replay(services, context)) is not None:
+                return replay
             if context.if_match is not None:
                 raise PreconditionFailed(stream_id, context.if_match, error.actual) from error
             await asyncio.sleep(random.uniform(0, 0.002 * attempt))
             continue
         except _KeyTaken:
-            continue  # the next round finds the other request's answer and replays it
+            if (replay := await _replay(services, context)) is not None:
+                return replay
+            continue  # the key expired in between: run the command afresh
         if events and decider.snapshot_every:
             await _maybe_snapshot(services.store, decider, stream_id, state, version, events)
         return Outcome(accepted, status_code, replayed=False)
     raise TooMuchContention(f"{stream_id} kept changing during {services.max_attempts} attempts; try again")
+
+
+async def _replay(services: Services, context: CommandContext) -> Outcome | None:
+    stored = await services.keys.find(context.subject, context.idempotency_key, context.fingerprint)
+    if stored is None:
+        return None
+    return Outcome(_accepted_decoder.decode(stored.body), stored.status_code, replayed=True)
 
 
 class _KeyTaken(Exception):

@@ -66,7 +66,8 @@ class IdempotencyKeys:
         )
         if stored.fingerprint != request_fingerprint:
             raise IdempotencyKeyReused(
-                "this Idempotency-Key was already used for a different request; use a new key for a new request"
+                "this Idempotency-Key was already used for a different request; "
+                "use a new key for a new request"
             )
         return stored
 

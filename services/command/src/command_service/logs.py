@@ -11,11 +11,11 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
 import msgspec
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import trace
 
 __all__ = [
@@ -28,6 +28,13 @@ __all__ = [
 
 CORRELATION_HEADER = "x-correlation-id"
 _MAX_CORRELATION_ID = 128
+
+# Plain ASGI shapes: this middleware needs nothing of Litestar's richer scope types.
+type Scope = MutableMapping[str, Any]
+type Message = MutableMapping[str, Any]
+type Receive = Callable[[], Awaitable[Message]]
+type Send = Callable[[Message], Awaitable[None]]
+type ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _encoder = msgspec.json.Encoder()
@@ -106,7 +113,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((CORRELATION_HEADER.encode(), correlation.encode()))
-                message = {**message, "headers": headers}  # type: ignore[assignment]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -132,7 +139,7 @@ class RequestContextMiddleware:
 def _incoming_correlation_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == CORRELATION_HEADER.encode():
-            text = value.decode("latin-1").strip()
+            text: str = value.decode("latin-1").strip()
             if 0 < len(text) <= _MAX_CORRELATION_ID and text.isprintable():
                 return text
     return None

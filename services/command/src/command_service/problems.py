@@ -18,7 +18,7 @@ import msgspec
 from eventstore.errors import EventStoreError, EventTooLarge, StoreUnavailable, StreamDeleted
 from fulfilment.errors import Conflict, DomainError, InvalidCommand, NotFound, NotPermitted
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 from command_service.errors import (
     AuthenticationFailed,
@@ -145,7 +145,8 @@ def _validation_problem(exc: ValidationException) -> Problem:
         for item in exc.extra:
             if isinstance(item, dict):
                 key = str(item.get("key", ""))
-                source = str(item.get("source", "body"))
+                raw_source = item.get("source", "body")
+                source = str(getattr(raw_source, "value", raw_source))
                 field = "" if key == "data" and source == "body" else key
                 errors.append(
                     FieldError(field=field, message=str(item.get("message", "invalid")), source=source)
@@ -177,7 +178,15 @@ def _http_problem(exc: HTTPException) -> Problem:
         log.error("server error", exc_info=exc)
         return _problem(status, "internal-error", "Internal error", "the service failed")
     detail = exc.detail if exc.detail and exc.detail != title else None
-    # Litestar says "JSON is malformed: ..." for a body that does not parse: keep that, it helps.
-    if status == 400 and detail and "malformed" in detail.lower():
+    if status == 400 and _caused_by_undecodable_body(exc):
         code, title = "malformed-body", "Malformed request body"
     return _problem(status, code, title, detail)
+
+
+def _caused_by_undecodable_body(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, SerializationException | msgspec.DecodeError):
+            return True
+        cause = cause.__cause__
+    return False

@@ -7,6 +7,15 @@ and no window edges to game. The check and the update run in one Lua script, so
 instances racing on a subject cannot both spend the same allowance, and the
 time comes from Redis itself, so instance clocks do not matter.
 
+A round trip to Redis per request would cost more CPU than the rest of
+authentication, so an instance takes allowance in small leases: one script call
+spends `lease` requests' worth at once, and the next `lease - 1` requests of
+that subject are let through locally. Leased allowance that is not used within
+the time the rate needs to produce it is dropped. Every request is still paid
+for in Redis, so a subject never exceeds its rate in total, however many
+instances serve it; at worst a subject spread over many instances is held back
+a little early.
+
 When Redis cannot be reached the limiter lets requests through and logs it:
 rate limiting protects the service, and failing closed would turn a Redis outage
 into a full outage of the write side.
@@ -14,32 +23,30 @@ into a full outage of the write side.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Any
 
 import redis.asyncio as redis
-from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
 from redis.exceptions import RedisError
 
-from command_service.auth import Guard, principal_of
 from command_service.errors import RateLimited
 
-__all__ = ["RateLimiter", "rate_limit_with"]
+__all__ = ["RateLimiter"]
 
 log = logging.getLogger("command_service.ratelimit")
 
-# KEYS[1]: the subject's key. ARGV: emission interval (µs), burst.
-# Returns {1, 0} when allowed, {0, retry_after_µs} when not.
+# KEYS[1]: the subject's key. ARGV: emission interval (µs), burst, cost (requests to pay for).
+# Returns {1, 0} when allowed, {0, retry_after_µs} when not (nothing is spent then).
 _GCRA = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local new_tat = tat + interval
+local new_tat = tat + interval * cost
 local allow_at = new_tat - burst * interval
 if allow_at > now then
   return {0, allow_at - now}
@@ -48,39 +55,80 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
 return {1, 0}
 """
 
+_MAX_LEASES = 50_000
+
 
 class RateLimiter:
     """`check(subject)` raises `RateLimited` once the subject exceeds `per_second` after a `burst`."""
 
     def __init__(
-        self, client: redis.Redis, *, per_second: float, burst: int, prefix: str = "ratelimit:command:"
-    ):
-        self._client = client
+        self,
+        client: redis.Redis,
+        *,
+        per_second: float,
+        burst: int,
+        lease: int = 10,
+        prefix: str = "ratelimit:command:",
+    ) -> None:
         self._script = client.register_script(_GCRA)
         self._interval_us = max(1, round(1_000_000 / per_second))
         self._burst = burst
+        self._lease = max(1, min(lease, burst))
+        # Leased allowance must be used within the time the rate takes to produce it (at most a second).
+        self._lease_seconds = min(1.0, self._lease / per_second)
         self._prefix = prefix
+        self._leases: dict[str, tuple[int, float]] = {}
+        self._fetching: dict[str, asyncio.Future[None]] = {}
         self._warned_at = float("-inf")
 
     async def check(self, subject: str) -> None:
+        while True:
+            remaining, until = self._leases.get(subject, (0, 0.0))
+            if remaining > 0 and time.monotonic() < until:
+                self._leases[subject] = (remaining - 1, until)
+                return
+            fetching = self._fetching.get(subject)
+            if fetching is None:
+                break
+            # One lease at a time per subject: concurrent first requests share it instead of each
+            # taking a lease of its own and spending the subject's whole burst at once.
+            await asyncio.shield(fetching)
+        fetched = asyncio.get_running_loop().create_future()
+        self._fetching[subject] = fetched
         try:
-            allowed, retry_after_us = await self._script(
-                keys=[self._prefix + subject], args=[self._interval_us, self._burst]
-            )
+            await self._take_lease(subject)
+        finally:
+            del self._fetching[subject]
+            fetched.set_result(None)
+
+    async def _take_lease(self, subject: str) -> None:
+        try:
+            if self._lease > 1 and await self._spend(subject, self._lease) is None:
+                self._remember(subject, self._lease - 1, time.monotonic() + self._lease_seconds)
+                return
+            # Not enough for a lease: a single request may still fit.
+            retry_after_us = await self._spend(subject, 1)
         except (RedisError, OSError) as error:
             # Say it once a minute, not once a request.
             if time.monotonic() - self._warned_at > 60:
                 self._warned_at = time.monotonic()
                 log.warning("rate limiting is off while Redis is unreachable: %s", error)
             return
-        if not allowed:
-            raise RateLimited(int(retry_after_us) / 1_000_000)
+        self._leases.pop(subject, None)
+        if retry_after_us is not None:
+            raise RateLimited(retry_after_us / 1_000_000)
 
+    async def _spend(self, subject: str, cost: int) -> int | None:
+        """Pay for `cost` requests; None if paid, else how long until they would fit (µs)."""
+        allowed, retry_after_us = await self._script(
+            keys=[self._prefix + subject], args=[self._interval_us, self._burst, cost]
+        )
+        return None if allowed else int(retry_after_us)
 
-def rate_limit_with(limiter: RateLimiter) -> Guard:
-    """A guard, placed after authentication, that spends one request of the principal's allowance."""
-
-    async def rate_limit(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        await limiter.check(principal_of(connection).subject)
-
-    return rate_limit
+    def _remember(self, subject: str, remaining: int, until: float) -> None:
+        if len(self._leases) >= _MAX_LEASES:
+            now = time.monotonic()
+            self._leases = {key: lease for key, lease in self._leases.items() if lease[1] > now}
+            if len(self._leases) >= _MAX_LEASES:
+                self._leases.clear()
+        self._leases[subject] = (remaining, until)

@@ -27,6 +27,8 @@ class CommandSettings(msgspec.Struct, frozen=True, kw_only=True):
     jwt_leeway_seconds: Annotated[int, msgspec.Meta(ge=0, le=300)] = 30
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    # Server processes; each has its own pool, so PostgreSQL sees workers * pool_max_size connections.
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     pool_min_size: Annotated[int, msgspec.Meta(ge=0)] = 2
     pool_max_size: Annotated[int, msgspec.Meta(ge=1)] = 16
     idempotency_ttl_seconds: Annotated[int, msgspec.Meta(ge=60)] = 24 * 3600
@@ -40,6 +42,9 @@ class CommandSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Where spans go: nowhere (ids are still made and written into events), stdout, or an OTLP/HTTP collector.
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_service_name: str = "command"
+    # Share of traces recorded (a caller's sampling decision in traceparent wins). Unrecorded requests
+    # still get trace ids for their logs and events; they just skip building span attributes.
+    otel_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
     access_log: bool = True
 
     @property

@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from command_service.settings import CommandSettings
@@ -26,7 +27,10 @@ _propagator = TraceContextTextMapPropagator()
 
 def tracer_provider(settings: CommandSettings, exporter: SpanExporter | None = None) -> TracerProvider:
     """A tracer provider exporting where the settings say (or to `exporter`, for tests)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.otel_service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": settings.otel_service_name}),
+        sampler=ParentBased(TraceIdRatioBased(settings.otel_sample_ratio)),
+    )
     if exporter is None and settings.otel_exporter == "console":
         exporter = ConsoleSpanExporter()
     elif exporter is None and settings.otel_exporter == "otlp":
@@ -52,7 +56,7 @@ def http_tracing_middleware(provider: TracerProvider) -> DefineMiddleware:
 
 def instrument_asyncpg(provider: TracerProvider) -> None:
     """Trace asyncpg queries. asyncpg is patched process-wide, so the first provider stays."""
-    instrumentor = AsyncPGInstrumentor()
+    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument(tracer_provider=provider)
 

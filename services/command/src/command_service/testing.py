@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from eventstore.store import EventStore
 from eventstore.types import RecordedEvent
+from litestar import Litestar
 
 from command_service.tokens import mint
 
-__all__ = ["ORDER_BODY", "StoreReader", "TokenFactory", "command_headers", "token_factory"]
+__all__ = [
+    "ORDER_BODY",
+    "StoreReader",
+    "TokenFactory",
+    "command_headers",
+    "lifespan_of",
+    "token_factory",
+]
 
 ORDER_BODY: dict[str, Any] = {
     "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price": 1250}],
@@ -26,7 +36,10 @@ class TokenFactory(Protocol):
 
 
 def token_factory(*, secret: str, issuer: str, audience: str) -> TokenFactory:
-    """Mints HS256 tokens; keyword overrides: issuer, audience, key, algorithm, ttl_seconds, now, kid, extra claims."""
+    """Mints HS256 tokens.
+
+    Keyword overrides: issuer, audience, key, algorithm, ttl_seconds, now, kid; other keywords become claims.
+    """
 
     def token(subject: str | None = None, roles: Sequence[str] = ("customer",), **claims: Any) -> str:
         return mint(
@@ -57,7 +70,32 @@ class StoreReader:
         self.store = store
 
     async def events(self, stream_id: str) -> list[RecordedEvent]:
-        return await self.store.read_stream(stream_id)
+        events: list[RecordedEvent] = await self.store.read_stream(stream_id)
+        return events
 
     async def event_types(self, stream_id: str) -> list[str]:
         return [event.event_type for event in await self.events(stream_id)]
+
+
+@contextlib.asynccontextmanager
+async def lifespan_of(app: Litestar) -> AsyncIterator[None]:
+    """Runs the app's lifespan in a task of its own: its cancel scopes must start and end in one task,
+    while pytest-asyncio sets a fixture up and tears it down in different ones."""
+    started, stopping = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with app.lifespan():
+            started.set()
+            await stopping.wait()
+
+    task = asyncio.create_task(run())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()  # start-up failed: raise its error
+    try:
+        yield
+    finally:
+        stopping.set()
+        await task

@@ -16,7 +16,7 @@ CREATE TABLE eventstore.streams (
     last_transaction_id xid8,
     deleted_at          timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 50);  -- room on each page for HOT updates of the version
 
 -- The global log. Its order is (transaction_id, position), not position alone:
 -- `position` comes from a sequence at INSERT time, but a row becomes visible at
@@ -74,6 +74,14 @@ CREATE TABLE eventstore.checkpoints (
 --           'deleted'    the stream has a tombstone
 -- Conflicts are returned rather than raised so a caller's transaction stays usable.
 -- p_expected is 'any', 'exists' or 'exact' (then p_expected_version, -1 = no stream).
+--
+-- Per-stream order in the global log: the log sorts by transaction id, so an append
+-- must come from a transaction with an id no lower than the one that appended the
+-- stream's previous events. A transaction takes its id on its first write; when the
+-- first write is this function's lock on the stream row, the id is taken after the
+-- previous appender took its own (it held that lock), so the condition holds by
+-- itself. Only a caller transaction that wrote something earlier can break it; that
+-- is checked (last_transaction_id) and answered with 'order'.
 CREATE FUNCTION eventstore.append_events(
     p_stream_id        text,
     p_category         text,
@@ -88,80 +96,102 @@ CREATE FUNCTION eventstore.append_events(
                duplicate_ids uuid[])
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_count    integer := cardinality(p_event_ids);
-    v_version  bigint;
-    v_last_xid xid8;
-    v_deleted  boolean;
-    v_xid      xid8;
-    v_ids      uuid[];
-    v_streams  text[];
-    v_versions bigint[];
+    v_count     integer := cardinality(p_event_ids);
+    v_version   bigint;
+    v_last_xid  xid8;
+    v_deleted   boolean;
+    v_xid       xid8;
+    v_ids       uuid[];
+    v_streams   text[];
+    v_versions  bigint[];
     v_positions bigint[];
 BEGIN
-    -- Lock the stream row first, and only then take a transaction id: a writer that
-    -- waited for this lock gets its id after the previous writer got its own, so
-    -- appends of one stream also sort by version in the global log.
-    SELECT s.version, s.last_transaction_id, s.deleted_at IS NOT NULL
-      INTO v_version, v_last_xid, v_deleted
-      FROM eventstore.streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
-    IF NOT FOUND THEN
-        IF p_expected = 'exists' OR (p_expected = 'exact' AND p_expected_version >= 0) THEN
-            RETURN QUERY SELECT 'conflict'::text, -1::bigint, NULL::bigint[], NULL::xid8, NULL::uuid[];
+    -- Fast paths, one statement each: an exact version on an existing stream (what
+    -- aggregates send) moves the version while it locks the row; a new stream is
+    -- created at its final version. When no row qualifies, the general path below
+    -- finds out why.
+    IF p_expected = 'exact' AND p_expected_version >= 0 THEN
+        UPDATE eventstore.streams s
+           SET version = p_expected_version + v_count, last_transaction_id = pg_current_xact_id()
+         WHERE s.stream_id = p_stream_id AND s.version = p_expected_version AND s.deleted_at IS NULL
+           AND (s.last_transaction_id IS NULL OR s.last_transaction_id <= pg_current_xact_id())
+        RETURNING s.last_transaction_id INTO v_xid;
+    ELSIF p_expected = 'any' OR p_expected = 'exact' THEN
+        INSERT INTO eventstore.streams AS s (stream_id, category, version, last_transaction_id)
+        VALUES (p_stream_id, p_category, v_count - 1, pg_current_xact_id())
+        ON CONFLICT DO NOTHING
+        RETURNING s.last_transaction_id INTO v_xid;
+    END IF;
+    IF v_xid IS NOT NULL THEN
+        v_version := CASE WHEN p_expected = 'exact' THEN p_expected_version ELSE -1 END;
+    ELSE
+        -- The general path: lock the stream row (creating it if needed), then decide.
+        SELECT s.version, s.last_transaction_id, s.deleted_at IS NOT NULL
+          INTO v_version, v_last_xid, v_deleted
+          FROM eventstore.streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
+        IF NOT FOUND THEN
+            IF p_expected = 'exists' OR (p_expected = 'exact' AND p_expected_version >= 0) THEN
+                RETURN QUERY SELECT 'conflict'::text, -1::bigint, NULL::bigint[], NULL::xid8, NULL::uuid[];
+                RETURN;
+            END IF;
+            INSERT INTO eventstore.streams (stream_id, category) VALUES (p_stream_id, p_category)
+                ON CONFLICT DO NOTHING;
+            SELECT s.version, s.last_transaction_id, s.deleted_at IS NOT NULL
+              INTO STRICT v_version, v_last_xid, v_deleted
+              FROM eventstore.streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
+        END IF;
+        IF v_deleted THEN
+            RETURN QUERY SELECT 'deleted'::text, v_version, NULL::bigint[], NULL::xid8, NULL::uuid[];
             RETURN;
         END IF;
-        INSERT INTO eventstore.streams (stream_id, category) VALUES (p_stream_id, p_category)
-            ON CONFLICT DO NOTHING;
-        SELECT s.version, s.last_transaction_id, s.deleted_at IS NOT NULL
-          INTO STRICT v_version, v_last_xid, v_deleted
-          FROM eventstore.streams s WHERE s.stream_id = p_stream_id FOR UPDATE;
-    END IF;
-    IF v_deleted THEN
-        RETURN QUERY SELECT 'deleted'::text, v_version, NULL::bigint[], NULL::xid8, NULL::uuid[];
-        RETURN;
-    END IF;
 
-    IF p_expected = 'exact' AND v_version <> p_expected_version THEN
-        -- A retry of an append that already succeeded finds its own events right
-        -- after the version it expected.
-        SELECT array_agg(e.event_id ORDER BY e.version), array_agg(e.position ORDER BY e.version)
-          INTO v_ids, v_positions
-          FROM eventstore.events e
-         WHERE e.stream_id = p_stream_id
-           AND e.version > p_expected_version AND e.version <= p_expected_version + v_count;
-        IF v_ids = p_event_ids THEN
-            RETURN QUERY SELECT 'idempotent'::text, p_expected_version + v_count, v_positions, NULL::xid8, NULL::uuid[];
-        ELSE
-            RETURN QUERY SELECT 'conflict'::text, v_version, NULL::bigint[], NULL::xid8, NULL::uuid[];
-        END IF;
-        RETURN;
-    END IF;
-
-    IF p_expected <> 'exact' THEN
-        -- Without a version to compare, a retry is recognised by its event ids alone.
-        SELECT array_agg(e.event_id ORDER BY e.version), array_agg(e.stream_id ORDER BY e.version),
-               array_agg(e.version ORDER BY e.version), array_agg(e.position ORDER BY e.version)
-          INTO v_ids, v_streams, v_versions, v_positions
-          FROM eventstore.events e WHERE e.event_id = ANY (p_event_ids);
-        IF v_ids IS NOT NULL THEN
-            IF v_ids = p_event_ids
-               AND v_streams <@ ARRAY[p_stream_id]
-               AND v_versions[v_count] - v_versions[1] = v_count - 1 THEN
-                RETURN QUERY SELECT 'idempotent'::text, v_versions[v_count], v_positions, NULL::xid8, NULL::uuid[];
+        IF p_expected = 'exact' AND v_version <> p_expected_version THEN
+            -- A retry of an append that already succeeded finds its own events right
+            -- after the version it expected.
+            SELECT array_agg(e.event_id ORDER BY e.version), array_agg(e.position ORDER BY e.version)
+              INTO v_ids, v_positions
+              FROM eventstore.events e
+             WHERE e.stream_id = p_stream_id
+               AND e.version > p_expected_version AND e.version <= p_expected_version + v_count;
+            IF v_ids = p_event_ids THEN
+                RETURN QUERY SELECT 'idempotent'::text, p_expected_version + v_count, v_positions,
+                                    NULL::xid8, NULL::uuid[];
             ELSE
-                RETURN QUERY SELECT 'duplicate'::text, v_version, NULL::bigint[], NULL::xid8, v_ids;
+                RETURN QUERY SELECT 'conflict'::text, v_version, NULL::bigint[], NULL::xid8, NULL::uuid[];
             END IF;
             RETURN;
         END IF;
-        IF p_expected = 'exists' AND v_version < 0 THEN
-            RETURN QUERY SELECT 'conflict'::text, v_version, NULL::bigint[], NULL::xid8, NULL::uuid[];
+
+        IF p_expected <> 'exact' THEN
+            -- Without a version to compare, a retry is recognised by its event ids alone.
+            SELECT array_agg(e.event_id ORDER BY e.version), array_agg(e.stream_id ORDER BY e.version),
+                   array_agg(e.version ORDER BY e.version), array_agg(e.position ORDER BY e.version)
+              INTO v_ids, v_streams, v_versions, v_positions
+              FROM eventstore.events e WHERE e.event_id = ANY (p_event_ids);
+            IF v_ids IS NOT NULL THEN
+                IF v_ids = p_event_ids
+                   AND v_streams <@ ARRAY[p_stream_id]
+                   AND v_versions[v_count] - v_versions[1] = v_count - 1 THEN
+                    RETURN QUERY SELECT 'idempotent'::text, v_versions[v_count], v_positions,
+                                        NULL::xid8, NULL::uuid[];
+                ELSE
+                    RETURN QUERY SELECT 'duplicate'::text, v_version, NULL::bigint[], NULL::xid8, v_ids;
+                END IF;
+                RETURN;
+            END IF;
+            IF p_expected = 'exists' AND v_version < 0 THEN
+                RETURN QUERY SELECT 'conflict'::text, v_version, NULL::bigint[], NULL::xid8, NULL::uuid[];
+                RETURN;
+            END IF;
+        END IF;
+
+        v_xid := pg_current_xact_id();
+        IF v_last_xid > v_xid THEN
+            RETURN QUERY SELECT 'order'::text, v_version, NULL::bigint[], NULL::xid8, NULL::uuid[];
             RETURN;
         END IF;
-    END IF;
-
-    v_xid := pg_current_xact_id();
-    IF v_last_xid > v_xid THEN
-        RETURN QUERY SELECT 'order'::text, v_version, NULL::bigint[], NULL::xid8, NULL::uuid[];
-        RETURN;
+        UPDATE eventstore.streams s SET version = v_version + v_count, last_transaction_id = v_xid
+         WHERE s.stream_id = p_stream_id;
     END IF;
 
     WITH inserted AS (
@@ -175,9 +205,6 @@ BEGIN
         RETURNING events.position
     )
     SELECT array_agg(i.position ORDER BY i.position) INTO v_positions FROM inserted i;
-
-    UPDATE eventstore.streams s SET version = v_version + v_count, last_transaction_id = v_xid
-     WHERE s.stream_id = p_stream_id;
 
     RETURN QUERY SELECT 'ok'::text, v_version + v_count, v_positions, v_xid, NULL::uuid[];
 END;

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -49,18 +50,22 @@ IdempotencyKeyHeader = Annotated[
         "body returns the first response and appends nothing; reusing it for another request is refused.",
     ),
 ]
+_IF_MATCH = re.compile(r'^"(-?[0-9]{1,18})"$')
+# Optional headers are typed `str` with an empty default: `str | None` would document them as nullable,
+# and a header cannot be null.
 IfMatchHeader = Annotated[
-    str | None,
+    str,
     HeaderParameter(
         name="If-Match",
         required=False,
-        max_length=24,
+        # Documented here, checked by `_parse_if_match`: Litestar would check the empty default too.
+        schema_extra={"pattern": _IF_MATCH.pattern},
         description='The stream version the client expects, as returned in `ETag` (e.g. `"3"`). '
         "If the stream moved on, the command is refused with 412.",
     ),
 ]
 CausationHeader = Annotated[
-    str | None,
+    str,
     HeaderParameter(
         name="X-Causation-ID",
         required=False,
@@ -96,7 +101,7 @@ _DESCRIPTIONS = {
     429: "Too many requests for this subject; see Retry-After",
     503: "A dependency is unavailable; retry later",
 }
-_ALWAYS = (400, 401, 403, 413, 422, 429, 503)
+_ALWAYS = (400, 401, 403, 409, 412, 413, 422, 429, 503)
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
@@ -141,15 +146,16 @@ CommandRequestDep = NamedDependency[SkipValidation[CommandRequest]]
 async def provide_command_request(
     request: Request[Any, Any, Any],
     idempotency_key: IdempotencyKeyHeader,
-    if_match: IfMatchHeader = None,
-    causation_id: CausationHeader = None,
+    if_match: IfMatchHeader = "",
+    causation_id: CausationHeader = "",
 ) -> CommandRequest:
     """Litestar dependency: reads the command headers of an authenticated request."""
     subject = principal_of(request).subject
+    # Read from the headers, not `if_match`: an empty If-Match is an error, an absent one is not.
     return CommandRequest(
         subject=subject,
         idempotency_key=idempotency_key,
-        if_match=_parse_if_match(if_match),
+        if_match=_parse_if_match(request.headers.get("if-match")),
         method=request.method,
         path=request.url.path,
         metadata=Metadata(
@@ -164,15 +170,10 @@ async def provide_command_request(
 def _parse_if_match(value: str | None) -> int | None:
     if value is None:
         return None
-    text = value.strip()
-    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
-        text = text[1:-1]
-    if not text.isdigit() and not (text.startswith("-") and text[1:].isdigit()):
+    match = _IF_MATCH.match(value.strip())
+    if match is None:
         raise InvalidHeader("If-Match", 'expected a stream version as sent in ETag, e.g. "3"')
-    version = int(text)
-    if version < -1 or version > 2**62:
-        raise InvalidHeader("If-Match", "not a stream version")
-    return version
+    return int(match[1])
 
 
 def accepted[T: CommandAccepted](outcome: Outcome, body: T) -> Response[T]:

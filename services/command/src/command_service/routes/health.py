@@ -40,4 +40,4 @@ async def ready(services: ServicesDep) -> Response[Health]:
         return Response(
             Health(status="unavailable", checks={"postgres": str(error) or "timeout"}), status_code=503
         )
-    return Health(status="ok", checks={"postgres": "ok"})
+    return Response(Health(status="ok", checks={"postgres": "ok"}))

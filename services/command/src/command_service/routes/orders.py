@@ -22,7 +22,7 @@ __all__ = ["OrderController"]
 class PlaceOrderBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """An order to place for the calling customer. There is no total: the service computes it."""
 
-    lines: Annotated[tuple[OrderLine, ...], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
+    lines: Annotated[list[OrderLine], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
     currency: CurrencyCode
 
 
@@ -49,7 +49,7 @@ class OrderController(Controller):
         operation_id="placeOrder",
         summary="Place an order for the calling customer",
         status_code=201,
-        guards=[allow(CUSTOMER)],
+        opt=allow(CUSTOMER),
         responses=problem_responses(),
     )
     async def place(
@@ -57,10 +57,19 @@ class OrderController(Controller):
     ) -> Response[OrderAccepted]:
         order_id = uuid4()
         command = PlaceOrder(
-            order_id=order_id, customer_id=command_request.subject, lines=data.lines, currency=data.currency
+            order_id=order_id,
+            customer_id=command_request.subject,
+            lines=tuple(data.lines),
+            currency=data.currency,
         )
         outcome = await handle(
-            services, ORDERS, order_stream(order_id), command, command_request.context(data), status_code=201
+            services,
+            ORDERS,
+            order_stream(order_id),
+            command,
+            command_request.context(data),
+            status_code=201,
+            new_stream=True,
         )
         # A replay answers with the order of the first request, whose id is in its stream id.
         first_order_id = UUID(outcome.accepted.stream_id.removeprefix("order-"))
@@ -72,7 +81,7 @@ class OrderController(Controller):
         status_code=200,
         operation_id="confirmOrder",
         summary="Confirm a pending order (stock reserved, payment authorised)",
-        guards=[allow(SERVICE)],
+        opt=allow(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def confirm(
@@ -87,7 +96,7 @@ class OrderController(Controller):
         status_code=200,
         operation_id="rejectOrder",
         summary="Reject a pending order, saying why",
-        guards=[allow(SERVICE)],
+        opt=allow(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def reject(
@@ -108,7 +117,7 @@ class OrderController(Controller):
         status_code=200,
         operation_id="cancelOrder",
         summary="Cancel one of the calling customer's orders (pending or confirmed)",
-        guards=[allow(CUSTOMER)],
+        opt=allow(CUSTOMER),
         responses=problem_responses(404, 409, 412),
     )
     async def cancel(

@@ -39,7 +39,7 @@ class VoidBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class PaymentController(Controller):
     path = "/payments"
     tags = ["payments"]
-    guards = [allow(SERVICE)]
+    opt = allow(SERVICE)
 
     @post(
         "/",

@@ -55,7 +55,7 @@ class StockController(Controller):
         operation_id="registerProduct",
         summary="Register a product (SKU) with no stock",
         status_code=201,
-        guards=[allow(STAFF)],
+        opt=allow(STAFF),
         responses=problem_responses(409, 412),
     )
     async def register(
@@ -72,7 +72,7 @@ class StockController(Controller):
         status_code=200,
         operation_id="receiveStock",
         summary="Record units arriving in the warehouse",
-        guards=[allow(STAFF)],
+        opt=allow(STAFF),
         responses=problem_responses(404, 412),
     )
     async def receive(
@@ -91,7 +91,7 @@ class StockController(Controller):
         status_code=200,
         operation_id="reserveStock",
         summary="Reserve units for an order; a shortage is recorded as StockReservationFailed",
-        guards=[allow(SERVICE)],
+        opt=allow(SERVICE),
         responses=problem_responses(404, 412),
     )
     async def reserve(
@@ -110,7 +110,7 @@ class StockController(Controller):
         status_code=200,
         operation_id="releaseReservation",
         summary="Give an order's reserved units back",
-        guards=[allow(SERVICE)],
+        opt=allow(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def release(
@@ -129,7 +129,7 @@ class StockController(Controller):
         status_code=200,
         operation_id="commitReservation",
         summary="Ship an order's reserved units (they leave the stock on hand)",
-        guards=[allow(SERVICE)],
+        opt=allow(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def commit(

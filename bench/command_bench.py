@@ -1,0 +1,357 @@
+"""Command throughput and latency through the real HTTP server, next to the same work done directly.
+
+    .venv/bin/python bench/command_bench.py [--seconds 10] [--clients 32] [--workload place lifecycle]
+
+Needs DATABASE_URL and REDIS_URL (the environment, or .devstack/env after `./dev up`).
+Each run gets a database of its own on that server, dropped afterwards.
+
+Compared in one run, at the same concurrency, with the same pool size:
+  direct  `eventstore.execute` in this process: load the stream, decide, append (the
+          practical limit of the write path: no HTTP, no auth, no idempotency key)
+  http    the command service as its own process (uvicorn, one worker) with everything
+          on: JWT verification, Redis rate limiting, Idempotency-Key stored in the append's
+          transaction, tracing (not exported), JSON access log off
+
+Workloads:
+  place      every command places a new order (a new stream)
+  lifecycle  each client places an order, then cancels it (half the commands load and
+             extend an existing stream)
+
+The HTTP clients are a minimal keep-alive HTTP/1.1 client on asyncio streams, so that
+on a small machine the load generator takes as little CPU from the server as possible.
+Progress goes to stderr, the table to stdout. Not a test: the numbers depend on the
+machine, printed in the header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from command_service.migrations import migrate as migrate_command_schema
+from command_service.tokens import mint
+from eventstore import Metadata, PostgresEventStore, connect, execute, migrate
+from fulfilment.deciders import ORDERS
+from fulfilment.orders import CancelOrder, OrderLine, PlaceOrder
+from fulfilment.registry import build_registry
+from fulfilment.values import order_stream
+
+SECRET = "benchmark-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a throwaway key for a local run
+ISSUER, AUDIENCE = "https://bench.local", "command-api"
+POOL_SIZE = 16
+LINES = (
+    OrderLine(sku="sku-1", quantity=2, unit_price=1999),
+    OrderLine(sku="sku-2", quantity=1, unit_price=500),
+)
+PLACE_BODY = json.dumps(
+    {
+        "lines": [
+            {"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price} for line in LINES
+        ],
+        "currency": "EUR",
+    }
+).encode()
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def server_urls() -> tuple[str, str]:
+    values = dict(os.environ)
+    env_file = Path(__file__).resolve().parents[1] / ".devstack" / "env"
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if value and key not in values:
+                values[key] = shlex.split(value)[0]
+    try:
+        return values["DATABASE_URL"], values["REDIS_URL"]
+    except KeyError as missing:
+        sys.exit(f"set {missing.args[0]} (or run ./dev up)")
+
+
+@dataclass
+class Run:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def percentile(self, p: float) -> float:
+        if len(self.latencies) < 2:
+            return float("nan")
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[int(p) - 1] * 1000
+
+
+async def drive(name: str, clients: int, seconds: float, one_round: Callable[[int], Awaitable[int]]) -> Run:
+    """`clients` loops each running `one_round(client)` (which returns its command count) for `seconds`."""
+    run = Run(name)
+    deadline = time.perf_counter() + seconds
+
+    async def client(number: int) -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                commands = await one_round(number)
+            except Exception as error:
+                run.errors += 1
+                if run.errors <= 3:
+                    progress(f"  {name}: {error!r}")
+                continue
+            # A round of n commands counts as n commands of equal share of the round's time.
+            share = (time.perf_counter() - started) / max(commands, 1)
+            run.latencies.extend([share] * commands)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    run.elapsed = time.perf_counter() - started
+    return run
+
+
+# --- direct: decide and append on the event store in this process -------------------------------
+
+
+async def direct(database_url: str, workload: str, clients: int, seconds: float) -> Run:
+    pool = await connect(database_url, min_size=POOL_SIZE, max_size=POOL_SIZE)
+    store = PostgresEventStore(pool, build_registry())
+    metadata = Metadata(correlation_id="bench", actor="bench")
+
+    async def one_round(client: int) -> int:
+        order_id, customer = uuid.uuid4(), f"customer-{client}"
+        place = PlaceOrder(order_id=order_id, customer_id=customer, lines=LINES, currency="EUR")
+        await execute(store, ORDERS, order_stream(order_id), place, metadata=metadata)
+        if workload == "place":
+            return 1
+        cancel = CancelOrder(order_id=order_id, customer_id=customer)
+        await execute(store, ORDERS, order_stream(order_id), cancel, metadata=metadata)
+        return 2
+
+    try:
+        await drive("direct", clients, 1.0, one_round)  # warm-up: connections, caches
+        return await drive("direct", clients, seconds, one_round)
+    finally:
+        await store.close()
+        await pool.close()
+
+
+# --- http: the same through the command service ---------------------------------------------------
+
+
+class HttpClient:
+    """One keep-alive HTTP/1.1 connection, one request at a time: just enough for this benchmark."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self._port = port
+        self._auth = f"Authorization: Bearer {token}\r\n".encode()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self._port)
+        assert self._reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Idempotency-Key: {uuid.uuid4()}\r\nContent-Length: {len(body)}\r\n"
+        ).encode()
+        self._writer.write(head + self._auth + b"\r\n" + body)
+        status_line = await self._reader.readline()
+        length = 0
+        while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        payload = await self._reader.readexactly(length)
+        return int(status_line.split()[1]), payload
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            await self._writer.wait_closed()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def start_service(database_url: str, redis_url: str, port: int) -> asyncio.subprocess.Process:
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        "JWT_SECRET": SECRET,
+        "PORT": str(port),
+        "POOL_MIN_SIZE": str(POOL_SIZE),
+        "POOL_MAX_SIZE": str(POOL_SIZE),
+        "RATE_LIMIT_PER_SECOND": "1000000",
+        "RATE_LIMIT_BURST": "1000000",
+        "ACCESS_LOG": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "command_service", env=environment)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /health/ready HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            ready = (await reader.read()).startswith(b"HTTP/1.1 200")
+            writer.close()
+            if ready:
+                return process
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the command service did not become ready")
+
+
+async def http(database_url: str, redis_url: str, workload: str, clients: int, seconds: float) -> Run:
+    port = free_port()
+    service = await start_service(database_url, redis_url, port)
+    connections = [
+        HttpClient(
+            port,
+            mint(
+                subject=f"customer-{n}",
+                roles=["customer"],
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                key=SECRET,
+                ttl_seconds=3600,
+            ),
+        )
+        for n in range(clients)
+    ]
+
+    async def one_round(client: int) -> int:
+        connection = connections[client]
+        status, body = await connection.post("/orders", PLACE_BODY)
+        if status != 201:
+            raise RuntimeError(f"place order: {status} {body[:200]!r}")
+        if workload == "place":
+            return 1
+        order_id = json.loads(body)["order_id"]
+        status, body = await connection.post(f"/orders/{order_id}/cancel", b"{}")
+        if status != 200:
+            raise RuntimeError(f"cancel order: {status} {body[:200]!r}")
+        return 2
+
+    try:
+        await drive("http", clients, 1.0, one_round)
+        return await drive("http", clients, seconds, one_round)
+    finally:
+        for connection in connections:
+            await connection.close()
+        service.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(service.wait(), 30)
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+async def fresh_database(admin_url: str) -> str:
+    name = f"bench_command_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    await migrate(url)
+    await migrate_command_schema(url)
+    return url
+
+
+async def drop_database(admin_url: str, url: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def machine(server_version: str) -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return (
+        f"machine: {os.cpu_count()} CPUs (nproc), {cpu}; Python {platform.python_version()}; "
+        f"PostgreSQL {server_version}; server: uvicorn, 1 worker, pool {POOL_SIZE}"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="measured time per mode (after 1 s warm-up)"
+    )
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument(
+        "--workload", nargs="+", choices=["place", "lifecycle"], default=["place", "lifecycle"]
+    )
+    args = parser.parse_args()
+    admin_url, redis_url = server_urls()
+    connection = await asyncpg.connect(admin_url)
+    server_version = await connection.fetchval("SHOW server_version")
+    await connection.close()
+
+    rows = []
+    for workload in args.workload:
+        for mode in ("direct", "http"):
+            url = await fresh_database(admin_url)
+            try:
+                progress(f"{workload} / {mode}: {args.clients} clients for {args.seconds:.0f} s")
+                if mode == "direct":
+                    run = await direct(url, workload, args.clients, args.seconds)
+                else:
+                    run = await http(url, redis_url, workload, args.clients, args.seconds)
+            finally:
+                await drop_database(admin_url, url)
+            rows.append((workload, run))
+
+    print(machine(server_version))
+    print(f"{args.clients} concurrent clients, {args.seconds:.0f} s per row\n")
+    print("| workload  | path   | commands | commands/s | p50 ms | p99 ms | errors | http/direct |")
+    print("|-----------|--------|---------:|-----------:|-------:|-------:|-------:|------------:|")
+    direct_rates = {workload: run.rate for workload, run in rows if run.name == "direct"}
+    for workload, run in rows:
+        ratio = (
+            f"{run.rate / direct_rates[workload]:.0%}"
+            if run.name == "http" and direct_rates[workload]
+            else ""
+        )
+        print(
+            f"| {workload:<9} | {run.name:<6} | {len(run.latencies):>8} | {run.rate:>10.0f} | "
+            f"{run.percentile(50):>6.1f} | {run.percentile(99):>6.1f} | {run.errors:>6} | {ratio:>11} |"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

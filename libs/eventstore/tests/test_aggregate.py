@@ -1,0 +1,234 @@
+"""Aggregates as decide/evolve functions, loaded and executed against both stores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import pytest
+from eventstore import (
+    ConcurrencyError,
+    Decider,
+    EventRegistry,
+    EventStore,
+    Metadata,
+    NewEvent,
+    StreamTruncated,
+    execute,
+    load,
+)
+
+
+class Deposited(msgspec.Struct, frozen=True):
+    amount: int
+
+
+class Withdrawn(msgspec.Struct, frozen=True):
+    amount: int
+
+
+type AccountEvent = Deposited | Withdrawn
+
+
+class Account(msgspec.Struct, frozen=True):
+    balance: int = 0
+    events_applied: int = 0
+
+
+class Deposit(msgspec.Struct, frozen=True):
+    amount: int
+
+
+class Withdraw(msgspec.Struct, frozen=True):
+    amount: int
+
+
+class InsufficientFunds(Exception):
+    pass
+
+
+def decide(state: Account, command: Deposit | Withdraw) -> Sequence[AccountEvent]:
+    match command:
+        case Deposit(amount=0):
+            return []
+        case Deposit(amount=amount):
+            return [Deposited(amount)]
+        case Withdraw(amount=amount) if amount > state.balance:
+            raise InsufficientFunds(f"balance {state.balance} < {amount}")
+        case Withdraw(amount=amount):
+            return [Withdrawn(amount)]
+    raise AssertionError(command)
+
+
+def evolve(state: Account, event: AccountEvent) -> Account:
+    match event:
+        case Deposited(amount=amount):
+            return Account(state.balance + amount, state.events_applied + 1)
+        case Withdrawn(amount=amount):
+            return Account(state.balance - amount, state.events_applied + 1)
+    raise AssertionError(event)
+
+
+account = Decider(initial_state=Account(), decide=decide, evolve=evolve)
+snapshotting_account = Decider(initial_state=Account(), decide=decide, evolve=evolve, snapshot_every=3)
+
+
+@pytest.fixture
+def registry() -> EventRegistry:
+    registry = EventRegistry()
+    registry.register(Deposited, name="deposited")
+    registry.register(Withdrawn, name="withdrawn")
+    return registry
+
+
+class CompetingWriter:
+    """A store that lets another writer append to the stream just before our first appends."""
+
+    def __init__(self, store: EventStore, times: int = 1) -> None:
+        self.store = store
+        self.times = times
+        self.attempts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def append(
+        self, stream_id: str, events: Sequence[Any], expected_version: Any = None, **kw: Any
+    ) -> Any:
+        self.attempts += 1
+        if self.attempts <= self.times:
+            await self.store.append(stream_id, [Deposited(1000)])
+        return await self.store.append(stream_id, events, expected_version, **kw)
+
+
+def test_the_decider_is_plain_functions_without_a_store() -> None:
+    state = account.fold(account.initial_state, [Deposited(10), Withdrawn(3)])
+
+    assert state == Account(7, 2)
+    assert account.decide(state, Withdraw(5)) == [Withdrawn(5)]
+    with pytest.raises(InsufficientFunds):
+        account.decide(state, Withdraw(50))
+
+
+async def test_execute_appends_what_the_decider_decides(store: EventStore) -> None:
+    metadata = Metadata(correlation_id="c-1", actor="user:1")
+
+    first = await execute(store, account, "account-1", Deposit(10), metadata=metadata)
+    second = await execute(store, account, "account-1", Withdraw(4))
+
+    assert (first.version, second.version) == (0, 1)
+    events = await store.read_stream("account-1")
+    assert [e.data for e in events] == [Deposited(10), Withdrawn(4)]
+    assert events[0].metadata == metadata
+    assert await load(store, account, "account-1") == (Account(6, 2), 1)
+
+
+async def test_loading_a_new_stream_gives_the_initial_state_at_version_minus_one(store: EventStore) -> None:
+    assert await load(store, account, "account-new") == (Account(), -1)
+
+
+async def test_a_command_that_decides_nothing_appends_nothing(store: EventStore) -> None:
+    await execute(store, account, "account-1", Deposit(5))
+
+    result = await execute(store, account, "account-1", Deposit(0))
+
+    assert (result.version, result.positions) == (0, [])
+
+
+async def test_domain_errors_from_decide_propagate_and_append_nothing(store: EventStore) -> None:
+    with pytest.raises(InsufficientFunds):
+        await execute(store, account, "account-1", Withdraw(1))
+
+    assert await store.stream_version("account-1") == -1
+
+
+async def test_execute_retries_a_lost_race_and_decides_on_the_fresh_state(store: EventStore) -> None:
+    await execute(store, account, "account-1", Deposit(10))
+    racing = CompetingWriter(store)
+
+    result = await execute(racing, account, "account-1", Withdraw(5))  # type: ignore[arg-type]
+
+    assert racing.attempts == 2
+    assert result.version == 2
+    events = await store.read_stream("account-1")
+    assert [e.data for e in events] == [Deposited(10), Deposited(1000), Withdrawn(5)]
+
+
+async def test_execute_gives_up_after_max_attempts(store: EventStore) -> None:
+    racing = CompetingWriter(store, times=10)
+
+    with pytest.raises(ConcurrencyError):
+        await execute(racing, account, "account-1", Deposit(1), max_attempts=3)  # type: ignore[arg-type]
+
+    assert racing.attempts == 3
+
+
+async def test_an_explicit_expected_version_is_never_retried(store: EventStore) -> None:
+    await execute(store, account, "account-1", Deposit(10))
+    await execute(store, account, "account-1", Deposit(10))
+
+    with pytest.raises(ConcurrencyError) as raised:
+        await execute(store, account, "account-1", Deposit(1), expected_version=0)
+    racing = CompetingWriter(store)
+    with pytest.raises(ConcurrencyError):
+        await execute(racing, account, "account-1", Deposit(1), expected_version=1)  # type: ignore[arg-type]
+
+    assert (raised.value.expected, raised.value.actual) == (0, 1)
+    assert racing.attempts == 1
+
+
+async def test_snapshots_are_saved_every_n_events_and_used_to_load(store: EventStore) -> None:
+    for _ in range(4):
+        await execute(store, snapshotting_account, "account-1", Deposit(5))
+
+    snapshot = await store.load_snapshot("account-1", Account)
+    assert snapshot == (2, Account(15, 3))
+
+    # Loading replays only what came after the snapshot: one event, not four.
+    await store.truncate_before("account-1", 3)
+    assert await load(store, snapshotting_account, "account-1") == (Account(20, 4), 3)
+
+
+async def test_a_batch_that_crosses_the_boundary_snapshots_the_state_after_it(store: EventStore) -> None:
+    batch = Decider(
+        initial_state=Account(),
+        decide=lambda state, amounts: [Deposited(a) for a in amounts],
+        evolve=evolve,
+        snapshot_every=3,
+    )
+
+    await execute(store, batch, "account-1", [1, 2, 3, 4])
+
+    assert await store.load_snapshot("account-1", Account) == (3, Account(10, 4))
+
+
+async def test_loading_refuses_a_stream_truncated_past_its_snapshot(store: EventStore) -> None:
+    for _ in range(3):
+        await execute(store, account, "account-1", Deposit(5))
+    await store.truncate_before("account-1", 2)
+
+    with pytest.raises(StreamTruncated) as raised:
+        await load(store, account, "account-1")
+
+    assert (raised.value.needed_from, raised.value.available_from) == (0, 2)
+
+
+async def test_loading_refuses_a_stream_whose_events_were_all_truncated(store: EventStore) -> None:
+    await execute(store, account, "account-1", Deposit(5))
+    await store.truncate_before("account-1", 1)
+
+    with pytest.raises(StreamTruncated):
+        await load(store, account, "account-1")
+
+
+async def test_a_snapshot_of_an_older_state_shape_is_ignored_and_the_stream_replayed(
+    store: EventStore,
+) -> None:
+    class OldShape(msgspec.Struct, frozen=True):
+        balance: str
+
+    await store.append("account-1", [NewEvent(data=Deposited(7))])
+    await store.save_snapshot("account-1", 0, OldShape("seven"))
+
+    assert await load(store, snapshotting_account, "account-1") == (Account(7, 1), 0)

@@ -1,0 +1,125 @@
+"""A client's mistake is a 4xx problem naming what is wrong, never a 500."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from command_service.testing import ORDER_BODY, TokenFactory, command_headers
+
+
+def line(**fields: Any) -> dict[str, Any]:
+    return {"lines": [{"sku": "a", "quantity": 1, "unit_price": 1, **fields}], "currency": "EUR"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        (line(quantity="two"), "lines[0].quantity", "Expected `int`, got `str`"),
+        (line(quantity=0), "lines[0].quantity", "Expected `int` >= 1"),
+        (line(unit_price=-5), "lines[0].unit_price", "Expected `int` >= 0"),
+        (line(unit_price=1.5), "lines[0].unit_price", "Expected `int`, got `float`"),
+        (line(sku="has space"), "lines[0].sku", "Expected `str` matching regex"),
+        ({"lines": [], "currency": "EUR"}, "lines", "Expected `array` of length >= 1"),
+        ({**ORDER_BODY, "currency": "euro"}, "currency", "Expected `str` matching regex"),
+        ({**ORDER_BODY, "total": 1}, "", "Object contains unknown field `total`"),
+        (line(line_total=1), "lines[0]", "Object contains unknown field `line_total`"),
+        ({"currency": "EUR"}, "", "Object missing required field `lines`"),
+        ([1, 2], "", "Expected `object`, got `array`"),
+    ],
+)
+async def test_an_invalid_body_is_422_naming_the_field(
+    client: httpx.AsyncClient, tokens: TokenFactory, body: Any, field: str, message: str
+) -> None:
+    response = await client.post("/orders", json=body, headers=command_headers(tokens()))
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == "validation-error"
+    [error] = problem["errors"]
+    assert error["field"] == field
+    assert error["message"].startswith(message)
+
+
+async def test_a_body_that_is_not_json_is_400(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
+    response = await client.post(
+        "/orders",
+        content=b'{"lines": [',
+        headers={**command_headers(tokens()), "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed-body", response.text
+
+
+async def test_the_same_sku_twice_is_a_domain_422(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
+    body = {
+        "lines": [{"sku": "A", "quantity": 1, "unit_price": 1}, {"sku": "a", "quantity": 1, "unit_price": 1}]
+    }
+
+    response = await client.post(
+        "/orders", json={**body, "currency": "EUR"}, headers=command_headers(tokens())
+    )
+
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:fulfilment:problem:duplicate-order-line"
+
+
+async def test_a_body_over_the_size_limit_is_413(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
+    body = {
+        "lines": [{"sku": f"sku-{i}", "quantity": 1, "unit_price": 1} for i in range(5000)],
+        "currency": "EUR",
+    }
+
+    response = await client.post("/orders", json=body, headers=command_headers(tokens()))
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "body-too-large"
+
+
+async def test_an_invalid_sku_in_the_path_is_400_naming_it(
+    client: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    response = await client.post(
+        "/products/bad%20sku/receipts", json={"quantity": 1}, headers=command_headers(tokens(roles=["staff"]))
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "sku"
+
+
+async def test_an_order_id_that_is_not_a_uuid_is_404(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
+    response = await client.post(
+        "/orders/not-a-uuid/confirm", headers=command_headers(tokens(roles=["service"]))
+    )
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unknown_route_and_a_wrong_method_are_problems(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/nowhere")
+    wrong_method = await client.get("/orders")
+
+    assert (missing.status_code, wrong_method.status_code) == (404, 405)
+    assert missing.json()["code"] == "not-found"
+    assert wrong_method.json()["code"] == "method-not-allowed"
+
+
+async def test_an_oversized_idempotency_key_is_400(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
+    response = await client.post("/orders", json=ORDER_BODY, headers=command_headers(tokens(), key="k" * 300))
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["source"] == "header"
+
+
+async def test_a_payment_for_zero_is_422(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
+    body = {"order_id": str(uuid.uuid4()), "amount": 0, "currency": "EUR"}
+
+    response = await client.post("/payments", json=body, headers=command_headers(tokens(roles=["service"])))
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "amount"

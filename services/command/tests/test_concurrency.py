@@ -1,0 +1,121 @@
+"""If-Match, ETag and racing commands on one stream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+from command_service.testing import ORDER_BODY, StoreReader, TokenFactory, command_headers
+
+
+async def place(client: httpx.AsyncClient, token: str) -> str:
+    response = await client.post("/orders", json=ORDER_BODY, headers=command_headers(token))
+    assert response.status_code == 201, response.text
+    order_id: str = response.json()["order_id"]
+    return order_id
+
+
+async def test_a_matching_if_match_is_accepted_and_the_new_etag_returned(
+    client: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    alice = tokens("alice")
+    order_id = await place(client, alice)
+
+    response = await client.post(
+        f"/orders/{order_id}/cancel", json={}, headers=command_headers(alice, **{"If-Match": '"0"'})
+    )
+
+    assert response.status_code == 200
+    assert response.headers["etag"] == '"1"'
+
+
+async def test_a_stale_if_match_is_412_with_the_current_version_and_appends_nothing(
+    client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
+) -> None:
+    alice, saga = tokens("alice"), tokens("saga", roles=["service"])
+    order_id = await place(client, alice)
+    await client.post(f"/orders/{order_id}/confirm", headers=command_headers(saga))
+
+    response = await client.post(
+        f"/orders/{order_id}/cancel", json={}, headers=command_headers(alice, **{"If-Match": '"0"'})
+    )
+
+    assert response.status_code == 412
+    assert response.headers["etag"] == '"1"'
+    assert response.json()["code"] == "stale-version"
+    assert response.json()["current_version"] == 1
+    assert await reader.event_types(f"order-{order_id}") == ["OrderPlaced", "OrderConfirmed"]
+
+
+async def test_a_malformed_if_match_is_400(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
+    alice = tokens("alice")
+    order_id = await place(client, alice)
+
+    response = await client.post(
+        f"/orders/{order_id}/cancel", json={}, headers=command_headers(alice, **{"If-Match": 'W/"0"'})
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "If-Match"
+
+
+async def test_racing_confirmations_of_one_order_confirm_it_once(
+    client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
+) -> None:
+    order_id = await place(client, tokens("alice"))
+    saga = tokens("saga", roles=["service"])
+
+    responses = await asyncio.gather(
+        *(client.post(f"/orders/{order_id}/confirm", headers=command_headers(saga)) for _ in range(8))
+    )
+
+    assert {r.status_code for r in responses} == {200}
+    assert sorted(len(r.json()["events"]) for r in responses) == [0] * 7 + [1]
+    assert await reader.event_types(f"order-{order_id}") == ["OrderPlaced", "OrderConfirmed"]
+
+
+async def test_racing_cancel_and_reject_leave_one_outcome(
+    client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
+) -> None:
+    alice, saga = tokens("alice"), tokens("saga", roles=["service"])
+    order_id = await place(client, alice)
+
+    cancel, reject = await asyncio.gather(
+        client.post(f"/orders/{order_id}/cancel", json={}, headers=command_headers(alice)),
+        client.post(f"/orders/{order_id}/reject", json={"reason": "no stock"}, headers=command_headers(saga)),
+    )
+
+    types = await reader.event_types(f"order-{order_id}")
+    if types[-1] == "OrderCancelled":
+        assert (cancel.status_code, reject.status_code) == (200, 409)
+    else:
+        assert types[-1] == "OrderRejected"
+        assert (cancel.status_code, reject.status_code) == (409, 200)
+    assert len(types) == 2
+
+
+async def test_racing_reservations_never_reserve_more_than_on_hand(
+    client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
+) -> None:
+    staff, saga = tokens("clerk", roles=["staff"]), tokens("saga", roles=["service"])
+    await client.post("/products", json={"sku": "hot-1", "name": "Hot"}, headers=command_headers(staff))
+    await client.post("/products/hot-1/receipts", json={"quantity": 5}, headers=command_headers(staff))
+
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/products/hot-1/reservations",
+                json={"order_id": str(uuid.uuid4()), "quantity": 1},
+                headers=command_headers(saga),
+            )
+            for _ in range(10)
+        )
+    )
+
+    assert {r.status_code for r in responses} == {200}
+    types = await reader.event_types("stock-hot-1")
+    assert types.count("StockReserved") == 5
+    assert types.count("StockReservationFailed") == 5
+    versions = [event.version for event in await reader.events("stock-hot-1")]
+    assert versions == list(range(len(versions)))

@@ -1,0 +1,170 @@
+"""Idempotency-Key: a retry returns the first response and appends nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import httpx
+from command_service.settings import CommandSettings
+from command_service.testing import ORDER_BODY, StoreReader, TokenFactory, command_headers
+from litestar import Litestar
+
+
+async def order_streams(settings: CommandSettings) -> int:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        count: int = await connection.fetchval(
+            "SELECT count(DISTINCT stream_id) FROM eventstore.events WHERE stream_id LIKE 'order-%'"
+        )
+        return count
+    finally:
+        await connection.close()
+
+
+async def test_a_retry_with_the_same_key_and_body_returns_the_first_response_and_appends_nothing(
+    client: httpx.AsyncClient, tokens: TokenFactory, settings: CommandSettings
+) -> None:
+    request_headers = command_headers(tokens("alice"), key="retry-1")
+
+    first = await client.post("/orders", json=ORDER_BODY, headers=request_headers)
+    retry = await client.post("/orders", json=ORDER_BODY, headers=request_headers)
+
+    assert (first.status_code, retry.status_code) == (201, 201)
+    assert retry.json() == first.json()
+    assert retry.headers["etag"] == first.headers["etag"]
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert await order_streams(settings) == 1
+
+
+async def test_a_retry_of_a_state_change_appends_it_once(
+    client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
+) -> None:
+    alice = tokens("alice")
+    order_id = (await client.post("/orders", json=ORDER_BODY, headers=command_headers(alice))).json()[
+        "order_id"
+    ]
+    cancel = command_headers(alice, key="cancel-once")
+
+    responses = [
+        await client.post(f"/orders/{order_id}/cancel", json={"reason": "x"}, headers=cancel) for _ in "ab"
+    ]
+
+    assert [r.status_code for r in responses] == [200, 200]
+    assert await reader.event_types(f"order-{order_id}") == ["OrderPlaced", "OrderCancelled"]
+
+
+async def test_the_same_key_with_a_different_body_is_refused_clearly(
+    client: httpx.AsyncClient, tokens: TokenFactory, settings: CommandSettings
+) -> None:
+    alice = tokens("alice")
+    await client.post("/orders", json=ORDER_BODY, headers=command_headers(alice, key="reused"))
+    other_body = {**ORDER_BODY, "currency": "USD"}
+
+    response = await client.post("/orders", json=other_body, headers=command_headers(alice, key="reused"))
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency-key-reused"
+    assert await order_streams(settings) == 1
+
+
+async def test_keys_belong_to_their_subject(
+    client: httpx.AsyncClient, tokens: TokenFactory, settings: CommandSettings
+) -> None:
+    for customer in ("alice", "bob"):
+        response = await client.post(
+            "/orders", json=ORDER_BODY, headers=command_headers(tokens(customer), key="k")
+        )
+        assert response.status_code == 201
+        assert "idempotent-replayed" not in response.headers
+
+    assert await order_streams(settings) == 2
+
+
+async def test_racing_requests_with_one_key_create_one_order(
+    client: httpx.AsyncClient, tokens: TokenFactory, settings: CommandSettings
+) -> None:
+    request_headers = command_headers(tokens("alice"), key=f"race-{uuid.uuid4()}")
+
+    responses = await asyncio.gather(
+        *(client.post("/orders", json=ORDER_BODY, headers=request_headers) for _ in range(8))
+    )
+
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["order_id"] for r in responses}) == 1
+    assert await order_streams(settings) == 1
+
+
+async def test_a_command_without_an_idempotency_key_is_400_naming_the_header(
+    client: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    response = await client.post("/orders", json=ORDER_BODY, headers={"Authorization": f"Bearer {tokens()}"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "Idempotency-Key", "message": "required", "source": "header"}
+    ]
+
+
+async def test_a_refused_command_is_not_remembered(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
+    saga = tokens("saga", roles=["service"])
+    order_id = uuid.uuid4()
+    key = command_headers(saga, key="authorise")
+    body = {"provider_reference": "psp-1"}
+
+    before = await client.post(f"/payments/{order_id}/authorization", json=body, headers=key)
+    await client.post(
+        "/payments",
+        json={"order_id": str(order_id), "amount": 5, "currency": "EUR"},
+        headers=command_headers(saga),
+    )
+    after = await client.post(f"/payments/{order_id}/authorization", json=body, headers=key)
+
+    assert (before.status_code, after.status_code) == (404, 200)
+
+
+async def test_an_expired_key_can_be_used_again_and_expired_keys_are_purged(
+    client: httpx.AsyncClient, tokens: TokenFactory, settings: CommandSettings, app: Litestar
+) -> None:
+    request_headers = command_headers(tokens("alice"), key="short-lived")
+    first = await client.post("/orders", json=ORDER_BODY, headers=request_headers)
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        await connection.execute(
+            "UPDATE command.idempotency_keys SET expires_at = now() - interval '1 second'"
+        )
+        again = await client.post("/orders", json=ORDER_BODY, headers=request_headers)
+        await connection.execute(
+            "UPDATE command.idempotency_keys SET expires_at = now() - interval '1 second'"
+        )
+        purged = await app.state.services.keys.purge_expired()
+        left = await connection.fetchval("SELECT count(*) FROM command.idempotency_keys")
+    finally:
+        await connection.close()
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["order_id"] != first.json()["order_id"]
+    assert "idempotent-replayed" not in again.headers
+    assert (purged, left) == (1, 0)
+
+
+async def test_a_retry_after_the_state_moved_on_still_gets_the_first_answer(
+    client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
+) -> None:
+    alice, saga = tokens("alice"), tokens("saga", roles=["service"])
+    order_id = (await client.post("/orders", json=ORDER_BODY, headers=command_headers(alice))).json()[
+        "order_id"
+    ]
+    cancel = command_headers(alice, key="cancel-then-retry", **{"If-Match": '"0"'})
+    first = await client.post(f"/orders/{order_id}/cancel", json={}, headers=cancel)
+    # Now confirming is refused and the stream is past version 0: the retry must not see either.
+    refused = await client.post(f"/orders/{order_id}/confirm", headers=command_headers(saga))
+
+    retry = await client.post(f"/orders/{order_id}/cancel", json={}, headers=cancel)
+
+    assert (first.status_code, refused.status_code, retry.status_code) == (200, 409, 200)
+    assert retry.json() == first.json()
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert await reader.event_types(f"order-{order_id}") == ["OrderPlaced", "OrderCancelled"]

@@ -1,0 +1,189 @@
+"""Property-based fuzzing of the HTTP API from its own OpenAPI document (schemathesis).
+
+The service runs as a real process on a fresh database; schemathesis generates
+valid and invalid requests for every operation and checks that none is a 5xx and
+that every response (status, content type, headers, body) matches the document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+import schemathesis
+from command_service.app import create_app
+from command_service.settings import CommandSettings
+from command_service.tokens import mint
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.config import SchemathesisConfig
+from schemathesis.schemas import APIOperation
+
+pytestmark = pytest.mark.slow
+
+SECRET = "fuzzing-secret-that-is-long-enough-for-hs256"
+ISSUER, AUDIENCE = "https://issuer.test", "command-api"
+
+
+def _in_thread[T](coroutine_function: object) -> None:
+    # Module fixtures are synchronous; run the database set-up on a loop of its own.
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coroutine_function())  # type: ignore[operator]
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+
+
+@pytest.fixture(scope="module")
+def service_url(database_url: str, redis_url: str) -> Iterator[str]:
+    name = f"test_fuzz_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(database_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    _in_thread(create)
+    with __import__("socket").socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        **os.environ,
+        "DATABASE_URL": urlunsplit(urlsplit(database_url)._replace(path=f"/{name}")),
+        "REDIS_URL": redis_url,
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        "JWT_SECRET": SECRET,
+        "PORT": str(port),
+        "RATE_LIMIT_PER_SECOND": "100000",
+        "RATE_LIMIT_BURST": "100000",
+        "ACCESS_LOG": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "command_service"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the service exited: {process.communicate()[1].decode()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("the service did not become ready within 30 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            _, errors = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, errors = process.communicate()
+        _in_thread(drop)
+        assert b'"level":"ERROR"' not in errors, errors.decode()[-4000:]
+
+
+# Every role, so generated requests get past authorisation and reach validation and the domain.
+TOKEN = mint(
+    subject="fuzzer",
+    roles=["customer", "staff", "service"],
+    issuer=ISSUER,
+    audience=AUDIENCE,
+    key=SECRET,
+    ttl_seconds=3600,
+)
+
+
+# A schema-valid command may still be refused for its state: a stale If-Match (412), a rule the schema
+# cannot express such as two lines for one SKU (422), or an Idempotency-Key reused with another body (422).
+FUZZ_CONFIG = SchemathesisConfig.from_dict(
+    {
+        # Given as the bearer scheme's credentials, so schemathesis knows the requests are authenticated.
+        "auth": {"openapi": {"bearer": {"bearer": TOKEN}}},
+        "checks": {
+            "positive_data_acceptance": {
+                "expected-statuses": ["2XX", "401", "403", "404", "409", "412", "422", "429"]
+            }
+        },
+    }
+)
+
+
+def _operations() -> list[APIOperation]:
+    # The document the app serves, built without starting it, so pytest can list one test per operation.
+    settings_ = CommandSettings(
+        database_url="postgresql://unused@127.0.0.1/unused",
+        redis_url="redis://127.0.0.1:1/0",
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        jwt_secret=SECRET,
+    )
+    document = create_app(settings_).openapi_schema.to_schema()
+    schema = schemathesis.openapi.from_dict(document, config=FUZZ_CONFIG)
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for operation in _operations():
+        modes = [GenerationMode.POSITIVE]
+        # An operation without inputs (the health checks) has no invalid request to make.
+        if (
+            len(operation.path_parameters)
+            + len(operation.headers)
+            + len(operation.query)
+            + len(operation.body)
+        ):
+            modes.append(GenerationMode.NEGATIVE)
+        cases.extend(pytest.param(operation, mode, id=f"{operation.label}-{mode}") for mode in modes)
+    return cases
+
+
+@pytest.mark.parametrize(("operation", "mode"), _cases())
+def test_no_operation_answers_5xx_or_outside_its_schema(
+    service_url: str, operation: APIOperation, mode: GenerationMode
+) -> None:
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(case: schemathesis.Case) -> None:
+        case.call_and_validate(base_url=service_url, timeout=10)
+
+    check()
