@@ -8,9 +8,10 @@ Each run gets a database of its own on that server, dropped afterwards.
 Compared in one run, at the same concurrency, with the same pool size:
   direct  `eventstore.execute` in this process: load the stream, decide, append (the
           practical limit of the write path: no HTTP, no auth, no idempotency key)
-  http    the command service as its own process (uvicorn, one worker) with everything
+  http    the command service as its own process (uvicorn, 1 or more workers) with everything
           on: JWT verification, Redis rate limiting, Idempotency-Key stored in the append's
-          transaction, tracing (not exported), JSON access log off
+          transaction, OpenTelemetry tracing of HTTP and asyncpg (recorded, not exported),
+          JSON access log off
 
 Workloads:
   place      every command places a new order (a new stream)
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -37,7 +39,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -103,9 +105,8 @@ class Run:
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[int(p) - 1] * 1000
 
 
-async def drive(name: str, clients: int, seconds: float, one_round: Callable[[int], Awaitable[int]]) -> Run:
+async def drive(run: Run, clients: int, seconds: float, one_round: Callable[[int], Awaitable[int]]) -> None:
     """`clients` loops each running `one_round(client)` (which returns its command count) for `seconds`."""
-    run = Run(name)
     deadline = time.perf_counter() + seconds
 
     async def client(number: int) -> None:
@@ -116,7 +117,7 @@ async def drive(name: str, clients: int, seconds: float, one_round: Callable[[in
             except Exception as error:
                 run.errors += 1
                 if run.errors <= 3:
-                    progress(f"  {name}: {error!r}")
+                    progress(f"  {run.name}: {error!r}")
                 continue
             # A round of n commands counts as n commands of equal share of the round's time.
             share = (time.perf_counter() - started) / max(commands, 1)
@@ -124,14 +125,17 @@ async def drive(name: str, clients: int, seconds: float, one_round: Callable[[in
 
     started = time.perf_counter()
     await asyncio.gather(*(client(n) for n in range(clients)))
-    run.elapsed = time.perf_counter() - started
-    return run
+    run.elapsed += time.perf_counter() - started
+
+
+type OneRound = Callable[[int], Awaitable[int]]
 
 
 # --- direct: decide and append on the event store in this process -------------------------------
 
 
-async def direct(database_url: str, workload: str, clients: int, seconds: float) -> Run:
+@contextlib.asynccontextmanager
+async def direct(database_url: str, workload: str) -> AsyncIterator[OneRound]:
     pool = await connect(database_url, min_size=POOL_SIZE, max_size=POOL_SIZE)
     store = PostgresEventStore(pool, build_registry())
     metadata = Metadata(correlation_id="bench", actor="bench")
@@ -147,8 +151,7 @@ async def direct(database_url: str, workload: str, clients: int, seconds: float)
         return 2
 
     try:
-        await drive("direct", clients, 1.0, one_round)  # warm-up: connections, caches
-        return await drive("direct", clients, seconds, one_round)
+        yield one_round
     finally:
         await store.close()
         await pool.close()
@@ -197,7 +200,9 @@ def free_port() -> int:
         return port
 
 
-async def start_service(database_url: str, redis_url: str, port: int) -> asyncio.subprocess.Process:
+async def start_service(
+    database_url: str, redis_url: str, port: int, *, workers: int = 1, sample_ratio: float = 1.0
+) -> asyncio.subprocess.Process:
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -206,8 +211,11 @@ async def start_service(database_url: str, redis_url: str, port: int) -> asyncio
         "JWT_AUDIENCE": AUDIENCE,
         "JWT_SECRET": SECRET,
         "PORT": str(port),
-        "POOL_MIN_SIZE": str(POOL_SIZE),
-        "POOL_MAX_SIZE": str(POOL_SIZE),
+        # The same number of connections in total as the direct run.
+        "POOL_MIN_SIZE": str(POOL_SIZE // workers),
+        "POOL_MAX_SIZE": str(POOL_SIZE // workers),
+        "WORKERS": str(workers),
+        "OTEL_SAMPLE_RATIO": str(sample_ratio),
         "RATE_LIMIT_PER_SECOND": "1000000",
         "RATE_LIMIT_BURST": "1000000",
         "ACCESS_LOG": "false",
@@ -230,9 +238,12 @@ async def start_service(database_url: str, redis_url: str, port: int) -> asyncio
     raise RuntimeError("the command service did not become ready")
 
 
-async def http(database_url: str, redis_url: str, workload: str, clients: int, seconds: float) -> Run:
+@contextlib.asynccontextmanager
+async def http(
+    database_url: str, redis_url: str, workload: str, clients: int, *, workers: int, sample_ratio: float
+) -> AsyncIterator[OneRound]:
     port = free_port()
-    service = await start_service(database_url, redis_url, port)
+    service = await start_service(database_url, redis_url, port, workers=workers, sample_ratio=sample_ratio)
     connections = [
         HttpClient(
             port,
@@ -262,8 +273,7 @@ async def http(database_url: str, redis_url: str, workload: str, clients: int, s
         return 2
 
     try:
-        await drive("http", clients, 1.0, one_round)
-        return await drive("http", clients, seconds, one_round)
+        yield one_round
     finally:
         for connection in connections:
             await connection.close()
@@ -303,18 +313,28 @@ def machine(server_version: str) -> str:
             break
     return (
         f"machine: {os.cpu_count()} CPUs (nproc), {cpu}; Python {platform.python_version()}; "
-        f"PostgreSQL {server_version}; server: uvicorn, 1 worker, pool {POOL_SIZE}"
+        f"PostgreSQL {server_version}; {POOL_SIZE} connections on every path"
     )
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
-        "--seconds", type=float, default=10.0, help="measured time per mode (after 1 s warm-up)"
+        "--seconds", type=float, default=10.0, help="measured time per path (after 1 s warm-up)"
     )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument(
         "--workload", nargs="+", choices=["place", "lifecycle"], default=["place", "lifecycle"]
+    )
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="server processes, one row each"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="turns each path takes (the seconds are split)")
+    parser.add_argument(
+        "--sample-ratio",
+        type=float,
+        default=1.0,
+        help="OTEL_SAMPLE_RATIO of the server (1.0: every trace recorded)",
     )
     args = parser.parse_args()
     admin_url, redis_url = server_urls()
@@ -322,33 +342,59 @@ async def main() -> None:
     server_version = await connection.fetchval("SHOW server_version")
     await connection.close()
 
-    rows = []
+    rows: list[tuple[str, Run]] = []
     for workload in args.workload:
-        for mode in ("direct", "http"):
-            url = await fresh_database(admin_url)
-            try:
-                progress(f"{workload} / {mode}: {args.clients} clients for {args.seconds:.0f} s")
-                if mode == "direct":
-                    run = await direct(url, workload, args.clients, args.seconds)
-                else:
-                    run = await http(url, redis_url, workload, args.clients, args.seconds)
-            finally:
+        paths = ["direct", *(f"http x{workers}" for workers in args.workers)]
+        databases = [await fresh_database(admin_url) for _ in paths]
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                rounds: dict[str, OneRound] = {}
+                for path, url in zip(paths, databases, strict=True):
+                    if path == "direct":
+                        rounds[path] = await stack.enter_async_context(direct(url, workload))
+                    else:
+                        workers = int(path.rpartition("x")[2])
+                        rounds[path] = await stack.enter_async_context(
+                            http(
+                                url,
+                                redis_url,
+                                workload,
+                                args.clients,
+                                workers=workers,
+                                sample_ratio=args.sample_ratio,
+                            )
+                        )
+                runs = {path: Run(path) for path in paths}
+                for path in paths:  # warm-up: connections, caches, JIT-less but lazy imports
+                    await drive(Run(path), args.clients, 1.0, rounds[path])
+                # The paths take turns in short slices, so a change in the machine's load (it may be
+                # shared) hits them alike instead of skewing whichever ran at the time.
+                slice_seconds = args.seconds / args.rounds
+                for number in range(args.rounds):
+                    progress(f"{workload}: round {number + 1}/{args.rounds}")
+                    for path in paths:
+                        await drive(runs[path], args.clients, slice_seconds, rounds[path])
+        finally:
+            for url in databases:
                 await drop_database(admin_url, url)
-            rows.append((workload, run))
+        rows.extend((workload, runs[path]) for path in paths)
 
     print(machine(server_version))
-    print(f"{args.clients} concurrent clients, {args.seconds:.0f} s per row\n")
-    print("| workload  | path   | commands | commands/s | p50 ms | p99 ms | errors | http/direct |")
-    print("|-----------|--------|---------:|-----------:|-------:|-------:|-------:|------------:|")
+    print(
+        f"{args.clients} concurrent clients, {args.seconds:.0f} s per row in {args.rounds} turns; "
+        f"http xN: N uvicorn worker processes; traces recorded: {args.sample_ratio:.0%}\n"
+    )
+    print("| workload  | path    | commands | commands/s | p50 ms | p99 ms | errors | http/direct |")
+    print("|-----------|---------|---------:|-----------:|-------:|-------:|-------:|------------:|")
     direct_rates = {workload: run.rate for workload, run in rows if run.name == "direct"}
     for workload, run in rows:
         ratio = (
             f"{run.rate / direct_rates[workload]:.0%}"
-            if run.name == "http" and direct_rates[workload]
+            if run.name != "direct" and direct_rates[workload]
             else ""
         )
         print(
-            f"| {workload:<9} | {run.name:<6} | {len(run.latencies):>8} | {run.rate:>10.0f} | "
+            f"| {workload:<9} | {run.name:<7} | {len(run.latencies):>8} | {run.rate:>10.0f} | "
             f"{run.percentile(50):>6.1f} | {run.percentile(99):>6.1f} | {run.errors:>6} | {ratio:>11} |"
         )
 

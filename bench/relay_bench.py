@@ -26,7 +26,6 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 from eventstore import LogPosition, NewEvent, PostgresEventStore, connect, migrate
 from fulfilment.events import ProductRegistered, StockReceived
 from fulfilment.registry import build_registry
@@ -51,16 +50,22 @@ async def fill(store: PostgresEventStore, total: int, per_append: int = 100, wri
         for n in range(offset, streams, writers):
             sku = f"b{n}"
             events = [NewEvent(data=ProductRegistered(sku=sku, name="bench"))]
-            events += [NewEvent(data=StockReceived(sku=sku, quantity=1, on_hand=k)) for k in range(1, per_append)]
+            events += [
+                NewEvent(data=StockReceived(sku=sku, quantity=1, on_hand=k)) for k in range(1, per_append)
+            ]
             await store.append(f"stock-{sku}", events)
             done += per_append
             if done % 100_000 == 0:
-                progress(f"  backlog {done:>9,}/{total:,} ({done / (time.perf_counter() - started):,.0f} events/s)")
+                progress(
+                    f"  backlog {done:>9,}/{total:,} ({done / (time.perf_counter() - started):,.0f} events/s)"
+                )
 
     await asyncio.gather(*(write(i) for i in range(writers)))
 
 
-async def bare_producer(settings: RelaySettings, store: PostgresEventStore, topic_prefix: str, total: int) -> float:
+async def bare_producer(
+    settings: RelaySettings, store: PostgresEventStore, topic_prefix: str, total: int
+) -> float:
     progress("  bare producer: building the same messages in memory")
     messages = []
     after = LogPosition.START
@@ -77,7 +82,9 @@ async def bare_producer(settings: RelaySettings, store: PostgresEventStore, topi
         started = time.perf_counter()
         futures = []
         for i, message in enumerate(messages, 1):
-            futures.append(await producer.send(message.topic, message.value, key=message.key, headers=message.headers))
+            futures.append(
+                await producer.send(message.topic, message.value, key=message.key, headers=message.headers)
+            )
             if i % 200_000 == 0:
                 progress(f"  bare producer: {i:>9,} handed to the producer")
         await asyncio.gather(*futures)
@@ -198,6 +205,7 @@ async def main() -> None:
                                             "relay_topic_prefix": prefix + "relay."})  # fmt: skip
         await _skip_to_end(store, "relay-latency")
         latencies = await relay_latency(latency_settings, store, args.latency_seconds)
+        await store.close()
         await pool.close()
     finally:
         topics = [t for t in await kafka_admin.list_topics() if t.startswith(prefix)]
@@ -211,10 +219,14 @@ async def main() -> None:
     print()
     print(f"Relay benchmark: {args.events:,} events, {PARTITIONS} partitions, acks=all, idempotent producer")
     print(f"{'':38} {'events/s':>12} {'seconds':>9} {'vs bare':>8}")
-    print(f"{'relay: PostgreSQL -> Kafka':38} {relay_rate:>12,.0f} {relay_seconds:>9.1f} {relay_rate / bare_rate:>8.0%}")
+    print(
+        f"{'relay: PostgreSQL -> Kafka':38} {relay_rate:>12,.0f} {relay_seconds:>9.1f} {relay_rate / bare_rate:>8.0%}"
+    )
     print(f"{'bare aiokafka producer (in memory)':38} {bare_rate:>12,.0f} {bare_seconds:>9.1f} {1:>8.0%}")
     print()
-    print(f"append -> consumer latency at 1,000 events/s ({len(ms):,} events received of {int(args.latency_seconds * 1000):,})")
+    print(
+        f"append -> consumer latency at 1,000 events/s ({len(ms):,} events received of {int(args.latency_seconds * 1000):,})"
+    )
     print(f"  p50 {percentile(ms, 50):7.1f} ms   p99 {percentile(ms, 99):7.1f} ms   max {max(ms):7.1f} ms")
 
 

@@ -84,6 +84,9 @@ def component(host: str = "127.0.0.1", port: int = 55432) -> Component:
                     "max_wal_size = '2GB'",
                     "log_min_messages = 'warning'",
                     "log_min_duration_statement = -1",
+                    # A transaction left open holds back the event log's horizon for
+                    # every subscriber; end forgotten ones instead of stalling the suite.
+                    "idle_in_transaction_session_timeout = '60s'",
                     "",
                 ]
             )

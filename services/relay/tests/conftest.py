@@ -33,8 +33,10 @@ async def pool(store_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
 
 
 @pytest.fixture
-def store(pool: asyncpg.Pool[Any]) -> PostgresEventStore:
-    return PostgresEventStore(pool, build_registry())
+async def store(pool: asyncpg.Pool[Any]) -> AsyncIterator[PostgresEventStore]:
+    store = PostgresEventStore(pool, build_registry())
+    yield store
+    await store.close()
 
 
 @pytest.fixture

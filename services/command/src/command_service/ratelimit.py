@@ -11,7 +11,7 @@ A round trip to Redis per request would cost more CPU than the rest of
 authentication, so an instance takes allowance in small leases: one script call
 spends `lease` requests' worth at once, and the next `lease - 1` requests of
 that subject are let through locally. Leased allowance that is not used within
-the time the rate needs to produce it is dropped. Every request is still paid
+a second is dropped. Every request is still paid
 for in Redis, so a subject never exceeds its rate in total, however many
 instances serve it; at worst a subject spread over many instances is held back
 a little early.
@@ -56,6 +56,9 @@ return {1, 0}
 """
 
 _MAX_LEASES = 50_000
+# Leased allowance is paid for when it is taken, so using it later never exceeds the limit; the
+# expiry only keeps an instance from sitting on allowance another instance could use.
+_LEASE_SECONDS = 1.0
 
 
 class RateLimiter:
@@ -74,8 +77,7 @@ class RateLimiter:
         self._interval_us = max(1, round(1_000_000 / per_second))
         self._burst = burst
         self._lease = max(1, min(lease, burst))
-        # Leased allowance must be used within the time the rate takes to produce it (at most a second).
-        self._lease_seconds = min(1.0, self._lease / per_second)
+        self._lease_seconds = _LEASE_SECONDS
         self._prefix = prefix
         self._leases: dict[str, tuple[int, float]] = {}
         self._fetching: dict[str, asyncio.Future[None]] = {}

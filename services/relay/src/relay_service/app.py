@@ -31,14 +31,15 @@ def create_app(settings: RelaySettings, registry: EventRegistry) -> Litestar:
         await migrate(settings.database_url)
         pool = await connect(settings.database_url, min_size=1, max_size=4)
         state["pool"] = pool
-        relay = Relay(settings, PostgresEventStore(pool, registry), status)
-        task = asyncio.create_task(relay.run(), name="relay")
+        store = PostgresEventStore(pool, registry)
+        task = asyncio.create_task(Relay(settings, store, status).run(), name="relay")
         try:
             yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await store.close()
             await pool.close()
 
     @get("/health/live", operation_id="live", sync_to_thread=False)

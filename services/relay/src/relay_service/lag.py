@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
+from eventstore.queries import HORIZON
 
 __all__ = ["Lag", "measure_lag"]
 
@@ -20,17 +21,17 @@ class Lag(msgspec.Struct, frozen=True):
 
 async def measure_lag(pool: asyncpg.Pool, checkpoint: str) -> Lag:
     """Events visible in the log after the relay's checkpoint, and the age of the oldest one."""
-    # Same visibility rule as the store's readers: only rows below the snapshot's xmin
-    # count, so the lag never includes transactions the relay may not publish yet.
+    # Same visibility rule as the store's readers (the log horizon), so the lag never
+    # counts transactions the relay may not publish yet.
     row = await pool.fetchrow(
-        """
+        f"""
         WITH cursor AS (
             SELECT coalesce(max(transaction_id), '0'::xid8) AS tx, coalesce(max(position), 0) AS pos
               FROM eventstore.checkpoints WHERE name = $1
         ), pending AS (
             SELECT e.recorded_at FROM eventstore.events e, cursor c
              WHERE (e.transaction_id, e.position) > (c.tx, c.pos)
-               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+               AND e.transaction_id < {HORIZON}
              ORDER BY e.transaction_id, e.position
              LIMIT $2
         )

@@ -41,7 +41,7 @@ class LeadershipLost(Exception):
     """The advisory lock's connection broke: another relay may publish now."""
 
 
-class DeliveryStalled(KafkaError):
+class DeliveryStalled(KafkaError):  # type: ignore[misc]  # aiokafka is untyped
     """Kafka has not acknowledged the oldest message in time.
 
     aiokafka keeps retrying a batch while the broker is unreachable instead of
