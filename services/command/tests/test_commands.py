@@ -177,3 +177,21 @@ async def test_each_role_is_kept_to_its_own_endpoints(client: httpx.AsyncClient,
 
     assert (as_customer.status_code, as_staff.status_code, as_customer_paying.status_code) == (403, 403, 403)
     assert as_customer.json()["code"] == "forbidden"
+
+
+async def test_a_stock_item_with_many_events_is_snapshotted_by_the_write_path(
+    client: httpx.AsyncClient, tokens: Tokens, reader: StoreReader
+) -> None:
+    from fulfilment.stock import StockItem
+
+    staff = tokens("clerk", roles=["staff"])
+    await client.post("/products", json={"sku": "bolt", "name": "Bolt"}, headers=headers(staff))
+    for _ in range(100):
+        response = await client.post("/products/bolt/receipts", json={"quantity": 1}, headers=headers(staff))
+        assert response.status_code == 200
+
+    snapshot = await reader.store.load_snapshot("stock-bolt", StockItem)
+
+    assert snapshot is not None
+    assert snapshot[0] == 99
+    assert snapshot[1].on_hand == 99

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,13 +38,13 @@ SECRET = "fuzzing-secret-that-is-long-enough-for-hs256"
 ISSUER, AUDIENCE = "https://issuer.test", "command-api"
 
 
-def _in_thread[T](coroutine_function: object) -> None:
+def _in_thread(coroutine_function: Callable[[], Coroutine[Any, Any, None]]) -> None:
     # Module fixtures are synchronous; run the database set-up on a loop of its own.
     error: list[BaseException] = []
 
     def run() -> None:
         try:
-            asyncio.run(coroutine_function())  # type: ignore[operator]
+            asyncio.run(coroutine_function())
         except BaseException as exc:
             error.append(exc)
 
@@ -73,7 +74,7 @@ def service_url(database_url: str, redis_url: str) -> Iterator[str]:
             await admin.close()
 
     _in_thread(create)
-    with __import__("socket").socket() as probe:
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environment = {

@@ -178,3 +178,34 @@ async def test_concurrent_first_requests_of_a_subject_share_one_lease(redis_url:
         await asyncio.gather(*(limiter.check(subject) for _ in range(60)))
     finally:
         await client.aclose()
+
+
+async def test_a_command_is_traced_as_a_server_span_continuing_the_callers_trace(
+    settings: CommandSettings, tokens: TokenFactory
+) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    exporter = InMemorySpanExporter()
+    app = create_app(settings, span_exporter=exporter)
+    caller_trace, caller_span = "cd" * 16, "2" * 16
+    extra = {"traceparent": f"00-{caller_trace}-{caller_span}-01"}
+    async with (
+        lifespan_of(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://command.test") as http,
+    ):
+        response = await http.post(
+            "/orders", json=ORDER_BODY, headers=command_headers(tokens("alice"), **extra)
+        )
+        await http.get("/health/live")
+
+    [span] = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert response.status_code == 201
+    assert span.name == "POST /orders"
+    assert span.attributes is not None
+    assert (span.attributes["http.route"], span.attributes["http.response.status_code"]) == ("/orders", 201)
+    assert span.parent is not None
+    assert (format(span.context.trace_id, "032x"), format(span.parent.span_id, "016x")) == (
+        caller_trace,
+        caller_span,
+    )

@@ -24,7 +24,6 @@ from command_service.access import access_guard
 from command_service.auth import build_verifier
 from command_service.handling import Services
 from command_service.idempotency import IdempotencyKeys
-from command_service.logs import RequestContextMiddleware
 from command_service.migrations import migrate as migrate_command_schema
 from command_service.openapi import StrictStructSchemaPlugin, openapi_config
 from command_service.problems import problem_response
@@ -35,7 +34,7 @@ from command_service.routes.orders import OrderController
 from command_service.routes.payments import PaymentController
 from command_service.routes.stock import StockController
 from command_service.settings import CommandSettings
-from command_service.telemetry import http_tracing_middleware, instrument_asyncpg, tracer_provider
+from command_service.telemetry import RequestTelemetry, instrument_asyncpg, tracer_provider
 
 __all__ = ["create_app"]
 
@@ -105,9 +104,12 @@ def create_app(
         },
         exception_handlers={Exception: problem_response},
         middleware=[
-            http_tracing_middleware(provider),
             # A plain ASGI middleware, typed with plain ASGI shapes rather than Litestar's scope TypedDicts.
-            DefineMiddleware(RequestContextMiddleware, access_log=settings.access_log),  # type: ignore[arg-type]
+            DefineMiddleware(
+                RequestTelemetry,  # type: ignore[arg-type]
+                provider=provider,
+                access_log=settings.access_log,
+            ),
         ],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(),

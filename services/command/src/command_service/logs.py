@@ -1,6 +1,6 @@
 """Structured JSON logs: one object per line, with the trace and correlation ids of the request.
 
-The correlation id lives in a context variable set by `RequestContextMiddleware`,
+The correlation id lives in a context variable set by `telemetry.RequestTelemetry`,
 so every log line written while a request is handled carries it, whichever
 logger wrote it; the trace and span ids come from the active OpenTelemetry span.
 """
@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from contextvars import ContextVar
+from collections.abc import Iterable
+from contextvars import ContextVar, Token
 from typing import Any
 
 import msgspec
@@ -21,20 +20,16 @@ from opentelemetry import trace
 __all__ = [
     "CORRELATION_HEADER",
     "JsonFormatter",
-    "RequestContextMiddleware",
     "configure_logging",
     "correlation_id",
+    "incoming_correlation_id",
+    "reset_correlation_id",
+    "set_correlation_id",
 ]
 
 CORRELATION_HEADER = "x-correlation-id"
+_CORRELATION_HEADER_BYTES = CORRELATION_HEADER.encode()
 _MAX_CORRELATION_ID = 128
-
-# Plain ASGI shapes: this middleware needs nothing of Litestar's richer scope types.
-type Scope = MutableMapping[str, Any]
-type Message = MutableMapping[str, Any]
-type Receive = Callable[[], Awaitable[Message]]
-type Send = Callable[[Message], Awaitable[None]]
-type ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _encoder = msgspec.json.Encoder()
@@ -86,59 +81,19 @@ def configure_logging(level: str) -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-class RequestContextMiddleware:
-    """Sets the correlation id for the request, echoes it in the response, and logs one access line.
-
-    The id comes from the `X-Correlation-ID` header when the caller sent a sane
-    one (so a chain of services shares it), and is made up otherwise.
-    """
-
-    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
-        self._app = app
-        self._access_log = access_log
-        self._log = logging.getLogger("command_service.access")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        correlation = _incoming_correlation_id(scope) or str(uuid.uuid4())
-        token = _correlation_id.set(correlation)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((CORRELATION_HEADER.encode(), correlation.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self._app(scope, receive, send_with_id)
-        finally:
-            if self._access_log:
-                self._log.info(
-                    "%s %s %d",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={
-                        "http_method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                        "subject": getattr(scope.get("user"), "subject", None),
-                    },
-                )
-            _correlation_id.reset(token)
+def set_correlation_id(value: str) -> Token[str | None]:
+    """Make `value` the correlation id of everything logged in this context until `reset_correlation_id`."""
+    return _correlation_id.set(value)
 
 
-def _incoming_correlation_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == CORRELATION_HEADER.encode():
+def reset_correlation_id(token: Token[str | None]) -> None:
+    _correlation_id.reset(token)
+
+
+def incoming_correlation_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The caller's `X-Correlation-ID`, when it sent a sane one (so a chain of services shares it)."""
+    for name, value in headers:
+        if name == _CORRELATION_HEADER_BYTES:
             text: str = value.decode("latin-1").strip()
             if 0 < len(text) <= _MAX_CORRELATION_ID and text.isprintable():
                 return text

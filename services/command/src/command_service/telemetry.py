@@ -1,28 +1,60 @@
-"""OpenTelemetry tracing for HTTP (the ASGI middleware) and asyncpg, and the traceparent for events.
+"""OpenTelemetry tracing for HTTP and asyncpg, the request's correlation id and access log line.
 
 Spans are always made, even when nothing exports them, so that every request has
 a trace id to log and to write into the metadata of the events it appends: a
 consumer downstream continues the same trace from the event's `traceparent`.
+
+HTTP requests are traced by `RequestTelemetry`, a small ASGI middleware on the
+OpenTelemetry API: one server span per request, continuing an incoming
+`traceparent`, named after the route template, with the method, route and status
+as attributes. It replaces the generic ASGI instrumentation, which records far
+more per request (every header-derived attribute, spans around each send) and
+cost about a sixth of the service's CPU per command in the benchmark. The same
+middleware sets the correlation id and writes the JSON access line, so a request
+passes through one wrapper instead of three.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from litestar.middleware.base import DefineMiddleware
-from litestar.plugins.opentelemetry import OpenTelemetryConfig
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from command_service.logs import (
+    CORRELATION_HEADER,
+    incoming_correlation_id,
+    reset_correlation_id,
+    set_correlation_id,
+)
 from command_service.settings import CommandSettings
 
-__all__ = ["current_traceparent", "http_tracing_middleware", "instrument_asyncpg", "tracer_provider"]
+__all__ = ["RequestTelemetry", "current_traceparent", "instrument_asyncpg", "tracer_provider"]
+
+# Plain ASGI shapes: this middleware needs nothing of Litestar's richer scope types.
+type Scope = MutableMapping[str, Any]
+type Message = MutableMapping[str, Any]
+type Receive = Callable[[], Awaitable[Message]]
+type Send = Callable[[Message], Awaitable[None]]
+type ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _propagator = TraceContextTextMapPropagator()
+_TRACE_HEADERS = {b"traceparent", b"tracestate"}
+_CORRELATION_HEADER = CORRELATION_HEADER.encode()
 
 
 def tracer_provider(settings: CommandSettings, exporter: SpanExporter | None = None) -> TracerProvider:
@@ -31,27 +63,19 @@ def tracer_provider(settings: CommandSettings, exporter: SpanExporter | None = N
         resource=Resource.create({"service.name": settings.otel_service_name}),
         sampler=ParentBased(TraceIdRatioBased(settings.otel_sample_ratio)),
     )
-    if exporter is None and settings.otel_exporter == "console":
-        exporter = ConsoleSpanExporter()
-    elif exporter is None and settings.otel_exporter == "otlp":
-        # Endpoint, headers and timeouts come from the standard OTEL_EXPORTER_OTLP_* variables.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    if exporter is None and settings.otel_exporter != "none":
+        if settings.otel_exporter == "console":
+            exporter = ConsoleSpanExporter()
+        else:
+            # Endpoint, headers and timeouts come from the standard OTEL_EXPORTER_OTLP_* variables.
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter()
-    if exporter is not None:
+            exporter = OTLPSpanExporter()
         provider.add_span_processor(BatchSpanProcessor(exporter))
+    elif exporter is not None:
+        # An exporter handed in (tests, debugging) sees each span as soon as it ends.
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider
-
-
-def http_tracing_middleware(provider: TracerProvider) -> DefineMiddleware:
-    """The ASGI tracing middleware: a server span per request, continuing an incoming traceparent."""
-    config = OpenTelemetryConfig(
-        tracer_provider=provider,
-        exclude=["^/health/"],
-        # Spans for every ASGI send/receive cost more than they tell.
-        exclude_spans=["receive", "send"],
-    )
-    return config.middleware
 
 
 def instrument_asyncpg(provider: TracerProvider) -> None:
@@ -67,3 +91,91 @@ def current_traceparent() -> str | None:
     _propagator.inject(carrier)
     value = carrier.get("traceparent")
     return value if isinstance(value, str) else None
+
+
+class RequestTelemetry:
+    """Per HTTP request: a server span, the correlation id (echoed in the response), one access line."""
+
+    def __init__(self, app: ASGIApp, *, provider: TracerProvider, access_log: bool = True) -> None:
+        self._app = app
+        self._tracer = provider.get_tracer("command_service.http")
+        self._access_log = access_log
+        self._log = logging.getLogger("command_service.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        incoming = incoming_correlation_id(headers)
+        started = time.perf_counter()
+        # Health probes come every few seconds from the orchestrator; their spans would be noise.
+        if scope["path"].startswith("/health/"):
+            await self._serve(scope, receive, send, incoming or str(uuid.uuid4()), started)
+            return
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in headers
+            if name in _TRACE_HEADERS
+        }
+        method = scope["method"]
+        with self._tracer.start_as_current_span(
+            method,
+            context=_propagator.extract(carrier),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope["path"]},
+        ) as span:
+            # Without a caller's correlation id the trace id serves: it is unique, and it is what
+            # the logs and the event metadata of this request carry anyway.
+            correlation = incoming or format(span.get_span_context().trace_id, "032x")
+            status = await self._serve(scope, receive, send, correlation, started)
+            if span.is_recording():
+                route = scope.get("path_template")
+                if route:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, correlation: str, started: float
+    ) -> int:
+        """Run the app with the correlation id set and echoed; write the access line; return the status."""
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (_CORRELATION_HEADER, correlation.encode()),
+                ]
+            await send(message)
+
+        token = set_correlation_id(correlation)
+        try:
+            await self._app(scope, receive, send_with_id)
+        finally:
+            # Still inside the request's span, so the line carries its trace id.
+            self._write_access_line(scope, status, started)
+            reset_correlation_id(token)
+        return status
+
+    def _write_access_line(self, scope: Scope, status: int, started: float) -> None:
+        if not self._access_log:
+            return
+        self._log.info(
+            "%s %s %d",
+            scope["method"],
+            scope["path"],
+            status,
+            extra={
+                "http_method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "subject": getattr(scope.get("user"), "subject", None),
+            },
+        )

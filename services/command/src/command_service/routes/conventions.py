@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -119,8 +118,9 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
 
 @dataclass(frozen=True, slots=True)
 class CommandRequest:
-    """The parts of an HTTP request that every command needs, before its body is known."""
+    """What every command endpoint needs: the service's adapters, and the request's parts before its body."""
 
+    services: Services
     subject: str
     idempotency_key: str
     if_match: int | None
@@ -145,14 +145,21 @@ CommandRequestDep = NamedDependency[SkipValidation[CommandRequest]]
 
 async def provide_command_request(
     request: Request[Any, Any, Any],
+    services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader,
     if_match: IfMatchHeader = "",
     causation_id: CausationHeader = "",
 ) -> CommandRequest:
-    """Litestar dependency: reads the command headers of an authenticated request."""
+    """Litestar dependency: reads the command headers of an authenticated request.
+
+    It is the endpoints' only dependency (the services come along in it): Litestar resolves two
+    independent dependencies concurrently, in an anyio task group per request, which costs more
+    than the two of them.
+    """
     subject = principal_of(request).subject
     # Read from the headers, not `if_match`: an empty If-Match is an error, an absent one is not.
     return CommandRequest(
+        services=services,
         subject=subject,
         idempotency_key=idempotency_key,
         if_match=_parse_if_match(request.headers.get("if-match")),
@@ -160,7 +167,8 @@ async def provide_command_request(
         path=request.url.path,
         metadata=Metadata(
             correlation_id=correlation_id(),
-            causation_id=causation_id or f"command:{uuid.uuid4()}",
+            # A command nothing else caused starts its chain: its causation is its correlation.
+            causation_id=causation_id or correlation_id(),
             traceparent=current_traceparent(),
             actor=subject,
         ),

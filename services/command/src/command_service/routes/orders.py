@@ -14,7 +14,7 @@ from litestar.params import FromPath, JSONBody
 
 from command_service.auth import CUSTOMER, SERVICE, allow
 from command_service.handling import CommandAccepted, handle
-from command_service.routes.conventions import CommandRequestDep, ServicesDep, accepted, problem_responses
+from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
 
 __all__ = ["OrderController"]
 
@@ -53,7 +53,7 @@ class OrderController(Controller):
         responses=problem_responses(),
     )
     async def place(
-        self, data: JSONBody[PlaceOrderBody], command_request: CommandRequestDep, services: ServicesDep
+        self, data: JSONBody[PlaceOrderBody], command_request: CommandRequestDep
     ) -> Response[OrderAccepted]:
         order_id = uuid4()
         command = PlaceOrder(
@@ -63,7 +63,7 @@ class OrderController(Controller):
             currency=data.currency,
         )
         outcome = await handle(
-            services,
+            command_request.services,
             ORDERS,
             order_stream(order_id),
             command,
@@ -85,10 +85,12 @@ class OrderController(Controller):
         responses=problem_responses(404, 409, 412),
     )
     async def confirm(
-        self, order_id: FromPath[UUID], command_request: CommandRequestDep, services: ServicesDep
+        self, order_id: FromPath[UUID], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
         command = ConfirmOrder(order_id=order_id)
-        outcome = await handle(services, ORDERS, order_stream(order_id), command, command_request.context())
+        outcome = await handle(
+            command_request.services, ORDERS, order_stream(order_id), command, command_request.context()
+        )
         return accepted(outcome, outcome.accepted)
 
     @post(
@@ -104,11 +106,10 @@ class OrderController(Controller):
         order_id: FromPath[UUID],
         data: JSONBody[RejectOrderBody],
         command_request: CommandRequestDep,
-        services: ServicesDep,
     ) -> Response[CommandAccepted]:
         command = RejectOrder(order_id=order_id, reason=data.reason)
         outcome = await handle(
-            services, ORDERS, order_stream(order_id), command, command_request.context(data)
+            command_request.services, ORDERS, order_stream(order_id), command, command_request.context(data)
         )
         return accepted(outcome, outcome.accepted)
 
@@ -125,10 +126,9 @@ class OrderController(Controller):
         order_id: FromPath[UUID],
         data: JSONBody[CancelOrderBody],
         command_request: CommandRequestDep,
-        services: ServicesDep,
     ) -> Response[CommandAccepted]:
         command = CancelOrder(order_id=order_id, customer_id=command_request.subject, reason=data.reason)
         outcome = await handle(
-            services, ORDERS, order_stream(order_id), command, command_request.context(data)
+            command_request.services, ORDERS, order_stream(order_id), command, command_request.context(data)
         )
         return accepted(outcome, outcome.accepted)

@@ -13,7 +13,7 @@ from litestar.params import FromPath, JSONBody
 
 from command_service.auth import SERVICE, allow
 from command_service.handling import CommandAccepted, handle
-from command_service.routes.conventions import CommandRequestDep, ServicesDep, accepted, problem_responses
+from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
 
 __all__ = ["PaymentController"]
 
@@ -49,12 +49,17 @@ class PaymentController(Controller):
         responses=problem_responses(409, 412),
     )
     async def request(
-        self, data: JSONBody[RequestPaymentBody], command_request: CommandRequestDep, services: ServicesDep
+        self, data: JSONBody[RequestPaymentBody], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
         command = RequestPayment(order_id=data.order_id, amount=data.amount, currency=data.currency)
         stream_id = payment_stream(data.order_id)
         outcome = await handle(
-            services, PAYMENTS, stream_id, command, command_request.context(data), status_code=201
+            command_request.services,
+            PAYMENTS,
+            stream_id,
+            command,
+            command_request.context(data),
+            status_code=201,
         )
         return accepted(outcome, outcome.accepted)
 
@@ -70,11 +75,14 @@ class PaymentController(Controller):
         order_id: FromPath[UUID],
         data: JSONBody[AuthorizationBody],
         command_request: CommandRequestDep,
-        services: ServicesDep,
     ) -> Response[CommandAccepted]:
         command = RecordAuthorization(order_id=order_id, provider_reference=data.provider_reference)
         outcome = await handle(
-            services, PAYMENTS, payment_stream(order_id), command, command_request.context(data)
+            command_request.services,
+            PAYMENTS,
+            payment_stream(order_id),
+            command,
+            command_request.context(data),
         )
         return accepted(outcome, outcome.accepted)
 
@@ -90,11 +98,14 @@ class PaymentController(Controller):
         order_id: FromPath[UUID],
         data: JSONBody[DeclineBody],
         command_request: CommandRequestDep,
-        services: ServicesDep,
     ) -> Response[CommandAccepted]:
         command = RecordDecline(order_id=order_id, reason=data.reason)
         outcome = await handle(
-            services, PAYMENTS, payment_stream(order_id), command, command_request.context(data)
+            command_request.services,
+            PAYMENTS,
+            payment_stream(order_id),
+            command,
+            command_request.context(data),
         )
         return accepted(outcome, outcome.accepted)
 
@@ -110,11 +121,14 @@ class PaymentController(Controller):
         order_id: FromPath[UUID],
         data: JSONBody[VoidBody],
         command_request: CommandRequestDep,
-        services: ServicesDep,
     ) -> Response[CommandAccepted]:
         command = VoidPayment(order_id=order_id, reason=data.reason)
         outcome = await handle(
-            services, PAYMENTS, payment_stream(order_id), command, command_request.context(data)
+            command_request.services,
+            PAYMENTS,
+            payment_stream(order_id),
+            command,
+            command_request.context(data),
         )
         return accepted(outcome, outcome.accepted)
 
@@ -126,10 +140,10 @@ class PaymentController(Controller):
         responses=problem_responses(404, 409, 412),
     )
     async def refund(
-        self, order_id: FromPath[UUID], command_request: CommandRequestDep, services: ServicesDep
+        self, order_id: FromPath[UUID], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
         command = RefundPayment(order_id=order_id)
         outcome = await handle(
-            services, PAYMENTS, payment_stream(order_id), command, command_request.context()
+            command_request.services, PAYMENTS, payment_stream(order_id), command, command_request.context()
         )
         return accepted(outcome, outcome.accepted)

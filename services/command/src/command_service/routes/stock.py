@@ -20,7 +20,7 @@ from litestar.params import FromPath, JSONBody, PathParameter
 
 from command_service.auth import SERVICE, STAFF, allow
 from command_service.handling import CommandAccepted, handle
-from command_service.routes.conventions import CommandRequestDep, ServicesDep, accepted, problem_responses
+from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
 
 __all__ = ["StockController"]
 
@@ -59,11 +59,16 @@ class StockController(Controller):
         responses=problem_responses(409, 412),
     )
     async def register(
-        self, data: JSONBody[RegisterProductBody], command_request: CommandRequestDep, services: ServicesDep
+        self, data: JSONBody[RegisterProductBody], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
         command = RegisterProduct(sku=data.sku, name=data.name)
         outcome = await handle(
-            services, STOCK, stock_stream(data.sku), command, command_request.context(data), status_code=201
+            command_request.services,
+            STOCK,
+            stock_stream(data.sku),
+            command,
+            command_request.context(data),
+            status_code=201,
         )
         return accepted(outcome, outcome.accepted)
 
@@ -80,10 +85,11 @@ class StockController(Controller):
         sku: SkuPath,
         data: JSONBody[ReceiveStockBody],
         command_request: CommandRequestDep,
-        services: ServicesDep,
     ) -> Response[CommandAccepted]:
         command = ReceiveStock(sku=sku, quantity=data.quantity)
-        outcome = await handle(services, STOCK, stock_stream(sku), command, command_request.context(data))
+        outcome = await handle(
+            command_request.services, STOCK, stock_stream(sku), command, command_request.context(data)
+        )
         return accepted(outcome, outcome.accepted)
 
     @post(
@@ -99,10 +105,11 @@ class StockController(Controller):
         sku: SkuPath,
         data: JSONBody[ReserveStockBody],
         command_request: CommandRequestDep,
-        services: ServicesDep,
     ) -> Response[CommandAccepted]:
         command = ReserveStock(sku=sku, order_id=data.order_id, quantity=data.quantity)
-        outcome = await handle(services, STOCK, stock_stream(sku), command, command_request.context(data))
+        outcome = await handle(
+            command_request.services, STOCK, stock_stream(sku), command, command_request.context(data)
+        )
         return accepted(outcome, outcome.accepted)
 
     @post(
@@ -118,10 +125,11 @@ class StockController(Controller):
         sku: SkuPath,
         order_id: FromPath[UUID],
         command_request: CommandRequestDep,
-        services: ServicesDep,
     ) -> Response[CommandAccepted]:
         command = ReleaseReservation(sku=sku, order_id=order_id)
-        outcome = await handle(services, STOCK, stock_stream(sku), command, command_request.context())
+        outcome = await handle(
+            command_request.services, STOCK, stock_stream(sku), command, command_request.context()
+        )
         return accepted(outcome, outcome.accepted)
 
     @post(
@@ -137,8 +145,9 @@ class StockController(Controller):
         sku: SkuPath,
         order_id: FromPath[UUID],
         command_request: CommandRequestDep,
-        services: ServicesDep,
     ) -> Response[CommandAccepted]:
         command = CommitReservation(sku=sku, order_id=order_id)
-        outcome = await handle(services, STOCK, stock_stream(sku), command, command_request.context())
+        outcome = await handle(
+            command_request.services, STOCK, stock_stream(sku), command, command_request.context()
+        )
         return accepted(outcome, outcome.accepted)
