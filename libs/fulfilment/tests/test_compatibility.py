@@ -98,3 +98,22 @@ def test_a_breaking_edit_to_a_committed_schema_is_reported(tmp_path: Path) -> No
 def test_every_required_field_of_v1_is_guarded(field: str) -> None:
     new = evolved(**{k: v for k, v in {"order_id": str, "lines": list[Line]}.items() if k != field})
     assert breaking_changes(schema(V1), schema(new)) == [f"$.{field}: required field removed"]
+
+
+def test_the_schemas_command_names_a_breaking_change_and_the_way_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fulfilment.schemas import main, write
+
+    write(tmp_path)
+    path = tmp_path / "OrderPlaced.v1.json"
+    committed = json.loads(path.read_text())
+    committed["$defs"]["OrderPlaced"]["properties"]["currency"]["pattern"] = "^[A-Z]{2}$"
+    path.write_text(json.dumps(committed))
+    assert main(["--check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "breaking change without a new schema version: OrderPlaced.v1.json: $.currency: pattern changed"
+        in err
+    )
+    assert "register an upcaster" in err

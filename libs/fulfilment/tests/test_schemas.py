@@ -26,7 +26,8 @@ def test_there_is_one_schema_file_per_event_type_and_version() -> None:
 
 def test_check_reports_a_changed_missing_or_stray_file(tmp_path: Path) -> None:
     assert main([str(tmp_path)]) == 0
-    (tmp_path / "OrderPlaced.v1.json").write_text("{}\n")
+    placed = tmp_path / "OrderPlaced.v1.json"
+    placed.write_text(placed.read_text().replace('"title": "OrderPlaced"', '"title": "Edited by hand"'))
     (tmp_path / "OrderConfirmed.v1.json").unlink()
     (tmp_path / "OrderShipped.v1.json").write_text("{}\n")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from fulfilment.compatibility import unversioned_breaking_changes
 from fulfilment.events import ALL_EVENTS, Event, event_name
 
 __all__ = ["check", "file_name", "main", "schema_documents", "write"]
@@ -59,9 +60,16 @@ def write(directory: Path) -> list[str]:
 
 
 def check(directory: Path) -> list[str]:
-    """What differs between `directory` and the generated schemas, one line per file; empty when in sync."""
+    """What differs between `directory` and the generated schemas, one line per file; empty when in sync.
+
+    A breaking change under an unchanged schema version is reported as such first:
+    regenerating would hide it, so the fix is a new version plus an upcaster.
+    """
     expected = schema_documents()
-    problems = []
+    problems = [
+        f"breaking change without a new schema version: {line}"
+        for line in unversioned_breaking_changes(directory, expected)
+    ]
     for name, text in expected.items():
         path = directory / name
         if not path.is_file():
@@ -85,7 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = check(args.directory)
         for line in problems:
             print(line, file=sys.stderr)
-        if problems:
+        if any(line.startswith("breaking") for line in problems):
+            print(
+                "keep the old class for the old version, give the new one the next schema_version "
+                "and register an upcaster (docs/event-store.md, Upcasting)",
+                file=sys.stderr,
+            )
+        elif problems:
             print("run `fulfilment-schemas` to regenerate them", file=sys.stderr)
         return 1 if problems else 0
     for name in write(args.directory):
