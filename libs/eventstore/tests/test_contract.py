@@ -28,6 +28,7 @@ from eventstore import (
     RecordedEvent,
     StreamDeleted,
     UnknownEventType,
+    UnstorableEvent,
 )
 
 type LogReader = Callable[..., Awaitable[list[RecordedEvent]]]
@@ -307,6 +308,14 @@ async def test_events_over_the_size_limit_are_refused(stores: Any, registry: Eve
     assert raised.value.limit == 1000
     assert raised.value.size > 1000
     assert await store.stream_version("cart-1") == 0
+
+
+async def test_text_with_a_nul_character_is_refused_as_input_and_nothing_is_stored(store: EventStore) -> None:
+    with pytest.raises(UnstorableEvent, match="NUL"):
+        await store.append("cart-1", [ItemAdded("fine"), ItemAdded("bad\x00byte")])
+    with pytest.raises(UnstorableEvent):
+        await store.append("cart-1", [NewEvent(data=ItemAdded("x"), metadata=Metadata(actor="a\x00b"))])
+    assert await store.stream_version("cart-1") == -1
 
 
 async def test_the_default_size_limit_is_one_mebibyte(store: EventStore) -> None:

@@ -19,6 +19,7 @@ from eventstore.errors import (
     StreamTruncated,
     TransactionOrderConflict,
     UnknownEventType,
+    UnstorableEvent,
 )
 from eventstore.memory import MemoryEventStore, MemoryStorage
 from eventstore.migrations import migrate
@@ -68,6 +69,7 @@ __all__ = [
     "StreamTruncated",
     "TransactionOrderConflict",
     "UnknownEventType",
+    "UnstorableEvent",
     "category_of",
     "check_stream_id",
     "connect",

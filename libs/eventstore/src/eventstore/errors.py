@@ -26,6 +26,7 @@ __all__ = [
     "StreamTruncated",
     "TransactionOrderConflict",
     "UnknownEventType",
+    "UnstorableEvent",
 ]
 
 
@@ -137,6 +138,18 @@ class EventTooLarge(EventStoreError, ValueError):
         self.size = size
         self.limit = limit
         super().__init__(f"event {event_type!r} is {size} bytes encoded; the limit is {limit} bytes")
+
+
+class UnstorableEvent(EventStoreError, ValueError):
+    """An event whose JSON PostgreSQL cannot store: text holding a NUL character.
+
+    jsonb refuses ``\\u0000``; the store refuses it up front, in every store, so the
+    caller gets an input error instead of a driver error from the database.
+    """
+
+    def __init__(self, event_type: str, reason: str) -> None:
+        self.event_type = event_type
+        super().__init__(f"event {event_type!r} cannot be stored: {reason}")
 
 
 class InvalidExpectedVersion(EventStoreError, ValueError):

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from eventstore.errors import EventDecodeError, EventTooLarge
+from eventstore.errors import EventDecodeError, EventTooLarge, UnstorableEvent
 from eventstore.registry import EventRegistry
 from eventstore.types import LogPosition, Metadata, NewEvent, RecordedEvent
 
@@ -40,6 +40,10 @@ class EncodedEvent(NamedTuple):
     metadata: bytes
 
 
+# How msgspec writes a NUL character; jsonb cannot hold it.
+_NUL = b"\\u0000"
+
+
 def encode_events(
     registry: EventRegistry,
     events: Sequence[NewEvent | msgspec.Struct],
@@ -61,6 +65,8 @@ def encode_events(
         size = len(data) + len(metadata)
         if size > max_event_bytes:
             raise EventTooLarge(name, size, max_event_bytes)
+        if _NUL in data or _NUL in metadata:
+            raise UnstorableEvent(name, "its text contains a NUL character (\\u0000)")
         encoded.append(EncodedEvent(new.event_id, name, version, data, metadata))
     return encoded
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from eventstore.errors import EventStoreError, EventTooLarge, StoreUnavailable, StreamDeleted
+from eventstore.errors import EventStoreError, EventTooLarge, StoreUnavailable, StreamDeleted, UnstorableEvent
 from fulfilment.errors import Conflict, DomainError, InvalidCommand, NotFound, NotPermitted
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
@@ -115,6 +115,8 @@ def problem_for(exc: Exception) -> tuple[Problem, dict[str, str]]:
             return _problem(410, "stream-deleted", "Gone", str(exc)), {}
         case EventTooLarge():
             return _problem(413, "event-too-large", "Too large", str(exc)), {}
+        case UnstorableEvent():
+            return _problem(422, "unstorable-event", "Unprocessable content", str(exc)), {}
         case StoreUnavailable() | asyncpg.PostgresConnectionError() | ConnectionError() | TimeoutError():
             log.warning("dependency unavailable: %s", exc)
             return _problem(503, "unavailable", "Service unavailable", "a dependency is unavailable"), {
