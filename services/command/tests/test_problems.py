@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from eventstore.errors import EventTooLarge, UnstorableEvent
-
 from command_service.problems import problem_for
+from eventstore.errors import EventTooLarge, UnstorableEvent
 
 
 def test_an_event_postgres_cannot_store_is_a_422_not_a_500() -> None:
