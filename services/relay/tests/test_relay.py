@@ -114,6 +114,21 @@ async def test_without_kafka_nothing_is_checkpointed_and_the_relay_reports_it(
     assert await store.load_checkpoint(relay_settings.relay_checkpoint) is None
 
 
+async def test_without_postgres_the_relay_keeps_retrying_and_reports_it(
+    relay_settings: RelaySettings,
+) -> None:
+    unreachable = RelaySettings(
+        **{**_fields(relay_settings), "database_url": "postgresql://x:y@127.0.0.1:9/none"}
+    )
+    relay = Relay(unreachable, store=None)  # type: ignore[arg-type]  # never reached: no lock, no store
+    async with running(relay) as task:
+        await wait_for(lambda: relay.status.last_error is not None)
+        await asyncio.sleep(0.5)
+        assert not task.done()  # still trying, not crashed
+    assert relay.status.role == "starting"
+    assert "onnect" in (relay.status.last_error or "")
+
+
 async def test_of_two_relays_one_publishes_and_the_other_takes_over_when_it_stops(
     store: PostgresEventStore, relay_settings: RelaySettings
 ) -> None:

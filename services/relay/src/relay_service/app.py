@@ -33,6 +33,7 @@ def create_app(settings: RelaySettings, registry: EventRegistry) -> Litestar:
         state["pool"] = pool
         store = PostgresEventStore(pool, registry)
         task = asyncio.create_task(Relay(settings, store, status).run(), name="relay")
+        state["task"] = task
         try:
             yield
         finally:
@@ -43,8 +44,14 @@ def create_app(settings: RelaySettings, registry: EventRegistry) -> Litestar:
             await pool.close()
 
     @get("/health/live", operation_id="live", sync_to_thread=False)
-    def live() -> dict[str, str]:
-        return {"status": "ok"}
+    def live() -> Response[dict[str, str]]:
+        # The publishing loop survives every failure it knows; if it ended anyway the
+        # process is useless, and the supervisor should restart it.
+        task: asyncio.Task[None] | None = state.get("task")
+        if task is not None and task.done():
+            error = task.exception() if not task.cancelled() else None
+            return Response({"status": "dead", "error": repr(error)}, status_code=503)
+        return Response({"status": "ok"})
 
     @get("/health/ready", operation_id="ready")
     async def ready() -> Response[dict[str, Any]]:

@@ -18,6 +18,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from eventstore import EventStore, LogPosition, RecordedEvent
@@ -105,7 +106,8 @@ class Relay:
                             failures = 0
             except* LeadershipLost:
                 self.status.role = "starting"
-            except* (OSError, EventStoreError) as group:  # PostgreSQL itself is unreachable
+            except* (OSError, EventStoreError, asyncpg.PostgresError, asyncpg.InterfaceError) as group:
+                # PostgreSQL itself is unreachable or restarting.
                 failures += 1
                 self._failed(group.exceptions[0], failures)
                 self.status.role = "starting"
