@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
+from eventstore.aggregate import Decider
 from eventstore.types import Metadata
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
@@ -22,7 +23,7 @@ from litestar.params import HeaderParameter, SkipValidation
 
 from command_service.auth import principal_of
 from command_service.errors import InvalidHeader
-from command_service.handling import CommandAccepted, CommandContext, Outcome, Services
+from command_service.handling import CommandAccepted, CommandContext, Outcome, Services, handle
 from command_service.idempotency import fingerprint
 from command_service.logs import correlation_id
 from command_service.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -138,6 +139,21 @@ class CommandRequest:
             if_match=self.if_match,
             metadata=self.metadata,
         )
+
+    async def run[S, C, E: msgspec.Struct](
+        self,
+        decider: Decider[S, C, E],
+        stream_id: str,
+        command: C,
+        body: msgspec.Struct | None = None,
+        *,
+        status_code: int = 200,
+    ) -> Response[CommandAccepted]:
+        """Handle `command` on `stream_id` and answer as every command endpoint does."""
+        outcome = await handle(
+            self.services, decider, stream_id, command, self.context(body), status_code=status_code
+        )
+        return accepted(outcome, outcome.accepted)
 
 
 CommandRequestDep = NamedDependency[SkipValidation[CommandRequest]]

@@ -88,10 +88,7 @@ class OrderController(Controller):
         self, order_id: FromPath[UUID], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
         command = ConfirmOrder(order_id=order_id)
-        outcome = await handle(
-            command_request.services, ORDERS, order_stream(order_id), command, command_request.context()
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(ORDERS, order_stream(order_id), command)
 
     @post(
         "/{order_id:uuid}/reject",
@@ -108,10 +105,7 @@ class OrderController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = RejectOrder(order_id=order_id, reason=data.reason)
-        outcome = await handle(
-            command_request.services, ORDERS, order_stream(order_id), command, command_request.context(data)
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(ORDERS, order_stream(order_id), command, data)
 
     @post(
         "/{order_id:uuid}/cancel",
@@ -128,7 +122,4 @@ class OrderController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = CancelOrder(order_id=order_id, customer_id=command_request.subject, reason=data.reason)
-        outcome = await handle(
-            command_request.services, ORDERS, order_stream(order_id), command, command_request.context(data)
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(ORDERS, order_stream(order_id), command, data)

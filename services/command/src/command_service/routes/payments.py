@@ -12,8 +12,8 @@ from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
 
 from command_service.auth import SERVICE, allow
-from command_service.handling import CommandAccepted, handle
-from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
+from command_service.handling import CommandAccepted
+from command_service.routes.conventions import CommandRequestDep, problem_responses
 
 __all__ = ["PaymentController"]
 
@@ -53,15 +53,7 @@ class PaymentController(Controller):
     ) -> Response[CommandAccepted]:
         command = RequestPayment(order_id=data.order_id, amount=data.amount, currency=data.currency)
         stream_id = payment_stream(data.order_id)
-        outcome = await handle(
-            command_request.services,
-            PAYMENTS,
-            stream_id,
-            command,
-            command_request.context(data),
-            status_code=201,
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(PAYMENTS, stream_id, command, data, status_code=201)
 
     @post(
         "/{order_id:uuid}/authorization",
@@ -77,14 +69,7 @@ class PaymentController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = RecordAuthorization(order_id=order_id, provider_reference=data.provider_reference)
-        outcome = await handle(
-            command_request.services,
-            PAYMENTS,
-            payment_stream(order_id),
-            command,
-            command_request.context(data),
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(PAYMENTS, payment_stream(order_id), command, data)
 
     @post(
         "/{order_id:uuid}/decline",
@@ -100,14 +85,7 @@ class PaymentController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = RecordDecline(order_id=order_id, reason=data.reason)
-        outcome = await handle(
-            command_request.services,
-            PAYMENTS,
-            payment_stream(order_id),
-            command,
-            command_request.context(data),
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(PAYMENTS, payment_stream(order_id), command, data)
 
     @post(
         "/{order_id:uuid}/void",
@@ -123,14 +101,7 @@ class PaymentController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = VoidPayment(order_id=order_id, reason=data.reason)
-        outcome = await handle(
-            command_request.services,
-            PAYMENTS,
-            payment_stream(order_id),
-            command,
-            command_request.context(data),
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(PAYMENTS, payment_stream(order_id), command, data)
 
     @post(
         "/{order_id:uuid}/refund",
@@ -143,7 +114,4 @@ class PaymentController(Controller):
         self, order_id: FromPath[UUID], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
         command = RefundPayment(order_id=order_id)
-        outcome = await handle(
-            command_request.services, PAYMENTS, payment_stream(order_id), command, command_request.context()
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(PAYMENTS, payment_stream(order_id), command)

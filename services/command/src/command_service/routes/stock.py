@@ -19,8 +19,8 @@ from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody, PathParameter
 
 from command_service.auth import SERVICE, STAFF, allow
-from command_service.handling import CommandAccepted, handle
-from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
+from command_service.handling import CommandAccepted
+from command_service.routes.conventions import CommandRequestDep, problem_responses
 
 __all__ = ["StockController"]
 
@@ -62,15 +62,7 @@ class StockController(Controller):
         self, data: JSONBody[RegisterProductBody], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
         command = RegisterProduct(sku=data.sku, name=data.name)
-        outcome = await handle(
-            command_request.services,
-            STOCK,
-            stock_stream(data.sku),
-            command,
-            command_request.context(data),
-            status_code=201,
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(STOCK, stock_stream(data.sku), command, data, status_code=201)
 
     @post(
         "/{sku:str}/receipts",
@@ -87,10 +79,7 @@ class StockController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = ReceiveStock(sku=sku, quantity=data.quantity)
-        outcome = await handle(
-            command_request.services, STOCK, stock_stream(sku), command, command_request.context(data)
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(STOCK, stock_stream(sku), command, data)
 
     @post(
         "/{sku:str}/reservations",
@@ -107,10 +96,7 @@ class StockController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = ReserveStock(sku=sku, order_id=data.order_id, quantity=data.quantity)
-        outcome = await handle(
-            command_request.services, STOCK, stock_stream(sku), command, command_request.context(data)
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(STOCK, stock_stream(sku), command, data)
 
     @post(
         "/{sku:str}/reservations/{order_id:uuid}/release",
@@ -127,10 +113,7 @@ class StockController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = ReleaseReservation(sku=sku, order_id=order_id)
-        outcome = await handle(
-            command_request.services, STOCK, stock_stream(sku), command, command_request.context()
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(STOCK, stock_stream(sku), command)
 
     @post(
         "/{sku:str}/reservations/{order_id:uuid}/commit",
@@ -147,7 +130,4 @@ class StockController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = CommitReservation(sku=sku, order_id=order_id)
-        outcome = await handle(
-            command_request.services, STOCK, stock_stream(sku), command, command_request.context()
-        )
-        return accepted(outcome, outcome.accepted)
+        return await command_request.run(STOCK, stock_stream(sku), command)
