@@ -20,10 +20,10 @@ import statistics
 import sys
 import time
 import uuid
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from eventstore import LogPosition, NewEvent, PostgresEventStore, connect, migrate
@@ -201,8 +201,7 @@ async def main() -> None:
         progress("bare aiokafka producer: sending the same messages")
         bare_seconds = await bare_producer(settings, store, prefix + "bare.", args.events)
         progress(f"latency at 1,000 events/s for {args.latency_seconds:.0f}s")
-        latency_settings = RelaySettings(**{**_fields(settings), "relay_checkpoint": "relay-latency",
-                                            "relay_topic_prefix": prefix + "relay."})  # fmt: skip
+        latency_settings = msgspec.structs.replace(settings, relay_checkpoint="relay-latency")
         await _skip_to_end(store, "relay-latency")
         latencies = await relay_latency(latency_settings, store, args.latency_seconds)
         await store.close()
@@ -233,10 +232,6 @@ async def _skip_to_end(store: PostgresEventStore, checkpoint: str) -> None:
     while batch := await store.read_all(after, limit=50_000):
         after = batch[-1].log_position
     await store.save_checkpoint(checkpoint, after)
-
-
-def _fields(settings: RelaySettings) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in settings.__struct_fields__}
 
 
 if __name__ == "__main__":

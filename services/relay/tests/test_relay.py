@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import jsonschema
+import msgspec
 import pytest
 import yaml
 from aiokafka import ConsumerRecord
@@ -104,7 +105,7 @@ async def test_without_kafka_nothing_is_checkpointed_and_the_relay_reports_it(
     store: PostgresEventStore, relay_settings: RelaySettings
 ) -> None:
     await store.append("stock-mug", stock_events("mug", 2))
-    unreachable = RelaySettings(**{**_fields(relay_settings), "kafka_bootstrap_servers": "127.0.0.1:9"})
+    unreachable = msgspec.structs.replace(relay_settings, kafka_bootstrap_servers="127.0.0.1:9")
     relay = Relay(unreachable, store)
     async with running(relay):
         await wait_for(lambda: relay.status.last_error is not None)
@@ -117,9 +118,7 @@ async def test_without_kafka_nothing_is_checkpointed_and_the_relay_reports_it(
 async def test_without_postgres_the_relay_keeps_retrying_and_reports_it(
     relay_settings: RelaySettings,
 ) -> None:
-    unreachable = RelaySettings(
-        **{**_fields(relay_settings), "database_url": "postgresql://x:y@127.0.0.1:9/none"}
-    )
+    unreachable = msgspec.structs.replace(relay_settings, database_url="postgresql://x:y@127.0.0.1:9/none")
     relay = Relay(unreachable, store=None)  # type: ignore[arg-type]  # never reached: no lock, no store
     async with running(relay) as task:
         await wait_for(lambda: relay.status.last_error is not None)
@@ -181,10 +180,6 @@ async def test_events_of_concurrent_writers_with_open_transactions_are_all_publi
             expected=writers * per_writer,
         )
     assert_complete_without_skips(records, {f"stock-w{n}": per_writer for n in range(writers)})
-
-
-def _fields(settings: RelaySettings) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in settings.__struct_fields__}
 
 
 @pytest.fixture(autouse=True)

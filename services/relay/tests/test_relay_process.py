@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from eventstore import LogPosition, NewEvent, PostgresEventStore
 from fulfilment.events import StockReceived
@@ -128,7 +129,7 @@ async def test_a_kafka_outage_makes_the_relay_unhealthy_then_it_catches_up_witho
 ) -> None:
     kafka = OwnKafka(tmp_path / "stack")
     bootstrap = kafka.up()
-    settings = RelaySettings(**{**_fields(relay_settings), "kafka_bootstrap_servers": bootstrap})
+    settings = msgspec.structs.replace(relay_settings, kafka_bootstrap_servers=bootstrap)
     relay = RelayProcess(settings, tmp_path / "relay.log").start()
     relays.append(relay)
     written: dict[str, int] = {}
@@ -224,7 +225,3 @@ class OwnKafka:
 
     def down(self) -> None:
         self._run("down")
-
-
-def _fields(settings: RelaySettings) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in settings.__struct_fields__}
