@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
-from infra.search import connect_search
+from readmodels.search import connect_search
 
 
 async def test_postgres_round_trip(database_url: str) -> None:

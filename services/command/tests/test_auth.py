@@ -22,8 +22,8 @@ from command_service.jwks import JwksKeys
 from command_service.tokens import mint
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from infra.settings import SettingsError
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from servicekit.settings import SettingsError
 
 ISSUER, AUDIENCE = "https://issuer.test", "command-api"
 SECRET = b"an-hs256-secret-of-at-least-32-bytes!!"

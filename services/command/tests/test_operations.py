@@ -123,7 +123,7 @@ async def test_an_access_log_line_carries_the_trace_and_correlation_ids(
 
 
 def test_settings_come_from_the_environment() -> None:
-    from infra.settings import SettingsError, from_env
+    from servicekit.settings import SettingsError, from_env
 
     environ = {
         "DATABASE_URL": "postgresql://u:p@h:5432/d",

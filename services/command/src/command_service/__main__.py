@@ -12,8 +12,8 @@ import math
 import sys
 
 import uvicorn
-from infra.settings import SettingsError
 from litestar import Litestar
+from servicekit.settings import SettingsError
 from uvicorn.supervisors import Multiprocess
 
 from command_service.app import create_app

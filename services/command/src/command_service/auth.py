@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import jwt
 import msgspec
-from infra.settings import SettingsError
 from litestar.connection import ASGIConnection
+from servicekit.settings import SettingsError
 
 from command_service.errors import AuthenticationFailed
 from command_service.jwks import KEY_TYPES, JwksError, JwksKeys

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-from infra.settings import PostgresUrl, RedisUrl, from_env
+from servicekit.settings import PostgresUrl, RedisUrl, from_env
 
 __all__ = ["CommandSettings", "load_settings"]
 

@@ -6,7 +6,7 @@ import logging
 
 import uvicorn
 from fulfilment.registry import build_registry
-from infra.settings import from_env
+from servicekit.settings import from_env
 
 from relay_service.app import create_app
 from relay_service.settings import RelaySettings

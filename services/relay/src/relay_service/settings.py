@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from infra.settings import KafkaServers, PostgresUrl
+from servicekit.settings import KafkaServers, PostgresUrl
 
 __all__ = ["RelaySettings"]
 

@@ -2,7 +2,7 @@ from typing import Annotated
 
 import msgspec
 import pytest
-from infra.settings import PostgresUrl, SettingsError, StackSettings, from_env
+from servicekit.settings import PostgresUrl, SettingsError, StackSettings, from_env
 
 STACK = {
     "DATABASE_URL": "postgresql://suite:suite@127.0.0.1:55432/suite",

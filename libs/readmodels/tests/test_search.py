@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from infra.search import SearchClient, SearchUnavailable, VersionConflict, connect_search
+from readmodels.search import SearchClient, SearchUnavailable, VersionConflict, connect_search
 
 
 @pytest.fixture
