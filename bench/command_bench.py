@@ -45,7 +45,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from command_service.migrations import migrate as migrate_command_schema
 from command_service.tokens import mint
 from eventstore import Metadata, PostgresEventStore, connect, execute, migrate
 from fulfilment.deciders import ORDERS
@@ -292,8 +291,7 @@ async def fresh_database(admin_url: str) -> str:
     finally:
         await admin.close()
     url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
-    await migrate(url)
-    await migrate_command_schema(url)
+    await migrate(url)  # the command service migrates its own schema when it starts
     return url
 
 

@@ -1,11 +1,15 @@
 """An event store on PostgreSQL: streams with optimistic concurrency, a gap-safe global log,
 subscriptions, snapshots, upcasting and checkpoints, plus an in-memory twin for unit tests.
 
+Also the store's operations that services share: a migration runner for any package's SQL
+folder, leader election on an advisory lock, the lag of a checkpoint, and the driver
+errors that mean "connection or timeout" with the context manager that translates them.
+
 See ``docs/event-store.md``.
 """
 
 from eventstore.aggregate import Decider, execute, load
-from eventstore.connection import connect
+from eventstore.connection import TRANSIENT_ERRORS, connect, translated
 from eventstore.errors import (
     ConcurrencyError,
     DuplicateEventId,
@@ -21,8 +25,10 @@ from eventstore.errors import (
     UnknownEventType,
     UnstorableEvent,
 )
+from eventstore.lag import Lag, checkpoint_lag
+from eventstore.leadership import leadership
 from eventstore.memory import MemoryEventStore, MemoryStorage
-from eventstore.migrations import migrate
+from eventstore.migrations import MigrationError, migrate
 from eventstore.postgres import PostgresEventStore
 from eventstore.registry import EventRegistry
 from eventstore.store import EventStore
@@ -44,6 +50,7 @@ __all__ = [
     "ANY",
     "NO_STREAM",
     "STREAM_EXISTS",
+    "TRANSIENT_ERRORS",
     "AppendResult",
     "ConcurrencyError",
     "Decider",
@@ -56,10 +63,12 @@ __all__ = [
     "ExpectedVersion",
     "InvalidExpectedVersion",
     "InvalidStreamId",
+    "Lag",
     "LogPosition",
     "MemoryEventStore",
     "MemoryStorage",
     "Metadata",
+    "MigrationError",
     "NewEvent",
     "PostgresEventStore",
     "RecordedEvent",
@@ -72,8 +81,11 @@ __all__ = [
     "UnstorableEvent",
     "category_of",
     "check_stream_id",
+    "checkpoint_lag",
     "connect",
     "execute",
+    "leadership",
     "load",
     "migrate",
+    "translated",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "APPEND",
+    "CHECKPOINT_LAG",
     "DELETE_SNAPSHOT",
     "EVENT_COLUMNS",
     "HORIZON",
@@ -155,3 +156,20 @@ INSERT INTO eventstore.snapshots AS s (stream_id, version, state) VALUES ($1, $2
 """
 
 LOAD_SNAPSHOT = "SELECT version, state FROM eventstore.snapshots WHERE stream_id = $1"
+
+# How far a named checkpoint is behind the log: the events after it that a reader may
+# already be handed (the same horizon as READ_ALL, so it never counts transactions still
+# running), counted up to $2, and when the oldest of them was recorded.
+CHECKPOINT_LAG = f"""
+WITH cursor AS (
+    SELECT coalesce(max(transaction_id), '0'::xid8) AS tx, coalesce(max(position), 0) AS pos
+      FROM eventstore.checkpoints WHERE name = $1
+), pending AS (
+    SELECT e.recorded_at FROM eventstore.events e, cursor c
+     WHERE (e.transaction_id, e.position) > (c.tx, c.pos)
+       AND e.transaction_id < {HORIZON}
+     ORDER BY e.transaction_id, e.position
+     LIMIT $2
+)
+SELECT count(*) AS events, min(recorded_at) AS oldest FROM pending
+"""

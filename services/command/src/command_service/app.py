@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from importlib import resources
 
 import asyncpg
 import httpx
 import redis.asyncio as redis
 from eventstore.connection import connect
-from eventstore.migrations import migrate as migrate_event_store
+from eventstore.migrations import migrate
 from eventstore.postgres import PostgresEventStore
 from fulfilment.registry import build_registry
 from litestar import Litestar, Router
@@ -24,7 +25,6 @@ from command_service.access import access_guard
 from command_service.auth import build_verifier
 from command_service.handling import Services
 from command_service.idempotency import IdempotencyKeys
-from command_service.migrations import migrate as migrate_command_schema
 from command_service.openapi import StrictStructSchemaPlugin, openapi_config
 from command_service.problems import problem_response
 from command_service.ratelimit import RateLimiter
@@ -41,6 +41,9 @@ __all__ = ["create_app"]
 log = logging.getLogger("command_service")
 
 PURGE_INTERVAL_SECONDS = 600.0
+# The service's own tables live in schema `command`, migrated from its sql/ folder under a lock of
+# its own (an arbitrary constant, "command" in ASCII) so its runs queue apart from the event store's.
+MIGRATION_LOCK_KEY = 0x636F6D6D616E64
 
 
 def create_app(
@@ -60,8 +63,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await migrate_event_store(settings.database_url)
-        await migrate_command_schema(settings.database_url)
+        await migrate(settings.database_url)
+        sql = resources.files("command_service") / "sql"
+        await migrate(settings.database_url, sql, schema="command", lock_key=MIGRATION_LOCK_KEY)
         pool = await connect(
             settings.database_url,
             min_size=settings.pool_min_size,

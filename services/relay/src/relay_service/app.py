@@ -9,11 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from eventstore import EventRegistry, PostgresEventStore, connect
-from eventstore.migrations import migrate
+from eventstore import EventRegistry, EventStoreError, PostgresEventStore, checkpoint_lag, connect, migrate
 from litestar import Litestar, MediaType, Response, get
 
-from relay_service.lag import measure_lag
 from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings
 from relay_service.status import RelayStatus
@@ -88,8 +86,8 @@ def create_app(settings: RelaySettings, registry: EventRegistry) -> Litestar:
         lag_seconds: float | None = None
         pool: asyncpg.Pool | None = state.get("pool")
         if pool is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                lag = await measure_lag(pool, settings.relay_checkpoint)
+            with contextlib.suppress(EventStoreError):
+                lag = await checkpoint_lag(pool, settings.relay_checkpoint)
                 lag_events, lag_seconds = lag.events, lag.seconds
         return {
             "role": status.role,

@@ -18,14 +18,12 @@ import random
 from collections import deque
 from collections.abc import Callable
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from eventstore import EventStore, LogPosition, RecordedEvent
+from eventstore import EventStore, LogPosition, RecordedEvent, leadership
 from eventstore.errors import EventStoreError
 
 from relay_service.envelope import to_message
-from relay_service.leadership import leadership
 from relay_service.settings import RelaySettings
 from relay_service.status import RelayStatus
 from relay_service.topics import TopicCreator
@@ -93,6 +91,7 @@ class Relay:
                     self._settings.relay_lock_key,
                     poll_interval=self._settings.relay_standby_poll,
                     on_standby=self._standby,
+                    application_name="relay-leadership",
                 ) as lost:
                     self.status.role = "leader"
                     while not lost.is_set():
@@ -106,7 +105,7 @@ class Relay:
                             failures = 0
             except* LeadershipLost:
                 self.status.role = "starting"
-            except* (OSError, EventStoreError, asyncpg.PostgresError, asyncpg.InterfaceError) as group:
+            except* (OSError, EventStoreError) as group:
                 # PostgreSQL itself is unreachable or restarting.
                 failures += 1
                 self._failed(group.exceptions[0], failures)
