@@ -8,9 +8,10 @@ errors that mean "connection or timeout" with the context manager that translate
 See ``docs/event-store.md``.
 """
 
-from eventstore.aggregate import Decider, execute, load
+from eventstore.aggregate import Decider, Executed, Loaded, execute, load
 from eventstore.connection import TRANSIENT_ERRORS, connect, translated
 from eventstore.errors import (
+    ClaimRefused,
     ConcurrencyError,
     DuplicateEventId,
     EventDecodeError,
@@ -38,6 +39,7 @@ from eventstore.types import (
     NO_STREAM,
     STREAM_EXISTS,
     AppendResult,
+    Claim,
     ExpectedVersion,
     LogPosition,
     Metadata,
@@ -52,6 +54,8 @@ __all__ = [
     "STREAM_EXISTS",
     "TRANSIENT_ERRORS",
     "AppendResult",
+    "Claim",
+    "ClaimRefused",
     "ConcurrencyError",
     "Decider",
     "DuplicateEventId",
@@ -60,10 +64,12 @@ __all__ = [
     "EventStore",
     "EventStoreError",
     "EventTooLarge",
+    "Executed",
     "ExpectedVersion",
     "InvalidExpectedVersion",
     "InvalidStreamId",
     "Lag",
+    "Loaded",
     "LogPosition",
     "MemoryEventStore",
     "MemoryStorage",

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import yaml
 from fulfilment.events import OrderEvent, PaymentEvent, StockEvent, event_name
+from fulfilment.values import ORDER_CATEGORY, PAYMENT_CATEGORY, STOCK_CATEGORY
 
 from relay_service.envelope import HEADERS
 from relay_service.settings import RelaySettings
@@ -26,7 +27,11 @@ __all__ = ["CHANNELS", "build_document", "main"]
 # Stream category -> the events its streams hold; one topic per category.
 CHANNELS: dict[str, tuple[type[msgspec.Struct], ...]] = {
     category: typing.get_args(alias.__value__)
-    for category, alias in (("order", OrderEvent), ("stock", StockEvent), ("payment", PaymentEvent))
+    for category, alias in (
+        (ORDER_CATEGORY, OrderEvent),
+        (STOCK_CATEGORY, StockEvent),
+        (PAYMENT_CATEGORY, PaymentEvent),
+    )
 }
 
 KAFKA_BINDING = "0.5.0"
