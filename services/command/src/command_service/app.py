@@ -87,6 +87,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await purging
             await store.close()
+            await limiter.close()
             await redis_client.aclose()
             await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout_seconds)
             provider.shutdown()
