@@ -8,10 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 
-import asyncpg
 import httpx
 import redis.asyncio as redis
 from eventstore.connection import connect
+from eventstore.errors import EventStoreError
 from eventstore.migrations import migrate
 from eventstore.postgres import PostgresEventStore
 from fulfilment.registry import build_registry
@@ -136,5 +136,5 @@ async def _purge_expired_keys(keys: IdempotencyKeys) -> None:
             purged = await keys.purge_expired()
             if purged:
                 log.info("purged expired idempotency keys", extra={"purged": purged})
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except EventStoreError as error:
             log.warning("could not purge idempotency keys: %s", error)
