@@ -46,12 +46,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from command_service.migrations import migrate as migrate_command_schema
-from command_service.tokens import mint
 from eventstore import Metadata, PostgresEventStore, connect, execute, migrate
 from fulfilment.deciders import ORDERS
 from fulfilment.orders import CancelOrder, OrderLine, PlaceOrder
 from fulfilment.registry import build_registry
 from fulfilment.values import order_stream
+from servicekit.tokens import mint
 
 SECRET = "benchmark-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a throwaway key for a local run
 ISSUER, AUDIENCE = "https://bench.local", "command-api"

@@ -22,8 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from command_service.testing import command_headers, token_factory
+from command_service.testing import command_headers
 from eventstore import migrate
+from servicekit.testing import token_factory
 
 pytestmark = pytest.mark.slow
 

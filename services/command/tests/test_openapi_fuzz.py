@@ -26,11 +26,11 @@ import pytest
 import schemathesis
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.tokens import mint
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 from schemathesis.schemas import APIOperation
+from servicekit.tokens import mint
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from command_service.testing import ORDER_BODY, TokenFactory, command_headers
+from command_service.testing import ORDER_BODY, command_headers
+from servicekit.testing import TokenFactory
 
 pytestmark = pytest.mark.slow
 
@@ -152,7 +153,7 @@ def test_mint_token_prints_a_token_the_service_accepts() -> None:
     import jwt
 
     result = subprocess.run(
-        [sys.executable, "-m", "command_service.tokens", "--subject", "alice", "--role", "customer"],
+        [sys.executable, "-m", "servicekit.tokens", "--subject", "alice", "--role", "customer"],
         env={**os.environ, "JWT_SECRET": SECRET, "JWT_ISSUER": "https://issuer.test", "JWT_AUDIENCE": "api"},
         capture_output=True,
         timeout=60,
