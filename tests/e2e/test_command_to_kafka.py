@@ -55,7 +55,7 @@ async def processes(
         },
         "relay_service": {
             **common, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers, "RELAY_TOPIC_PREFIX": prefix,
-            "RELAY_LOCK_KEY": str(random.randrange(1, 2**62)), "RELAY_HTTP_PORT": str(relay_port),
+            "RELAY_LOCK_KEY": str(random.randrange(1, 2**62)), "RELAY_PORT": str(relay_port),
         },
     }  # fmt: skip
     started = []
