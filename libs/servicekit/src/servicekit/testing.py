@@ -115,6 +115,21 @@ class ServiceProcess:
         """Wait until `/health/ready` answers 200."""
         await self.wait_for(lambda status, _: status == 200, timeout=timeout)
 
+    def ready_blocking(self, timeout: float = 60.0) -> None:
+        """`ready` for synchronous fixtures (such as schemathesis's)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.returncode is not None:
+                raise AssertionError(f"{self.module} exited with {self.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.module} was not ready within {timeout:g} s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
     def send(self, sig: int) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
