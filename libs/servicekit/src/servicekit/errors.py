@@ -4,7 +4,9 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationFailed",
+    "ClientDisconnected",
     "InvalidHeader",
+    "MalformedBody",
     "NotAllowed",
     "RateLimited",
     "ServiceError",
@@ -46,3 +48,11 @@ class InvalidHeader(ServiceError):
         super().__init__(f"header {header}: {message}")
         self.header = header
         self.message = message
+
+
+class MalformedBody(ServiceError):
+    """The request body cannot be read as JSON at all: not UTF-8, or nested beyond what can be parsed."""
+
+
+class ClientDisconnected(ServiceError):
+    """The client went away before sending its whole body; nobody is left to answer."""

@@ -141,6 +141,8 @@ class ApiSettings(ServiceSettings, frozen=True, kw_only=True):
     jwt_jwks_file: str | None = None
     jwt_jwks_url: str | None = None
     jwt_leeway_seconds: Annotated[int, msgspec.Meta(ge=0, le=300)] = 30
+    # Whether the space-separated `scope` claim grants roles (off: only the `roles` list does).
+    jwt_scope_roles: bool = False
     rate_limit_per_second: Annotated[float, msgspec.Meta(gt=0)] = 50.0
     rate_limit_burst: Annotated[int, msgspec.Meta(ge=1)] = 100
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024

@@ -49,6 +49,7 @@ from servicekit.settings import ServiceSettings
 
 __all__ = [
     "RequestTelemetry",
+    "add_correlation_header",
     "context_of",
     "current_traceparent",
     "header_value",
@@ -141,6 +142,18 @@ def header_value(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str 
 def traceparent_of(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
     """The event's trace context carried in a suite message's `ce_traceparent` header."""
     return header_value(headers, "ce_traceparent")
+
+
+async def add_correlation_header(message: Message, scope: Scope) -> None:
+    """A `before_send` hook: every answer carries `X-Correlation-ID`, including those the router gives
+    before any route's middleware runs (404, 405): the caller's sane id, or a new one."""
+    if message["type"] != "http.response.start":
+        return
+    headers = message.setdefault("headers", [])
+    if any(name.lower() == _CORRELATION_HEADER for name, _ in headers):
+        return
+    correlation = incoming_correlation_id(scope.get("headers", ())) or str(uuid.uuid4())
+    message["headers"] = [*headers, (_CORRELATION_HEADER, correlation.encode())]
 
 
 class RequestTelemetry:
