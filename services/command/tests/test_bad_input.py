@@ -167,6 +167,7 @@ async def test_answers_of_the_router_carry_the_correlation_id(
 
     assert response.status_code == status
     assert response.headers["x-correlation-id"] == "c-router"
+    assert response.headers["x-content-type-options"] == "nosniff"
     assert (await client.get(path)).headers["x-correlation-id"]
 
 

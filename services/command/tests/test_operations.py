@@ -47,6 +47,7 @@ async def test_a_subject_over_its_rate_gets_429_with_retry_after_while_others_go
     assert limited.status_code == 429
     assert limited.json()["code"] == "rate-limited"
     assert 1 <= int(limited.headers["retry-after"]) <= 3
+    assert limited.json()["detail"] == f"too many requests: retry in {limited.headers['retry-after']} s"
     assert other.status_code == 201
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "AuthenticationFailed",
     "ClientDisconnected",
@@ -37,7 +39,9 @@ class RateLimited(ServiceError):
     """The caller used up its allowance; it may try again after `retry_after_seconds`."""
 
     def __init__(self, retry_after_seconds: float) -> None:
-        super().__init__(f"too many requests: retry in {retry_after_seconds:.2f}s")
+        # Whole seconds, rounded up, as the Retry-After header says: the body and the header agree.
+        self.retry_after = max(1, math.ceil(retry_after_seconds))
+        super().__init__(f"too many requests: retry in {self.retry_after} s")
         self.retry_after_seconds = retry_after_seconds
 
 

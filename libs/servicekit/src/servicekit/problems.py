@@ -144,8 +144,9 @@ def _not_allowed(exc: NotAllowed) -> Answer:
 
 
 def _rate_limited(exc: RateLimited) -> Answer:
-    retry_after = str(max(1, round(exc.retry_after_seconds + 0.5)))
-    return problem(429, "rate-limited", "Too many requests", exc.detail), {"Retry-After": retry_after}
+    return problem(429, "rate-limited", "Too many requests", exc.detail), {
+        "Retry-After": str(exc.retry_after)
+    }
 
 
 def _invalid_header(exc: InvalidHeader) -> Problem:

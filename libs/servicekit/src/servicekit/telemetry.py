@@ -144,16 +144,20 @@ def traceparent_of(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
     return header_value(headers, "ce_traceparent")
 
 
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
 async def add_correlation_header(message: Message, scope: Scope) -> None:
     """A `before_send` hook: every answer carries `X-Correlation-ID`, including those the router gives
-    before any route's middleware runs (404, 405): the caller's sane id, or a new one."""
+    before any route's middleware runs (404, 405): the caller's sane id, or a new one. Every answer
+    also says `X-Content-Type-Options: nosniff`, so no browser reads a JSON answer as something else."""
     if message["type"] != "http.response.start":
         return
-    headers = message.setdefault("headers", [])
-    if any(name.lower() == _CORRELATION_HEADER for name, _ in headers):
-        return
-    correlation = incoming_correlation_id(scope.get("headers", ())) or str(uuid.uuid4())
-    message["headers"] = [*headers, (_CORRELATION_HEADER, correlation.encode())]
+    headers = [*message.get("headers", ()), _NOSNIFF]
+    if not any(name.lower() == _CORRELATION_HEADER for name, _ in headers):
+        correlation = incoming_correlation_id(scope.get("headers", ())) or str(uuid.uuid4())
+        headers.append((_CORRELATION_HEADER, correlation.encode()))
+    message["headers"] = headers
 
 
 class RequestTelemetry:
