@@ -19,10 +19,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deploy.local import kafka, opensearch, postgres, redis
+from deploy.local import elasticsearch, kafka, opensearch, postgres, redis
 from deploy.local.components import Component, Layout
 from deploy.local.services import service_components
 
@@ -38,16 +38,31 @@ def components() -> list[Component]:
     second checkout's) can run beside the first.
     """
     offset = int(os.environ.get("DEVSTACK_PORT_OFFSET", "0"))
+    engine = default_search_engine()
+    engines = [opensearch.component(port=59200 + offset), elasticsearch.component(port=59210 + offset)]
     return [
         postgres.component(port=55432 + offset),
         redis.component(port=56379 + offset),
         kafka.component(port=59092 + offset, controller_port=59093 + offset),
-        opensearch.component(port=59200 + offset),
+        *(replace(c, aliases=("SEARCH_URL",)) if c.name == engine else c for c in engines),
         *service_components(offset, read_env),
     ]
 
 
-INFRASTRUCTURE = ("postgres", "redis", "kafka", "opensearch")
+INFRASTRUCTURE = ("postgres", "redis", "kafka", "opensearch", "elasticsearch")
+SEARCH_ENGINES = ("opensearch", "elasticsearch")
+
+
+def default_search_engine() -> str:
+    """The engine SEARCH_URL points at: SEARCH_ENGINE, else OpenSearch.
+
+    Both engines run; the services and the `search_url` fixture use this one,
+    the search contract tests use both.
+    """
+    engine = os.environ.get("SEARCH_ENGINE") or "opensearch"
+    if engine not in SEARCH_ENGINES:
+        raise RuntimeError(f"SEARCH_ENGINE={engine!r}: expected one of {', '.join(SEARCH_ENGINES)}")
+    return engine
 
 
 @dataclass(frozen=True)
@@ -162,7 +177,7 @@ def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[s
         external = _external(component)
         if external is not None:
             report(f"{component.name:<11} using {external} from ${component.env_var}")
-            exports[component.env_var] = external
+            exports.update(dict.fromkeys((component.env_var, *component.aliases), external))
             continue
         recorded = _recorded(layout, component.name)
         if recorded is not None and recorded.alive() and component.is_ready(component.url):
@@ -173,7 +188,7 @@ def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[s
                 _stop(layout, component.name, report)
             report(f"{component.name:<11} starting")
             to_start.append(component)
-        exports[component.env_var] = component.url
+        exports.update(dict.fromkeys((component.env_var, *component.aliases), component.url))
         exports.update(component.extra_env)
     # Downloads and first-time set-up run side by side, and so do the boots:
     # a cold start costs the slowest component, not the sum of them.
@@ -264,8 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     layout = Layout(ROOT)
+    try:
+        every = components()
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     wanted = set(args.only or []) | (set(INFRASTRUCTURE) if args.infra else set())
-    selected = [c for c in components() if not wanted or c.name in wanted]
+    selected = [c for c in every if not wanted or c.name in wanted]
     try:
         if args.command == "up":
             up(layout, selected)
