@@ -8,11 +8,13 @@ language analyzers or `GET /` (the root endpoint lives in a module the zip
 leaves out). Everything the read models use is core: external versioning,
 aliases, bool/nested/match queries, search_after, point in time, aggregations.
 
-Elasticsearch 9 needs Java 21 or newer. The stack looks for such a JDK
-(`ES_JAVA_HOME`, `JAVA_HOME`, `java` on the PATH, the usual install folders)
-and, when there is only a Java 17, runs the 8.19 line instead, which is the
-newest that accepts it. Like OpenSearch it refuses root; see
-`system.drop_root`. Standard library only, like the rest of `deploy.local`.
+Elasticsearch 9 needs Java 21 or newer, while OpenSearch 2.19 needs the Java
+17 it was built for, so the stack looks for a second JDK (`ES_JAVA_HOME`,
+`JAVA_HOME`, `java` on the PATH, the usual install folders) and fails with
+what to install when there is none. The 8.19 line would run on Java 17, but
+the suite's client (elasticsearch-py 9) speaks only to 9.x servers. Like
+OpenSearch it refuses root; see `system.drop_root`. Standard library only,
+like the rest of `deploy.local`.
 """
 
 from __future__ import annotations
@@ -25,16 +27,16 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.components import Component, Launch, Layout, run_checked
 from deploy.local.system import drop_root, own_data_dir
 
-__all__ = ["NODE_USER", "VERSION", "VERSION_ON_JAVA_17", "Runtime", "component", "find_runtime", "is_ready"]
+__all__ = ["JAVA_MINIMUM", "NODE_USER", "VERSION", "component", "find_java_home", "is_ready"]
 
 VERSION = "9.2.0"  # the docker-compose image runs the same version
-VERSION_ON_JAVA_17 = "8.19.21"  # the newest line that still runs on Java 17
+DISTRIBUTION = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{VERSION}:zip"
+JAVA_MINIMUM = 21
 NODE_USER = "elasticsearch"  # only when root and user namespaces are unavailable
 HEAP = ("-Xms512m", "-Xmx512m")  # next to OpenSearch, Kafka and PostgreSQL on 2 cores
 
@@ -44,22 +46,13 @@ _MARKER = ".stack-installed"
 _JDK_FOLDERS = ("/usr/lib/jvm/*", "/usr/java/*", "/usr/local/lib/jvm/*", "/opt/*", "/opt/java/*")
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """Which Elasticsearch the stack runs, and on which JDK."""
-
-    version: str
-    java_home: Path
-    java_major: int
-
-
 def component(host: str = "127.0.0.1", port: int = 59210) -> Component:
     """The Elasticsearch node: HTTP on host:port, transport on loopback port+100."""
 
     def prepare(layout: Layout) -> None:
-        runtime = find_runtime()
-        _install(layout.cache("elasticsearch"), runtime.version)
-        _configure(layout, runtime, host, port)
+        find_java_home()  # fail before a download when the node could not run anyway
+        _install(layout.cache("elasticsearch"))
+        _configure(layout, host, port)
 
     return Component(
         name="elasticsearch",
@@ -105,7 +98,7 @@ def _java_major(home: Path) -> int | None:
 
 
 def _jdk_candidates() -> list[Path]:
-    homes = [Path(os.environ[name]) for name in ("JAVA_HOME",) if os.environ.get(name)]
+    homes = [Path(os.environ["JAVA_HOME"])] if os.environ.get("JAVA_HOME") else []
     java = shutil.which("java")
     if java:
         homes.append(Path(os.path.realpath(java)).parent.parent)
@@ -114,61 +107,57 @@ def _jdk_candidates() -> list[Path]:
     return homes
 
 
-def find_runtime() -> Runtime:
-    """Elasticsearch 9 on the newest JDK 21+ found, else 8.19 on a JDK 17; ES_JAVA_HOME wins."""
+def find_java_home() -> Path:
+    """The JDK the node runs on: ES_JAVA_HOME, else the newest JDK 21+ found."""
     configured = os.environ.get("ES_JAVA_HOME")
     if configured:
         major = _java_major(Path(configured))
-        if major is None or major < 17:
-            raise RuntimeError(f"elasticsearch: ES_JAVA_HOME={configured} is not a JDK 17 or newer")
-        return Runtime(VERSION if major >= 21 else VERSION_ON_JAVA_17, Path(configured), major)
+        if major is None or major < JAVA_MINIMUM:
+            raise RuntimeError(
+                f"elasticsearch: ES_JAVA_HOME={configured} is not a JDK {JAVA_MINIMUM} or newer"
+            )
+        return Path(configured)
     found = [(major, home) for home in _jdk_candidates() if (major := _java_major(home)) is not None]
-    if not found:
-        raise RuntimeError(_NO_JDK)
-    major, home = max(found, key=lambda pair: pair[0])
-    if major >= 21:
-        return Runtime(VERSION, home, major)
-    if major >= 17:
-        return Runtime(VERSION_ON_JAVA_17, home, major)
-    raise RuntimeError(_NO_JDK)
-
-
-_NO_JDK = (
-    f"elasticsearch: no JDK 21 or newer found (Elasticsearch {VERSION} needs one; with only a JDK 17 "
-    f"the stack runs {VERSION_ON_JAVA_17}). Install one, e.g. `apt-get install openjdk-21-jdk-headless` "
-    "(Debian 13 / Ubuntu 24.04) or Temurin 21/25 from https://adoptium.net, or point ES_JAVA_HOME at it"
-)
+    newest = max(found, key=lambda pair: pair[0], default=None)
+    if newest is None or newest[0] < JAVA_MINIMUM:
+        raise RuntimeError(
+            f"elasticsearch: Elasticsearch {VERSION} needs a JDK {JAVA_MINIMUM} or newer beside the JDK 17 "
+            "that OpenSearch and Kafka use, and none was found. Install one, e.g. "
+            "`apt-get install openjdk-21-jdk-headless` (Debian 13, Ubuntu 24.04) or Temurin 21/25 from "
+            "https://adoptium.net (`apt-get install temurin-21-jdk` with its apt repository), "
+            "or point ES_JAVA_HOME at one"
+        )
+    return newest[1]
 
 
 # --- install (cache, shared by every data dir) -------------------------------------
 
 
-def _home(cache: Path, version: str) -> Path:
-    return cache / f"elasticsearch-{version}"
+def _home(cache: Path) -> Path:
+    return cache / f"elasticsearch-{VERSION}"
 
 
-def _install(cache: Path, version: str) -> None:
-    home = _home(cache, version)
+def _install(cache: Path) -> None:
+    home = _home(cache)
     if (home / _MARKER).exists():
         return
     if shutil.which("mvn") is None:
         raise RuntimeError("elasticsearch: Maven (mvn) is needed to fetch the server from Maven Central")
-    distribution = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
     cache.mkdir(parents=True, exist_ok=True)
     # Unpack in a scratch folder and rename at the end, so an interrupted
     # prepare never leaves a half-built home that looks installed.
     with tempfile.TemporaryDirectory(dir=cache, prefix=".install-") as scratch:
         work = Path(scratch)
         run_checked(
-            ["mvn", "-B", "-q", "dependency:copy", f"-Dartifact={distribution}", f"-DoutputDirectory={work}"],
+            ["mvn", "-B", "-q", "dependency:copy", f"-Dartifact={DISTRIBUTION}", f"-DoutputDirectory={work}"],
             cwd=work,
         )
-        _unzip(work / f"elasticsearch-{version}.zip", work)
-        staged = work / f"elasticsearch-{version}"
+        _unzip(work / f"elasticsearch-{VERSION}.zip", work)
+        staged = work / f"elasticsearch-{VERSION}"
         # Readable by the unprivileged node user whatever the umask was.
         for path in [staged, *staged.rglob("*")]:
             path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
-        (staged / _MARKER).write_text(f"{distribution}\n")
+        (staged / _MARKER).write_text(f"{DISTRIBUTION}\n")
         if home.exists():  # a leftover without marker
             shutil.rmtree(home)
         staged.rename(home)
@@ -187,15 +176,12 @@ def _unzip(archive: Path, into: Path) -> None:
 # --- configure (per data dir) --------------------------------------------------------
 
 
-def _configure(layout: Layout, runtime: Runtime, host: str, port: int) -> None:
+def _configure(layout: Layout, host: str, port: int) -> None:
     data = layout.data("elasticsearch")
     config = data / "config"
-    # One data folder per major version: 8.19 cannot open what 9 wrote, and the
-    # JDK found may change between runs.
-    node_data = data / f"data-{runtime.version.split('.')[0]}"
-    for folder in (config, config / "jvm.options.d", node_data, data / "logs", data / "tmp"):
+    for folder in (config, config / "jvm.options.d", data / "data", data / "logs", data / "tmp"):
         folder.mkdir(parents=True, exist_ok=True)
-    home = _home(layout.cache("elasticsearch"), runtime.version)
+    home = _home(layout.cache("elasticsearch"))
     for name in ("jvm.options", "log4j2.properties"):
         shutil.copy2(home / "config" / name, config / name)
     (config / "jvm.options.d" / "stack.options").write_text(
@@ -204,7 +190,7 @@ def _configure(layout: Layout, runtime: Runtime, host: str, port: int) -> None:
     settings: dict[str, object] = {
         "cluster.name": "local-stack",
         "node.name": "local-stack-node",
-        "path.data": str(node_data),
+        "path.data": str(data / "data"),
         "path.logs": str(data / "logs"),
         "http.host": host,
         "http.port": port,
@@ -222,7 +208,7 @@ def _configure(layout: Layout, runtime: Runtime, host: str, port: int) -> None:
     }
     # JSON scalars are valid YAML, and quote paths safely.
     (config / "elasticsearch.yml").write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()))
-    server_jar = home / "lib" / f"elasticsearch-{runtime.version}.jar"
+    server_jar = home / "lib" / f"elasticsearch-{VERSION}.jar"
     own_data_dir("elasticsearch", NODE_USER, home, data, server_jar)
 
 
@@ -230,14 +216,13 @@ def _configure(layout: Layout, runtime: Runtime, host: str, port: int) -> None:
 
 
 def _launch(layout: Layout) -> Launch:
-    runtime = find_runtime()
-    home = _home(layout.cache("elasticsearch"), runtime.version)
+    home = _home(layout.cache("elasticsearch"))
     data = layout.data("elasticsearch")
     # bin/elasticsearch execs the launcher JVM (small heap), which starts the node
     # JVM as its child and stays as its parent: the recorded PID is the launcher,
     # and `down` signals the whole process group, so both stop.
     env = {
-        "ES_JAVA_HOME": str(runtime.java_home),
+        "ES_JAVA_HOME": str(find_java_home()),
         "ES_PATH_CONF": str(data / "config"),
         "ES_TMPDIR": str(data / "tmp"),
         "HOME": str(data),  # the node user may have none (or root's, unwritable to it)
