@@ -97,11 +97,17 @@ def _recorded(layout: Layout, name: str) -> Recorded | None:
     return Recorded(int(pid_text), started)
 
 
-def _external(component: Component) -> str | None:
-    """A URL configured in the environment that already answers: use it, start nothing."""
-    configured = os.environ.get(component.env_var)
-    if configured and configured != component.url and component.is_ready(configured):
-        return configured
+def _external(component: Component) -> tuple[str, str] | None:
+    """(variable, URL) configured in the environment that already answers: use it, start nothing.
+
+    An alias counts too (SEARCH_URL for the default engine), but only a server
+    that passes this component's probe: an Elasticsearch in SEARCH_URL does not
+    stand in for OpenSearch.
+    """
+    for variable in (component.env_var, *component.aliases):
+        configured = os.environ.get(variable)
+        if configured and configured != component.url and component.is_ready(configured):
+            return variable, configured
     return None
 
 
@@ -176,8 +182,9 @@ def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[s
     for component in selected:
         external = _external(component)
         if external is not None:
-            report(f"{component.name:<11} using {external} from ${component.env_var}")
-            exports.update(dict.fromkeys((component.env_var, *component.aliases), external))
+            variable, url = external
+            report(f"{component.name:<11} using {url} from ${variable}")
+            exports.update(dict.fromkeys((component.env_var, *component.aliases), url))
             continue
         recorded = _recorded(layout, component.name)
         if recorded is not None and recorded.alive() and component.is_ready(component.url):
@@ -257,7 +264,7 @@ def status(layout: Layout, selected: Sequence[Component], report: Callable[[str]
         external = _external(component)
         recorded = _recorded(layout, component.name)
         if external is not None:
-            state = f"external {external}"
+            state = f"external {external[1]}"
         elif recorded is not None and recorded.alive():
             serving = component.is_ready(component.url)
             all_ready &= serving

@@ -180,3 +180,14 @@ def test_elasticsearch_starts_beside_the_stack_and_down_stops_the_launcher_and_t
     stopped = run_stack(side_stack, "down", "--only", "elasticsearch")
     assert stopped.returncode == 0, stopped.stderr
     assert not any(alive(pid) for pid in group)
+
+
+def test_a_reachable_search_url_stands_in_for_the_default_engine(
+    side_stack: dict[str, str], search_engine_url: str, request: pytest.FixtureRequest
+) -> None:
+    engine = request.node.callspec.params["search_engine_url"]
+    env = {**side_stack, "SEARCH_ENGINE": engine, "SEARCH_URL": search_engine_url}
+    result = run_stack(env, "up", "--only", engine)
+    assert result.returncode == 0, result.stderr
+    assert f"using {search_engine_url} from $SEARCH_URL" in result.stdout
+    assert pids(Path(side_stack["DEVSTACK_DIR"])) == {}
