@@ -183,17 +183,17 @@ def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[s
         external = _external(component)
         if external is not None:
             variable, url = external
-            report(f"{component.name:<11} using {url} from ${variable}")
+            report(f"{component.name:<13} using {url} from ${variable}")
             exports.update(dict.fromkeys((component.env_var, *component.aliases), url))
             continue
         recorded = _recorded(layout, component.name)
         if recorded is not None and recorded.alive() and component.is_ready(component.url):
-            report(f"{component.name:<11} already running (pid {recorded.pid})")
+            report(f"{component.name:<13} already running (pid {recorded.pid})")
         else:
             if recorded is not None and recorded.alive():
                 # Started by an earlier `up` but not serving: stop it rather than guess.
                 _stop(layout, component.name, report)
-            report(f"{component.name:<11} starting")
+            report(f"{component.name:<13} starting")
             to_start.append(component)
         exports.update(dict.fromkeys((component.env_var, *component.aliases), component.url))
         exports.update(component.extra_env)
@@ -204,7 +204,7 @@ def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[s
     starting = [(component, _start(layout, component)) for component in to_start]
     for component, process in starting:
         _wait_ready(layout, component, process, report)
-        report(f"{component.name:<11} ready (pid {process.pid})")
+        report(f"{component.name:<13} ready (pid {process.pid})")
     for component in selected:
         if component.after_ready is not None and _external(component) is None:
             component.after_ready(layout)
@@ -248,7 +248,7 @@ def _stop(layout: Layout, name: str, report: Callable[[str], None], grace: float
     if recorded.alive():
         raise RuntimeError(f"{name} (pid {recorded.pid}) did not stop")
     pidfile.unlink(missing_ok=True)
-    report(f"{name:<11} stopped (pid {recorded.pid})")
+    report(f"{name:<13} stopped (pid {recorded.pid})")
 
 
 def down(layout: Layout, selected: Sequence[Component], report: Callable[[str], None] = print) -> None:
@@ -272,7 +272,7 @@ def status(layout: Layout, selected: Sequence[Component], report: Callable[[str]
         else:
             all_ready = False
             state = "stopped"
-        report(f"{component.name:<11} {state}")
+        report(f"{component.name:<13} {state}")
     return all_ready
 
 
