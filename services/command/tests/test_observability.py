@@ -8,12 +8,13 @@ import logging
 
 import httpx
 from command_service.app import create_app
-from command_service.logs import JsonFormatter
 from command_service.settings import CommandSettings
-from command_service.testing import ORDER_BODY, TokenFactory, command_headers, lifespan_of
+from command_service.testing import ORDER_BODY, command_headers
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from servicekit.logs import JsonFormatter
+from servicekit.testing import TokenFactory, lifespan_of
 
 
 def test_a_log_line_is_json_with_the_trace_id_and_extras() -> None:
@@ -41,7 +42,7 @@ async def test_an_access_log_line_carries_the_trace_and_correlation_ids(
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    access = logging.getLogger("command_service.access")
+    access = logging.getLogger("command.access")
     access.addHandler(handler)
     access.setLevel(logging.INFO)
     try:
