@@ -7,10 +7,12 @@ Each run gets a database of its own on that server, dropped afterwards.
 
 Compared in one run, at the same concurrency, with the same pool size:
   direct  `eventstore.execute` in this process: load the stream, decide, append (the
-          practical limit of the write path: no HTTP, no auth, no idempotency key)
+          practical limit of the write path: no HTTP, no auth, no idempotency key; a new
+          order's stream is loaded too, two round trips that find nothing, which the
+          service skips for the stream ids it makes up)
   http    the command service as its own process (uvicorn, 1 or more workers) with everything
-          on: JWT verification, Redis rate limiting, Idempotency-Key stored in the append's
-          transaction, OpenTelemetry tracing of HTTP and asyncpg (recorded, not exported),
+          on: JWT verification, Redis rate limiting, Idempotency-Key written in the append's
+          own statement, OpenTelemetry tracing of HTTP and asyncpg (recorded, not exported),
           JSON access log off
 
 Workloads:
