@@ -24,7 +24,7 @@ from eventstore.errors import (
     StreamDeleted,
     TransactionOrderConflict,
 )
-from eventstore.mapper import DEFAULT_MAX_EVENT_BYTES, EncodedEvent, decode_rows, encode_events
+from eventstore.mapper import DEFAULT_MAX_EVENT_BYTES, EncodedEvent, decode_rows, encode_events, stored_rows
 from eventstore.notifications import Listener, Notifier
 from eventstore.registry import EventRegistry
 from eventstore.streams import category_of, check_stream_id
@@ -37,6 +37,7 @@ from eventstore.types import (
     LogPosition,
     NewEvent,
     RecordedEvent,
+    StoredEvent,
     StreamState,
     check_expected_version,
     check_limit,
@@ -234,6 +235,38 @@ class PostgresEventStore:
             self._listener,
             after,
             categories=categories,
+            poll_interval=poll_interval,
+            batch_size=batch_size,
+        ):
+            yield event
+
+    async def read_all_stored(
+        self, after: LogPosition = LogPosition.START, *, limit: int = 1000
+    ) -> list[StoredEvent]:
+        """``read_all`` without decoding the payloads: for code that forwards events as they are."""
+        events, _ = await self._read_stored_page(after, limit)
+        return events
+
+    async def _read_stored_page(self, after: LogPosition, limit: int) -> tuple[list[StoredEvent], int]:
+        check_limit(limit)
+        cursor = (after.transaction_id, after.position, limit)
+        rows = await self._retrying(lambda: self.pool.fetch(queries.READ_ALL, *cursor))
+        horizon: int = rows[0][0]
+        return stored_rows(rows), horizon
+
+    async def subscribe_all_stored(
+        self,
+        after: LogPosition = LogPosition.START,
+        *,
+        poll_interval: float = 1.0,
+        batch_size: int = 500,
+    ) -> AsyncIterator[StoredEvent]:
+        """``subscribe_all`` without decoding the payloads (same order, same gap safety)."""
+        async for event in follow_log(
+            self._read_stored_page,
+            self._listener,
+            after,
+            categories=None,
             poll_interval=poll_interval,
             batch_size=batch_size,
         ):
