@@ -170,6 +170,31 @@ async def test_a_kafka_outage_makes_the_relay_unhealthy_then_it_catches_up_witho
         kafka.down()
 
 
+async def test_an_idle_relay_reports_kafka_gone_and_back_without_waiting_for_a_send(
+    store: PostgresEventStore, relay_settings: RelaySettings, relays: list[RelayProcess], tmp_path: Path
+) -> None:
+    # Nothing to publish, and an ack timeout that never comes into play: only watching
+    # the broker itself can tell that it went away.
+    kafka = OwnKafka(tmp_path / "stack")
+    bootstrap = kafka.up()
+    settings = msgspec.structs.replace(relay_settings, kafka_bootstrap_servers=bootstrap)
+    relay = RelayProcess(settings, tmp_path / "relay.log")
+    relay.env["RELAY_ACK_TIMEOUT"] = "600"
+    relays.append(relay.start())
+    try:
+        await relay.wait(lambda code, body: code == 200 and body["role"] == "leader", path="/health/ready")
+        kafka.down()
+        gone = await relay.wait(lambda code, _: code == 503, path="/health/ready", timeout=30)
+        assert gone["kafka_connected"] is False
+        assert gone["role"] == "leader"
+        assert gone["last_error"] is None  # nothing failed: the relay noticed by itself
+        kafka.up()
+        back = await relay.wait(lambda code, _: code == 200, path="/health/ready", timeout=90)
+        assert back["kafka_connected"] is True
+    finally:
+        kafka.down()
+
+
 async def test_two_relay_processes_one_publishes_and_the_other_takes_over_after_sigkill(
     store: PostgresEventStore, relay_settings: RelaySettings, relays: list[RelayProcess], tmp_path: Path
 ) -> None:
