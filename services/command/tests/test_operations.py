@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 from command_service.app import create_app
-from command_service.logs import JsonFormatter
 from command_service.settings import CommandSettings
-from command_service.testing import ORDER_BODY, TokenFactory, command_headers, lifespan_of
+from command_service.testing import ORDER_BODY, command_headers
 from litestar import Litestar
 from opentelemetry.sdk.trace import TracerProvider
+from servicekit.logs import JsonFormatter
+from servicekit.testing import TokenFactory, lifespan_of
 
 
 @pytest.fixture
@@ -46,7 +47,32 @@ async def test_a_subject_over_its_rate_gets_429_with_retry_after_while_others_go
     assert limited.status_code == 429
     assert limited.json()["code"] == "rate-limited"
     assert 1 <= int(limited.headers["retry-after"]) <= 3
+    assert limited.json()["detail"] == f"too many requests: retry in {limited.headers['retry-after']} s"
     assert other.status_code == 201
+
+
+async def test_requests_without_a_valid_token_are_limited_per_client_address(
+    fresh_database_url: str, settings_for: Callable[..., CommandSettings], tokens: TokenFactory
+) -> None:
+    app = create_app(settings_for(fresh_database_url, rate_limit_per_second=0.5, rate_limit_burst=3))
+    address = f"192.0.2.{uuid.uuid4().int % 250 + 1}-{uuid.uuid4().hex[:6]}"
+    async with (
+        lifespan_of(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(address, 4000)), base_url="http://command.test"
+        ) as anonymous,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(f"{address}-other", 4000)),
+            base_url="http://command.test",
+        ) as neighbour,
+    ):
+        statuses = [(await anonymous.post("/orders", json=ORDER_BODY)).status_code for _ in range(4)]
+        forged = await anonymous.post("/orders", json=ORDER_BODY, headers={"Authorization": "Bearer x.y.z"})
+        other = await neighbour.post("/orders", json=ORDER_BODY)
+
+    assert statuses == [401, 401, 401, 429]
+    assert forged.status_code == 429
+    assert other.status_code == 401
 
 
 async def test_live_and_ready_answer_without_a_token(client: httpx.AsyncClient) -> None:
@@ -107,7 +133,7 @@ async def test_an_access_log_line_carries_the_trace_and_correlation_ids(
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    access = logging.getLogger("command_service.access")
+    access = logging.getLogger("command.access")
     access.addHandler(handler)
     access.setLevel(logging.INFO)
     try:
@@ -142,8 +168,8 @@ def test_settings_come_from_the_environment() -> None:
 
 async def test_leased_allowance_never_lets_a_subject_past_its_burst_across_instances(redis_url: str) -> None:
     import redis.asyncio as redis
-    from command_service.errors import RateLimited
-    from command_service.ratelimit import RateLimiter
+    from servicekit.errors import RateLimited
+    from servicekit.ratelimit import RateLimiter
 
     client = redis.Redis.from_url(redis_url)
     subject = f"spread-{uuid.uuid4()}"
@@ -168,7 +194,7 @@ async def test_concurrent_first_requests_of_a_subject_share_one_lease(redis_url:
     import asyncio
 
     import redis.asyncio as redis
-    from command_service.ratelimit import RateLimiter
+    from servicekit.ratelimit import RateLimiter
 
     client = redis.Redis.from_url(redis_url)
     limiter = RateLimiter(client, per_second=50, burst=100, lease=10)

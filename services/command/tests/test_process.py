@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from command_service.testing import ORDER_BODY, TokenFactory, command_headers
+from command_service.testing import ORDER_BODY, command_headers
+from servicekit.testing import ServiceProcess, TokenFactory, running_service
 
 pytestmark = pytest.mark.slow
 
@@ -25,63 +24,38 @@ SECRET = "test-secret-that-is-long-enough-for-hs256"
 STOPPED_BY_SIGTERM = {0, -signal.SIGTERM}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class Service:
-    process: asyncio.subprocess.Process
-    url: str
+    process: ServiceProcess
     database_url: str
-    log: Path
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    @property
+    def log(self) -> Path:
+        return self.process.log
 
     async def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), timeout=20)
+        return await self.process.stop(signal.SIGTERM, timeout=20)
 
 
 @pytest.fixture
 async def service(fresh_database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Service]:
-    port = free_port()
     environment = {
-        **os.environ,
         "DATABASE_URL": fresh_database_url,
         "REDIS_URL": redis_url,
         "JWT_ISSUER": "https://issuer.test",
         "JWT_AUDIENCE": "command-api",
         "JWT_SECRET": SECRET,
-        "PORT": str(port),
         "SHUTDOWN_TIMEOUT_SECONDS": "10",
+        "HEADER_TIMEOUT_SECONDS": "1",
     }
-    log = tmp_path / "service.log"
-    with log.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "command_service", env=environment, stdout=log_file, stderr=log_file
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=url) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.returncode is not None:
-                    pytest.fail(f"the service exited: {log.read_text()[-2000:]}")
-                try:
-                    if (await client.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("the service did not become ready within 30 s")
-                await asyncio.sleep(0.1)
-        yield Service(process, url, fresh_database_url, log)
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+    async with running_service(
+        "command_service", environment, log=tmp_path / "service.log", port_variable="COMMAND_PORT"
+    ) as process:
+        yield Service(process, fresh_database_url)
 
 
 async def test_the_service_serves_commands_over_a_socket_and_stops_cleanly_on_sigterm(
@@ -152,7 +126,7 @@ def test_mint_token_prints_a_token_the_service_accepts() -> None:
     import jwt
 
     result = subprocess.run(
-        [sys.executable, "-m", "command_service.tokens", "--subject", "alice", "--role", "customer"],
+        [sys.executable, "-m", "servicekit.tokens", "--subject", "alice", "--role", "customer"],
         env={**os.environ, "JWT_SECRET": SECRET, "JWT_ISSUER": "https://issuer.test", "JWT_AUDIENCE": "api"},
         capture_output=True,
         timeout=60,
@@ -161,3 +135,49 @@ def test_mint_token_prints_a_token_the_service_accepts() -> None:
 
     claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"], audience="api")
     assert (claims["sub"], claims["roles"], claims["iss"]) == ("alice", ["customer"], "https://issuer.test")
+
+
+async def _exchange(url: str, request: bytes, *, pause: float = 0.0, tail: bytes = b"") -> bytes:
+    """Send raw bytes on a new connection (optionally pausing before `tail`); return all that comes back."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        if pause:
+            await asyncio.sleep(pause)
+        if tail:
+            writer.write(tail)
+            await writer.drain()
+        async with asyncio.timeout(15):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_oversized_request_headers_are_refused_with_431(service: Service) -> None:
+    big = b"GET /health/live HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    many = b"GET /health/live HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(500))
+
+    assert (await _exchange(service.url, big)).startswith(b"HTTP/1.1 431 ")
+    assert (await _exchange(service.url, many + b"\r\n")).startswith(b"HTTP/1.1 431 ")
+
+
+async def test_an_overlong_url_is_refused_with_414(service: Service) -> None:
+    request = b"GET /" + b"a" * 40_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n"
+
+    assert (await _exchange(service.url, request)).startswith(b"HTTP/1.1 414 ")
+
+
+async def test_headers_sent_too_slowly_get_408_and_idle_connections_are_closed(service: Service) -> None:
+    slow = await _exchange(service.url, b"GET /health/live HTTP/1.1\r\nHost: t\r\n", pause=2.5)
+    idle = await _exchange(service.url, b"", pause=2.5)
+
+    assert slow.startswith(b"HTTP/1.1 408 ")
+    assert idle == b""
+
+
+async def test_requests_within_the_limits_still_pass(service: Service) -> None:
+    ok = b"GET /health/live HTTP/1.1\r\nHost: t\r\nX-Some: " + b"a" * 4000 + b"\r\nConnection: close\r\n\r\n"
+
+    assert (await _exchange(service.url, ok)).startswith(b"HTTP/1.1 200 ")

@@ -27,12 +27,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from eventstore import LogPosition, PostgresEventStore, StoredEvent
 from eventstore.errors import EventStoreError
+from opentelemetry.trace import Link, SpanKind, Tracer, get_tracer
+from servicekit.telemetry import link_to
 
 from relay_service.envelope import to_message
 from relay_service.leadership import leadership
 from relay_service.settings import RelaySettings
 from relay_service.status import RelayStatus
-from relay_service.topics import TopicCreator, contract_topics
+from relay_service.topics import CHANNELS, TopicCreator, contract_topics
 
 __all__ = ["Relay", "make_producer"]
 
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # Far more than the producer holds in flight; bounds memory if acks stall.
 MAX_UNCONFIRMED = 50_000
+# A confirmed batch's span links to the traces of at most this many of its events.
+MAX_SPAN_LINKS = 64
 # How often the broker is asked for metadata while publishing, and how long an answer may take.
 PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 3.0
@@ -81,8 +85,10 @@ class Relay:
         store: PostgresEventStore,
         status: RelayStatus | None = None,
         producer_factory: Callable[[str], AIOKafkaProducer] = make_producer,
+        tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
+        self._tracer = tracer or get_tracer("relay")
         self._store = store
         self.status = status or RelayStatus()
         self._producer_factory = producer_factory
@@ -159,12 +165,15 @@ class Relay:
         self, producer: AIOKafkaProducer, after: LogPosition, unconfirmed: Unconfirmed, sent: asyncio.Event
     ) -> None:
         settings, registry = self._settings, self._store.registry
-        async for event in self._store.subscribe_all_stored(after, batch_size=settings.relay_batch_size):
+        # Only the categories the contract declares, whose topics _publish has created: other
+        # services keep streams of their own in the same store (the saga's), which are not published.
+        published = list(CHANNELS)
+        async for event in self._store.subscribe_all_stored(
+            after, categories=published, batch_size=settings.relay_batch_size
+        ):
             message = to_message(
                 event, registry, source=settings.relay_source, topic_prefix=settings.relay_topic_prefix
             )
-            if message.topic not in self._topics.known:
-                await self._topics.ensure({message.topic})
             future = await producer.send(
                 message.topic, message.value, key=message.key, headers=message.headers
             )
@@ -205,15 +214,31 @@ class Relay:
                     f"no ack from Kafka within {self._settings.relay_ack_timeout}s "
                     f"for position {event.position}"
                 ) from None
-            newest: StoredEvent | None = None
-            count = 0
+            confirmed: list[StoredEvent] = []
             while unconfirmed and unconfirmed[0][1].done():
                 event, future = unconfirmed.popleft()
                 future.result()
-                newest, count = event, count + 1
-            if newest is not None:
-                await self._store.save_checkpoint(self._settings.relay_checkpoint, newest.log_position)
-                self.status.published(count, newest.position, newest.recorded_at)
+                confirmed.append(event)
+            if confirmed:
+                await self._checkpoint(confirmed)
+
+    async def _checkpoint(self, confirmed: list[StoredEvent]) -> None:
+        """Move the checkpoint past `confirmed`, in a span linked to the traces that caused them."""
+        newest = confirmed[-1]
+        links = [link for event in confirmed[:MAX_SPAN_LINKS] if (link := _link(event)) is not None]
+        with self._tracer.start_as_current_span(
+            "relay publish",
+            kind=SpanKind.PRODUCER,
+            links=links,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.batch.message_count": len(confirmed),
+                "eventstore.position.first": confirmed[0].position,
+                "eventstore.position.last": newest.position,
+            },
+        ):
+            await self._store.save_checkpoint(self._settings.relay_checkpoint, newest.log_position)
+        self.status.published(len(confirmed), newest.position, newest.recorded_at)
 
 
 async def _stop(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
@@ -225,6 +250,10 @@ async def _stop(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
     except TimeoutError:
         log.warning("Kafka producer did not flush within %ss; abandoning its pending sends", timeout)
         await producer.client.close()
+
+
+def _link(event: StoredEvent) -> Link | None:
+    return link_to(event.metadata.traceparent)
 
 
 async def _raise_when(lost: asyncio.Event) -> None:

@@ -3,8 +3,7 @@
 The contract (asyncapi.yaml) declares one topic per category of the domain; the
 relay creates all of them when it starts leading, before it publishes anything,
 so a consumer that subscribes early finds its topic even while no event of that
-category exists yet. A stream of a category the contract does not declare still
-gets its topic, when its first event is published.
+category exists yet. Streams of other categories are not published.
 """
 
 from __future__ import annotations
