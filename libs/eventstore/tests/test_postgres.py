@@ -217,6 +217,10 @@ async def test_stored_events_carry_the_payload_as_the_database_holds_it(
         (e.event_id, e.log_position, e.version, e.metadata) for e in decoded
     ]
     assert await pg_store.read_all_stored(stored[0].log_position, limit=5) == stored[1:]
+    await pg_store.append("memo-1", [Noted("c")])
+    await read_log(pg_store, 3)
+    memos = await pg_store.read_all_stored(categories=["memo"])
+    assert [(e.stream_id, msgspec.json.decode(e.data, type=Noted)) for e in memos] == [("memo-1", Noted("c"))]
 
 
 async def test_a_stored_subscription_follows_the_log_like_the_decoded_one(
