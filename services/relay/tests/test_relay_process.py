@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -206,7 +207,9 @@ class OwnKafka:
 
     def __init__(self, folder: Path) -> None:
         self.env = {key: value for key, value in os.environ.items() if key != "KAFKA_BOOTSTRAP_SERVERS"}
-        self.env.update(DEVSTACK_DIR=str(folder), DEVSTACK_PORT_OFFSET="2000")
+        # Above Linux's ephemeral range, and different for each test, so two runs side by side never meet.
+        self.offset = random.randrange(2000, 6400, 2)
+        self.env.update(DEVSTACK_DIR=str(folder), DEVSTACK_PORT_OFFSET=str(self.offset))
         # Reuse the main stack's downloaded jars instead of fetching them again.
         shared_cache = ROOT / ".devstack" / "cache" / "kafka"
         if shared_cache.exists():
@@ -224,7 +227,7 @@ class OwnKafka:
 
     def up(self) -> str:
         self._run("up")
-        return "127.0.0.1:61092"
+        return f"127.0.0.1:{59092 + self.offset}"
 
     def down(self) -> None:
         self._run("down")
