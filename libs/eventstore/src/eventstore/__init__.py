@@ -45,6 +45,7 @@ from eventstore.types import (
     Metadata,
     NewEvent,
     RecordedEvent,
+    StoredEvent,
     StreamState,
 )
 
@@ -79,6 +80,7 @@ __all__ = [
     "PostgresEventStore",
     "RecordedEvent",
     "StoreUnavailable",
+    "StoredEvent",
     "StreamDeleted",
     "StreamState",
     "StreamTruncated",
