@@ -231,6 +231,44 @@ async def test_loading_refuses_a_stream_whose_events_were_all_truncated(store: E
         await load(store, account, "account-1")
 
 
+class CreatorBetweenReads:
+    """A store where another writer creates the stream right after our first read found it empty."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.created = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def read_stream(self, stream_id: str, from_version: int = 0) -> Any:
+        events = await self.store.read_stream(stream_id, from_version)
+        if not events and not self.created:
+            self.created = True
+            await self.store.append(stream_id, [Deposited(7)], -1)
+        return events
+
+
+async def test_loading_a_stream_created_between_its_reads_gives_the_created_stream(store: EventStore) -> None:
+    racing = CreatorBetweenReads(store)
+
+    loaded = await load(racing, account, "account-1")  # type: ignore[arg-type]
+
+    assert racing.created
+    assert (loaded.state.balance, loaded.version) == (7, 0)
+
+
+async def test_a_command_racing_the_streams_creation_is_decided_on_the_created_stream(
+    store: EventStore,
+) -> None:
+    racing = CreatorBetweenReads(store)
+
+    result = await execute(racing, account, "account-1", Withdraw(5))  # type: ignore[arg-type]
+
+    assert result.version == 1
+    assert [e.data for e in await store.read_stream("account-1")] == [Deposited(7), Withdrawn(5)]
+
+
 async def test_a_snapshot_of_an_older_state_shape_is_ignored_and_the_stream_replayed(
     store: EventStore,
 ) -> None:

@@ -120,3 +120,49 @@ async def test_racing_reservations_never_reserve_more_than_on_hand(
     assert types.count("StockReservationFailed") == 5
     versions = [event.version for event in await reader.events("stock-hot-1")]
     assert versions == list(range(len(versions)))
+
+
+async def test_racing_registrations_of_one_sku_create_it_once_and_never_fail(
+    client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
+) -> None:
+    staff = tokens("clerk", roles=["staff"])
+    body = {"sku": "new-1", "name": "New"}
+
+    responses = await asyncio.gather(
+        *(client.post("/products", json=body, headers=command_headers(staff)) for _ in range(20))
+    )
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 1, [r.text for r in responses if r.status_code != 409]
+    assert statuses.count(409) == 19
+    assert await reader.event_types("stock-new-1") == ["ProductRegistered"]
+
+
+async def test_racing_payment_requests_for_one_order_request_it_once_and_never_fail(
+    client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
+) -> None:
+    saga = tokens("saga", roles=["service"])
+    body = {"order_id": str(uuid.uuid4()), "amount": 2500, "currency": "EUR"}
+
+    responses = await asyncio.gather(
+        *(client.post("/payments", json=body, headers=command_headers(saga)) for _ in range(20))
+    )
+
+    assert all(r.status_code < 500 for r in responses), [r.text for r in responses if r.status_code >= 500]
+    assert sorted(r.status_code for r in responses)[0] == 201
+    assert await reader.event_types(f"payment-{body['order_id']}") == ["PaymentRequested"]
+
+
+async def test_racing_retries_of_one_registration_answer_created_or_replay(
+    client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
+) -> None:
+    staff = tokens("clerk", roles=["staff"])
+    headers = command_headers(staff)
+
+    responses = await asyncio.gather(
+        *(client.post("/products", json={"sku": "new-2", "name": "New"}, headers=headers) for _ in range(20))
+    )
+
+    assert {r.status_code for r in responses} == {201}, [r.text for r in responses if r.status_code != 201]
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 19
+    assert await reader.event_types("stock-new-2") == ["ProductRegistered"]

@@ -110,10 +110,15 @@ async def load[S, C, E: msgspec.Struct](
     if events and events[0].version != version + 1:
         raise StreamTruncated(stream_id, version + 1, events[0].version)
     if not events and version == -1:
-        # A stream whose events were all truncated away still has its version.
+        # No events: a new stream, or one whose events were all truncated away (it still has its
+        # version). The two reads are separate statements, so a version here may also be a first
+        # writer that created the stream in between: read again before calling it truncated, or
+        # every command racing the creation of a stream would fail instead of deciding again.
         current = await store.stream_version(stream_id)
         if current != -1:
-            raise StreamTruncated(stream_id, 0, current + 1)
+            events = await store.read_stream(stream_id, 0)
+            if not events or events[0].version != 0:
+                raise StreamTruncated(stream_id, 0, events[0].version if events else current + 1)
     for recorded in events:
         # The registry decoded the payload into a registered Struct; the decider's
         # event type is the union of those it registered.
