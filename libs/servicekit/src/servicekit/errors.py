@@ -7,11 +7,13 @@ import math
 __all__ = [
     "AuthenticationFailed",
     "ClientDisconnected",
+    "InvalidBodyField",
     "InvalidHeader",
     "MalformedBody",
     "NotAllowed",
     "RateLimited",
     "ServiceError",
+    "UnsupportedMediaType",
 ]
 
 
@@ -56,6 +58,19 @@ class InvalidHeader(ServiceError):
 
 class MalformedBody(ServiceError):
     """The request body cannot be read as JSON at all: not UTF-8, or nested beyond what can be parsed."""
+
+
+class UnsupportedMediaType(ServiceError):
+    """The body is not sent as JSON (`Content-Type` missing or another media type)."""
+
+
+class InvalidBodyField(ServiceError):
+    """A JSON body that breaks its type; `field` is a path like `lines[0].sku` ("" for the body itself)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field or '(body)'}: {message}")
+        self.field = field
+        self.message = message
 
 
 class ClientDisconnected(ServiceError):

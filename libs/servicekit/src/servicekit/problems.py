@@ -29,10 +29,12 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from servicekit.errors import (
     AuthenticationFailed,
     ClientDisconnected,
+    InvalidBodyField,
     InvalidHeader,
     MalformedBody,
     NotAllowed,
     RateLimited,
+    UnsupportedMediaType,
 )
 
 __all__ = [
@@ -159,6 +161,11 @@ def _client_disconnected(exc: ClientDisconnected) -> Problem:
     return problem(400, "client-disconnected", "Client disconnected", exc.detail)
 
 
+def _invalid_body_field(exc: InvalidBodyField) -> Problem:
+    errors = [FieldError(field=exc.field, message=exc.message)]
+    return problem(422, "validation-error", "Invalid request body", exc.detail, errors=errors)
+
+
 _MISSING_HEADER = re.compile(r"Missing required header parameter '([^']+)'")
 
 
@@ -222,6 +229,10 @@ _KIT_RULES: dict[type[BaseException], Rule] = {
     InvalidHeader: _invalid_header,
     MalformedBody: lambda exc: problem(400, "malformed-body", "Malformed request body", exc.detail),
     ClientDisconnected: _client_disconnected,
+    InvalidBodyField: _invalid_body_field,
+    UnsupportedMediaType: lambda exc: problem(
+        415, "unsupported-media-type", "Unsupported media type", exc.detail
+    ),
     ValidationException: _validation_problem,
     HTTPException: _http_problem,
 }

@@ -110,8 +110,10 @@ class OrderController(Controller):
     async def cancel(
         self,
         order_id: FromPath[UUID],
-        data: JSONBody[CancelOrderBody],
         command_request: CommandRequestDep,
+        # Every field is optional, so is the body: no body (or `null`) is the same as `{}`.
+        data: JSONBody[CancelOrderBody | None] = None,
     ) -> Response[CommandAccepted]:
-        command = CancelOrder(order_id=order_id, customer_id=command_request.subject, reason=data.reason)
-        return await command_request.run(ORDERS, order_stream(order_id), command, data)
+        body = data or CancelOrderBody()
+        command = CancelOrder(order_id=order_id, customer_id=command_request.subject, reason=body.reason)
+        return await command_request.run(ORDERS, order_stream(order_id), command, body)

@@ -97,11 +97,13 @@ class PaymentController(Controller):
     async def void(
         self,
         order_id: FromPath[UUID],
-        data: JSONBody[VoidBody],
         command_request: CommandRequestDep,
+        # Every field is optional, so is the body: no body (or `null`) is the same as `{}`.
+        data: JSONBody[VoidBody | None] = None,
     ) -> Response[CommandAccepted]:
-        command = VoidPayment(order_id=order_id, reason=data.reason)
-        return await command_request.run(PAYMENTS, payment_stream(order_id), command, data)
+        body = data or VoidBody()
+        command = VoidPayment(order_id=order_id, reason=body.reason)
+        return await command_request.run(PAYMENTS, payment_stream(order_id), command, body)
 
     @post(
         "/{order_id:uuid}/refund",
