@@ -21,13 +21,13 @@ import msgspec
 from fulfilment.values import (
     Amount,
     CanonicalSku,
-    CurrencyCode,
-    CustomerId,
     MinorUnits,
-    ProductName,
-    ProviderReference,
     Quantity,
-    Reason,
+    RecordedCurrencyCode,
+    RecordedCustomerId,
+    RecordedProductName,
+    RecordedProviderReference,
+    RecordedReason,
     StockLevel,
     Total,
 )
@@ -88,9 +88,9 @@ class OrderPlaced(Event, frozen=True):
     """A customer placed an order; `total` is the sum of the computed line totals."""
 
     order_id: UUID
-    customer_id: CustomerId
+    customer_id: RecordedCustomerId
     lines: tuple[PlacedLine, ...]
-    currency: CurrencyCode
+    currency: RecordedCurrencyCode
     total: Total
 
 
@@ -104,15 +104,15 @@ class OrderRejected(Event, frozen=True):
     """The order cannot be fulfilled (no stock, payment declined, ...)."""
 
     order_id: UUID
-    reason: Reason
+    reason: RecordedReason
 
 
 class OrderCancelled(Event, frozen=True):
     """The customer cancelled the order."""
 
     order_id: UUID
-    cancelled_by: CustomerId
-    reason: Reason | None = None
+    cancelled_by: RecordedCustomerId
+    reason: RecordedReason | None = None
 
 
 type OrderEvent = OrderPlaced | OrderConfirmed | OrderRejected | OrderCancelled
@@ -125,7 +125,7 @@ class ProductRegistered(Event, frozen=True):
     """A SKU became known; it starts with no stock."""
 
     sku: CanonicalSku
-    name: ProductName
+    name: RecordedProductName
 
 
 class StockReceived(Event, frozen=True):
@@ -190,28 +190,28 @@ class PaymentRequested(Event, frozen=True):
 
     order_id: UUID
     amount: Amount
-    currency: CurrencyCode
+    currency: RecordedCurrencyCode
 
 
 class PaymentAuthorized(Event, frozen=True):
     """The provider authorised the payment; in this suite authorisation takes the money."""
 
     order_id: UUID
-    provider_reference: ProviderReference
+    provider_reference: RecordedProviderReference
 
 
 class PaymentDeclined(Event, frozen=True):
     """The provider declined the payment."""
 
     order_id: UUID
-    reason: Reason
+    reason: RecordedReason
 
 
 class PaymentVoided(Event, frozen=True):
     """A requested payment was called off before the provider answered."""
 
     order_id: UUID
-    reason: Reason | None = None
+    reason: RecordedReason | None = None
 
 
 class PaymentRefunded(Event, frozen=True):
@@ -219,8 +219,8 @@ class PaymentRefunded(Event, frozen=True):
 
     order_id: UUID
     amount: Amount
-    currency: CurrencyCode
-    provider_reference: ProviderReference
+    currency: RecordedCurrencyCode
+    provider_reference: RecordedProviderReference
 
 
 type PaymentEvent = PaymentRequested | PaymentAuthorized | PaymentDeclined | PaymentVoided | PaymentRefunded

@@ -29,6 +29,11 @@ __all__ = [
     "ProviderReference",
     "Quantity",
     "Reason",
+    "RecordedCurrencyCode",
+    "RecordedCustomerId",
+    "RecordedProductName",
+    "RecordedProviderReference",
+    "RecordedReason",
     "Sku",
     "StockLevel",
     "Total",
@@ -39,18 +44,32 @@ __all__ = [
     "payment_stream",
     "sku_of",
     "stock_stream",
+    "whole",
 ]
 
 MAX_LINES = 100
 
+
+def whole(regex: str) -> str:
+    r"""`regex` anchored to the whole string, for a msgspec or OpenAPI `pattern`.
+
+    msgspec checks a pattern with Python's `re.search`, where `$` also matches before
+    a final newline: `^[A-Z]{3}$` lets `"EUR\n"` through. `\Z` would fix Python but
+    means something else in ECMAScript, the dialect the OpenAPI document promises;
+    `$(?!\n)` ("the end, and not a newline before it") says the same in both.
+    """
+    return f"^(?:{regex})$(?!\\n)"
+
+
 Sku = Annotated[
     str,
     Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        pattern=whole(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"),
         description="Stock keeping unit: letters, digits, '_' and '-'; case-insensitive (stored lowercase).",
         examples=["SKU-1001"],
     ),
 ]
+# Only in events (see the Recorded types below): its published pattern stays as it is.
 CanonicalSku = Annotated[
     str,
     Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A SKU in its canonical, lowercase form."),
@@ -66,16 +85,34 @@ Amount = Annotated[
     Meta(ge=1, le=MAX_LINES * 100_000 * 100_000_000, description="A positive amount in minor units (cents)."),
 ]
 Total = Annotated[int, Meta(ge=0, description="A computed amount in minor units.")]
-CurrencyCode = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["EUR"])]
-# Free text never holds control characters: PostgreSQL cannot store NUL in JSON at all, and the
-# others break the logs, terminals and CSV exports the text ends up in.
-_TEXT = r"^[^\x00-\x1f\x7f]+$"
+CurrencyCode = Annotated[
+    str, Meta(pattern=whole(r"[A-Z]{3}"), description="ISO 4217 code.", examples=["EUR"])
+]
+# Free text never holds control characters (C0, DEL and C1): PostgreSQL cannot store NUL in JSON
+# at all, and the others break the logs, terminals and CSV exports the text ends up in. Nor the
+# bidirectional embedding, override and isolate controls, which make text display otherwise than it
+# reads (a name that shows as "invoice.pdf" but is "fdp.eciovni"): "Trojan Source", CVE-2021-42574.
+_TEXT = whole(r"[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+")
 CustomerId = Annotated[
     str, Meta(min_length=1, max_length=200, pattern=_TEXT, description="The customer's subject id.")
 ]
 Reason = Annotated[str, Meta(min_length=1, max_length=500, pattern=_TEXT)]
 ProductName = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
 ProviderReference = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
+
+# Events keep the patterns their schemas were published with (schemas/*.v1.json): events stored
+# before the stricter input rules above must still decode, and a stricter event schema would be a
+# new schema version. New input meets the stricter types before it ever becomes an event.
+_RECORDED_TEXT = r"^[^\x00-\x1f\x7f]+$"
+RecordedCurrencyCode = Annotated[
+    str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["EUR"])
+]
+RecordedCustomerId = Annotated[
+    str, Meta(min_length=1, max_length=200, pattern=_RECORDED_TEXT, description="The customer's subject id.")
+]
+RecordedReason = Annotated[str, Meta(min_length=1, max_length=500, pattern=_RECORDED_TEXT)]
+RecordedProductName = Annotated[str, Meta(min_length=1, max_length=200, pattern=_RECORDED_TEXT)]
+RecordedProviderReference = Annotated[str, Meta(min_length=1, max_length=200, pattern=_RECORDED_TEXT)]
 
 _SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import msgspec
 from eventstore.aggregate import Decider
 from eventstore.types import Metadata
+from fulfilment.values import whole
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
@@ -45,7 +46,7 @@ IdempotencyKeyHeader = Annotated[
         name="Idempotency-Key",
         min_length=1,
         max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
+        pattern=whole(r"[\x21-\x7e]+"),
         description="A unique key per command (a UUID is a good choice). Retrying with the same key and "
         "body returns the first response and appends nothing; reusing it for another request is refused.",
     ),

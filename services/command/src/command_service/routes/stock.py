@@ -14,7 +14,7 @@ from fulfilment.stock import (
     ReleaseReservation,
     ReserveStock,
 )
-from fulfilment.values import ProductName, Quantity, Sku, stock_stream
+from fulfilment.values import ProductName, Quantity, Sku, stock_stream, whole
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody, PathParameter
 from servicekit.auth import SERVICE, STAFF, allow
@@ -27,7 +27,7 @@ __all__ = ["StockController"]
 SkuPath = Annotated[
     str,
     PathParameter(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="The product's SKU (case-insensitive)."
+        pattern=whole(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"), description="The product's SKU (case-insensitive)."
     ),
 ]
 
