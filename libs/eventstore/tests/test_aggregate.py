@@ -324,3 +324,27 @@ async def test_a_snapshotting_decider_with_a_none_state_after_its_events_skips_t
 
     assert result.version == 2
     assert await store.load_snapshot("account-1", Account) is None
+
+
+class Stranger(Exception):
+    pass
+
+
+def only_small_withdrawals(state: Account, command: Deposit | Withdraw) -> None:
+    if isinstance(command, Withdraw) and command.amount > 100:
+        raise Stranger("not yours")
+
+
+guarded_account = Decider(
+    initial_state=Account(), decide=decide, evolve=evolve, authorize=only_small_withdrawals
+)
+
+
+async def test_authorize_refuses_before_the_expected_version_is_checked(store: EventStore) -> None:
+    await execute(store, account, "account-1", Deposit(500))
+
+    with pytest.raises(Stranger):
+        await execute(store, guarded_account, "account-1", Withdraw(200), expected_version=5)
+    with pytest.raises(ConcurrencyError):
+        await execute(store, guarded_account, "account-1", Withdraw(20), expected_version=5)
+    assert len(await store.read_stream("account-1")) == 1

@@ -6,7 +6,7 @@ from uuid import UUID, uuid4
 
 import msgspec
 import pytest
-from fulfilment import Conflict, InvalidCommand, NotFound, NotPermitted
+from fulfilment import Conflict, InvalidCommand, NotFound
 from fulfilment.events import (
     OrderCancelled,
     OrderConfirmed,
@@ -23,6 +23,7 @@ from fulfilment.orders import (
     OrderStatus,
     PlaceOrder,
     RejectOrder,
+    authorize,
     decide,
     evolve,
 )
@@ -139,10 +140,20 @@ def test_the_customer_can_cancel_a_pending_or_confirmed_order(status_event: Orde
     assert after.status is OrderStatus.CANCELLED
 
 
-def test_a_customer_cannot_cancel_someone_elses_order() -> None:
-    with pytest.raises(NotPermitted) as refused:
+def test_someone_elses_order_is_not_found_when_cancelling() -> None:
+    with pytest.raises(NotFound) as refused:
         decide(given_events(placed()), CancelOrder(order_id=ORDER, customer_id="mallory"))
-    assert refused.value.code == "not-order-owner"
+    assert refused.value.code == "order-not-found"
+
+
+def test_access_to_someone_elses_order_is_refused_as_if_it_did_not_exist() -> None:
+    with pytest.raises(NotFound) as stranger:
+        authorize(given_events(placed()), CancelOrder(order_id=ORDER, customer_id="mallory"))
+    with pytest.raises(NotFound) as missing:
+        authorize(None, CancelOrder(order_id=ORDER, customer_id="mallory"))
+
+    assert str(stranger.value) == str(missing.value)
+    authorize(given_events(placed()), CancelOrder(order_id=ORDER, customer_id=ALICE))
 
 
 def test_a_rejected_order_cannot_be_cancelled() -> None:

@@ -74,9 +74,32 @@ async def test_a_customer_cannot_cancel_someone_elses_order(
 
     response = await client.post(f"/orders/{order_id}/cancel", json={}, headers=headers(tokens("mallory")))
 
-    assert response.status_code == 403
+    # 404, as for an order that does not exist: a stranger does not learn that this one does.
+    assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == "not-order-owner"
+    assert response.json()["code"] == "order-not-found"
+
+
+async def test_someone_elses_order_is_404_with_any_if_match_and_tells_no_version(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    alice, mallory = tokens("alice"), tokens("mallory")
+    order_id = (await client.post("/orders", json=ORDER_BODY, headers=headers(alice))).json()["order_id"]
+    unknown = str(uuid.uuid4())
+
+    answers = [
+        await client.post(
+            f"/orders/{target}/cancel", headers={**headers(mallory), "If-Match": f'"{version}"'}
+        )
+        for target in (order_id, unknown)
+        for version in (0, 7)
+    ]
+
+    assert [answer.status_code for answer in answers] == [404] * 4
+    assert {answer.json()["detail"].replace(order_id, unknown) for answer in answers} == {
+        f"order {unknown} does not exist"
+    }
+    assert all("etag" not in answer.headers for answer in answers)
 
 
 async def test_confirming_a_cancelled_order_is_a_409_with_a_machine_readable_type(

@@ -36,6 +36,11 @@ _RETRY_JITTER_SECONDS = 0.002
 class Decider[S, C, E: msgspec.Struct]:
     """The pure logic of one aggregate type.
 
+    ``authorize``: an optional access rule, ``authorize(state, command)`` raising when
+    the command's issuer may not act on this aggregate at all. ``execute`` runs it on
+    the loaded state before anything else about the stream is checked (an expected
+    version included), so a refusal cannot tell a stranger how far the stream got.
+
     ``snapshot_every``: save a snapshot whenever the stream's version crosses a
     multiple of it. The state must then be a msgspec Struct (``state_type``, which
     defaults to the type of ``initial_state``); a ``None`` state is not snapshotted.
@@ -44,6 +49,7 @@ class Decider[S, C, E: msgspec.Struct]:
     initial_state: S
     decide: Callable[[S, C], Sequence[E]]
     evolve: Callable[[S, E], S]
+    authorize: Callable[[S, C], None] | None = None
     snapshot_every: int | None = None
     state_type: type[S] | None = None
 
@@ -142,7 +148,7 @@ async def execute[S, C, E: msgspec.Struct](
     """Load, decide, append; on ``ConcurrencyError`` reload and decide again, up to ``max_attempts`` times.
 
     - ``expected_version`` (e.g. from an HTTP ``If-Match``): no retry; a stream that
-      moved on raises ``ConcurrencyError`` before deciding.
+      moved on raises ``ConcurrencyError`` before deciding (after ``decider.authorize``).
     - ``new_stream``: the caller just made the stream id up (a fresh UUID), so
       nothing is loaded: the command is decided on the initial state and appended
       expecting no stream. A conflict is not retried either.
@@ -160,6 +166,8 @@ async def execute[S, C, E: msgspec.Struct](
             loaded = Loaded(decider.initial_state, -1, None)
         else:
             loaded = await load(store, decider, stream_id)
+        if decider.authorize is not None:
+            decider.authorize(loaded.state, command)
         if expected_version is not None and loaded.version != expected_version:
             raise ConcurrencyError(stream_id, expected_version, loaded.version)
         decided = decider.decide(loaded.state, command)

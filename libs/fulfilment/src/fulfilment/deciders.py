@@ -10,7 +10,7 @@ from fulfilment.events import OrderEvent, PaymentEvent, StockEvent
 __all__ = ["ORDERS", "PAYMENTS", "STOCK"]
 
 ORDERS: Decider[orders.Order | None, orders.OrderCommand, OrderEvent] = Decider(
-    initial_state=None, decide=orders.decide, evolve=orders.evolve
+    initial_state=None, decide=orders.decide, evolve=orders.evolve, authorize=orders.authorize
 )
 # A busy SKU's stream grows with every reservation, so its state is snapshotted.
 STOCK: Decider[stock.StockItem | None, stock.StockCommand, StockEvent] = Decider(

@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 
-from fulfilment.errors import Conflict, InvalidCommand, NotFound, NotPermitted
+from fulfilment.errors import Conflict, InvalidCommand, NotFound
 from fulfilment.events import (
     OrderCancelled,
     OrderConfirmed,
@@ -172,10 +172,18 @@ def _place(state: Order | None, command: PlaceOrder) -> list[OrderEvent]:
     ]
 
 
+def authorize(state: Order | None, command: OrderCommand) -> None:
+    """Refuse a customer's command on an order that is not theirs, exactly as if there were no order.
+
+    Run before anything else about the stream (its version too, see `Decider.authorize`): an answer
+    that differed for someone else's order would tell a stranger that it exists.
+    """
+    if isinstance(command, CancelOrder) and (state is None or state.customer_id != command.customer_id):
+        raise NotFound("order-not-found", f"order {command.order_id} does not exist")
+
+
 def _cancel(order: Order, command: CancelOrder) -> list[OrderEvent]:
-    # Ownership is checked before the state, so a stranger learns nothing about the order.
-    if order.customer_id != command.customer_id:
-        raise NotPermitted("not-order-owner", "only the customer who placed an order may cancel it")
+    authorize(order, command)
     if order.status is OrderStatus.CANCELLED:
         return []
     if order.status is OrderStatus.REJECTED:
