@@ -14,14 +14,17 @@ this module adds is the HTTP service's policy:
   refused if it answered a different request;
 - If-Match is the version the client decided on: a stream elsewhere is a 412,
   and never retried;
-- without If-Match a lost race is decided again on fresh state, up to
-  `max_attempts` times, because two clients acting on one stream at once is
-  normal and the domain may well accept both; after that, 409.
+- commands on one stream take turns within this process (`command_service.queues`),
+  so they do not race each other at all;
+- without If-Match a lost race (with another process) is decided again on fresh
+  state, up to `max_attempts` times, because two clients acting on one stream at
+  once is normal and the domain may well accept both; after that, 409.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -31,6 +34,7 @@ from fulfilment.errors import DomainError
 
 from command_service.errors import PreconditionFailed, TooMuchContention
 from command_service.idempotency import IdempotencyKeys
+from command_service.queues import StreamQueues
 
 __all__ = ["CommandAccepted", "CommandContext", "Outcome", "Services", "handle"]
 
@@ -77,6 +81,7 @@ class Services:
     registry: EventRegistry
     keys: IdempotencyKeys
     max_attempts: int
+    queues: StreamQueues = field(default_factory=StreamQueues)
 
 
 async def handle[S, C, E: msgspec.Struct](
@@ -97,17 +102,19 @@ async def handle[S, C, E: msgspec.Struct](
     """
     claim = services.keys.claim(context.subject, context.idempotency_key, context.fingerprint, status_code)
     try:
-        executed = await execute(
-            services.store,
-            decider,
-            stream_id,
-            command,
-            metadata=context.metadata,
-            expected_version=context.if_match,
-            new_stream=new_stream,
-            claim=claim,
-            max_attempts=services.max_attempts,
-        )
+        # A stream id just made up has nobody to queue behind.
+        async with contextlib.nullcontext() if new_stream else services.queues.turn(stream_id):
+            executed = await execute(
+                services.store,
+                decider,
+                stream_id,
+                command,
+                metadata=context.metadata,
+                expected_version=context.if_match,
+                new_stream=new_stream,
+                claim=claim,
+                max_attempts=services.max_attempts,
+            )
     except (DomainError, ConcurrencyError, ClaimRefused) as error:
         # A retry of a command that already went through meets the state (or the key) it made itself.
         if (replay := await _replay(services, context)) is not None:
