@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import httpx
+from command_service.testing import ORDER_BODY, command_headers
+from servicekit.testing import TokenFactory
 
 
 async def test_the_openapi_document_names_every_operation_and_documents_its_problems(
@@ -18,4 +20,50 @@ async def test_the_openapi_document_names_every_operation_and_documents_its_prob
         "/Problem"
     )
     assert {p["name"] for p in place["parameters"]} >= {"Idempotency-Key", "If-Match"}
-    assert place["security"] == [{"bearer": []}]
+    assert place["security"] == [{"bearer": ["customer"]}]
+
+
+async def test_every_command_operation_names_the_role_it_requires(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    commands = [
+        operation
+        for path, item in document["paths"].items()
+        if path.startswith(("/orders", "/products", "/payments"))
+        for operation in item.values()
+    ]
+
+    assert len(commands) == 14
+    for operation in commands:
+        [requirement] = operation["security"]
+        [role] = requirement["bearer"]
+        assert operation["description"] == f"Requires role: {role}.", operation["operationId"]
+    roles = {op["operationId"]: op["security"][0]["bearer"][0] for op in commands}
+    assert (roles["placeOrder"], roles["registerProduct"], roles["requestPayment"]) == (
+        "customer",
+        "staff",
+        "service",
+    )
+
+
+async def test_the_documentation_loads_no_script_from_anywhere(client: httpx.AsyncClient) -> None:
+    page = await client.get("/schema")
+    yaml = await client.get("/schema/openapi.yaml")
+
+    assert page.status_code == 200
+    assert "<script" not in page.text
+    assert page.headers["content-type"].startswith("application/")
+    assert yaml.status_code == 200
+    assert "placeOrder" in yaml.text
+    for viewer in ("/schema/swagger", "/schema/scalar", "/schema/redoc", "/schema/elements"):
+        assert (await client.get(viewer)).status_code == 404
+
+
+async def test_command_answers_and_refusals_are_not_stored_by_caches(
+    client: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    accepted = await client.post("/orders", json=ORDER_BODY, headers=command_headers(tokens()))
+    refused = await client.post("/orders", json={}, headers=command_headers(tokens()))
+
+    assert (accepted.status_code, refused.status_code) == (201, 422)
+    assert accepted.headers["cache-control"] == "no-store"
+    assert refused.headers["cache-control"] == "no-store"

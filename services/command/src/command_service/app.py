@@ -19,6 +19,7 @@ from fulfilment.registry import build_registry
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.types import Message, Scope
 from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.access import access_guard
 from servicekit.auth import build_verifier
@@ -107,7 +108,6 @@ def create_app(
         guards=[access_guard(verifier, limiter)],
         dependencies={"command_request": Provide(provide_command_request)},
         response_headers=COMMAND_RESPONSE_HEADERS,
-        security=[{"bearer": []}],
     )
     return Litestar(
         route_handlers=[commands, *observability.routes(ready={"postgres": postgres_answers})],
@@ -117,13 +117,20 @@ def create_app(
         },
         exception_handlers={Exception: PROBLEMS.handler},
         middleware=[observability.middleware()],
-        before_send=[observability.before_send],
+        before_send=[observability.before_send, _no_store],
         request_class=ServiceRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(),
         plugins=[StrictStructSchemaPlugin()],
         logging_config=None,
     )
+
+
+async def _no_store(message: Message, scope: Scope) -> None:
+    # Every answer is about state that changes with the next command (or a refusal of one): no cache,
+    # shared or private, may keep it.
+    if message["type"] == "http.response.start":
+        message["headers"] = [*message.get("headers", ()), (b"cache-control", b"no-store")]
 
 
 def _services(state: State) -> Services:

@@ -1,4 +1,8 @@
-"""The OpenAPI document the service serves at /schema (JSON at /schema/openapi.json)."""
+"""The OpenAPI document the service serves: /schema/openapi.json and /schema/openapi.yaml (and /schema, JSON).
+
+No HTML viewer: Litestar's viewers load their scripts from a CDN, without subresource
+integrity, into a page on the service's own origin. Any viewer can read the JSON.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import msgspec
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar._openapi.schema_generation.schema import SchemaCreator
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, Schema, SecurityScheme
 from litestar.typing import FieldDefinition
 
@@ -38,11 +42,12 @@ def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Fulfilment command API",
         version="1.0.0",
-        description="One endpoint per command. Every command needs a bearer token and an "
-        "Idempotency-Key; errors are RFC 9457 problem details (`application/problem+json`).",
+        description="One endpoint per command. Every command needs a bearer token carrying the role its "
+        "operation names, and an Idempotency-Key; bodies are strict JSON (see the service's README); "
+        "errors are RFC 9457 problem details (`application/problem+json`).",
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
         ),
         path="/schema",
-        render_plugins=[ScalarRenderPlugin()],
+        render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()],
     )

@@ -92,8 +92,8 @@ COMMAND_RESPONSE_HEADERS = [
 _DESCRIPTIONS = {
     400: "Invalid headers or parameters",
     401: "Missing or invalid bearer token",
-    403: "The token lacks the role, or the caller does not own the order",
-    404: "The aggregate does not exist",
+    403: "The token lacks the role the operation requires",
+    404: "The aggregate does not exist, or is not the caller's to see",
     409: "The aggregate's state refuses the command, or the stream kept changing",
     410: "The stream was deleted",
     412: "If-Match named a version the stream is not at",

@@ -11,7 +11,7 @@ from fulfilment.orders import CancelOrder, ConfirmOrder, OrderLine, PlaceOrder, 
 from fulfilment.values import MAX_LINES, CurrencyCode, Reason, order_id_of, order_stream
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
-from servicekit.auth import CUSTOMER, SERVICE, allow
+from servicekit.auth import CUSTOMER, SERVICE, requires
 
 from command_service.handling import CommandAccepted
 from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
@@ -49,7 +49,7 @@ class OrderController(Controller):
         operation_id="placeOrder",
         summary="Place an order for the calling customer",
         status_code=201,
-        opt=allow(CUSTOMER),
+        **requires(CUSTOMER),
         responses=problem_responses(),
     )
     async def place(
@@ -73,7 +73,7 @@ class OrderController(Controller):
         status_code=200,
         operation_id="confirmOrder",
         summary="Confirm a pending order (stock reserved, payment authorised)",
-        opt=allow(SERVICE),
+        **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def confirm(
@@ -87,7 +87,7 @@ class OrderController(Controller):
         status_code=200,
         operation_id="rejectOrder",
         summary="Reject a pending order, saying why",
-        opt=allow(SERVICE),
+        **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def reject(
@@ -104,7 +104,7 @@ class OrderController(Controller):
         status_code=200,
         operation_id="cancelOrder",
         summary="Cancel one of the calling customer's orders (pending or confirmed)",
-        opt=allow(CUSTOMER),
+        **requires(CUSTOMER),
         responses=problem_responses(404, 409, 412),
     )
     async def cancel(

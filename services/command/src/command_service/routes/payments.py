@@ -10,7 +10,7 @@ from fulfilment.payments import RecordAuthorization, RecordDecline, RefundPaymen
 from fulfilment.values import Amount, CurrencyCode, ProviderReference, Reason, payment_stream
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
-from servicekit.auth import SERVICE, allow
+from servicekit.auth import SERVICE, requires
 
 from command_service.handling import CommandAccepted
 from command_service.routes.conventions import CommandRequestDep, problem_responses
@@ -39,13 +39,13 @@ class VoidBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class PaymentController(Controller):
     path = "/payments"
     tags = ["payments"]
-    opt = allow(SERVICE)
 
     @post(
         "/",
         operation_id="requestPayment",
         summary="Request payment of an order's total",
         status_code=201,
+        **requires(SERVICE),
         responses=problem_responses(409, 412),
     )
     async def request(
@@ -60,6 +60,7 @@ class PaymentController(Controller):
         status_code=200,
         operation_id="recordPaymentAuthorization",
         summary="Record that the provider authorised the payment",
+        **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def authorize(
@@ -76,6 +77,7 @@ class PaymentController(Controller):
         status_code=200,
         operation_id="recordPaymentDecline",
         summary="Record that the provider declined the payment",
+        **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def decline(
@@ -92,6 +94,7 @@ class PaymentController(Controller):
         status_code=200,
         operation_id="voidPayment",
         summary="Call off a payment still waiting for the provider",
+        **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def void(
@@ -110,6 +113,7 @@ class PaymentController(Controller):
         status_code=200,
         operation_id="refundPayment",
         summary="Pay an authorised payment back in full",
+        **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def refund(

@@ -17,7 +17,7 @@ from fulfilment.stock import (
 from fulfilment.values import ProductName, Quantity, Sku, stock_stream, whole
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody, PathParameter
-from servicekit.auth import SERVICE, STAFF, allow
+from servicekit.auth import SERVICE, STAFF, requires
 
 from command_service.handling import CommandAccepted
 from command_service.routes.conventions import CommandRequestDep, problem_responses
@@ -55,7 +55,7 @@ class StockController(Controller):
         operation_id="registerProduct",
         summary="Register a product (SKU) with no stock",
         status_code=201,
-        opt=allow(STAFF),
+        **requires(STAFF),
         responses=problem_responses(409, 412),
     )
     async def register(
@@ -69,7 +69,7 @@ class StockController(Controller):
         status_code=200,
         operation_id="receiveStock",
         summary="Record units arriving in the warehouse",
-        opt=allow(STAFF),
+        **requires(STAFF),
         responses=problem_responses(404, 412),
     )
     async def receive(
@@ -86,7 +86,7 @@ class StockController(Controller):
         status_code=200,
         operation_id="reserveStock",
         summary="Reserve units for an order; a shortage is recorded as StockReservationFailed",
-        opt=allow(SERVICE),
+        **requires(SERVICE),
         responses=problem_responses(404, 412),
     )
     async def reserve(
@@ -103,7 +103,7 @@ class StockController(Controller):
         status_code=200,
         operation_id="releaseReservation",
         summary="Give an order's reserved units back",
-        opt=allow(SERVICE),
+        **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def release(
@@ -120,7 +120,7 @@ class StockController(Controller):
         status_code=200,
         operation_id="commitReservation",
         summary="Ship an order's reserved units (they leave the stock on hand)",
-        opt=allow(SERVICE),
+        **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def commit(
