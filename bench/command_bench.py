@@ -19,6 +19,10 @@ Workloads:
   place      every command places a new order (a new stream)
   lifecycle  each client places an order, then cancels it (half the commands load and
              extend an existing stream)
+  reserve    every command reserves one unit of the same SKU (one stream, plenty of stock):
+             contention. The direct path retries a lost race up to 5 times, the service's
+             default, and counts the commands that still lost as errors; the service also
+             queues the commands of one stream within each worker, so only workers race
 
 The HTTP clients are a minimal keep-alive HTTP/1.1 client on asyncio streams, so that
 on a small machine the load generator takes as little CPU from the server as possible.
@@ -47,16 +51,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from eventstore import Metadata, PostgresEventStore, connect, execute, migrate
-from fulfilment.deciders import ORDERS
+from fulfilment.deciders import ORDERS, STOCK
 from fulfilment.orders import CancelOrder, OrderLine, PlaceOrder
 from fulfilment.registry import build_registry
-from fulfilment.values import order_stream
+from fulfilment.stock import ReceiveStock, RegisterProduct, ReserveStock
+from fulfilment.values import order_stream, stock_stream
 from servicekit.testing import free_port
 from servicekit.tokens import mint
 
 SECRET = "benchmark-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a throwaway key for a local run
 ISSUER, AUDIENCE = "https://bench.local", "command-api"
 POOL_SIZE = 16
+MAX_ATTEMPTS = 5  # the command service's default
+HOT_SKU = "hot-1"
 LINES = (
     OrderLine(sku="sku-1", quantity=2, unit_price=1999),
     OrderLine(sku="sku-2", quantity=1, unit_price=500),
@@ -132,6 +139,13 @@ async def drive(run: Run, clients: int, seconds: float, one_round: Callable[[int
 type OneRound = Callable[[int], Awaitable[int]]
 
 
+async def stock_up(store: PostgresEventStore) -> None:
+    """The hot SKU of the `reserve` workload, with far more units than a run reserves."""
+    await execute(store, STOCK, stock_stream(HOT_SKU), RegisterProduct(sku=HOT_SKU, name="Hot"))
+    for _ in range(10):
+        await execute(store, STOCK, stock_stream(HOT_SKU), ReceiveStock(sku=HOT_SKU, quantity=100_000))
+
+
 # --- direct: decide and append on the event store in this process -------------------------------
 
 
@@ -141,8 +155,16 @@ async def direct(database_url: str, workload: str) -> AsyncIterator[OneRound]:
     store = PostgresEventStore(pool, build_registry())
     metadata = Metadata(correlation_id="bench", actor="bench")
 
+    if workload == "reserve":
+        await stock_up(store)
+
     async def one_round(client: int) -> int:
         order_id, customer = uuid.uuid4(), f"customer-{client}"
+        if workload == "reserve":
+            reserve = ReserveStock(sku=HOT_SKU, order_id=order_id, quantity=1)
+            stream = stock_stream(HOT_SKU)
+            await execute(store, STOCK, stream, reserve, metadata=metadata, max_attempts=MAX_ATTEMPTS)
+            return 1
         place = PlaceOrder(order_id=order_id, customer_id=customer, lines=LINES, currency="EUR")
         await execute(store, ORDERS, order_stream(order_id), place, metadata=metadata)
         if workload == "place":
@@ -236,6 +258,12 @@ async def start_service(
 async def http(
     database_url: str, redis_url: str, workload: str, clients: int, *, workers: int, sample_ratio: float
 ) -> AsyncIterator[OneRound]:
+    if workload == "reserve":
+        pool = await connect(database_url, min_size=1, max_size=1)
+        try:
+            await stock_up(PostgresEventStore(pool, build_registry()))
+        finally:
+            await pool.close()
     port = free_port()
     service = await start_service(database_url, redis_url, port, workers=workers, sample_ratio=sample_ratio)
     connections = [
@@ -243,7 +271,7 @@ async def http(
             port,
             mint(
                 subject=f"customer-{n}",
-                roles=["customer"],
+                roles=["customer", "service"],
                 issuer=ISSUER,
                 audience=AUDIENCE,
                 key=SECRET,
@@ -255,6 +283,12 @@ async def http(
 
     async def one_round(client: int) -> int:
         connection = connections[client]
+        if workload == "reserve":
+            reserve = json.dumps({"order_id": str(uuid.uuid4()), "quantity": 1}).encode()
+            status, body = await connection.post(f"/products/{HOT_SKU}/reservations", reserve)
+            if status != 200:
+                raise RuntimeError(f"reserve: {status} {body[:200]!r}")
+            return 1
         status, body = await connection.post("/orders", PLACE_BODY)
         if status != 201:
             raise RuntimeError(f"place order: {status} {body[:200]!r}")
@@ -317,7 +351,10 @@ async def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument(
-        "--workload", nargs="+", choices=["place", "lifecycle"], default=["place", "lifecycle"]
+        "--workload",
+        nargs="+",
+        choices=["place", "lifecycle", "reserve"],
+        default=["place", "lifecycle", "reserve"],
     )
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[1, 2], help="server processes, one row each"
