@@ -10,18 +10,29 @@ the suite needs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Literal
 
+import elastic_transport
 import httpx
+import msgspec
 from elasticsearch import AsyncElasticsearch
 from elasticsearch import ConflictError as EsConflict
 from elasticsearch import NotFoundError as EsNotFound
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import ConflictError as OsConflict
+from opensearchpy.exceptions import ConnectionError as OsConnectionError
 from opensearchpy.exceptions import NotFoundError as OsNotFound
 
-__all__ = ["SearchClient", "SearchUnavailable", "VersionConflict", "connect_search"]
+__all__ = [
+    "BulkOutcome",
+    "BulkWrite",
+    "SearchClient",
+    "SearchUnavailable",
+    "StoredDocument",
+    "VersionConflict",
+    "connect_search",
+]
 
 Engine = Literal["opensearch", "elasticsearch"]
 Document = dict[str, Any]
@@ -39,6 +50,37 @@ class VersionConflict(Exception):
     """
 
 
+class BulkWrite(msgspec.Struct, frozen=True):
+    """One document to index in a bulk request, with its external version."""
+
+    doc_id: str
+    document: Document
+    version: int
+
+
+class BulkOutcome(msgspec.Struct, frozen=True):
+    """What a bulk request did: ids refused by the version check, and ids that failed otherwise."""
+
+    conflicts: frozenset[str]
+    errors: dict[str, str]
+
+
+class StoredDocument(msgspec.Struct, frozen=True):
+    document: Document
+    version: int
+
+
+# Transport failures of either client: the engine is down or slow, not the request wrong.
+_UNREACHABLE = (OsConnectionError, elastic_transport.TransportError, OSError, TimeoutError)
+
+
+async def _reach[T](call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except _UNREACHABLE as error:
+        raise SearchUnavailable(f"search engine unreachable: {type(error).__name__}: {error}") from error
+
+
 class SearchClient:
     """The operations the read models need, on either engine."""
 
@@ -51,10 +93,20 @@ class SearchClient:
         await self._client.close()
 
     async def create_index(
-        self, name: str, *, mappings: Mapping[str, Any] | None = None, shards: int = 1
+        self,
+        name: str,
+        *,
+        mappings: Mapping[str, Any] | None = None,
+        shards: int = 1,
+        settings: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Create an index unless it exists; True when this call created it."""
-        body: dict[str, Any] = {"settings": {"number_of_shards": shards, "number_of_replicas": 0}}
+        """Create an index unless it exists; True when this call created it.
+
+        `settings` adds index settings (analysis, refresh interval) to the shard counts.
+        """
+        body: dict[str, Any] = {
+            "settings": {**(settings or {}), "number_of_shards": shards, "number_of_replicas": 0}
+        }
         if mappings:
             body["mappings"] = dict(mappings)
         try:
@@ -118,6 +170,79 @@ class SearchClient:
         else:
             response = await self._client.search(index=index, **body)
         return [hit["_source"] for hit in response["hits"]["hits"]]
+
+    async def bulk_put(
+        self,
+        index: str,
+        writes: Sequence[BulkWrite],
+        *,
+        version_type: Literal["external", "external_gte"] = "external",
+        refresh: bool = False,
+    ) -> BulkOutcome:
+        """Index many documents in one request, each only if its version is above the stored one.
+
+        A refused version (409) is reported in `conflicts`, not raised: for read models
+        it means the document already reflects that version or a later one. Raises
+        `SearchUnavailable` when the engine cannot be reached.
+        """
+        if not writes:
+            return BulkOutcome(frozenset(), {})
+        operations: list[dict[str, Any]] = []
+        for write in writes:
+            operations.append(
+                {
+                    "index": {
+                        "_index": index,
+                        "_id": write.doc_id,
+                        "version": write.version,
+                        "version_type": version_type,
+                    }
+                }
+            )
+            operations.append(write.document)
+        flag = "true" if refresh else "false"
+        if isinstance(self._client, AsyncOpenSearch):
+            response = await _reach(self._client.bulk(body=operations, params={"refresh": flag}))
+        else:
+            response = await _reach(self._client.bulk(operations=operations, refresh=flag))
+        conflicts: set[str] = set()
+        errors: dict[str, str] = {}
+        for item in response["items"]:
+            result = item["index"]
+            status = int(result.get("status", 200))
+            if status == 409:
+                conflicts.add(result["_id"])
+            elif status >= 300:
+                if status == 429 or status >= 500:  # overloaded or failing shard: transient
+                    raise SearchUnavailable(f"bulk item {result['_id']}: {status} {result.get('error')}")
+                errors[result["_id"]] = str(result.get("error"))
+        return BulkOutcome(frozenset(conflicts), errors)
+
+    async def get_many(self, index: str, doc_ids: Sequence[str]) -> dict[str, StoredDocument]:
+        """The stored documents among `doc_ids`, with their versions; missing ids are left out."""
+        if not doc_ids:
+            return {}
+        if isinstance(self._client, AsyncOpenSearch):
+            response = await _reach(self._client.mget(index=index, body={"ids": list(doc_ids)}))
+        else:
+            response = await _reach(self._client.mget(index=index, ids=list(doc_ids)))
+        return {
+            doc["_id"]: StoredDocument(doc["_source"], int(doc["_version"]))
+            for doc in response["docs"]
+            if doc.get("found")
+        }
+
+    async def indices(self, pattern: str) -> list[str]:
+        """The names of the indices matching `pattern` (wildcards allowed)."""
+        try:
+            response = await _reach(self._client.indices.get(index=pattern))
+        except (OsNotFound, EsNotFound):
+            return []
+        return sorted(response)
+
+    async def ping(self) -> None:
+        """Raise `SearchUnavailable` unless the engine answers."""
+        await _reach(self._client.info())
 
     async def refresh(self, index: str) -> None:
         await self._client.indices.refresh(index=index)
