@@ -39,6 +39,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 __all__ = [
+    "INITIAL_GENERATION",
     "PROJECTIONS",
     "RECENT_ORDERS",
     "Keyspace",

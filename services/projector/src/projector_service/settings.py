@@ -1,0 +1,35 @@
+"""The projector's settings, read from the environment (see docs/projector.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from servicekit.settings import HttpUrl, KafkaServers, PostgresUrl, RedisUrl
+
+__all__ = ["ProjectorSettings"]
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ProjectorSettings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: PostgresUrl
+    redis_url: RedisUrl
+    kafka_bootstrap_servers: KafkaServers
+    search_url: HttpUrl
+    projector_topic_prefix: str = "fulfilment."  # the relay's RELAY_TOPIC_PREFIX
+    projector_group_prefix: str = "projector."  # consumer group = prefix + projection name
+    projector_dead_letter_topic: str = "fulfilment.projector.dlq"
+    projector_key_prefix: str = ""  # prefix of every Redis key and search index it writes
+    projector_projections: str = "redis,search"  # which projections this process runs
+    projector_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
+    projector_batch_timeout_ms: Positive = 50  # how long a batch waits to fill up
+    projector_max_attempts: Positive = 3  # tries of a failing event before it is dead-lettered
+    projector_max_backoff: Annotated[float, msgspec.Meta(gt=0)] = 5.0  # while a store is down
+    projector_partitions: Positive = 6  # for the dead-letter topic, if the projector creates it
+    projector_http_host: str = "127.0.0.1"
+    projector_http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8004
+
+    @property
+    def projections(self) -> list[str]:
+        return [name.strip() for name in self.projector_projections.split(",") if name.strip()]
