@@ -161,27 +161,32 @@ class ProgressTracker:
         folded: list[int] = []
         oldest: datetime | None = None
         pending = 0
-        stopped = False
+        first_pending: int | None = None  # lowest position of an unapplied event in the page
         for row in events:
             position = int(row[3])
-            if not stopped and (row[4] not in self._categories or position in applied):
+            if pending == 0 and (row[4] not in self._categories or position in applied):
                 prefix = LogPosition(int(row[2]), position)
                 if row[4] in self._categories:
                     folded.append(position)
                 continue
-            if row[4] in self._categories:
-                stopped = True
+            if row[4] in self._categories and position not in applied:
                 pending += 1
                 oldest = oldest or row[5]
-        exhausted = not stopped and len(events) < self._page_size
+                first_pending = position if first_pending is None else min(first_pending, position)
+        # The page holds every visible event after the prefix when it is not full.
+        whole = len(events) < self._page_size
         safe = reached
-        while self._samples:
-            last, below = self._samples[0]
-            if prefix.transaction_id >= below or (exhausted and horizon >= below):
-                safe = max(safe, last)
-                self._samples.popleft()
-            else:
-                break
+        for last, below in list(self._samples):
+            if prefix.transaction_id >= below:
+                safe = max(safe, last)  # all of the sample's transactions are inside the prefix
+                self._samples.remove((last, below))
+            elif whole and horizon >= below:
+                # All of the sample's transactions finished and their events are in the page:
+                # everything at or below `last` is applied except what the page still holds.
+                bound = last if first_pending is None else min(last, first_pending - 1)
+                safe = max(safe, bound)
+                if bound == last:
+                    self._samples.remove((last, below))
         position = int(
             await self._advance(
                 keys=[self._position_key, self._applied_key],
