@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-__all__ = ["DeadLetter", "DeadLetterWriter", "KafkaRecord", "ensure_topic", "read_dead_letters"]
+__all__ = ["DeadLetter", "DeadLetterWriter", "KafkaRecord", "ensure_topics", "read_dead_letters"]
 
 # (value, key, headers) -> published; the service passes its FastStream broker's publish.
 type Publish = Callable[[bytes, bytes | None, dict[str, str]], Awaitable[None]]
@@ -74,14 +74,21 @@ class DeadLetterWriter:
         await self._publish(record.value or b"", record.key, headers)
 
 
-async def ensure_topic(bootstrap_servers: str, topic: str, *, partitions: int) -> None:
-    """Create the dead-letter topic unless it exists (the brokers never auto-create)."""
+async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], *, partitions: int) -> None:
+    """Create the topics that do not exist yet (the brokers never auto-create).
+
+    The projector creates the dead-letter topic, and the topics it consumes if the
+    relay has not created them yet: a consumer subscribed to a missing topic would
+    only notice it on its next metadata refresh.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
-        if topic in set(await admin.list_topics()):
+        missing = sorted(set(topics) - set(await admin.list_topics()))
+        if not missing:
             return
-        response = await admin.create_topics([NewTopic(topic, partitions, 1)], timeout_ms=30_000)
+        new = [NewTopic(topic, partitions, 1) for topic in missing]
+        response = await admin.create_topics(new, timeout_ms=30_000)
         for name, code, *message in response.topic_errors:
             if code not in (0, TopicAlreadyExistsError.errno):
                 raise RuntimeError(f"creating topic {name}: error {code} {message}")
