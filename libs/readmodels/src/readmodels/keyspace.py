@@ -23,6 +23,7 @@ Key layout (`G` = generation):
 | `rm:<projection>:position` | hash | `position`: every event at or below it is applied; `log_position`: the applied prefix of the log |
 | `rm:<projection>:applied` | sorted set | positions applied but not yet folded into `position` |
 | `rm:<projection>:rebuild` | hash | progress of a running rebuild |
+| `rm:dead-letters:replayed` | set | dead letters (`partition:offset`) already replayed |
 
 `rm:<projection>:position` is also a pub/sub channel: the projector publishes
 the new position each time it advances, so a reader waiting for its own write
@@ -100,6 +101,11 @@ class Keyspace:
 
     def rebuild(self, projection: str) -> str:
         return f"{self.prefix}rm:{projection}:rebuild"
+
+    @property
+    def replayed_dead_letters(self) -> str:
+        """The set of dead letters (`partition:offset`) already replayed."""
+        return f"{self.prefix}rm:dead-letters:replayed"
 
     @property
     def product_names(self) -> str:

@@ -138,7 +138,7 @@ async def read_dead_letters(bootstrap_servers: str, topic: str, *, timeout: floa
         ends = await consumer.end_offsets(assigned)
         letters: list[DeadLetter] = []
         async with asyncio.timeout(timeout):
-            while any(await consumer.position(tp) < ends[tp] for tp in assigned):
+            while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, records in batch.items():
                     letters += [_decode(tp.partition, r.offset, r) for r in records if r.offset < ends[tp]]
