@@ -142,6 +142,9 @@ class SearchProjection:
         return await self._writer.apply(events, [self.index(g) for g in generations])
 
     async def swap(self, generation: str) -> str | None:
+        # Searches see only refreshed documents: refresh first, or the moment after the
+        # swap would show fewer orders than the moment before.
+        await self._search.refresh(self.index(generation))
         await self._search.point_alias(self.alias, self.index(generation))
         old = await self._redis.getset(self._keyspace.live(self.name), generation)
         return old.decode() if isinstance(old, bytes) else old
