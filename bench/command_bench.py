@@ -34,7 +34,6 @@ import os
 import platform
 import shlex
 import signal
-import socket
 import statistics
 import sys
 import time
@@ -46,12 +45,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from command_service.migrations import migrate as migrate_command_schema
-from command_service.tokens import mint
 from eventstore import Metadata, PostgresEventStore, connect, execute, migrate
 from fulfilment.deciders import ORDERS
 from fulfilment.orders import CancelOrder, OrderLine, PlaceOrder
 from fulfilment.registry import build_registry
 from fulfilment.values import order_stream
+from servicekit.testing import free_port
+from servicekit.tokens import mint
 
 SECRET = "benchmark-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a throwaway key for a local run
 ISSUER, AUDIENCE = "https://bench.local", "command-api"
@@ -191,13 +191,6 @@ class HttpClient:
         if self._writer is not None:
             self._writer.close()
             await self._writer.wait_closed()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def start_service(

@@ -66,15 +66,15 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
 
     def command_env(layout: Layout) -> dict[str, str]:
         return {
-            "HOST": "127.0.0.1",
-            "PORT": str(command_port),
+            "COMMAND_HOST": "127.0.0.1",
+            "COMMAND_PORT": str(command_port),
             "JWT_SECRET": _jwt_secret(layout),
             "JWT_ISSUER": JWT_ISSUER,
             "JWT_AUDIENCE": JWT_AUDIENCE,
         }
 
     def relay_env(layout: Layout) -> dict[str, str]:
-        return {"RELAY_HTTP_PORT": str(relay_port)}
+        return {"RELAY_PORT": str(relay_port)}
 
     return [
         _service(

@@ -10,32 +10,22 @@ request's `traceparent` trace id and correlation id travel into the Kafka header
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import socket
-import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from command_service.testing import command_headers, token_factory
+from command_service.testing import command_headers
 from eventstore import migrate
+from servicekit.testing import running_service, token_factory
 
 pytestmark = pytest.mark.slow
 
 SECRET = "e2e-secret-that-is-long-enough-for-hs256!"
 ISSUER, AUDIENCE = "https://issuer.e2e", "fulfilment-e2e"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -44,47 +34,32 @@ async def processes(
 ) -> AsyncIterator[dict[str, str]]:
     """Start both services; yield their URLs and the relay's topic prefix."""
     await migrate(fresh_database_url)
-    command_port, relay_port = free_port(), free_port()
     prefix = f"e2e{uuid.uuid4().hex[:8]}."
-    common = {**os.environ, "DATABASE_URL": fresh_database_url}
-    environments: Mapping[str, dict[str, str]] = {
-        "command_service": {
-            **common, "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "JWT_ISSUER": ISSUER,
-            "JWT_AUDIENCE": AUDIENCE, "PORT": str(command_port),
-        },
-        "relay_service": {
-            **common, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers, "RELAY_TOPIC_PREFIX": prefix,
-            "RELAY_LOCK_KEY": str(random.randrange(1, 2**62)), "RELAY_HTTP_PORT": str(relay_port),
-        },
+    command_env = {
+        "DATABASE_URL": fresh_database_url,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": SECRET,
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+    }
+    relay_env = {
+        "DATABASE_URL": fresh_database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers,
+        "RELAY_TOPIC_PREFIX": prefix, "RELAY_LOCK_KEY": str(random.randrange(1, 2**62)),
     }  # fmt: skip
-    started = []
-    for module, environment in environments.items():
-        log = (tmp_path / f"{module}.log").open("wb")
-        started.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable, "-m", module, env=environment, stdout=log, stderr=log
-            )
-        )
-    urls = {"command": f"http://127.0.0.1:{command_port}", "relay": f"http://127.0.0.1:{relay_port}"}
-    try:
-        async with httpx.AsyncClient(timeout=5) as client, asyncio.timeout(60):
-            for url in urls.values():
-                while True:
-                    try:
-                        if (await client.get(f"{url}/health/ready")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if any(p.returncode is not None for p in started):
-                        pytest.fail(f"a service exited; see its log in {tmp_path}")
-                    await asyncio.sleep(0.1)
-        yield {**urls, "prefix": prefix, "bootstrap": kafka_bootstrap_servers}
-    finally:
-        for process in started:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        for process in started:
-            await asyncio.wait_for(process.wait(), 30)
+    async with (
+        running_service(
+            "command_service", command_env, log=tmp_path / "command.log", port_variable="COMMAND_PORT"
+        ) as command,
+        running_service(
+            "relay_service", relay_env, log=tmp_path / "relay.log", port_variable="RELAY_PORT"
+        ) as relay,
+    ):
+        yield {
+            "command": command.url,
+            "relay": relay.url,
+            "prefix": prefix,
+            "bootstrap": kafka_bootstrap_servers,
+        }
 
 
 async def test_a_command_arrives_on_kafka_with_its_trace_and_correlation(processes: dict[str, str]) -> None:

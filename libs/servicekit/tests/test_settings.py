@@ -56,3 +56,32 @@ def test_out_of_range_and_mistyped_values_name_the_variable() -> None:
         from_env(ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"], "POOL_SIZE": "0"})
     with pytest.raises(SettingsError, match=r"^POOL_SIZE: Expected `int`"):
         from_env(ServiceSettings, {"DATABASE_URL": STACK["DATABASE_URL"], "POOL_SIZE": "many"})
+
+
+class PrefixedSettings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: PostgresUrl
+    port: int = 8000
+    relay_checkpoint: str = "relay"
+
+
+def test_a_prefixed_variable_wins_over_the_plain_one() -> None:
+    env = {"DATABASE_URL": STACK["DATABASE_URL"], "PORT": "9000", "RELAY_PORT": "9100"}
+    settings = from_env(PrefixedSettings, env, prefix="RELAY_")
+    assert settings.port == 9100
+    assert from_env(PrefixedSettings, {**env, "RELAY_PORT": ""} | {}, prefix="OTHER_").port == 9000
+
+
+def test_a_field_already_named_with_the_prefix_is_not_prefixed_twice() -> None:
+    env = {"DATABASE_URL": STACK["DATABASE_URL"], "RELAY_CHECKPOINT": "mine"}
+    assert from_env(PrefixedSettings, env, prefix="RELAY_").relay_checkpoint == "mine"
+
+
+def test_an_error_names_the_variable_that_was_read() -> None:
+    env = {"DATABASE_URL": STACK["DATABASE_URL"], "RELAY_PORT": "eighty"}
+    with pytest.raises(SettingsError, match=r"^RELAY_PORT: "):
+        from_env(PrefixedSettings, env, prefix="RELAY_")
+
+
+def test_a_missing_prefixed_variable_names_both_spellings() -> None:
+    with pytest.raises(SettingsError, match=r"RELAY_DATABASE_URL \(or DATABASE_URL\)"):
+        from_env(PrefixedSettings, {}, prefix="RELAY_")

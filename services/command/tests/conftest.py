@@ -9,10 +9,11 @@ import msgspec
 import pytest
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.testing import StoreReader, TokenFactory, lifespan_of, token_factory
+from command_service.testing import StoreReader
 from eventstore.postgres import PostgresEventStore
 from fulfilment.registry import build_registry
 from litestar import Litestar
+from servicekit.testing import TokenFactory, lifespan_of, token_factory
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 ISSUER = "https://issuer.test"

@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from command_service.testing import ORDER_BODY, TokenFactory, command_headers
+from command_service.testing import ORDER_BODY, command_headers
+from servicekit.testing import TokenFactory
 
 
 def line(**fields: Any) -> dict[str, Any]:

@@ -4,8 +4,8 @@ import uuid
 
 import httpx
 from command_service.testing import ORDER_BODY, StoreReader
-from command_service.testing import TokenFactory as Tokens
 from command_service.testing import command_headers as headers
+from servicekit.testing import TokenFactory as Tokens
 
 
 async def test_a_customer_places_an_order_and_gets_its_stream_version_and_position(

@@ -6,7 +6,8 @@ import asyncio
 import uuid
 
 import httpx
-from command_service.testing import ORDER_BODY, StoreReader, TokenFactory, command_headers
+from command_service.testing import ORDER_BODY, StoreReader, command_headers
+from servicekit.testing import TokenFactory
 
 
 async def place(client: httpx.AsyncClient, token: str) -> str:

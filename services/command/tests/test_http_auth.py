@@ -8,7 +8,8 @@ import time
 
 import httpx
 import pytest
-from command_service.testing import ORDER_BODY, TokenFactory, command_headers
+from command_service.testing import ORDER_BODY, command_headers
+from servicekit.testing import TokenFactory
 
 
 def alg_none_token() -> str:

@@ -8,8 +8,9 @@ import uuid
 import asyncpg
 import httpx
 from command_service.settings import CommandSettings
-from command_service.testing import ORDER_BODY, StoreReader, TokenFactory, command_headers
+from command_service.testing import ORDER_BODY, StoreReader, command_headers
 from litestar import Litestar
+from servicekit.testing import TokenFactory
 
 
 async def order_streams(settings: CommandSettings) -> int:

@@ -10,27 +10,24 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import httpx
 import pytest
 import schemathesis
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.tokens import mint
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 from schemathesis.schemas import APIOperation
+from servicekit.testing import ServiceProcess, free_port
+from servicekit.tokens import mint
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +53,7 @@ def _in_thread(coroutine_function: Callable[[], Coroutine[Any, Any, None]]) -> N
 
 
 @pytest.fixture(scope="module")
-def service_url(database_url: str, redis_url: str) -> Iterator[str]:
+def service_url(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     name = f"test_fuzz_{uuid.uuid4().hex[:12]}"
 
     async def create() -> None:
@@ -74,9 +71,7 @@ def service_url(database_url: str, redis_url: str) -> Iterator[str]:
             await admin.close()
 
     _in_thread(create)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     environment = {
         **os.environ,
         "DATABASE_URL": urlunsplit(urlsplit(database_url)._replace(path=f"/{name}")),
@@ -84,42 +79,28 @@ def service_url(database_url: str, redis_url: str) -> Iterator[str]:
         "JWT_ISSUER": ISSUER,
         "JWT_AUDIENCE": AUDIENCE,
         "JWT_SECRET": SECRET,
-        "PORT": str(port),
+        "COMMAND_PORT": str(port),
         "RATE_LIMIT_PER_SECOND": "100000",
         "RATE_LIMIT_BURST": "100000",
         "ACCESS_LOG": "false",
         "LOG_LEVEL": "WARNING",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "command_service"],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    service = ServiceProcess(
+        "command_service", environment, port=port, log=tmp_path_factory.mktemp("fuzz") / "log"
     )
-    url = f"http://127.0.0.1:{port}"
+    service.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the service exited: {process.communicate()[1].decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the service did not become ready within 30 s")
-            time.sleep(0.1)
-        yield url
+        service.ready_blocking(30)
+        yield service.url
     finally:
-        process.send_signal(signal.SIGINT)
+        service.send(signal.SIGINT)
+        assert service.process is not None
         try:
-            _, errors = process.communicate(timeout=20)
+            service.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
-            _, errors = process.communicate()
+            service.kill()
         _in_thread(drop)
-        assert b'"level":"ERROR"' not in errors, errors.decode()[-4000:]
+        assert '"level":"ERROR"' not in service.log_tail(100_000), service.log_tail()
 
 
 # Every role, so generated requests get past authorisation and reach validation and the domain.

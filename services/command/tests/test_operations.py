@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 from command_service.app import create_app
-from command_service.logs import JsonFormatter
 from command_service.settings import CommandSettings
-from command_service.testing import ORDER_BODY, TokenFactory, command_headers, lifespan_of
+from command_service.testing import ORDER_BODY, command_headers
 from litestar import Litestar
 from opentelemetry.sdk.trace import TracerProvider
+from servicekit.logs import JsonFormatter
+from servicekit.testing import TokenFactory, lifespan_of
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ async def test_an_access_log_line_carries_the_trace_and_correlation_ids(
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    access = logging.getLogger("command_service.access")
+    access = logging.getLogger("command.access")
     access.addHandler(handler)
     access.setLevel(logging.INFO)
     try:
@@ -142,8 +143,8 @@ def test_settings_come_from_the_environment() -> None:
 
 async def test_leased_allowance_never_lets_a_subject_past_its_burst_across_instances(redis_url: str) -> None:
     import redis.asyncio as redis
-    from command_service.errors import RateLimited
-    from command_service.ratelimit import RateLimiter
+    from servicekit.errors import RateLimited
+    from servicekit.ratelimit import RateLimiter
 
     client = redis.Redis.from_url(redis_url)
     subject = f"spread-{uuid.uuid4()}"
@@ -168,7 +169,7 @@ async def test_concurrent_first_requests_of_a_subject_share_one_lease(redis_url:
     import asyncio
 
     import redis.asyncio as redis
-    from command_service.ratelimit import RateLimiter
+    from servicekit.ratelimit import RateLimiter
 
     client = redis.Redis.from_url(redis_url)
     limiter = RateLimiter(client, per_second=50, burst=100, lease=10)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from command_service.testing import ORDER_BODY, TokenFactory, command_headers
+from command_service.testing import ORDER_BODY, command_headers
+from servicekit.testing import ServiceProcess, TokenFactory, running_service
 
 pytestmark = pytest.mark.slow
 
@@ -25,63 +24,37 @@ SECRET = "test-secret-that-is-long-enough-for-hs256"
 STOPPED_BY_SIGTERM = {0, -signal.SIGTERM}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class Service:
-    process: asyncio.subprocess.Process
-    url: str
+    process: ServiceProcess
     database_url: str
-    log: Path
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    @property
+    def log(self) -> Path:
+        return self.process.log
 
     async def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), timeout=20)
+        return await self.process.stop(signal.SIGTERM, timeout=20)
 
 
 @pytest.fixture
 async def service(fresh_database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Service]:
-    port = free_port()
     environment = {
-        **os.environ,
         "DATABASE_URL": fresh_database_url,
         "REDIS_URL": redis_url,
         "JWT_ISSUER": "https://issuer.test",
         "JWT_AUDIENCE": "command-api",
         "JWT_SECRET": SECRET,
-        "PORT": str(port),
         "SHUTDOWN_TIMEOUT_SECONDS": "10",
     }
-    log = tmp_path / "service.log"
-    with log.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "command_service", env=environment, stdout=log_file, stderr=log_file
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=url) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.returncode is not None:
-                    pytest.fail(f"the service exited: {log.read_text()[-2000:]}")
-                try:
-                    if (await client.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("the service did not become ready within 30 s")
-                await asyncio.sleep(0.1)
-        yield Service(process, url, fresh_database_url, log)
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+    async with running_service(
+        "command_service", environment, log=tmp_path / "service.log", port_variable="COMMAND_PORT"
+    ) as process:
+        yield Service(process, fresh_database_url)
 
 
 async def test_the_service_serves_commands_over_a_socket_and_stops_cleanly_on_sigterm(
@@ -152,7 +125,7 @@ def test_mint_token_prints_a_token_the_service_accepts() -> None:
     import jwt
 
     result = subprocess.run(
-        [sys.executable, "-m", "command_service.tokens", "--subject", "alice", "--role", "customer"],
+        [sys.executable, "-m", "servicekit.tokens", "--subject", "alice", "--role", "customer"],
         env={**os.environ, "JWT_SECRET": SECRET, "JWT_ISSUER": "https://issuer.test", "JWT_AUDIENCE": "api"},
         capture_output=True,
         timeout=60,

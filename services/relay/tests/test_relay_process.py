@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 from eventstore import LogPosition, NewEvent, PostgresEventStore
 from fulfilment.events import StockReceived
 from relay_service.settings import RelaySettings
+from servicekit.testing import ServiceProcess, free_port
 
 from .conftest import assert_complete_without_skips, collect, stock_events
 
@@ -25,20 +23,12 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RelayProcess:
+class RelayProcess(ServiceProcess):
     """`python -m relay_service` with the test's settings, its output in a log file."""
 
     def __init__(self, settings: RelaySettings, log: Path) -> None:
-        self.port = free_port()
-        self.log = log
-        self.env = {
+        port = free_port()
+        env = {
             **os.environ,
             "DATABASE_URL": settings.database_url,
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -48,40 +38,22 @@ class RelayProcess:
             "RELAY_STANDBY_POLL": "0.2",
             "RELAY_MAX_BACKOFF": "1",
             "RELAY_ACK_TIMEOUT": "3",
-            "RELAY_HTTP_PORT": str(self.port),
+            "RELAY_PORT": str(port),
         }
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__("relay_service", env, port=port, log=log)
 
     def start(self) -> RelayProcess:
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "relay_service"], env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
+        super().start()
         return self
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
+    async def health(self, path: str = "/status") -> tuple[int, dict[str, Any]]:
+        response = await self.get(path)
+        return response.status_code, response.json()
 
-    async def health(self, path: str = "/health") -> tuple[int, dict[str, Any]]:
-        async with httpx.AsyncClient(timeout=5) as client:
-            response = await client.get(f"http://127.0.0.1:{self.port}{path}")
-            return response.status_code, response.json()
-
-    async def wait(self, condition: Any, timeout: float = 60.0, path: str = "/health") -> dict[str, Any]:
-        """Poll the health endpoint until condition(status_code, body) holds."""
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    code, body = await self.health(path)
-                    if condition(code, body):
-                        return body
-                except httpx.HTTPError:
-                    pass  # not listening yet
-                assert self.process is not None
-                assert self.process.poll() is None, self.log.read_text()[-3000:]
-                await asyncio.sleep(0.05)
+    async def wait(self, condition: Any, timeout: float = 60.0, path: str = "/status") -> dict[str, Any]:
+        """Poll the status endpoint until condition(status_code, body) holds."""
+        body: dict[str, Any] = await self.wait_for(condition, path=path, timeout=timeout)
+        return body
 
 
 @pytest.fixture
@@ -105,7 +77,7 @@ async def test_sigkill_in_the_middle_of_a_backlog_loses_nothing(
     first = RelayProcess(relay_settings, tmp_path / "first.log").start()
     relays.append(first)
     await first.wait(lambda _, body: body["published_total"] >= 2000)
-    first.kill(signal.SIGKILL)
+    first.kill()
     checkpoint = await store.load_checkpoint(relay_settings.relay_checkpoint)
     assert checkpoint is not None
     published_before_kill = len(await store.read_all(LogPosition.START, limit=total))
@@ -152,8 +124,11 @@ async def test_a_kafka_outage_makes_the_relay_unhealthy_then_it_catches_up_witho
         await relay.wait(lambda _, body: body["published_total"] >= 20)
         kafka.down()
         unhealthy = await relay.wait(lambda code, _: code == 503, path="/health/ready", timeout=60)
-        assert unhealthy["kafka_connected"] is False
-        assert unhealthy["last_error"]
+        assert unhealthy["checks"]["publishing"].startswith("leader: "), unhealthy
+        assert unhealthy["checks"]["postgres"] == "ok"
+        _, report = await relay.health()
+        assert report["kafka_connected"] is False
+        assert report["last_error"]
         await asyncio.sleep(3)  # writes go on while Kafka is away
         kafka.up()
         await relay.wait(lambda code, _: code == 200, path="/health/ready", timeout=90)
@@ -188,7 +163,7 @@ async def test_two_relay_processes_one_publishes_and_the_other_takes_over_after_
     _, standby_body = await standby.health()
     assert standby_body["published_total"] == 0
 
-    leader.kill(signal.SIGKILL)
+    leader.kill()
     await standby.wait(lambda _, body: body["role"] == "leader", timeout=30)
     await store.append("stock-fo", [NewEvent(data=StockReceived(sku="fo", quantity=1, on_hand=10))])
     await standby.wait(lambda _, body: body["lag_events"] == 0 and body["published_total"] >= 1)

@@ -1,26 +1,32 @@
 """Typed settings read from environment variables.
 
-A service declares its settings as a frozen `msgspec.Struct`; each field is read
-from the variable of the same name in upper case (`database_url` from
-`DATABASE_URL`). Values are converted with msgspec, so `"5"` becomes `5` for an
-`int` field and constraints in `Annotated[..., Meta(...)]` are checked. A missing
-or malformed value raises `SettingsError` naming the variable, at start-up,
-rather than a confusing failure at first use.
+A service declares its settings as a frozen `msgspec.Struct`, usually extending
+`ServiceSettings` (the fields every service process has: its HTTP address, log
+level, tracing, shutdown). Each field is read from the variable of the same name
+in upper case (`database_url` from `DATABASE_URL`); with a `prefix`, the
+prefixed name wins when both are set (`COMMAND_PORT` over `PORT`), so several
+services can share one environment and still each have their own port. Values
+are converted with msgspec, so `"5"` becomes `5` for an `int` field, and
+constraints in `Annotated[..., Meta(...)]` are checked. A missing or malformed
+value raises `SettingsError` naming the variable, at start-up, rather than a
+confusing failure at first use.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 __all__ = [
+    "ApiSettings",
     "HttpUrl",
     "KafkaServers",
     "PostgresUrl",
     "RedisUrl",
+    "ServiceSettings",
     "SettingsError",
     "StackSettings",
     "from_env",
@@ -53,32 +59,92 @@ class StackSettings(msgspec.Struct, frozen=True, kw_only=True):
     search_url: HttpUrl
 
 
-def from_env[T: msgspec.Struct](cls: type[T], environ: Mapping[str, str] | None = None) -> T:
-    """Build `cls` from environment variables named after its fields in upper case."""
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What every service process is configured with; a service's own Struct extends it."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    # Server processes; each has its own pools, so servers see workers times as many connections.
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    shutdown_timeout_seconds: Seconds = 20.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Where spans go: nowhere (ids are still made and propagated), stdout, or an OTLP/HTTP collector
+    # (endpoint and headers from the standard OTEL_EXPORTER_OTLP_* variables).
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_service_name: str | None = None
+    # Share of traces recorded (a caller's sampling decision in traceparent wins). Unrecorded work
+    # still gets trace ids for its logs and events; it just skips building span attributes.
+    otel_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    access_log: bool = True
+
+
+def from_env[T: msgspec.Struct](
+    cls: type[T], environ: Mapping[str, str] | None = None, *, prefix: str = ""
+) -> T:
+    """Build `cls` from environment variables named after its fields in upper case.
+
+    With `prefix` (e.g. `"COMMAND_"`), `COMMAND_PORT` is read for `port` when set, else `PORT`;
+    a field whose name already starts with the prefix is read by its own name only.
+    """
     env = os.environ if environ is None else environ
     info = msgspec.inspect.type_info(cls)
     if not isinstance(info, msgspec.inspect.StructType):
         raise TypeError(f"{cls!r} is not a msgspec Struct")
     raw: dict[str, Any] = {}
+    names: dict[str, str] = {}
     missing: list[str] = []
     for field in info.fields:
-        variable = field.name.upper()
-        if variable in env:
+        candidates = _variables(field.name, prefix.upper())
+        variable = next((name for name in candidates if name in env), None)
+        if variable is not None:
             raw[field.name] = env[variable]
+            names[field.name] = variable
         elif field.required:
-            missing.append(variable)
+            missing.append(
+                candidates[-1] if len(candidates) == 1 else f"{candidates[0]} (or {candidates[1]})"
+            )
     if missing:
         raise SettingsError(f"missing environment variable(s): {', '.join(missing)}")
     try:
         return msgspec.convert(raw, cls, strict=False)
     except msgspec.ValidationError as error:
-        raise SettingsError(_name_variable(str(error))) from error
+        raise SettingsError(_name_variable(str(error), names)) from error
 
 
-def _name_variable(message: str) -> str:
+def _variables(field: str, prefix: str) -> tuple[str, ...]:
+    name = field.upper()
+    if not prefix or name.startswith(prefix):
+        return (name,)
+    return (prefix + name, name)
+
+
+def _name_variable(message: str, names: Mapping[str, str]) -> str:
     # msgspec says "Expected `int`, got `str` - at `$.pool_size`"; say which variable that is.
     text, _, path = message.rpartition(" - at `$.")
     if not text:
         return message
-    variable = path.rstrip("`").split(".")[0].split("[")[0].upper()
-    return f"{variable}: {text}"
+    field = path.rstrip("`").split(".")[0].split("[")[0]
+    return f"{names.get(field, field.upper())}: {text}"
+
+
+class ApiSettings(ServiceSettings, frozen=True, kw_only=True):
+    """An HTTP API's settings: how it verifies bearer tokens (see `servicekit.auth`) and its limits."""
+
+    jwt_issuer: Annotated[str, msgspec.Meta(min_length=1)]
+    jwt_audience: Annotated[str, msgspec.Meta(min_length=1)]
+    # Comma-separated subset of HS256,RS256,ES256; the keys for each must be configured.
+    jwt_algorithms: str = "HS256"
+    jwt_secret: str | None = None
+    jwt_jwks_file: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_leeway_seconds: Annotated[int, msgspec.Meta(ge=0, le=300)] = 30
+    rate_limit_per_second: Annotated[float, msgspec.Meta(gt=0)] = 50.0
+    rate_limit_burst: Annotated[int, msgspec.Meta(ge=1)] = 100
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.jwt_algorithms.split(",") if name.strip())

@@ -17,24 +17,22 @@ from fulfilment.registry import build_registry
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware.base import DefineMiddleware
 from opentelemetry.sdk.trace.export import SpanExporter
+from servicekit.access import access_guard
+from servicekit.auth import build_verifier
+from servicekit.observability import Observability
+from servicekit.ratelimit import RateLimiter
 
-from command_service.access import access_guard
-from command_service.auth import build_verifier
 from command_service.handling import Services
 from command_service.idempotency import IdempotencyKeys
 from command_service.migrations import migrate as migrate_command_schema
 from command_service.openapi import StrictStructSchemaPlugin, openapi_config
-from command_service.problems import problem_response
-from command_service.ratelimit import RateLimiter
-from command_service.routes import health
+from command_service.problems import PROBLEMS
 from command_service.routes.conventions import COMMAND_RESPONSE_HEADERS, provide_command_request
 from command_service.routes.orders import OrderController
 from command_service.routes.payments import PaymentController
 from command_service.routes.stock import StockController
 from command_service.settings import CommandSettings
-from command_service.telemetry import RequestTelemetry, instrument_asyncpg, tracer_provider
 
 __all__ = ["create_app"]
 
@@ -55,8 +53,8 @@ def create_app(
     limiter = RateLimiter(
         redis_client, per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
     )
-    provider = tracer_provider(settings, span_exporter)
-    instrument_asyncpg(provider)
+    observability = Observability(settings, "command", span_exporter=span_exporter)
+    pools: dict[str, asyncpg.Pool] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -68,6 +66,7 @@ def create_app(
             max_size=settings.pool_max_size,
             application_name="command-service",
         )
+        pools["postgres"] = pool
         store = PostgresEventStore(pool, build_registry())
         keys = IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds)
         app.state.services = Services(
@@ -85,8 +84,15 @@ def create_app(
             await store.close()
             await redis_client.aclose()
             await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout_seconds)
-            provider.shutdown()
+            observability.shutdown()
             log.info("command service stopped")
+
+    async def postgres_answers() -> str | None:
+        pool = pools.get("postgres")
+        if pool is None:
+            return "not connected yet"
+        await pool.fetchval("SELECT 1")
+        return None
 
     commands = Router(
         path="/",
@@ -97,20 +103,13 @@ def create_app(
         security=[{"bearer": []}],
     )
     return Litestar(
-        route_handlers=[commands, health.live, health.ready],
+        route_handlers=[commands, *observability.routes(ready={"postgres": postgres_answers})],
         lifespan=[lifespan],
         dependencies={
             "services": Provide(_services, sync_to_thread=False, use_cache=True),
         },
-        exception_handlers={Exception: problem_response},
-        middleware=[
-            # A plain ASGI middleware, typed with plain ASGI shapes rather than Litestar's scope TypedDicts.
-            DefineMiddleware(
-                RequestTelemetry,  # type: ignore[arg-type]
-                provider=provider,
-                access_log=settings.access_log,
-            ),
-        ],
+        exception_handlers={Exception: PROBLEMS.handler},
+        middleware=[observability.middleware()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(),
         plugins=[StrictStructSchemaPlugin()],

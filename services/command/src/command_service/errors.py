@@ -1,54 +1,15 @@
-"""The service's own refusals, raised by its parts and turned into problem details in one place.
+"""The command service's own refusals, turned into problem details by its problem table.
 
-Domain refusals come from `fulfilment.errors`; these are the ones the HTTP layer
-adds: authentication, authorisation, rate limits, idempotency keys, preconditions.
+Domain refusals come from `fulfilment.errors`; authentication, authorisation, rate
+limits and bad headers from `servicekit.errors`. These are the ones the command
+path adds: idempotency keys, preconditions, contention.
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "AuthenticationFailed",
-    "IdempotencyKeyReused",
-    "InvalidHeader",
-    "NotAllowed",
-    "PreconditionFailed",
-    "RateLimited",
-    "ServiceError",
-    "TooMuchContention",
-]
+from servicekit.errors import ServiceError
 
-
-class ServiceError(Exception):
-    """A request the service refuses before or around the domain."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class AuthenticationFailed(ServiceError):
-    """No bearer token, or one that does not verify; `error` is the RFC 6750 error code."""
-
-    def __init__(self, detail: str, *, error: str | None = "invalid_token") -> None:
-        super().__init__(detail)
-        self.error = error
-
-
-class NotAllowed(ServiceError):
-    """The token verified but carries none of the roles the endpoint accepts."""
-
-
-class RateLimited(ServiceError):
-    def __init__(self, retry_after_seconds: float) -> None:
-        super().__init__(f"too many requests: retry in {retry_after_seconds:.2f}s")
-        self.retry_after_seconds = retry_after_seconds
-
-
-class InvalidHeader(ServiceError):
-    def __init__(self, header: str, message: str) -> None:
-        super().__init__(f"header {header}: {message}")
-        self.header = header
-        self.message = message
+__all__ = ["IdempotencyKeyReused", "PreconditionFailed", "TooMuchContention"]
 
 
 class IdempotencyKeyReused(ServiceError):

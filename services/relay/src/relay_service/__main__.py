@@ -1,25 +1,29 @@
-"""`python -m relay_service`: run the relay with settings from the environment."""
+"""`python -m relay_service` (or `relay-service`): run the relay with settings from the environment.
+
+On SIGTERM the lifespan cancels the publishing task; its unconfirmed sends are
+simply published again by the next leader (at-least-once).
+"""
 
 from __future__ import annotations
 
-import logging
-
-import uvicorn
 from fulfilment.registry import build_registry
-from servicekit.settings import from_env
+from litestar import Litestar
+from servicekit.runner import serve
 
 from relay_service.app import create_app
-from relay_service.settings import RelaySettings
+from relay_service.settings import RelaySettings, load_settings
+
+__all__ = ["main"]
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = from_env(RelaySettings)
-    app = create_app(settings, build_registry())
-    # uvicorn stops on SIGTERM/SIGINT: the lifespan cancels the publishing task, whose
-    # unconfirmed sends are simply published again by the next leader.
-    uvicorn.run(app, host=settings.relay_http_host, port=settings.relay_http_port, log_level="warning")
+def _app(settings: RelaySettings) -> Litestar:
+    return create_app(settings, build_registry())
+
+
+def main() -> int:
+    """Run the relay until it is told to stop; the exit code says whether it started."""
+    return serve("relay-service", load_settings, _app)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,4 +1,10 @@
-"""The relay's process: the publishing loop plus /health and /metrics over HTTP."""
+"""`create_app(settings, registry)`: the relay's process, wired in one place.
+
+The publishing loop runs as a task for the app's lifespan; HTTP serves the kit's
+`/health/live` (the loop is still running), `/health/ready` (PostgreSQL answers,
+and this relay is a standby or a leader whose Kafka connection works),
+`/metrics`, and `/status`, the relay's own report.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +17,37 @@ from typing import Any
 import asyncpg
 from eventstore import EventRegistry, PostgresEventStore, connect
 from eventstore.migrations import migrate
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, get
+from opentelemetry.sdk.trace.export import SpanExporter
+from servicekit.observability import Observability
+from servicekit.problems import ProblemTable
 
 from relay_service.lag import measure_lag
+from relay_service.metrics import RelayMetrics
 from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings
-from relay_service.status import RelayStatus
+from relay_service.status import RelayReport, RelayStatus
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: RelaySettings, registry: EventRegistry) -> Litestar:
+def create_app(
+    settings: RelaySettings, registry: EventRegistry, *, span_exporter: SpanExporter | None = None
+) -> Litestar:
     """Wire the relay: one pool, the store, the publishing task, the HTTP endpoints."""
+    observability = Observability(settings, "relay", span_exporter=span_exporter, trace_postgres=False)
     status = RelayStatus()
+    metrics = RelayMetrics(observability.registry)
     state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await migrate(settings.database_url)
-        pool = await connect(settings.database_url, min_size=1, max_size=4)
+        pool = await connect(settings.database_url, min_size=1, max_size=4, application_name="relay")
         state["pool"] = pool
         store = PostgresEventStore(pool, registry)
-        task = asyncio.create_task(Relay(settings, store, status).run(), name="relay")
+        relay = Relay(settings, store, status, tracer=observability.tracer)
+        task = asyncio.create_task(relay.run(), name="relay")
         state["task"] = task
         try:
             yield
@@ -42,65 +57,57 @@ def create_app(settings: RelaySettings, registry: EventRegistry) -> Litestar:
                 await task
             await store.close()
             await pool.close()
+            observability.shutdown()
 
-    @get("/health/live", operation_id="live", sync_to_thread=False)
-    def live() -> Response[dict[str, str]]:
-        # The publishing loop survives every failure it knows; if it ended anyway the
-        # process is useless, and the supervisor should restart it.
+    async def publishing_loop_runs() -> str | None:
+        # The loop survives every failure it knows; if it ended anyway the process is useless,
+        # and the supervisor should restart it.
         task: asyncio.Task[None] | None = state.get("task")
         if task is not None and task.done():
             error = task.exception() if not task.cancelled() else None
-            return Response({"status": "dead", "error": repr(error)}, status_code=503)
-        return Response({"status": "ok"})
+            return f"the publishing loop ended: {error!r}"
+        return None
 
-    @get("/health/ready", operation_id="ready")
-    async def ready() -> Response[dict[str, Any]]:
-        # A standby is healthy: it is ready to take over. A leader is healthy
-        # while Kafka accepts its messages.
-        healthy = status.role == "standby" or (status.role == "leader" and status.kafka_connected)
-        return Response(await _report(), status_code=200 if healthy else 503)
+    async def postgres_answers() -> str | None:
+        pool: asyncpg.Pool | None = state.get("pool")
+        if pool is None:
+            return "not connected yet"
+        await pool.fetchval("SELECT 1")
+        return None
 
-    @get("/health", operation_id="health")
-    async def health() -> dict[str, Any]:
-        return await _report()
+    async def publishing() -> str | None:
+        # A standby is healthy: it is ready to take over. A leader is healthy while Kafka takes its messages.
+        if status.role == "standby" or (status.role == "leader" and status.kafka_connected):
+            return None
+        return f"{status.role}: {status.last_error or 'not connected to Kafka yet'}"
 
-    @get("/metrics", operation_id="metrics", media_type=MediaType.TEXT)
-    async def metrics() -> str:
-        report = await _report()
-        lines = [
-            "# TYPE relay_published_events_total counter",
-            f"relay_published_events_total {report['published_total']}",
-            "# TYPE relay_events_per_second gauge",
-            f"relay_events_per_second {report['events_per_second']}",
-            "# TYPE relay_lag_events gauge",
-            f"relay_lag_events {report['lag_events']}",
-            "# TYPE relay_lag_seconds gauge",
-            f"relay_lag_seconds {report['lag_seconds']}",
-            "# TYPE relay_leader gauge",
-            f"relay_leader {int(report['role'] == 'leader')}",
-            "# TYPE relay_kafka_connected gauge",
-            f"relay_kafka_connected {int(report['kafka_connected'])}",
-        ]
-        return "\n".join(lines) + "\n"
-
-    async def _report() -> dict[str, Any]:
+    async def report() -> RelayReport:
         lag_events: int | None = None
         lag_seconds: float | None = None
         pool: asyncpg.Pool | None = state.get("pool")
         if pool is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                lag = await measure_lag(pool, settings.relay_checkpoint)
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                lag = await asyncio.wait_for(measure_lag(pool, settings.relay_checkpoint), timeout=2.0)
                 lag_events, lag_seconds = lag.events, lag.seconds
-        return {
-            "role": status.role,
-            "kafka_connected": status.kafka_connected,
-            "published_total": status.published_total,
-            "events_per_second": round(status.rate(), 1),
-            "last_position": status.last_position,
-            "lag_events": lag_events,
-            "lag_seconds": lag_seconds,
-            "last_error": status.last_error,
-            "last_error_at": status.last_error_at.isoformat() if status.last_error_at else None,
-        }
+        return status.report(lag_events, lag_seconds)
 
-    return Litestar(route_handlers=[live, ready, health, metrics], lifespan=[lifespan])
+    async def refresh_metrics() -> None:
+        metrics.update(await report())
+
+    @get("/status", operation_id="status", summary="What the relay is doing", tags=["health"])
+    async def status_route() -> RelayReport:
+        return await report()
+
+    routes = observability.routes(
+        ready={"postgres": postgres_answers, "publishing": publishing},
+        live={"publishing_loop": publishing_loop_runs},
+        refresh_metrics=refresh_metrics,
+    )
+    return Litestar(
+        route_handlers=[status_route, *routes],
+        lifespan=[lifespan],
+        middleware=[observability.middleware()],
+        exception_handlers={Exception: ProblemTable().handler},
+        logging_config=None,
+        openapi_config=None,
+    )

@@ -23,6 +23,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from eventstore import EventStore, LogPosition, RecordedEvent
 from eventstore.errors import EventStoreError
+from opentelemetry.trace import Link, SpanKind, Tracer, get_tracer
+from servicekit.telemetry import link_to
 
 from relay_service.envelope import to_message
 from relay_service.leadership import leadership
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Far more than the producer holds in flight; bounds memory if acks stall.
 MAX_UNCONFIRMED = 50_000
+# A confirmed batch's span links to the traces of at most this many of its events.
+MAX_SPAN_LINKS = 64
 
 
 class LeadershipLost(Exception):
@@ -72,8 +76,10 @@ class Relay:
         store: EventStore,
         status: RelayStatus | None = None,
         producer_factory: Callable[[str], AIOKafkaProducer] = make_producer,
+        tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
+        self._tracer = tracer or get_tracer("relay")
         self._store = store
         self.status = status or RelayStatus()
         self._producer_factory = producer_factory
@@ -179,15 +185,31 @@ class Relay:
                     f"no ack from Kafka within {self._settings.relay_ack_timeout}s "
                     f"for position {event.position}"
                 ) from None
-            newest: RecordedEvent | None = None
-            count = 0
+            confirmed: list[RecordedEvent] = []
             while unconfirmed and unconfirmed[0][1].done():
                 event, future = unconfirmed.popleft()
                 future.result()
-                newest, count = event, count + 1
-            if newest is not None:
-                await self._store.save_checkpoint(self._settings.relay_checkpoint, newest.log_position)
-                self.status.published(count, newest.position, newest.recorded_at)
+                confirmed.append(event)
+            if confirmed:
+                await self._checkpoint(confirmed)
+
+    async def _checkpoint(self, confirmed: list[RecordedEvent]) -> None:
+        """Move the checkpoint past `confirmed`, in a span linked to the traces that caused them."""
+        newest = confirmed[-1]
+        links = [link for event in confirmed[:MAX_SPAN_LINKS] if (link := _link(event)) is not None]
+        with self._tracer.start_as_current_span(
+            "relay publish",
+            kind=SpanKind.PRODUCER,
+            links=links,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.batch.message_count": len(confirmed),
+                "eventstore.position.first": confirmed[0].position,
+                "eventstore.position.last": newest.position,
+            },
+        ):
+            await self._store.save_checkpoint(self._settings.relay_checkpoint, newest.log_position)
+        self.status.published(len(confirmed), newest.position, newest.recorded_at)
 
 
 async def _stop(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
@@ -199,6 +221,10 @@ async def _stop(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
     except TimeoutError:
         log.warning("Kafka producer did not flush within %ss; abandoning its pending sends", timeout)
         await producer.client.close()
+
+
+def _link(event: RecordedEvent) -> Link | None:
+    return link_to(event.metadata.traceparent)
 
 
 async def _raise_when(lost: asyncio.Event) -> None:

@@ -1,20 +1,27 @@
-"""The relay's settings, read from the environment (see the README's table)."""
+"""The relay's settings, read from the environment (see docs/relay.md's table).
+
+Its own fields are named `relay_*` and read from `RELAY_*`; the fields every
+service has (host, port, log level, tracing, shutdown) come from
+`servicekit.settings.ServiceSettings` and are read as `RELAY_PORT`, or `PORT`
+when that is not set.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import msgspec
-from servicekit.settings import KafkaServers, PostgresUrl
+from servicekit.settings import KafkaServers, PostgresUrl, ServiceSettings, from_env
 
-__all__ = ["RelaySettings"]
+__all__ = ["RelaySettings", "load_settings"]
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
-class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
+class RelaySettings(ServiceSettings, frozen=True, kw_only=True):
     database_url: PostgresUrl
     kafka_bootstrap_servers: KafkaServers
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8003
     relay_source: str = "/fulfilment"  # CloudEvents `source` of every message
     relay_topic_prefix: str = "fulfilment."  # topic = prefix + stream category
     relay_partitions: Positive = 6
@@ -25,5 +32,8 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
     relay_standby_poll: Annotated[float, msgspec.Meta(gt=0)] = 1.0  # how often a standby tries the lock
     relay_max_backoff: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     relay_ack_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0  # no ack by then: Kafka counts as down
-    relay_http_host: str = "127.0.0.1"
-    relay_http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8003
+
+
+def load_settings() -> RelaySettings:
+    """Settings from the process environment; raises `SettingsError` naming a bad variable."""
+    return from_env(RelaySettings, prefix="RELAY_")

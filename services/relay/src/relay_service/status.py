@@ -1,4 +1,4 @@
-"""What the relay reports on /health and /metrics."""
+"""What the relay reports on /status and /metrics."""
 
 from __future__ import annotations
 
@@ -9,9 +9,23 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["RelayStatus"]
+__all__ = ["RelayReport", "RelayStatus"]
 
 Role = Literal["starting", "standby", "leader"]
+
+
+class RelayReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The relay's answer on `/status`; `lag_*` is null while PostgreSQL does not answer."""
+
+    role: Role
+    kafka_connected: bool
+    published_total: int
+    events_per_second: float
+    last_position: int | None
+    lag_events: int | None
+    lag_seconds: float | None
+    last_error: str | None
+    last_error_at: datetime | None
 
 
 class RelayStatus(msgspec.Struct, kw_only=True):
@@ -46,3 +60,17 @@ class RelayStatus(msgspec.Struct, kw_only=True):
             return 0.0
         span = max(now - recent[0][0], 1.0)
         return (self.published_total - recent[0][1]) / span
+
+    def report(self, lag_events: int | None, lag_seconds: float | None) -> RelayReport:
+        """The current state with the lag measured by the caller."""
+        return RelayReport(
+            role=self.role,
+            kafka_connected=self.kafka_connected,
+            published_total=self.published_total,
+            events_per_second=round(self.rate(), 1),
+            last_position=self.last_position,
+            lag_events=lag_events,
+            lag_seconds=lag_seconds,
+            last_error=self.last_error,
+            last_error_at=self.last_error_at,
+        )

@@ -20,14 +20,14 @@ from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, SkipValidation
+from servicekit.auth import principal_of
+from servicekit.errors import InvalidHeader
+from servicekit.logs import correlation_id
+from servicekit.problems import PROBLEM_MEDIA_TYPE, Problem
+from servicekit.telemetry import current_traceparent
 
-from command_service.auth import principal_of
-from command_service.errors import InvalidHeader
 from command_service.handling import CommandAccepted, CommandContext, Outcome, Services, handle
 from command_service.idempotency import fingerprint
-from command_service.logs import correlation_id
-from command_service.problems import PROBLEM_MEDIA_TYPE, Problem
-from command_service.telemetry import current_traceparent
 
 __all__ = [
     "COMMAND_RESPONSE_HEADERS",

@@ -11,8 +11,8 @@ from fulfilment.orders import CancelOrder, ConfirmOrder, OrderLine, PlaceOrder, 
 from fulfilment.values import MAX_LINES, CurrencyCode, Reason, order_stream
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
+from servicekit.auth import CUSTOMER, SERVICE, allow
 
-from command_service.auth import CUSTOMER, SERVICE, allow
 from command_service.handling import CommandAccepted, handle
 from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
 

@@ -10,8 +10,8 @@ from fulfilment.payments import RecordAuthorization, RecordDecline, RefundPaymen
 from fulfilment.values import Amount, CurrencyCode, ProviderReference, Reason, payment_stream
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
+from servicekit.auth import SERVICE, allow
 
-from command_service.auth import SERVICE, allow
 from command_service.handling import CommandAccepted
 from command_service.routes.conventions import CommandRequestDep, problem_responses
 

@@ -17,8 +17,8 @@ from fulfilment.stock import (
 from fulfilment.values import ProductName, Quantity, Sku, stock_stream
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody, PathParameter
+from servicekit.auth import SERVICE, STAFF, allow
 
-from command_service.auth import SERVICE, STAFF, allow
 from command_service.handling import CommandAccepted
 from command_service.routes.conventions import CommandRequestDep, problem_responses
 

@@ -14,9 +14,9 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
-from command_service.auth import TokenVerifier, bearer_token
-from command_service.errors import NotAllowed
-from command_service.ratelimit import RateLimiter
+from servicekit.auth import TokenVerifier, bearer_token
+from servicekit.errors import NotAllowed
+from servicekit.ratelimit import RateLimiter
 
 __all__ = ["Guard", "access_guard"]
 

@@ -30,11 +30,11 @@ import time
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from command_service.errors import RateLimited
+from servicekit.errors import RateLimited
 
 __all__ = ["RateLimiter"]
 
-log = logging.getLogger("command_service.ratelimit")
+log = logging.getLogger("servicekit.ratelimit")
 
 # KEYS[1]: the subject's key. ARGV: emission interval (µs), burst, cost (requests to pay for).
 # Returns {1, 0} when allowed, {0, retry_after_µs} when not (nothing is spent then).

@@ -16,14 +16,14 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from command_service.auth import Principal, TokenVerifier
-from command_service.errors import AuthenticationFailed
-from command_service.jwks import JwksKeys
-from command_service.tokens import mint
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from servicekit.auth import Principal, TokenVerifier
+from servicekit.errors import AuthenticationFailed
+from servicekit.jwks import JwksKeys
 from servicekit.settings import SettingsError
+from servicekit.tokens import mint
 
 ISSUER, AUDIENCE = "https://issuer.test", "command-api"
 SECRET = b"an-hs256-secret-of-at-least-32-bytes!!"

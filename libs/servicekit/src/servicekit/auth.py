@@ -23,11 +23,10 @@ import httpx
 import jwt
 import msgspec
 from litestar.connection import ASGIConnection
-from servicekit.settings import SettingsError
 
-from command_service.errors import AuthenticationFailed
-from command_service.jwks import KEY_TYPES, JwksError, JwksKeys
-from command_service.settings import CommandSettings
+from servicekit.errors import AuthenticationFailed
+from servicekit.jwks import KEY_TYPES, JwksError, JwksKeys
+from servicekit.settings import ApiSettings, SettingsError
 
 __all__ = [
     "CUSTOMER",
@@ -161,7 +160,7 @@ def _roles(claims: dict[str, Any]) -> frozenset[str]:
     return frozenset(granted & ROLES)
 
 
-def build_verifier(settings: CommandSettings, client: httpx.AsyncClient | None = None) -> TokenVerifier:
+def build_verifier(settings: ApiSettings, client: httpx.AsyncClient | None = None) -> TokenVerifier:
     """The verifier the settings describe; raises `SettingsError` for an unusable combination."""
     jwks = None
     if settings.jwt_jwks_file and settings.jwt_jwks_url:

@@ -22,7 +22,7 @@ from typing import Any
 
 import jwt
 
-from command_service.auth import ROLES
+from servicekit.auth import ROLES
 
 __all__ = ["main", "mint"]
 
@@ -60,7 +60,7 @@ def mint(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `mint-token`."""
     parser = argparse.ArgumentParser(
-        prog="mint-token", description="Sign a development token for the command API."
+        prog="mint-token", description="Sign a development token for the suite's APIs."
     )
     parser.add_argument(
         "--subject", "--sub", required=True, help="the `sub` claim (customers: their customer id)"

@@ -1,8 +1,10 @@
-"""OpenTelemetry tracing for HTTP and asyncpg, the request's correlation id and access log line.
+"""OpenTelemetry tracing for HTTP, asyncpg and Kafka, the request's correlation id and access log line.
 
 Spans are always made, even when nothing exports them, so that every request has
 a trace id to log and to write into the metadata of the events it appends: a
-consumer downstream continues the same trace from the event's `traceparent`.
+consumer downstream continues the same trace from the event's `traceparent`
+(`context_of`, `traceparent_of`), and a publisher links its span to the events it
+sends (`link_to`).
 
 HTTP requests are traced by `RequestTelemetry`, a small ASGI middleware on the
 OpenTelemetry API: one server span per request, continuing an incoming
@@ -19,9 +21,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -32,18 +35,28 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from command_service.logs import (
+from servicekit.logs import (
     CORRELATION_HEADER,
     incoming_correlation_id,
     reset_correlation_id,
     set_correlation_id,
 )
-from command_service.settings import CommandSettings
+from servicekit.metrics import HttpMetrics
+from servicekit.settings import ServiceSettings
 
-__all__ = ["RequestTelemetry", "current_traceparent", "instrument_asyncpg", "tracer_provider"]
+__all__ = [
+    "RequestTelemetry",
+    "context_of",
+    "current_traceparent",
+    "header_value",
+    "instrument_asyncpg",
+    "link_to",
+    "traceparent_of",
+    "tracer_provider",
+]
 
 # Plain ASGI shapes: this middleware needs nothing of Litestar's richer scope types.
 type Scope = MutableMapping[str, Any]
@@ -57,10 +70,15 @@ _TRACE_HEADERS = {b"traceparent", b"tracestate"}
 _CORRELATION_HEADER = CORRELATION_HEADER.encode()
 
 
-def tracer_provider(settings: CommandSettings, exporter: SpanExporter | None = None) -> TracerProvider:
-    """A tracer provider exporting where the settings say (or to `exporter`, for tests)."""
+def tracer_provider(
+    settings: ServiceSettings, service: str, exporter: SpanExporter | None = None
+) -> TracerProvider:
+    """A tracer provider exporting where the settings say (or to `exporter`, for tests).
+
+    `service` names the process in its spans unless OTEL_SERVICE_NAME says otherwise.
+    """
     provider = TracerProvider(
-        resource=Resource.create({"service.name": settings.otel_service_name}),
+        resource=Resource.create({"service.name": settings.otel_service_name or service}),
         sampler=ParentBased(TraceIdRatioBased(settings.otel_sample_ratio)),
     )
     if exporter is None and settings.otel_exporter != "none":
@@ -86,21 +104,62 @@ def instrument_asyncpg(provider: TracerProvider) -> None:
 
 
 def current_traceparent() -> str | None:
-    """The W3C traceparent of the active span, to store in an event's metadata."""
+    """The W3C traceparent of the active span, to store in an event's metadata or a message header."""
     carrier: dict[str, Any] = {}
     _propagator.inject(carrier)
     value = carrier.get("traceparent")
     return value if isinstance(value, str) else None
 
 
+def context_of(traceparent: str | None) -> Context:
+    """A context whose parent is the span `traceparent` names: start a consumer's span in it to
+    continue the producer's trace. A missing or malformed value gives an empty context (a new trace)."""
+    if not traceparent:
+        return Context()
+    return _propagator.extract({"traceparent": traceparent})
+
+
+def link_to(traceparent: str | None) -> Link | None:
+    """A span link to the span `traceparent` names: for a span that handles many events at once
+    (a publishing batch), each with a trace of its own."""
+    span_context = get_current_span(context_of(traceparent)).get_span_context()
+    return Link(span_context) if span_context.is_valid else None
+
+
+def header_value(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None:
+    """The text of one Kafka header (the last one of that name), if present and valid UTF-8."""
+    found: str | None = None
+    for key, value in headers or ():
+        if key == name and value is not None:
+            try:
+                found = value.decode()
+            except UnicodeDecodeError:
+                found = None
+    return found
+
+
+def traceparent_of(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
+    """The event's trace context carried in a suite message's `ce_traceparent` header."""
+    return header_value(headers, "ce_traceparent")
+
+
 class RequestTelemetry:
     """Per HTTP request: a server span, the correlation id (echoed in the response), one access line."""
 
-    def __init__(self, app: ASGIApp, *, provider: TracerProvider, access_log: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        provider: TracerProvider,
+        service: str,
+        access_log: bool = True,
+        metrics: HttpMetrics | None = None,
+    ) -> None:
         self._app = app
-        self._tracer = provider.get_tracer("command_service.http")
+        self._metrics = metrics
+        self._tracer = provider.get_tracer(f"{service}.http")
         self._access_log = access_log
-        self._log = logging.getLogger("command_service.access")
+        self._log = logging.getLogger(f"{service}.access")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -160,6 +219,10 @@ class RequestTelemetry:
         finally:
             # Still inside the request's span, so the line carries its trace id.
             self._write_access_line(scope, status, started)
+            if self._metrics is not None:
+                # The route template, not the path: one series per endpoint, whatever ids are in the URL.
+                route = scope.get("path_template") or "unmatched"
+                self._metrics.observe(scope["method"], route, status, time.perf_counter() - started)
             reset_correlation_id(token)
         return status
 

@@ -27,7 +27,7 @@ __all__ = ["KEY_TYPES", "JwksError", "JwksKeys", "parse_jwks"]
 
 KEY_TYPES = {"RS256": "RSA", "ES256": "EC"}
 
-log = logging.getLogger("command_service.jwks")
+log = logging.getLogger("servicekit.jwks")
 
 
 class JwksError(Exception):

@@ -1,0 +1,158 @@
+"""The kit's parts on their own: health checks, problem tables, metrics, trace propagation, the runner."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import httpx
+import msgspec
+from litestar import Litestar, get
+from litestar.params import FromPath
+from litestar.exceptions import NotFoundException
+from opentelemetry.sdk.trace import TracerProvider
+from servicekit.errors import AuthenticationFailed, RateLimited
+from servicekit.health import CHECK_TIMEOUT_SECONDS, evaluate
+from servicekit.observability import Observability
+from servicekit.problems import Problem, ProblemTable, problem
+from servicekit.settings import ServiceSettings
+from servicekit.telemetry import context_of, header_value, link_to, traceparent_of
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def _ok() -> str | None:
+    return None
+
+
+async def _down() -> str | None:
+    return "no broker answers"
+
+
+async def _raises() -> str | None:
+    raise ConnectionRefusedError("connection refused")
+
+
+async def _hangs() -> str | None:
+    await asyncio.sleep(60)
+    return None
+
+
+async def test_health_is_ok_only_when_every_check_is() -> None:
+    assert (await evaluate({"a": _ok, "b": _ok})).status == "ok"
+    health = await evaluate({"a": _ok, "b": _down})
+    assert health.status == "unavailable"
+    assert health.checks == {"a": "ok", "b": "no broker answers"}
+
+
+async def test_a_check_that_raises_or_hangs_fails_with_its_reason() -> None:
+    health = await evaluate({"raises": _raises, "hangs": _hangs})
+    assert health.checks["raises"] == "ConnectionRefusedError: connection refused"
+    assert health.checks["hangs"] == f"no answer within {CHECK_TIMEOUT_SECONDS:g} s"
+
+
+class Shortage(Exception):
+    pass
+
+
+class SevereShortage(Shortage):
+    pass
+
+
+def test_the_most_specific_registered_exception_class_answers() -> None:
+    table = ProblemTable(
+        {
+            Shortage: lambda exc: problem(409, "shortage", "Shortage"),
+            SevereShortage: lambda exc: problem(422, "severe", "Severe"),
+        }
+    )
+    assert table.answer(Shortage())[0].status == 409
+    assert table.answer(SevereShortage())[0].status == 422
+
+
+def test_dependencies_registered_as_unavailable_answer_503_with_retry_after() -> None:
+    class BrokerDown(Exception):
+        pass
+
+    found, headers = ProblemTable(unavailable=[BrokerDown]).answer(BrokerDown("down"))
+    assert (found.status, found.code, headers["Retry-After"]) == (503, "unavailable", "1")
+    assert ProblemTable().answer(TimeoutError())[0].status == 503
+
+
+def test_the_kit_answers_authentication_rate_limits_and_http_errors() -> None:
+    table = ProblemTable()
+    found, headers = table.answer(AuthenticationFailed("expired"))
+    assert (found.status, headers["WWW-Authenticate"]) == (401, 'Bearer error="invalid_token"')
+    found, headers = table.answer(RateLimited(0.2))
+    assert (found.status, headers["Retry-After"]) == (429, "1")
+    assert table.answer(NotFoundException())[0].code == "not-found"
+
+
+def test_an_unknown_exception_is_a_generic_500() -> None:
+    found, _ = ProblemTable().answer(ZeroDivisionError("secret detail"))
+    assert (found.status, found.code) == (500, "internal-error")
+    assert "secret" not in msgspec.json.encode(found).decode()
+
+
+async def test_an_app_answers_problems_metrics_and_health_in_the_kit_shape() -> None:
+    settings = ServiceSettings(access_log=False)
+    observability = Observability(settings, "demo", trace_postgres=False)
+
+    @get("/boom/{item:int}")
+    async def boom(item: FromPath[int]) -> None:
+        raise Shortage(item)
+
+    table = ProblemTable({Shortage: lambda exc: problem(409, "shortage", "Shortage", str(exc))})
+    app = Litestar(
+        route_handlers=[boom, *observability.routes(ready={"dependency": _down})],
+        middleware=[observability.middleware()],
+        exception_handlers={Exception: table.handler},
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as client:
+        refused = await client.get("/boom/7")
+        ready = await client.get("/health/ready")
+        metrics = (await client.get("/metrics")).text
+    assert refused.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert msgspec.json.decode(refused.content, type=Problem).instance == "/boom/7"
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "unavailable", "checks": {"dependency": "no broker answers"}}
+    assert 'http_requests_total{method="GET",route="/boom/{item}",status="409"} 1.0' in metrics, metrics
+    observability.shutdown()
+
+
+def test_a_consumer_span_continues_the_trace_of_an_event_from_its_kafka_headers() -> None:
+    headers = [("ce_id", b"1"), ("ce_traceparent", TRACEPARENT.encode())]
+    assert traceparent_of(headers) == TRACEPARENT
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("consume", context=context_of(traceparent_of(headers))) as span:
+        assert format(span.get_span_context().trace_id, "032x") == "4bf92f3577b34da6a3ce929d0e0e4736"
+    link = link_to(TRACEPARENT)
+    assert link is not None
+    assert link.context.span_id == 0x00F067AA0BA902B7
+
+
+def test_malformed_trace_headers_start_a_new_trace_instead_of_failing() -> None:
+    assert header_value([("ce_traceparent", b"\xff\xfe")], "ce_traceparent") is None
+    assert link_to("00-not-a-trace") is None
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("consume", context=context_of("garbage")) as span:
+        assert span.get_span_context().is_valid
+
+
+def test_a_service_with_a_bad_variable_exits_2_naming_it() -> None:
+    program = (
+        "from servicekit.runner import serve\n"
+        "from servicekit.settings import ServiceSettings, from_env\n"
+        "raise SystemExit(serve('demo', lambda: from_env(ServiceSettings, prefix='DEMO_'), None))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        env={"DEMO_PORT": "eighty", "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("demo: DEMO_PORT: ")
