@@ -26,10 +26,10 @@ from typing import Any
 
 from eventstore import EventRegistry, StoreUnavailable, category_of
 from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from readmodels.search import SearchUnavailable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from servicekit.telemetry import context_of
 
 from projector_service.deadletters import DeadLetterWriter, KafkaRecord
 from projector_service.events import ProjectedEvent, UndecodableEvent, from_headers
@@ -40,8 +40,6 @@ from projector_service.status import ProjectionStatus, ProjectorMetrics
 __all__ = ["TRANSIENT", "BatchRunner", "retry_transient"]
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("projector_service")
-_propagator = TraceContextTextMapPropagator()
 
 # Failures of a store, not of the event: retry the batch, never dead-letter for these.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -97,8 +95,10 @@ class BatchRunner:
         *,
         max_attempts: int,
         max_backoff: float,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.projection = projection
+        self._tracer = tracer or trace.get_tracer("projector")
         self.tracker = tracker
         self._dead_letters = dead_letters
         self._registry = registry
@@ -174,10 +174,9 @@ class BatchRunner:
 
     def _span(self, event: ProjectedEvent) -> Any:
         # Each event's span continues the trace of the request that caused it.
-        context = _propagator.extract({"traceparent": event.traceparent}) if event.traceparent else None
-        span = tracer.start_span(
+        span = self._tracer.start_span(
             f"project {event.event_type}",
-            context=context,
+            context=context_of(event.traceparent),
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "projection": self.projection.name,

@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faststream.kafka import KafkaBroker
+from opentelemetry.trace import Tracer
+from prometheus_client import CollectorRegistry
+from servicekit.metrics import new_registry
 
 from projector_service.bootstrap import Projector
 from projector_service.consumer import build_broker
@@ -34,10 +37,16 @@ SELECT count(*), min(recorded_at) FROM (
 class ProjectorService:
     """Starts and stops the consumers and trackers of every projection of one process."""
 
-    def __init__(self, projector: Projector) -> None:
+    def __init__(
+        self,
+        projector: Projector,
+        *,
+        registry: CollectorRegistry | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.projector = projector
         settings = projector.settings
-        self.metrics = ProjectorMetrics()
+        self.metrics = ProjectorMetrics(registry or new_registry())
         self.statuses = {name: ProjectionStatus(name=name) for name in projector.names}
         self.broker: KafkaBroker
         dead_letters = DeadLetterWriter(self._publish_dead_letter)
@@ -51,6 +60,7 @@ class ProjectorService:
                 self.metrics,
                 max_attempts=settings.projector_max_attempts,
                 max_backoff=settings.projector_max_backoff,
+                tracer=tracer,
             )
             for name, projection in projector.projections.items()
         ]

@@ -13,10 +13,10 @@ __all__ = ["ProjectionStatus", "ProjectorMetrics"]
 
 
 class ProjectorMetrics:
-    """The projector's Prometheus metrics, in a registry of their own (one per app)."""
+    """The projector's Prometheus metrics, in the app's registry."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         labels = ["projection"]
         self.events = Counter(
             "projector_events", "Events applied (duplicates included)", labels, registry=self.registry
