@@ -18,7 +18,7 @@ __all__ = [
 ]
 
 
-class OrderLineView(msgspec.Struct, frozen=True, kw_only=True):
+class OrderLineView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     sku: str
     quantity: int
     unit_price: int
