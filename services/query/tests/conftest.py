@@ -63,7 +63,8 @@ def settings_for(redis_url: str, search_url: str, prefix: str) -> Callable[..., 
     """Settings for this test's prefix; overrides (a dead `search_url`, say) win."""
 
     def settings(**overrides: Any) -> QuerySettings:
-        return make_settings(redis_url, search_url, prefix, **overrides)
+        values = {"redis_url": redis_url, "search_url": search_url, **overrides}
+        return make_settings(values.pop("redis_url"), values.pop("search_url"), prefix, **values)
 
     return settings
 

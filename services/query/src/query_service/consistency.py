@@ -37,7 +37,8 @@ __all__ = ["PositionWatch", "SearchVisibility"]
 
 log = logging.getLogger("query_service.consistency")
 
-_RETRY_SECONDS = 0.5
+_RETRY_SECONDS = 0.2
+_MAX_RETRY_SECONDS = 5.0
 
 type _Waiter = tuple[int, asyncio.Future[None]]
 
@@ -88,6 +89,7 @@ class PositionWatch:
 
     async def run(self) -> None:
         """Listen for announcements until cancelled, resubscribing after a lost connection."""
+        delay = _RETRY_SECONDS
         while True:
             pubsub = self._subscriber.pubsub()
             try:
@@ -96,14 +98,16 @@ class PositionWatch:
                 for name in PROJECTIONS:
                     self._note(name, await read_position(self._redis, self._keyspace, name))
                 self.subscribed.set()
+                delay = _RETRY_SECONDS
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                     if message is not None:
                         self._announced(message["channel"], message["data"])
             except (RedisError, OSError) as error:
                 self.subscribed.clear()
-                log.warning("position announcements: %s; resubscribing", error)
-                await asyncio.sleep(_RETRY_SECONDS)
+                log.warning("position announcements: %s; resubscribing in %.1f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY_SECONDS)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
