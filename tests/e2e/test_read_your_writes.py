@@ -5,6 +5,8 @@ processes against real PostgreSQL, Kafka, Redis and the search engine. The
 command's `position` goes back to the query service as `X-Consistency-Token`;
 the read waits for the projector's announcement and then shows the write.
 Without the token an answer may lag (404, an older status) but is never wrong.
+The services start once for the module; each test uses customers and checks
+that the others' orders cannot disturb.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import pytest
 from command_service.testing import command_headers
@@ -34,12 +37,36 @@ def tokens() -> TokenFactory:
     return token_factory(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+async def store_url(database_url: str) -> AsyncIterator[str]:
+    """A database of this module's own: the services take long to start, so the tests share them."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+    await migrate(url)
+    yield url
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
 async def suite(
-    fresh_database_url: str, redis_url: str, kafka_bootstrap_servers: str, search_url: str, tmp_path: Path
+    store_url: str,
+    redis_url: str,
+    kafka_bootstrap_servers: str,
+    search_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[dict[str, str]]:
     """The four services on one fresh store, with topics, groups and read models of their own."""
-    await migrate(fresh_database_url)
+    fresh_database_url = store_url
+    tmp_path = tmp_path_factory.mktemp("suite")
     tag = uuid.uuid4().hex[:8]
     api = {"REDIS_URL": redis_url, "JWT_SECRET": SECRET, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE}
     command_env = {**api, "DATABASE_URL": fresh_database_url}
@@ -55,18 +82,30 @@ async def suite(
         "PROJECTOR_KEY_PREFIX": f"e2e{tag}-", "PROJECTOR_PARTITIONS": "3",
     }  # fmt: skip
     query_env = {**api, "SEARCH_URL": search_url, "QUERY_KEY_PREFIX": f"e2e{tag}-"}
+    # Started together and awaited together: each one's start-up overlaps the others'.
     async with (
         running_service(
-            "command_service", command_env, log=tmp_path / "command.log", port_variable="COMMAND_PORT"
+            "command_service",
+            command_env,
+            log=tmp_path / "command.log",
+            port_variable="COMMAND_PORT",
+            ready=False,
         ) as command,
-        running_service("relay_service", relay_env, log=tmp_path / "relay.log", port_variable="RELAY_PORT"),
         running_service(
-            "projector_service", projector_env, log=tmp_path / "projector.log", port_variable="PROJECTOR_PORT"
-        ),
+            "relay_service", relay_env, log=tmp_path / "relay.log", port_variable="RELAY_PORT", ready=False
+        ) as relay,
         running_service(
-            "query_service", query_env, log=tmp_path / "query.log", port_variable="QUERY_PORT"
+            "projector_service",
+            projector_env,
+            log=tmp_path / "projector.log",
+            port_variable="PROJECTOR_PORT",
+            ready=False,
+        ) as projector,
+        running_service(
+            "query_service", query_env, log=tmp_path / "query.log", port_variable="QUERY_PORT", ready=False
         ) as query,
     ):
+        await asyncio.gather(*(service.ready() for service in (command, relay, projector, query)))
         yield {"command": command.url, "query": query.url}
 
 
