@@ -181,3 +181,27 @@ async def test_stock_by_sku_is_case_insensitive_and_unknown_skus_are_404(
     }
     assert missing.status_code == 404
     assert missing.json()["code"] == "product-not-found"
+
+
+async def test_reads_follow_the_live_generation_when_a_rebuild_swaps_it(
+    client: httpx.AsyncClient, models: SeededModels, tokens: TokenFactory
+) -> None:
+    placed = order("alice", status="pending")
+    await models.put(placed, search=False)
+    rebuilt = models.keyspace.models("g1")
+    fields = await models.redis.hgetall(models.keys.order(placed.order_id))  # type: ignore[misc]
+    await models.redis.hset(rebuilt.order(placed.order_id), mapping={**fields, b"status": b"confirmed"})  # type: ignore[misc]
+    await models.redis.hset(rebuilt.stock("blue-mug"), mapping={"sku": "blue-mug", "name": "Blue mug",
+                            "on_hand": 1, "available": 1, "version": 1})  # type: ignore[misc]  # fmt: skip
+    url, alice = f"/orders/{placed.order_id}", bearer(tokens("alice"))
+
+    before = await client.get(url, headers=alice)
+    stock_before = await client.get("/stock/blue-mug", headers=alice)
+    await models.redis.set(models.keyspace.live("redis"), "g1")
+    after = await client.get(url, headers=alice)
+    stock_after = await client.get("/stock/blue-mug", headers=alice)
+
+    assert before.json()["status"] == "pending"
+    assert stock_before.status_code == 404
+    assert after.json()["status"] == "confirmed"
+    assert stock_after.status_code == 200

@@ -2,7 +2,9 @@
 
 Resolve the generation once per request (`Keyspace.live_models`) and pass its
 keys to every read of that request, so a rebuild's swap between two reads
-cannot mix two generations in one answer.
+cannot mix two generations in one answer. A read of a single hash does both in
+one round trip instead (`LiveHashes`): a script reads the pointer and the hash
+under it, atomically.
 """
 
 from __future__ import annotations
@@ -11,10 +13,18 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
-from readmodels.keyspace import RECENT_ORDERS, RedisModelKeys
+from readmodels.keyspace import INITIAL_GENERATION, RECENT_ORDERS, Keyspace, RedisModelKeys
 from readmodels.orders import OrderSummary, StockLevel
 
-__all__ = ["order_counts", "order_summary", "recent_orders", "stock_level"]
+__all__ = ["LiveHashes", "order_counts", "order_summary", "recent_orders", "stock_level"]
+
+# KEYS[1]: the live-generation pointer. ARGV: the hash's key before and after the generation,
+# and the generation to use while the pointer is unset.
+_LIVE_HASH = """
+local generation = redis.call('GET', KEYS[1]) or ARGV[3]
+return redis.call('HGETALL', ARGV[1] .. generation .. ARGV[2])
+"""
+_MARK = "\x00"
 
 
 def _strings(fields: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
@@ -55,3 +65,28 @@ async def recent_orders(
         pipe.hgetall(keys.order(order_id.decode() if isinstance(order_id, bytes) else str(order_id)))
     summaries = await pipe.execute()
     return [OrderSummary.from_hash(_strings(fields)) for fields in summaries if fields]
+
+
+class LiveHashes:
+    """Single-hash reads of the live generation in one round trip: the pointer and the hash together."""
+
+    def __init__(self, redis: Redis, keyspace: Keyspace) -> None:
+        self._script = redis.register_script(_LIVE_HASH)
+        self._pointer = keyspace.live("redis")
+        # The key layout stays `RedisModelKeys`'s: split a key built for a marker generation.
+        self._marked = keyspace.models(_MARK)
+
+    async def _hash(self, key: str) -> dict[str, str]:
+        before, _, after = key.partition(_MARK)
+        flat = await self._script(keys=[self._pointer], args=[before, after, INITIAL_GENERATION])
+        return _strings(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    async def order(self, order_id: str) -> OrderSummary | None:
+        """The order's summary in the live generation, or None."""
+        fields = await self._hash(self._marked.order(order_id))
+        return OrderSummary.from_hash(fields) if fields else None
+
+    async def stock(self, sku: str) -> StockLevel | None:
+        """The SKU's stock in the live generation (SKUs are stored lowercase), or None."""
+        fields = await self._hash(self._marked.stock(sku.lower()))
+        return StockLevel.from_hash(fields) if fields else None

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from readmodels.keyspace import Keyspace
 from readmodels.order_queries import OrderSearchReader
 from readmodels.orders import orders_alias
+from readmodels.redis_reads import LiveHashes
 from servicekit.access import access_guard
 from servicekit.auth import build_verifier
 from servicekit.observability import Observability
@@ -71,6 +72,7 @@ def create_app(
     reads = Reads(
         redis=redis_client,
         keyspace=keyspace,
+        hashes=LiveHashes(redis_client, keyspace),
         search=search,
         watch=watch,
         visibility=SearchVisibility(search, redis_client, keyspace),

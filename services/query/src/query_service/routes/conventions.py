@@ -27,6 +27,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, SkipValidation
 from readmodels.keyspace import Keyspace, RedisModelKeys
 from readmodels.order_queries import OrderSearchReader
+from readmodels.redis_reads import LiveHashes
 from redis.asyncio import Redis
 from servicekit.auth import SERVICE, STAFF, Principal, principal_of
 from servicekit.errors import InvalidHeader, NotAllowed
@@ -89,6 +90,7 @@ class Reads:
 
     redis: Redis
     keyspace: Keyspace
+    hashes: LiveHashes
     search: OrderSearchReader
     watch: PositionWatch
     visibility: SearchVisibility
@@ -127,6 +129,11 @@ class ReadRequest:
         reached = await self.reads.watch.wait(projection, self.token, timeout=timeout)
         if reached is not None:
             raise NotYetConsistent(projection, self.token, reached, round(time.monotonic() - started, 3))
+
+    async def live_hashes(self) -> LiveHashes:
+        """Single-hash reads of the live generation, once the Redis projection is consistent."""
+        await self.consistent("redis")
+        return self.reads.hashes
 
     async def redis_models(self) -> RedisModelKeys:
         """The Redis generation to read, once the Redis projection is consistent with the token."""

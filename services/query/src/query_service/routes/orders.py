@@ -13,7 +13,7 @@ from litestar.params import FromPath, HeaderParameter, Parameter
 from readmodels.keyspace import RECENT_ORDERS
 from readmodels.order_queries import SORTS, OrderFilters, SortKey
 from readmodels.orders import ORDER_STATUSES
-from readmodels.redis_reads import order_counts, order_summary, recent_orders
+from readmodels.redis_reads import order_counts, recent_orders
 from servicekit.auth import CUSTOMER, SERVICE, STAFF, allow
 
 from query_service.errors import InvalidQuery, OrderNotFound
@@ -85,8 +85,8 @@ class OrderController(Controller):
         request: Request[Any, Any, Any],
         if_none_match: IfNoneMatchHeader = "",
     ) -> Response[OrderView]:
-        keys = await read.redis_models()
-        summary = await order_summary(read.reads.redis, keys, str(order_id))
+        hashes = await read.live_hashes()
+        summary = await hashes.order(str(order_id))
         if summary is None or (not read.sees_everyone and summary.customer_id != read.principal.subject):
             raise OrderNotFound(f"order {order_id} is not known here (yet)")
         etag = f'"{summary.version}"'

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.params import FromPath, PathParameter
-from readmodels.redis_reads import stock_level
 from servicekit.auth import CUSTOMER, SERVICE, STAFF, allow
 
 from query_service.errors import ProductNotFound
@@ -36,8 +35,8 @@ class StockController(Controller):
         responses=problem_responses(404),
     )
     async def get_stock(self, sku: FromPath[SkuPath], read: ReadRequestDep) -> StockView:
-        keys = await read.redis_models()
-        level = await stock_level(read.reads.redis, keys, sku)
+        hashes = await read.live_hashes()
+        level = await hashes.stock(sku)
         if level is None:
             raise ProductNotFound(f"product {sku.lower()} is not known here (yet)")
         return stock_view(level)
