@@ -13,7 +13,8 @@ Compared in one run:
            no JWT, no rate limit, no generation lookup, no tracing, no problem table)
     query  the query service as its own process with everything on: JWT verification,
            Redis rate limiting per subject, the live generation resolved per request,
-           the ETag, OpenTelemetry spans (recorded, not exported), JSON access log off
+           the ETag, OpenTelemetry spans (recorded, not exported), JSON access log off;
+           once with every trace recorded (the default) and once with 1% (OTEL_SAMPLE_RATIO)
   search, 16 clients, against the query service
     text    `q=<a word of a product name>`, newest first
     filter  `status=confirmed&total_min=..&total_max=..`, by total
@@ -90,6 +91,11 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+
+    def merge(self, other: Run) -> None:
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.seconds += other.seconds
 
     @property
     def rate(self) -> float:
@@ -281,7 +287,8 @@ def row(name: str, run: Run, base: Run | None = None) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=20_000)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=15.0, help="per contender, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     redis_url, search_url = os.environ["REDIS_URL"], os.environ["SEARCH_URL"]
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
@@ -311,14 +318,28 @@ async def main() -> None:
         def by_id(rng: random.Random) -> str:
             return f"/orders/{rng.choice(ids)}"
 
-        async with process(bare_argv, {}, bare_port, f"/orders/{ids[0]}"):
-            progress("order by id: bare handler, 32 clients")
-            await drive(bare_port, None, 32, 2, by_id)  # warm-up
-            results["bare"] = await drive(bare_port, None, 32, args.seconds, by_id)
-        async with process([sys.executable, "-m", "query_service"], query_env, query_port, "/health/ready"):
-            progress("order by id: query service, 32 clients")
-            await drive(query_port, token, 32, 2, by_id)
-            results["query"] = await drive(query_port, token, 32, args.seconds, by_id)
+        sampled_port = free_port()
+        sampled_env = {**query_env, "QUERY_PORT": str(sampled_port), "OTEL_SAMPLE_RATIO": "0.01"}
+        query_argv = [sys.executable, "-m", "query_service"]
+        async with (
+            process(bare_argv, {}, bare_port, f"/orders/{ids[0]}"),
+            process(query_argv, query_env, query_port, "/health/ready"),
+            process(query_argv, sampled_env, sampled_port, "/health/ready"),
+        ):
+            # All three up at once, measured in alternating rounds: the machine's other load
+            # drifts, and each contender should see the same share of it.
+            targets = {
+                "bare": (bare_port, None),
+                "query": (query_port, token),
+                "query-sampled": (sampled_port, token),
+            }
+            for port, credentials in targets.values():
+                await drive(port, credentials, 32, 2, by_id)  # warm-up
+            for round_number in range(args.rounds):
+                for name, (port, credentials) in targets.items():
+                    progress(f"order by id, round {round_number + 1}: {name}, 32 clients")
+                    run = await drive(port, credentials, 32, args.seconds / args.rounds, by_id)
+                    results.setdefault(name, Run()).merge(run)
             deep = await deep_page_path(query_port, token, page=50)
 
             def text(rng: random.Random) -> str:
@@ -363,6 +384,9 @@ def print_table(args: argparse.Namespace, results: dict[str, Run]) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     print(row("order by id, bare Litestar + HGETALL (32 clients)", results["bare"]))
     print(row("order by id, query service (32 clients)", results["query"], results["bare"]))
+    print(
+        row("order by id, query service, 1% traced (32 clients)", results["query-sampled"], results["bare"])
+    )
     print(row("search: text (16 clients)", results["text"]))
     print(row("search: filter, by total (16 clients)", results["filter"]))
     print(row("search: page 50 by cursor (16 clients)", results["deep"]))
