@@ -54,10 +54,13 @@ def create_app(
     )
     # Blocks on its subscription, so it gets no read timeout (and a connection of its own).
     subscriber = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, decode_responses=True)
+    # Reads come faster than commands: larger leases spend one Redis call per 50 requests of a
+    # subject instead of per 10 (every request is still paid for; see servicekit.ratelimit).
     limiter = RateLimiter(
         redis_client,
         per_second=settings.rate_limit_per_second,
         burst=settings.rate_limit_burst,
+        lease=50,
         prefix="ratelimit:query:",
     )
     observability = Observability(settings, "query", span_exporter=span_exporter, trace_postgres=False)
