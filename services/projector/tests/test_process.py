@@ -14,11 +14,10 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from eventstore import NewEvent, PostgresEventStore
 from fulfilment.events import OrderConfirmed, OrderPlaced
-from relay_service.publisher import Relay
-from servicekit.testing import running_service
-
 from projector_service.bootstrap import Projector
 from projector_service.settings import ProjectorSettings
+from relay_service.publisher import Relay
+from servicekit.testing import running_service
 
 from .conftest import line, log_events, write_scenario
 from .proxy import Cuttable
@@ -49,7 +48,9 @@ def environment(settings: ProjectorSettings, **overrides: str) -> dict[str, str]
 async def place_orders(store: PostgresEventStore, count: int) -> None:
     for _ in range(count):
         order_id = uuid.uuid4()
-        placed = OrderPlaced(order_id=order_id, customer_id="kim", lines=(line("mug"),), currency="EUR", total=250)
+        placed = OrderPlaced(
+            order_id=order_id, customer_id="kim", lines=(line("mug"),), currency="EUR", total=250
+        )
         await store.append(
             f"order-{order_id}", [NewEvent(data=placed), NewEvent(data=OrderConfirmed(order_id=order_id))]
         )
@@ -91,7 +92,9 @@ async def test_the_search_engine_then_redis_going_away_pauses_and_resumes_withou
     await search.open()
     await redis.open()
     env = environment(
-        settings, SEARCH_URL=through(settings.search_url, search), REDIS_URL=through(settings.redis_url, redis)
+        settings,
+        SEARCH_URL=through(settings.search_url, search),
+        REDIS_URL=through(settings.redis_url, redis),
     )
     try:
         async with running_service("projector_service", env, log=tmp_path / "projector.log",
@@ -121,7 +124,9 @@ def test_a_missing_setting_stops_start_up_naming_the_variable() -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"SEARCH_URL"}}
     env.update(DATABASE_URL="postgresql://x@127.0.0.1:9/x", REDIS_URL="redis://127.0.0.1:9/0",
                KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9")  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "projector_service"], env=env, capture_output=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "projector_service"], env=env, capture_output=True, timeout=60
+    )
     assert result.returncode == 2
     assert b"SEARCH_URL" in result.stderr
 
@@ -139,7 +144,12 @@ async def test_the_cli_rebuilds_a_projection_and_lists_dead_letters(
     assert b"is live" in result.stdout
     generation = (await projector.keyspace.live_models(projector.redis)).generation
     assert generation != "g0"
-    orders = [key async for key in projector.redis.scan_iter(match=projector.keyspace.models(generation).base + "order:*")]
+    orders = [
+        key
+        async for key in projector.redis.scan_iter(
+            match=projector.keyspace.models(generation).base + "order:*"
+        )
+    ]
     assert len(orders) == 5
     listed = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "projector_service.cli", "dead-letters", "list"],

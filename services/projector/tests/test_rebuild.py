@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 
 from eventstore import NewEvent, PostgresEventStore
 from fulfilment.events import OrderConfirmed, OrderPlaced
-from readmodels.keyspace import Keyspace
-from relay_service.publisher import Relay
-
 from projector_service.bootstrap import Projector
 from projector_service.rebuild import RebuildProgress, rebuild
 from projector_service.service import ProjectorService
+from readmodels.keyspace import Keyspace
+from relay_service.publisher import Relay
 
 from .conftest import line, log_events, write_scenario
 from .test_consuming import clean_models, live_models, reached, relay, running
@@ -41,7 +41,9 @@ async def test_a_rebuild_during_writes_and_reads_fails_no_read_and_ends_equal_to
         nonlocal written
         while not stop.is_set():
             order_id = uuid.uuid4()
-            placed = OrderPlaced(order_id=order_id, customer_id="late", lines=(line("mug"),), currency="EUR", total=250)
+            placed = OrderPlaced(
+                order_id=order_id, customer_id="late", lines=(line("mug"),), currency="EUR", total=250
+            )
             await store.append(f"order-{order_id}", [NewEvent(data=placed)])
             await store.append(f"order-{order_id}", [NewEvent(data=OrderConfirmed(order_id=order_id))])
             written += 1
@@ -73,10 +75,12 @@ async def test_a_rebuild_during_writes_and_reads_fails_no_read_and_ends_equal_to
     assert all(result.phase == "done" and result.failed == 0 for result in results)
     assert any(p.phase == "reading" and 0 < p.read < p.total for p in progress)
     # Orders are only ever added: a reader that saw fewer than before saw a half-built model.
-    for (orders_before, docs_before), (orders_after, docs_after) in zip(seen, seen[1:], strict=False):
+    for (orders_before, docs_before), (orders_after, docs_after) in itertools.pairwise(seen):
         assert orders_after >= orders_before
         assert docs_after >= docs_before
     assert live_generation != "g0"
     assert await projector.search.indices(f"{projector.keyspace.prefix}orders-v1-g0") == []
-    assert [key async for key in projector.redis.scan_iter(match=projector.keyspace.models("g0").pattern)] == []
+    assert [
+        key async for key in projector.redis.scan_iter(match=projector.keyspace.models("g0").pattern)
+    ] == []
     assert await live_models(projector) == await clean_models(projector, store)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 
 from eventstore import PostgresEventStore
-from readmodels.keyspace import INITIAL_GENERATION
-from readmodels.orders import OrderSummary, StockLevel
-
 from projector_service.bootstrap import Projector
 from projector_service.snapshots import redis_snapshot, search_snapshot
+from readmodels.keyspace import INITIAL_GENERATION
+from readmodels.orders import OrderSummary, StockLevel
 
 from .conftest import log_events, write_scenario
 
@@ -65,7 +64,9 @@ async def test_the_search_model_holds_one_named_document_per_order(
     assert document["lines"][0]["product_name"] == "Blue teapot number 1"
     search = projector.projections["search"]
     hits = await projector.search.search(
-        search.alias, {"match": {"lines.product_name": "TEAPOT"}}, size=100  # type: ignore[attr-defined]
+        search.alias,
+        {"match": {"lines.product_name": "TEAPOT"}},
+        size=100,  # type: ignore[attr-defined]
     )
     assert {hit["order_id"] for hit in hits} == {str(ids[n]) for n in (1, 4)}
 

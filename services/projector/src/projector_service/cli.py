@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("projection", choices=["redis", "search"])
     build.add_argument("--from-position", type=int, default=None, help="start at this global position")
     build.add_argument("--page-size", type=int, default=1000)
-    build.add_argument("--grace", type=float, default=5.0, help="seconds before the old generation is dropped")
+    build.add_argument(
+        "--grace", type=float, default=5.0, help="seconds before the old generation is dropped"
+    )
     again = commands.add_parser("replay", help="apply events from the store again, to the live generation")
     again.add_argument("projection", choices=["redis", "search"])
     which = again.add_mutually_exclusive_group(required=True)
@@ -91,7 +93,9 @@ async def _run(settings: ProjectorSettings, args: argparse.Namespace) -> int:
         if args.command == "replay":
             return await _replay(projector, args)
         if args.command == "dead-letters":
-            letters = await read_dead_letters(settings.kafka_bootstrap_servers, settings.projector_dead_letter_topic)
+            letters = await read_dead_letters(
+                settings.kafka_bootstrap_servers, settings.projector_dead_letter_topic
+            )
             if args.ids:
                 letters = [letter for letter in letters if letter.id in set(args.ids)]
             outcomes = await replay_dead_letters(projector, letters, again=args.again)
@@ -131,7 +135,12 @@ async def _rebuild(projector: Projector, args: argparse.Namespace) -> int:
                        description=f"rebuild {args.projection} ({progress.phase})")  # fmt: skip
 
         result = await rebuild(
-            projector, args.projection, after=after, page_size=args.page_size, grace=args.grace, on_progress=show
+            projector,
+            args.projection,
+            after=after,
+            page_size=args.page_size,
+            grace=args.grace,
+            on_progress=show,
         )
     console.print(
         f"{args.projection}: generation {result.generation} is live; {result.read} events in "

@@ -39,7 +39,12 @@ class SearchOrderWriter:
     """Applies events to the order documents of the given indexes."""
 
     def __init__(
-        self, search: SearchClient, redis: Redis, keyspace: Keyspace, store: EventStore, history: StreamHistory
+        self,
+        search: SearchClient,
+        redis: Redis,
+        keyspace: Keyspace,
+        store: EventStore,
+        history: StreamHistory,
     ) -> None:
         self._search = search
         self._redis = redis
@@ -85,7 +90,9 @@ class SearchOrderWriter:
             current = stored.get(order_id)
             document = msgspec.convert(current.document, OrderDocument) if current else None
             try:
-                updated = await self._fold(stream_id, document, sorted(events, key=lambda e: e.version), names)
+                updated = await self._fold(
+                    stream_id, document, sorted(events, key=lambda e: e.version), names
+                )
             except Exception as error:  # this stream's events are broken; the others go on
                 for event in events:
                     failed[event.event_id] = f"{type(error).__name__}: {error}"
@@ -124,8 +131,10 @@ class SearchOrderWriter:
         wanted = sorted(set(skus))
         if not wanted:
             return {}
-        values = await self._redis.hmget(self._keyspace.product_names, wanted)  # type: ignore[misc]
-        found = {sku: v.decode() if isinstance(v, bytes) else v for sku, v in zip(wanted, values, strict=True)}
+        values = await self._redis.hmget(self._keyspace.product_names, wanted)
+        found = {
+            sku: v.decode() if isinstance(v, bytes) else v for sku, v in zip(wanted, values, strict=True)
+        }
         names = {sku: name for sku, name in found.items() if name is not None}
         late: dict[str, str] = {}
         for sku in (sku for sku in wanted if sku not in names):
