@@ -75,10 +75,10 @@ async def test_a_placed_order_is_in_both_read_models_once_its_position_is_reache
             headers=command_headers(tokens("staff-1", roles=("staff",))),
         )  # fmt: skip
         assert product.status_code == 201, product.text
+        lines = [{"sku": "E2E-Pot", "quantity": 2, "unit_price": 3990}]
         placed = await client.post(
-            "/orders", json={"lines": [{"sku": "E2E-Pot", "quantity": 2, "unit_price": 3990}], "currency": "EUR"},
-            headers=command_headers(tokens("customer-7")),
-        )  # fmt: skip
+            "/orders", json={"lines": lines, "currency": "EUR"}, headers=command_headers(tokens("customer-7"))
+        )
         assert placed.status_code == 201, placed.text
     order = placed.json()
     keyspace = Keyspace(suite["keys"])
