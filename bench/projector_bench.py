@@ -50,7 +50,7 @@ from projector_service.redis_writer import script_call
 from projector_service.settings import ProjectorSettings
 from projector_service.summaries import summary_writes
 from readmodels.keyspace import RECENT_ORDERS
-from readmodels.orders import ORDER_INDEX_SETTINGS, ORDER_MAPPINGS, OrderDocument
+from readmodels.orders import OrderDocument
 from servicekit.testing import running_service
 
 BATCH = 500
@@ -98,7 +98,7 @@ def order_events(count: int) -> list[ProjectedEvent]:
                 event_type=type(data).__name__,
                 recorded_at=t0 + timedelta(milliseconds=position),
                 data=data,
-            )  # fmt: skip
+            )
         )
     return events
 
@@ -159,7 +159,7 @@ async def bench_search(projector: Projector, events: list[ProjectedEvent]) -> tu
              "version": doc.version, "version_type": "external"}
             for order_id, doc in touched.items()
         ])  # fmt: skip
-    client: Any = projector.search._client  # noqa: SLF001 - the helper needs the official client itself
+    client: Any = projector.search._client
     if projector.search.engine == "opensearch":
         from opensearchpy.helpers import async_bulk
     else:
@@ -172,7 +172,8 @@ async def bench_search(projector: Projector, events: list[ProjectedEvent]) -> tu
 
 
 FILL = """
-INSERT INTO eventstore.events (stream_id, category, version, event_id, event_type, schema_version, data, metadata)
+INSERT INTO eventstore.events
+       (stream_id, category, version, event_id, event_type, schema_version, data, metadata)
 SELECT 'order-' || o.id, 'order', v.version, gen_random_uuid(),
        CASE v.version WHEN 0 THEN 'OrderPlaced' ELSE 'OrderConfirmed' END, 1,
        CASE v.version WHEN 0 THEN jsonb_build_object(
@@ -378,8 +379,8 @@ async def main() -> None:
                 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
                 for name in args.rebuild_projections.split(","):
                     r = await bench_rebuild(projector, name)
-                    print(f"| {name} | {r['events']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} | "
-                          f"{r['rss_start']:.0f} MiB | {r['rss_max']:.0f} MiB | {r['rss_end']:.0f} MiB |")  # fmt: skip
+                    memory = f"{r['rss_start']:.0f} MiB | {r['rss_max']:.0f} MiB | {r['rss_end']:.0f} MiB"
+                    print(f"| {name} | {r['events']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} | {memory} |")
 
         finally:
             await cleanup(projector, tag)
