@@ -27,13 +27,14 @@ from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import msgspec
 from eventstore import EventStore
 from fulfilment.events import ProductRegistered
 from readmodels.keyspace import Keyspace
 from readmodels.orders import OrderDocument
-from readmodels.search import BulkWrite, SearchClient
+from readmodels.search import BulkFailed, BulkOutcome, BulkWrite, SearchClient, SearchUnavailable
 from redis.asyncio import Redis
 
 from projector_service.documents import OutOfOrder, evolve_document, skus_of, with_names
@@ -127,13 +128,26 @@ class SearchOrderWriter:
                 writes.append(BulkWrite(order_id, msgspec.to_builtins(updated), updated.version))
                 events_of[order_id] = events
                 self._keep(index, order_id, updated)
-        outcome = await self._search.bulk_put(index, writes, refresh=refresh)
-        for order_id in outcome.conflicts:
+        outcome, errors = await self._put(index, writes, refresh=refresh)
+        for order_id in outcome.stale:
             self._remembered.pop((index, order_id), None)  # the index holds a later version
-        for order_id, reason in outcome.errors.items():
+        for order_id, reason in errors.items():
             self._remembered.pop((index, order_id), None)
             for event in events_of[order_id]:
                 failed[event.event_id] = f"search refused the document: {reason}"
+
+    async def _put(
+        self, index: str, writes: list[BulkWrite], *, refresh: bool = False, rewrite: bool = False
+    ) -> tuple[BulkOutcome, dict[str, str]]:
+        """One bulk request; documents the engine refuses come back by id (the others are written)."""
+        version_type: Literal["external", "external_gte"] = "external_gte" if rewrite else "external"
+        try:
+            return await self._search.put_many(index, writes, refresh=refresh, version_type=version_type), {}
+        except BulkFailed as failure:
+            overloaded = [reason for reason in failure.errors.values() if _transient(reason)]
+            if overloaded:
+                raise SearchUnavailable(f"search engine overloaded: {overloaded[0]}") from failure
+            return BulkOutcome(written=0, stale=[]), failure.errors
 
     def _keep(self, index: str, order_id: str, document: OrderDocument) -> None:
         self._remembered[(index, order_id)] = document
@@ -206,4 +220,9 @@ class SearchOrderWriter:
                 named = with_names(document, names)
                 if named is not document:
                     writes.append(BulkWrite(document.order_id, msgspec.to_builtins(named), named.version))
-            await self._search.bulk_put(index, writes, version_type="external_gte")
+            await self._put(index, writes, rewrite=True)
+
+
+def _transient(reason: str) -> bool:
+    # Rejections that say "try later", not "this document is wrong".
+    return any(kind in reason for kind in ("es_rejected_execution", "circuit_breaking", "unavailable_shards"))

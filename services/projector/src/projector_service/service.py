@@ -125,7 +125,7 @@ class ProjectorService:
 
         await asyncio.gather(
             check("redis", self.projector.redis.ping()),
-            check("search", self.projector.search.ping()),
+            check("search", self.projector.search.health()),
             check("postgres", self.projector.pool.fetchval("SELECT 1")),
         )
         return results
