@@ -10,13 +10,12 @@ from eventstore import Metadata, NewEvent, PostgresEventStore
 from fulfilment.events import OrderPlaced
 from fulfilment.registry import build_registry
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from readmodels.keyspace import wait_for_position
-from relay_service.publisher import Relay
-from servicekit.testing import lifespan_of
-
 from projector_service.app import create_app
 from projector_service.bootstrap import Projector
 from projector_service.settings import ProjectorSettings
+from readmodels.keyspace import wait_for_position
+from relay_service.publisher import Relay
+from servicekit.testing import lifespan_of
 
 from .conftest import line
 from .test_consuming import relay
@@ -40,7 +39,7 @@ async def test_health_metrics_status_and_a_span_per_event_in_the_trace_that_caus
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://projector") as client:
             async with asyncio.timeout(60):
-                while (ready := await client.get("/health/ready")).status_code != 200:
+                while (ready := await client.get("/health/ready")).status_code != 200:  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
             checks = {"redis": "ok", "search": "ok", "postgres": "ok", "consuming": "ok"}
             assert ready.json() == {"status": "ok", "checks": checks}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import random
 
+import msgspec
+import pytest
 from eventstore import PostgresEventStore
 from projector_service.bootstrap import Projector
+from projector_service.settings import ProjectorSettings
 from projector_service.snapshots import redis_snapshot, search_snapshot
 from readmodels.keyspace import INITIAL_GENERATION
 from readmodels.orders import OrderSummary, StockLevel
@@ -13,6 +16,12 @@ from readmodels.orders import OrderSummary, StockLevel
 from .conftest import log_events, write_scenario
 
 LIVE = INITIAL_GENERATION
+
+
+@pytest.fixture
+def settings(settings: ProjectorSettings, search_engine_url: str) -> ProjectorSettings:
+    """These tests run on each search engine the read models promise to work on."""
+    return msgspec.structs.replace(settings, search_url=search_engine_url)
 
 
 async def models(projector: Projector, generation: str = LIVE) -> tuple[dict[str, object], dict[str, object]]:

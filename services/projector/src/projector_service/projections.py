@@ -146,6 +146,8 @@ class SearchProjection:
         # swap would show fewer orders than the moment before.
         await self._search.refresh(self.index(generation))
         await self._search.point_alias(self.alias, self.index(generation))
+        # And once more: live writes that landed between the refresh and the swap.
+        await self._search.refresh(self.index(generation))
         old = await self._redis.getset(self._keyspace.live(self.name), generation)
         return old.decode() if isinstance(old, bytes) else old
 
