@@ -20,12 +20,11 @@ from fulfilment.events import (
     StockReserved,
 )
 from fulfilment.registry import build_registry
-from readmodels.search import connect_search
-from redis.asyncio import Redis
-
 from projector_service.bootstrap import Projector
 from projector_service.events import ProjectedEvent, from_recorded
 from projector_service.settings import ProjectorSettings
+from readmodels.search import connect_search
+from redis.asyncio import Redis
 
 
 @pytest.fixture
@@ -35,7 +34,9 @@ async def store_url(fresh_database_url: str) -> str:
 
 
 @pytest.fixture
-def settings(store_url: str, redis_url: str, kafka_bootstrap_servers: str, search_url: str) -> ProjectorSettings:
+def settings(
+    store_url: str, redis_url: str, kafka_bootstrap_servers: str, search_url: str
+) -> ProjectorSettings:
     tag = uuid.uuid4().hex[:10]
     return ProjectorSettings(
         database_url=store_url,

@@ -15,7 +15,6 @@ from fulfilment.events import (
     StockReceived,
     StockReserved,
 )
-
 from projector_service.events import ProjectedEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 from eventstore import PostgresEventStore
 from fulfilment.registry import build_registry
-from readmodels.keyspace import wait_for_position
-from relay_service.publisher import Relay
-from relay_service.settings import RelaySettings
-
 from projector_service.bootstrap import Projector
 from projector_service.service import ProjectorService
 from projector_service.settings import ProjectorSettings
 from projector_service.snapshots import redis_snapshot, search_snapshot
+from readmodels.keyspace import wait_for_position
+from relay_service.publisher import Relay
+from relay_service.settings import RelaySettings
 
 from .conftest import log_events, write_scenario
 
@@ -52,7 +51,9 @@ async def running(service: ProjectorService) -> AsyncIterator[ProjectorService]:
 
 async def reached(projector: Projector, position: int, timeout: float = 60) -> None:
     for name in projector.names:
-        assert await wait_for_position(projector.redis, projector.keyspace, name, position, timeout=timeout), name
+        assert await wait_for_position(
+            projector.redis, projector.keyspace, name, position, timeout=timeout
+        ), name
 
 
 async def clean_models(projector: Projector, store: PostgresEventStore) -> tuple[object, object]:

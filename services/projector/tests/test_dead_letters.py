@@ -1,4 +1,4 @@
-"""A poison event goes to the dead-letter topic, the projector moves on, a replay after the fix applies it once."""
+"""A poison event is dead-lettered, the projector moves on, and a replay after the fix applies it once."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import uuid
 
 from eventstore import EventRegistry, NewEvent, PostgresEventStore
 from fulfilment.events import ALL_EVENTS, OrderConfirmed, OrderPlaced, event_name
-from relay_service.publisher import Relay
-
 from projector_service.bootstrap import Projector
 from projector_service.deadletters import read_dead_letters
 from projector_service.replay import replay_dead_letters
 from projector_service.service import ProjectorService
 from projector_service.settings import ProjectorSettings
+from relay_service.publisher import Relay
 
 from .conftest import line, log_events
 from .test_consuming import reached, relay, running

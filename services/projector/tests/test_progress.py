@@ -6,9 +6,8 @@ import asyncio
 
 from eventstore import NewEvent, PostgresEventStore
 from fulfilment.events import PaymentRequested, ProductRegistered, StockReceived
-from readmodels.keyspace import read_position, wait_for_position
-
 from projector_service.bootstrap import Projector
+from readmodels.keyspace import read_position, wait_for_position
 
 from .conftest import log_events, write_scenario
 

@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 from fulfilment.events import OrderConfirmed, PaymentRequested, StockReceived
-
 from projector_service.documents import OutOfOrder, evolve_document, with_names
 from projector_service.summaries import summary_writes
 
@@ -40,7 +39,9 @@ def test_an_event_that_skips_a_version_is_refused_rather_than_guessed() -> None:
 
 def test_a_line_without_a_known_name_is_filled_in_once_the_name_is_known() -> None:
     order_id = uuid.uuid4()
-    document = evolve_document(None, projected(f"order-{order_id}", 0, placed(order_id, skus=("mug", "pot"))), {})
+    document = evolve_document(
+        None, projected(f"order-{order_id}", 0, placed(order_id, skus=("mug", "pot"))), {}
+    )
     assert [line.product_name for line in document.lines] == [None, None]
     named = with_names(document, {"pot": "Tea pot"})
     assert [line.product_name for line in named.lines] == [None, "Tea pot"]
@@ -70,7 +71,12 @@ def test_status_changes_are_counted_and_guarded_by_the_stream_version() -> None:
 
 def test_received_stock_grows_what_is_available_by_the_quantity() -> None:
     registered, received, reserved = stock_history("mug", uuid.uuid4())
-    assert summary_writes(registered)[0].set == {"sku": "mug", "name": "Blue mug", "on_hand": "0", "available": "0"}
+    assert summary_writes(registered)[0].set == {
+        "sku": "mug",
+        "name": "Blue mug",
+        "on_hand": "0",
+        "available": "0",
+    }
     (write,) = summary_writes(received)
     assert write.set == {"on_hand": "10"}
     assert write.incr == {"available": 10}
@@ -81,4 +87,7 @@ def test_events_the_read_models_do_not_show_cause_no_writes() -> None:
     order_id = uuid.uuid4()
     event = projected(f"payment-{order_id}", 0, PaymentRequested(order_id=order_id, amount=5, currency="EUR"))
     assert summary_writes(event) == []
-    assert summary_writes(projected("stock-x", 1, StockReceived(sku="x", quantity=1, on_hand=1)))[0].kind == "stock"
+    assert (
+        summary_writes(projected("stock-x", 1, StockReceived(sku="x", quantity=1, on_hand=1)))[0].kind
+        == "stock"
+    )

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 
+import msgspec
+import pytest
 from eventstore import NewEvent, PostgresEventStore
 from fulfilment.events import OrderConfirmed, OrderPlaced
-from readmodels.keyspace import Keyspace
-from relay_service.publisher import Relay
-
 from projector_service.bootstrap import Projector
 from projector_service.rebuild import RebuildProgress, rebuild
 from projector_service.service import ProjectorService
+from projector_service.settings import ProjectorSettings
+from readmodels.keyspace import Keyspace
+from relay_service.publisher import Relay
 
 from .conftest import line, log_events, write_scenario
 from .test_consuming import clean_models, live_models, reached, relay, running
 
 _ = relay
+
+
+@pytest.fixture
+def settings(settings: ProjectorSettings, search_engine_url: str) -> ProjectorSettings:
+    """These tests run on each search engine the read models promise to work on."""
+    return msgspec.structs.replace(settings, search_url=search_engine_url)
 
 
 async def read_models_once(projector: Projector) -> tuple[int, int]:
@@ -41,7 +50,9 @@ async def test_a_rebuild_during_writes_and_reads_fails_no_read_and_ends_equal_to
         nonlocal written
         while not stop.is_set():
             order_id = uuid.uuid4()
-            placed = OrderPlaced(order_id=order_id, customer_id="late", lines=(line("mug"),), currency="EUR", total=250)
+            placed = OrderPlaced(
+                order_id=order_id, customer_id="late", lines=(line("mug"),), currency="EUR", total=250
+            )
             await store.append(f"order-{order_id}", [NewEvent(data=placed)])
             await store.append(f"order-{order_id}", [NewEvent(data=OrderConfirmed(order_id=order_id))])
             written += 1
@@ -57,6 +68,7 @@ async def test_a_rebuild_during_writes_and_reads_fails_no_read_and_ends_equal_to
     progress: list[RebuildProgress] = []
     async with running(ProjectorService(projector)):
         await reached(projector, (await log_events(store))[-1].position)
+        _, documents_before = await read_models_once(projector)
         writer, reader = asyncio.create_task(write()), asyncio.create_task(read())
         try:
             results = await asyncio.gather(
@@ -73,10 +85,14 @@ async def test_a_rebuild_during_writes_and_reads_fails_no_read_and_ends_equal_to
     assert all(result.phase == "done" and result.failed == 0 for result in results)
     assert any(p.phase == "reading" and 0 < p.read < p.total for p in progress)
     # Orders are only ever added: a reader that saw fewer than before saw a half-built model.
-    for (orders_before, docs_before), (orders_after, docs_after) in zip(seen, seen[1:], strict=False):
+    # Redis is read-your-writes; search is near real time (each index refreshes on its own),
+    # so its count may lag by the last second's orders, never below what was there before.
+    for (orders_before, _), (orders_after, _) in itertools.pairwise(seen):
         assert orders_after >= orders_before
-        assert docs_after >= docs_before
+    assert min(documents for _, documents in seen) >= documents_before
     assert live_generation != "g0"
     assert await projector.search.indices(f"{projector.keyspace.prefix}orders-v1-g0") == []
-    assert [key async for key in projector.redis.scan_iter(match=projector.keyspace.models("g0").pattern)] == []
+    assert [
+        key async for key in projector.redis.scan_iter(match=projector.keyspace.models("g0").pattern)
+    ] == []
     assert await live_models(projector) == await clean_models(projector, store)

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import random
 
+import msgspec
+import pytest
 from eventstore import PostgresEventStore
+from projector_service.bootstrap import Projector
+from projector_service.settings import ProjectorSettings
+from projector_service.snapshots import redis_snapshot, search_snapshot
 from readmodels.keyspace import INITIAL_GENERATION
 from readmodels.orders import OrderSummary, StockLevel
-
-from projector_service.bootstrap import Projector
-from projector_service.snapshots import redis_snapshot, search_snapshot
 
 from .conftest import log_events, write_scenario
 
 LIVE = INITIAL_GENERATION
+
+
+@pytest.fixture
+def settings(settings: ProjectorSettings, search_engine_url: str) -> ProjectorSettings:
+    """These tests run on each search engine the read models promise to work on."""
+    return msgspec.structs.replace(settings, search_url=search_engine_url)
 
 
 async def models(projector: Projector, generation: str = LIVE) -> tuple[dict[str, object], dict[str, object]]:
@@ -65,7 +73,9 @@ async def test_the_search_model_holds_one_named_document_per_order(
     assert document["lines"][0]["product_name"] == "Blue teapot number 1"
     search = projector.projections["search"]
     hits = await projector.search.search(
-        search.alias, {"match": {"lines.product_name": "TEAPOT"}}, size=100  # type: ignore[attr-defined]
+        search.alias,
+        {"match": {"lines.product_name": "TEAPOT"}},
+        size=100,  # type: ignore[attr-defined]
     )
     assert {hit["order_id"] for hit in hits} == {str(ids[n]) for n in (1, 4)}
 

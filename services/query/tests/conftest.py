@@ -30,9 +30,15 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def models(redis_url: str, search_url: str, prefix: str) -> AsyncIterator[SeededModels]:
+def engine_url(search_url: str) -> str:
+    """The search engine of a test: the default one; modules about searching take both (`both_engines`)."""
+    return search_url
+
+
+@pytest.fixture
+async def models(redis_url: str, engine_url: str, prefix: str) -> AsyncIterator[SeededModels]:
     redis = Redis.from_url(redis_url)
-    search = await connect_search(search_url)
+    search = await connect_search(engine_url)
     seeded = SeededModels(redis, search, Keyspace(prefix))
     await seeded.create()
     try:
@@ -59,11 +65,11 @@ def make_settings(redis_url: str, search_url: str, prefix: str, **overrides: Any
 
 
 @pytest.fixture
-def settings_for(redis_url: str, search_url: str, prefix: str) -> Callable[..., QuerySettings]:
+def settings_for(redis_url: str, engine_url: str, prefix: str) -> Callable[..., QuerySettings]:
     """Settings for this test's prefix; overrides (a dead `search_url`, say) win."""
 
     def settings(**overrides: Any) -> QuerySettings:
-        values = {"redis_url": redis_url, "search_url": search_url, **overrides}
+        values = {"redis_url": redis_url, "search_url": engine_url, **overrides}
         return make_settings(values.pop("redis_url"), values.pop("search_url"), prefix, **values)
 
     return settings

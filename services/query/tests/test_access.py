@@ -11,6 +11,12 @@ from .seeding import SeededModels, order
 
 
 @pytest.fixture
+def engine_url(search_engine_url: str) -> str:
+    """Every test here runs on OpenSearch and on Elasticsearch."""
+    return search_engine_url
+
+
+@pytest.fixture
 async def two_customers(models: SeededModels) -> dict[str, str]:
     alices = order("alice", placed=1, product="Blue mug")
     bobs = order("bob", placed=2, product="Blue mug", status="confirmed")

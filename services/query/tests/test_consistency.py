@@ -16,6 +16,12 @@ from .conftest import bearer, client_of
 from .seeding import SeededModels, order
 
 
+@pytest.fixture
+def engine_url(search_engine_url: str) -> str:
+    """Every test here runs on OpenSearch and on Elasticsearch."""
+    return search_engine_url
+
+
 def token(position: int) -> dict[str, str]:
     return {"X-Consistency-Token": str(position)}
 
@@ -105,9 +111,9 @@ async def test_each_read_waits_for_the_model_it_reads(
 
 
 async def test_a_search_with_a_token_sees_writes_the_index_has_not_refreshed_yet(
-    client: httpx.AsyncClient, models: SeededModels, tokens: TokenFactory, search_url: str
+    client: httpx.AsyncClient, models: SeededModels, tokens: TokenFactory, engine_url: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=search_url) as engine:
+    async with httpx.AsyncClient(base_url=engine_url) as engine:
         settings = await engine.put(f"/{models.index}/_settings", json={"index": {"refresh_interval": "-1"}})
         assert settings.status_code == 200, settings.text
     placed = order("alice")

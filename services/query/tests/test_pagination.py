@@ -14,6 +14,13 @@ from servicekit.testing import TokenFactory
 from .conftest import bearer
 from .seeding import SeededModels, order
 
+
+@pytest.fixture
+def engine_url(search_engine_url: str) -> str:
+    """Every test here runs on OpenSearch and on Elasticsearch."""
+    return search_engine_url
+
+
 STATUSES = ("confirmed", "rejected", "cancelled")
 
 

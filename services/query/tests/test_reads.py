@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from servicekit.testing import TokenFactory
 
 from .conftest import bearer
 from .seeding import SeededModels, order
+
+
+@pytest.fixture
+def engine_url(search_engine_url: str) -> str:
+    """Every test here runs on OpenSearch and on Elasticsearch."""
+    return search_engine_url
 
 
 async def test_an_order_is_read_from_redis_with_its_version_as_etag(

@@ -6,17 +6,36 @@ shapes from here so the two sides cannot drift apart.
 
 from readmodels.keyspace import Keyspace, RedisModelKeys, read_position, wait_for_position
 from readmodels.orders import OrderDocument, OrderLineDocument, OrderSummary, StockLevel
-from readmodels.search import SearchClient, SearchUnavailable, VersionConflict, connect_search
+from readmodels.search import (
+    BulkFailed,
+    BulkOutcome,
+    BulkWrite,
+    Hit,
+    IndexNotFound,
+    SearchClient,
+    SearchPage,
+    SearchUnavailable,
+    StoredDocument,
+    VersionConflict,
+    connect_search,
+)
 
 __all__ = [
+    "BulkFailed",
+    "BulkOutcome",
+    "BulkWrite",
+    "Hit",
+    "IndexNotFound",
     "Keyspace",
     "OrderDocument",
     "OrderLineDocument",
     "OrderSummary",
     "RedisModelKeys",
     "SearchClient",
+    "SearchPage",
     "SearchUnavailable",
     "StockLevel",
+    "StoredDocument",
     "VersionConflict",
     "connect_search",
     "read_position",

@@ -10,20 +10,21 @@ the pointer first and then its keys never sees a half-built model
 
 Key layout (`G` = generation):
 
-| Key | Type | Holds |
-| --- | --- | --- |
-| `rm:redis:live` | string | the generation readers use |
-| `rm:redis:building` | string | the generation a rebuild is filling (absent otherwise) |
-| `rm:redis:G:order:<order id>` | hash | `OrderSummary` fields, `version` = stream version |
-| `rm:redis:G:stock:<sku>` | hash | `StockLevel` fields |
-| `rm:redis:G:order-counts` | hash | status -> number of orders in that status |
-| `rm:redis:G:customer:<customer id>:orders` | sorted set | order ids scored by placement time (ms), newest `RECENT_ORDERS` kept |
-| `rm:search:live` / `rm:search:building` | string | the generation of the orders index (the alias is what readers use) |
-| `rm:search:product-names` | hash | SKU -> product name (written once, by the SKU's registration) |
-| `rm:<projection>:position` | hash | `position`: every event at or below it is applied; `log_position`: the applied prefix of the log |
-| `rm:<projection>:applied` | sorted set | positions applied but not yet folded into `position` |
-| `rm:<projection>:rebuild` | hash | progress of a running rebuild |
-| `rm:dead-letters:replayed` | set | dead letters (`partition:offset`) already replayed |
+- `rm:redis:live` (string): the generation readers use.
+- `rm:redis:building` (string): the generation a rebuild is filling, absent otherwise.
+- `rm:redis:G:order:<order id>` (hash): `OrderSummary` fields; `version` is the stream version.
+- `rm:redis:G:stock:<sku>` (hash): `StockLevel` fields.
+- `rm:redis:G:order-counts` (hash): status -> number of orders in that status.
+- `rm:redis:G:customer:<customer id>:orders` (sorted set): order ids scored by placement
+  time in ms; the newest `RECENT_ORDERS` are kept.
+- `rm:search:live`, `rm:search:building` (strings): generations of the orders index (readers
+  use the alias).
+- `rm:search:product-names` (hash): SKU -> product name, written once by the registration.
+- `rm:<projection>:position` (hash): `position` (every event at or below it is applied),
+  `transaction_id` and `log_position` (the applied prefix of the log).
+- `rm:<projection>:applied` (sorted set): positions applied, not yet folded into `position`.
+- `rm:<projection>:rebuild` (hash): progress of a running rebuild.
+- `rm:dead-letters:replayed` (set): dead letters already replayed (`projection/partition:offset`).
 
 `rm:<projection>:position` is also a pub/sub channel: the projector publishes
 the new position each time it advances, so a reader waiting for its own write
@@ -122,7 +123,7 @@ class Keyspace:
 
 async def read_position(redis: Redis, keyspace: Keyspace, projection: str) -> int:
     """The position `projection` has reached: every event at or below it is applied (-1: none yet)."""
-    value = await redis.hget(keyspace.position(projection), "position")  # type: ignore[misc]
+    value = await redis.hget(keyspace.position(projection), "position")
     return int(value) if value is not None else -1
 
 
@@ -151,7 +152,7 @@ async def wait_for_position(
                         return True
     finally:
         await pubsub.unsubscribe(channel)
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def _text(value: bytes | str | None) -> str | None:

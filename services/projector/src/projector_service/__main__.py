@@ -1,4 +1,4 @@
-"""`python -m projector_service` (or `projector-service`): run the projector with settings from the environment.
+"""`python -m projector_service` (or `projector-service`): the projector, settings from the environment.
 
 On SIGTERM the lifespan stops the consumers (a batch in flight is not committed,
 so it is delivered again: every write is version-guarded) and the trackers.

@@ -43,7 +43,10 @@ class Projector:
         available: dict[str, Projection] = {
             "redis": RedisProjection(redis, self.keyspace, RedisSummaryWriter(redis, self.keyspace, history)),
             "search": SearchProjection(
-                search, redis, self.keyspace, SearchOrderWriter(search, redis, self.keyspace, self.store, history)
+                search,
+                redis,
+                self.keyspace,
+                SearchOrderWriter(search, redis, self.keyspace, self.store, history),
             ),
         }
         unknown = set(settings.projections) - set(available)

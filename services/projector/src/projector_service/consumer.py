@@ -8,6 +8,7 @@ the projector share each group's partitions. Offsets are committed by hand
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -52,10 +53,9 @@ def _handler(runner: BatchRunner) -> Callable[[KafkaMessage], Awaitable[None]]:
             # Unexpected (the runner handles store outages and bad events itself): rewind
             # to the batch's first records so nothing is committed past it, and retry.
             runner.status.consuming = False
-            try:
+            # IllegalStateError: the partitions went to another instance, which starts from the commit.
+            with contextlib.suppress(IllegalStateError):
                 await message.nack()
-            except IllegalStateError:
-                pass  # the partitions went to another instance, which starts from the commit
             raise
         try:
             await message.ack()

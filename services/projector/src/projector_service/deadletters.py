@@ -118,6 +118,13 @@ def _decode(partition: int, offset: int, record: Any) -> DeadLetter:
 
 async def read_dead_letters(bootstrap_servers: str, topic: str, *, timeout: float = 10.0) -> list[DeadLetter]:
     """Every message of the dead-letter topic, in (partition, offset) order; no consumer group."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        if topic not in set(await admin.list_topics()):
+            return []  # nothing was ever dead-lettered
+    finally:
+        await admin.close()
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap_servers,
@@ -127,12 +134,9 @@ async def read_dead_letters(bootstrap_servers: str, topic: str, *, timeout: floa
     )
     await consumer.start()
     try:
-        try:
-            async with asyncio.timeout(min(timeout, 5.0)):
-                while not consumer.assignment():  # noqa: ASYNC110 - aiokafka assigns in the background
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            return []  # no such topic: nothing was ever dead-lettered
+        async with asyncio.timeout(timeout):
+            while not consumer.assignment():  # noqa: ASYNC110 - aiokafka assigns in the background
+                await asyncio.sleep(0.05)
         assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)

@@ -81,7 +81,9 @@ def with_names(document: OrderDocument, names: Mapping[str, str]) -> OrderDocume
     if all(line.product_name is not None or line.sku not in names for line in document.lines):
         return document
     lines = tuple(
-        line if line.product_name is not None else msgspec.structs.replace(line, product_name=names.get(line.sku))
+        line
+        if line.product_name is not None
+        else msgspec.structs.replace(line, product_name=names.get(line.sku))
         for line in document.lines
     )
     return msgspec.structs.replace(document, lines=lines)

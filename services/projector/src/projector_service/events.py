@@ -14,7 +14,7 @@ import msgspec
 from eventstore import EventRegistry, EventStoreError, RecordedEvent
 from fulfilment.events import Event
 
-__all__ = ["UndecodableEvent", "from_headers", "from_recorded", "ProjectedEvent"]
+__all__ = ["ProjectedEvent", "UndecodableEvent", "from_headers", "from_recorded"]
 
 
 class ProjectedEvent(msgspec.Struct, frozen=True, kw_only=True):

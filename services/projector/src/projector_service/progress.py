@@ -129,17 +129,15 @@ class ProgressTracker:
         """Record positions whose writes are durable (call before committing the Kafka offsets)."""
         members = {str(p): p for p in positions}
         if members:
-            await self._redis.zadd(self._applied_key, members)  # type: ignore[arg-type]
+            await self._redis.zadd(self._applied_key, members)
             self.woken.set()
 
     async def position(self) -> int:
-        value = await self._redis.hget(self._position_key, "position")  # type: ignore[misc]
+        value = await self._redis.hget(self._position_key, "position")
         return int(value) if value is not None else -1
 
     async def _prefix(self) -> tuple[LogPosition, int]:
-        values = await self._redis.hmget(  # type: ignore[misc]
-            self._position_key, ["transaction_id", "log_position", "position"]
-        )
+        values = await self._redis.hmget(self._position_key, ["transaction_id", "log_position", "position"])
         xid, position, reached = (int(v) if v is not None else None for v in values)
         prefix = LogPosition(xid or 0, position or 0)
         return prefix, -1 if reached is None else reached

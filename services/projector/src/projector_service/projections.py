@@ -60,8 +60,8 @@ async def _text(redis: Redis, key: str) -> str | None:
 class RedisProjection:
     """Order summaries, stock per SKU, order counts per status, customers' recent orders."""
 
-    name = "redis"
-    categories = summaries.CATEGORIES
+    name: str = "redis"
+    categories: tuple[str, ...] = summaries.CATEGORIES
 
     def __init__(self, redis: Redis, keyspace: Keyspace, writer: RedisSummaryWriter) -> None:
         self._redis = redis
@@ -106,8 +106,8 @@ async def _scan_batches(redis: Redis, pattern: str, size: int = 1000):  # type: 
 class SearchProjection:
     """One document per order in the search engine, behind an alias."""
 
-    name = "search"
-    categories = documents.CATEGORIES
+    name: str = "search"
+    categories: tuple[str, ...] = documents.CATEGORIES
 
     def __init__(
         self, search: SearchClient, redis: Redis, keyspace: Keyspace, writer: SearchOrderWriter
@@ -146,6 +146,8 @@ class SearchProjection:
         # swap would show fewer orders than the moment before.
         await self._search.refresh(self.index(generation))
         await self._search.point_alias(self.alias, self.index(generation))
+        # And once more: live writes that landed between the refresh and the swap.
+        await self._search.refresh(self.index(generation))
         old = await self._redis.getset(self._keyspace.live(self.name), generation)
         return old.decode() if isinstance(old, bytes) else old
 

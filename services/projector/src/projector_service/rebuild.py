@@ -28,6 +28,7 @@ Progress (read, total, rate, ETA) goes to `rm:<projection>:rebuild` for
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 
@@ -105,7 +106,7 @@ async def rebuild(
             seconds=time.monotonic() - started,
         )
         fraction = progress.read / progress.total if progress.total else 1.0
-        await redis.hset(  # type: ignore[misc]
+        await redis.hset(
             keyspace.rebuild(name),
             mapping={"generation": generation, "phase": phase, "read": read, "total": progress.total,
                      "progress": f"{fraction:.4f}", "events_per_second": f"{progress.rate:.0f}"},
@@ -117,7 +118,7 @@ async def rebuild(
     cursor = after
     while cursor < head:
         page = await retry_transient(
-            lambda: projector.store.read_all(cursor, limit=page_size, categories=categories),
+            functools.partial(projector.store.read_all, cursor, limit=page_size, categories=categories),
             status,
             max_backoff=max_backoff,
         )
@@ -125,7 +126,7 @@ async def rebuild(
             break
         events = [from_recorded(event) for event in page]
         failures = await retry_transient(
-            lambda: projection.apply(events, [generation]), status, max_backoff=max_backoff
+            functools.partial(projection.apply, events, [generation]), status, max_backoff=max_backoff
         )
         failed += len(failures)
         cursor = page[-1].log_position

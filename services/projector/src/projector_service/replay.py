@@ -36,7 +36,7 @@ async def replay_dead_letters(
         if letter.projection not in projector.projections:
             continue
         member = f"{letter.projection}/{letter.id}"
-        if not again and await projector.redis.sismember(replayed_key, member):  # type: ignore[misc]
+        if not again and await projector.redis.sismember(replayed_key, member):
             outcomes.append(ReplayOutcome(letter.id, letter.projection, "skipped"))
             continue
         try:
@@ -48,7 +48,7 @@ async def replay_dead_letters(
         if failed:
             outcomes.append(ReplayOutcome(letter.id, letter.projection, f"failed: {failed[event.event_id]}"))
             continue
-        await projector.redis.sadd(replayed_key, member)  # type: ignore[misc]
+        await projector.redis.sadd(replayed_key, member)
         outcomes.append(ReplayOutcome(letter.id, letter.projection, "applied"))
     return outcomes
 

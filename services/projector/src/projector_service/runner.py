@@ -24,7 +24,9 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import elastic_transport
 from eventstore import EventRegistry, StoreUnavailable, category_of
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opentelemetry import trace
 from readmodels.search import SearchUnavailable
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 # Failures of a store, not of the event: retry the batch, never dead-letter for these.
 TRANSIENT: tuple[type[BaseException], ...] = (
     SearchUnavailable,
+    OpenSearchConnectionError,  # includes its timeouts
+    elastic_transport.TransportError,  # connection errors and timeouts (API errors are not these)
     RedisConnectionError,
     RedisTimeoutError,
     StoreUnavailable,

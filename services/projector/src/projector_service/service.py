@@ -77,13 +77,17 @@ class ProjectorService:
         """Prepare the live generations, then consume; waits for stores that are still down."""
         settings = self.projector.settings
         for name, projection in self.projector.projections.items():
-            await retry_transient(projection.prepare, self.statuses[name], max_backoff=settings.projector_max_backoff)
+            await retry_transient(
+                projection.prepare, self.statuses[name], max_backoff=settings.projector_max_backoff
+            )
         topics = {settings.projector_dead_letter_topic} | {
             f"{settings.projector_topic_prefix}{category}"
             for projection in self.projector.projections.values()
             for category in projection.categories
         }
-        await ensure_topics(settings.kafka_bootstrap_servers, sorted(topics), partitions=settings.projector_partitions)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, sorted(topics), partitions=settings.projector_partitions
+        )
         await self.broker.start()
         for name, tracker in self.projector.trackers.items():
             self._tasks.append(asyncio.create_task(tracker.run(), name=f"track-{name}"))
@@ -116,12 +120,12 @@ class ProjectorService:
                 async with asyncio.timeout(2):
                     await probe
                 results[name] = None
-            except (*TRANSIENT, Exception) as error:
+            except Exception as error:  # any failure is the answer: the store is not usable
                 results[name] = f"{type(error).__name__}: {error}"
 
         await asyncio.gather(
             check("redis", self.projector.redis.ping()),
-            check("search", self.projector.search.ping()),
+            check("search", self.projector.search.health()),
             check("postgres", self.projector.pool.fetchval("SELECT 1")),
         )
         return results
@@ -136,13 +140,14 @@ class ProjectorService:
             last = tracker.last
             if last is not None:
                 with contextlib.suppress(*TRANSIENT, Exception):
-                    count, oldest = await self.projector.pool.fetchrow(
+                    row = await self.projector.pool.fetchrow(
                         LAG,
                         str(last.prefix.transaction_id),
                         last.prefix.position,
                         list(self.projector.projections[name].categories),
                         LAG_LIMIT,
                     )
+                    count, oldest = (0, None) if row is None else (row[0], row[1])
                     lag_events = int(count)
                     lag_seconds = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
             rebuild = await _rebuild_progress(self.projector, name)
@@ -171,6 +176,10 @@ class ProjectorService:
 
 async def _rebuild_progress(projector: Projector, name: str) -> dict[str, Any]:
     with contextlib.suppress(*TRANSIENT, Exception):
-        fields = await projector.redis.hgetall(projector.keyspace.rebuild(name))  # type: ignore[misc]
-        return {k.decode(): v.decode() for k, v in fields.items()}
+        fields = await projector.redis.hgetall(projector.keyspace.rebuild(name))
+        return {_text(k): _text(v) for k, v in fields.items()}
     return {}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

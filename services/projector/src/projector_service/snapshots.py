@@ -24,11 +24,11 @@ async def redis_snapshot(redis: Redis, keyspace: Keyspace, generation: str) -> d
         name = key.removeprefix(keys.base)
         kind = _text(await redis.type(key))
         if kind == "hash":
-            fields = await redis.hgetall(key)  # type: ignore[misc]
+            fields = await redis.hgetall(key)
             snapshot[name] = {_text(k): _text(v) for k, v in fields.items()}
         elif kind == "zset":
-            members = await redis.zrange(key, 0, -1, withscores=True)
-            snapshot[name] = [(_text(m), s) for m, s in members]
+            members: list[Any] = await redis.zrange(key, 0, -1, withscores=True)
+            snapshot[name] = [(_text(member), score) for member, score in members]
         else:
             snapshot[name] = kind
     # A status whose count went back to 0 is the same as one never counted.

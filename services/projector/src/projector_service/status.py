@@ -25,7 +25,10 @@ class ProjectorMetrics:
             "projector_dead_letters", "Events sent to the dead-letter topic", labels, registry=self.registry
         )
         self.events_per_second = Gauge(
-            "projector_events_per_second", "Events applied per second, last 10 s", labels, registry=self.registry
+            "projector_events_per_second",
+            "Events applied per second, last 10 s",
+            labels,
+            registry=self.registry,
         )
         self.lag_events = Gauge(
             "projector_lag_events", "Events in the store not yet applied", labels, registry=self.registry
@@ -34,14 +37,20 @@ class ProjectorMetrics:
             "projector_lag_seconds", "Age of the oldest event not yet applied", labels, registry=self.registry
         )
         self.position = Gauge(
-            "projector_position", "Every event at or below this position is applied", labels, registry=self.registry
+            "projector_position",
+            "Every event at or below this position is applied",
+            labels,
+            registry=self.registry,
         )
         self.rebuild_progress = Gauge(
             "projector_rebuild_progress", "Fraction of the log a running rebuild has read", labels,
             registry=self.registry,
         )  # fmt: skip
         self.store_up = Gauge(
-            "projector_store_up", "1 while the projection's stores accept writes", labels, registry=self.registry
+            "projector_store_up",
+            "1 while the projection's stores accept writes",
+            labels,
+            registry=self.registry,
         )
 
 

@@ -21,6 +21,7 @@ from servicekit.auth import build_verifier
 from servicekit.observability import Observability
 from servicekit.openapi import StrictStructSchemaPlugin, api_openapi_config
 from servicekit.ratelimit import RateLimiter
+from servicekit.requests import ServiceRequest
 
 from query_service.consistency import PositionWatch, SearchVisibility
 from query_service.problems import PROBLEMS
@@ -123,6 +124,8 @@ def create_app(
         lifespan=[lifespan],
         exception_handlers={Exception: PROBLEMS.handler},
         middleware=[observability.middleware()],
+        before_send=[observability.before_send],
+        request_class=ServiceRequest,
         openapi_config=api_openapi_config(title="Fulfilment query API", description=DESCRIPTION),
         plugins=[StrictStructSchemaPlugin()],
         logging_config=None,
