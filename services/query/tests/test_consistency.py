@@ -126,3 +126,28 @@ async def test_a_search_with_a_token_sees_writes_the_index_has_not_refreshed_yet
 
     assert without.json()["orders"] == []  # the lag the token exists for
     assert [found["order_id"] for found in with_token.json()["orders"]] == [placed.order_id]
+
+
+async def test_after_the_read_models_are_lost_an_old_position_no_longer_counts(
+    client: httpx.AsyncClient, app: Litestar, models: SeededModels, tokens: TokenFactory
+) -> None:
+    watch = app.state.reads.watch
+    await models.advance("redis", 50)
+    await eventually(lambda: watch.known("redis") == 50)
+    # Redis restarted without its data: the projector starts again from nothing.
+    await models.redis.delete(models.keyspace.position("redis"))
+    await models.advance("redis", 3)
+    await eventually(lambda: watch.known("redis") == 3)
+
+    response = await client.get("/orders/counts", headers=bearer(tokens("s", roles=["staff"]), **token(10)))
+
+    assert response.status_code == 409
+    assert response.json()["reached_position"] == 3
+
+
+async def eventually(condition: Callable[[], bool], attempts: int = 1000) -> None:
+    for _ in range(attempts):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")

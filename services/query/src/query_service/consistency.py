@@ -79,8 +79,14 @@ class PositionWatch:
         reached = self._known[projection]
         return None if reached >= position else reached
 
-    def _note(self, projection: str, position: int) -> None:
-        if position <= self._known[projection]:
+    def _note(self, projection: str, position: int, *, latest: bool = False) -> None:
+        """Record a position read or announced; `latest`: it replaces what was known, even if lower.
+
+        Positions only move forwards, except when Redis lost the read models (a restart without
+        persistence) and the projector starts again from nothing. Announcements come in order,
+        so each one is the latest; a read may race an announcement, so it only ever raises.
+        """
+        if position <= self._known[projection] and not latest:
             return
         self._known[projection] = position
         for waiter in [w for w in self._waiters[projection] if w[0] <= position]:
@@ -96,7 +102,7 @@ class PositionWatch:
                 await pubsub.subscribe(*self._channels)
                 # Announcements made while not subscribed are lost: read where each projection is now.
                 for name in PROJECTIONS:
-                    self._note(name, await read_position(self._redis, self._keyspace, name))
+                    self._note(name, await read_position(self._redis, self._keyspace, name), latest=True)
                 self.subscribed.set()
                 delay = _RETRY_SECONDS
                 while True:
@@ -116,7 +122,7 @@ class PositionWatch:
         name = self._channels.get(channel.decode() if isinstance(channel, bytes) else channel)
         with contextlib.suppress(ValueError):
             if name is not None:
-                self._note(name, int(data))
+                self._note(name, int(data), latest=True)
 
 
 class SearchVisibility:
