@@ -18,7 +18,8 @@ Compared in one run:
   search, 16 clients, against the query service
     text    `q=<a word of a product name>`, newest first
     filter  `status=confirmed&total_min=..&total_max=..`, by total
-    deep    page 50 of an unfiltered search (a cursor handed out by page 49)
+    first   page 1 of an unfiltered search, newest first
+    deep    page 50 of the same search (a cursor handed out by page 49)
 
 The clients are a minimal keep-alive HTTP/1.1 client on asyncio streams, so the load
 generator takes as little CPU from the servers as possible. Not a test: the numbers
@@ -209,7 +210,7 @@ async def seed(redis_url: str, search_url: str, prefix: str, orders: list[OrderD
         await redis.set(keyspace.live("redis"), INITIAL_GENERATION)
         for start in range(0, len(orders), 2000):
             chunk = orders[start : start + 2000]
-            await search.bulk_put(
+            await search.put_many(
                 index, [BulkWrite(d.order_id, msgspec.to_builtins(d), d.version) for d in chunk]
             )
             pipe = redis.pipeline(transaction=False)
@@ -350,7 +351,14 @@ async def main() -> None:
                 query = {"status": "confirmed", "total_min": low, "total_max": low + 5000, "sort": "-total"}
                 return "/orders?" + urlencode(query)
 
-            for name, path in (("text", text), ("filter", filtered), ("deep", lambda rng: deep)):
+            first = "/orders?limit=20"
+            searches = (
+                ("text", text),
+                ("filter", filtered),
+                ("first", lambda rng: first),
+                ("deep", lambda rng: deep),
+            )
+            for name, path in searches:
                 progress(f"search ({name}): query service, 16 clients")
                 await drive(query_port, token, 16, 1, path)
                 results[name] = await drive(query_port, token, 16, args.seconds, path)
@@ -389,7 +397,8 @@ def print_table(args: argparse.Namespace, results: dict[str, Run]) -> None:
     )
     print(row("search: text (16 clients)", results["text"]))
     print(row("search: filter, by total (16 clients)", results["filter"]))
-    print(row("search: page 50 by cursor (16 clients)", results["deep"]))
+    print(row("search: page 1, unfiltered (16 clients)", results["first"]))
+    print(row("search: page 50 by cursor, unfiltered (16 clients)", results["deep"]))
 
 
 if __name__ == "__main__":
