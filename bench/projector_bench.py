@@ -38,8 +38,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
 import msgspec
+from aiokafka import AIOKafkaConsumer
 from eventstore import NewEvent, migrate
 from fulfilment.events import OrderConfirmed, OrderPlaced, PlacedLine, ProductRegistered
 from fulfilment.registry import build_registry
