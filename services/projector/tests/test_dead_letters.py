@@ -73,7 +73,6 @@ async def test_replaying_a_stream_or_the_log_restores_what_a_read_model_lost(
     projector: Projector, store: PostgresEventStore
 ) -> None:
     from eventstore import LogPosition
-
     from projector_service.replay import replay_log, replay_stream
 
     from .conftest import write_scenario
