@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
+from aiokafka import AIOKafkaConsumer
 from eventstore import NewEvent, migrate
 from fulfilment.events import OrderConfirmed, OrderPlaced, PlacedLine, ProductRegistered
 from fulfilment.registry import build_registry
@@ -244,6 +245,7 @@ async def bench_visibility(projector: Projector, settings: ProjectorSettings, se
     logs = Path(tempfile.mkdtemp(prefix="projector-bench-"))
     seen: list[tuple[float, int]] = []
     appended: list[tuple[float, int]] = []
+    arrived: dict[int, float] = {}
     async with (
         running_service("relay_service", relay_env, log=logs / "relay.log", port_variable="RELAY_PORT"),
         running_service("projector_service", projector_env, log=logs / "projector.log",
@@ -258,6 +260,21 @@ async def bench_visibility(projector: Projector, settings: ProjectorSettings, se
                     seen.append((time.perf_counter(), int(message["data"])))
 
         listener = asyncio.create_task(listen())
+        consumer = AIOKafkaConsumer(
+            f"{settings.projector_topic_prefix}order", bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=None, auto_offset_reset="latest", metadata_max_age_ms=1000,
+        )  # fmt: skip
+        await consumer.start()
+
+        async def watch_kafka() -> None:
+            while True:
+                batch = await consumer.getmany(timeout_ms=100)
+                now = time.perf_counter()
+                for records in batch.values():
+                    for record in records:
+                        arrived[int(dict(record.headers)["ce_position"])] = now
+
+        watcher = asyncio.create_task(watch_kafka())
         try:
             await asyncio.sleep(5)  # the consumer group settles
 
@@ -280,11 +297,17 @@ async def bench_visibility(projector: Projector, settings: ProjectorSettings, se
             await asyncio.gather(*tasks)
             await asyncio.sleep(3)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await consumer.stop()
             await pubsub.aclose()  # type: ignore[no-untyped-call]
     progress(f"  {len(appended):,} appends in {seconds:g} s")
+    to_kafka = sorted((arrived[p] - at) * 1000 for at, p in appended if p in arrived)
+    if to_kafka:
+        progress(f"  append -> Kafka: p50 {to_kafka[len(to_kafka) // 2]:.1f} ms, "
+                 f"p99 {to_kafka[int(len(to_kafka) * 0.99)]:.1f} ms")  # fmt: skip
     latencies = []
     for at, position in appended:
         reached = next((t for t, p in seen if p >= position and t >= at), None)

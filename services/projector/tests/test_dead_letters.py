@@ -67,3 +67,28 @@ async def test_a_poison_event_is_dead_lettered_then_replayed_after_the_fix_and_a
     document = await projector.search.get(search.alias, str(order_id))  # type: ignore[attr-defined]
     assert document is not None
     assert (document["status"], document["version"]) == ("confirmed", 1)
+
+
+async def test_replaying_a_stream_or_the_log_restores_what_a_read_model_lost(
+    projector: Projector, store: PostgresEventStore
+) -> None:
+    from eventstore import LogPosition
+    from projector_service.replay import replay_log, replay_stream
+
+    from .conftest import write_scenario
+
+    ids = await write_scenario(store, orders=4)
+    events = await log_events(store)
+    for projection in projector.projections.values():
+        assert await projection.apply(events, ["g0"]) == {}
+    keys = projector.keyspace.models("g0")
+    before = await projector.redis.hgetall(keys.order(str(ids[1])))
+    await projector.redis.delete(keys.order(str(ids[1])))  # an operator's mistake
+
+    assert await replay_stream(projector, "redis", f"order-{ids[1]}") == 2
+    assert await projector.redis.hgetall(keys.order(str(ids[1]))) == before
+    counts = await projector.redis.hgetall(keys.order_counts)
+
+    progress = [done async for done in replay_log(projector, "redis", LogPosition.START, page_size=5)]
+    assert progress[-1] == len(events)
+    assert await projector.redis.hgetall(keys.order_counts) == counts  # a replay applies nothing twice

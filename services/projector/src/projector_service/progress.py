@@ -122,6 +122,7 @@ class ProgressTracker:
         self._applied_key = keyspace.applied(projection)
         self._advance = redis.register_script(ADVANCE)
         self._samples: deque[tuple[int, int]] = deque(maxlen=1000)  # (last position L, xmax X)
+        self._folded_last_round = False
         self.woken = asyncio.Event()
         self.last: TrackerRound | None = None
 
@@ -191,14 +192,22 @@ class ProgressTracker:
                 args=[safe, str(prefix.transaction_id), prefix.position, self._position_key, *folded],
             )
         )
+        self._folded_last_round = bool(folded)
         self.last = TrackerRound(position, prefix, pending, oldest)
         return self.last
 
-    async def run(self, *, interval: float = 0.2) -> None:
-        """Advance whenever positions are marked here, and every `interval` for other instances' marks."""
+    async def run(self, *, interval: float = 0.2, follow_up: float = 0.005) -> None:
+        """Advance whenever positions are marked here, and every `interval` for other instances' marks.
+
+        While a round leaves samples waiting for transactions that were running during
+        its read (the usual case under load), the next round comes after `follow_up`:
+        those transactions end within milliseconds, and a reader is waiting for them.
+        """
         while True:
+            # Only right after progress: a tracker behind a backlog must not poll the store flat out.
+            wait = follow_up if self._samples and self._folded_last_round else interval
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(wait):
                     await self.woken.wait()
             self.woken.clear()
             try:

@@ -30,7 +30,8 @@ class ProjectorSettings(ServiceSettings, frozen=True, kw_only=True):
     projector_key_prefix: str = ""  # prefix of every Redis key and search index it writes
     projector_projections: str = "redis,search"  # which projections this process runs
     projector_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
-    projector_batch_timeout_ms: Positive = 50  # how long a batch waits to fill up
+    # How long an empty poll waits before the next: short, since a reader may wait on the next event.
+    projector_batch_timeout_ms: Positive = 10
     projector_max_attempts: Positive = 3  # tries of a failing event before it is dead-lettered
     projector_max_backoff: Annotated[float, msgspec.Meta(gt=0)] = 5.0  # while a store is down
     projector_partitions: Positive = 6  # for the dead-letter topic, if the projector creates it
