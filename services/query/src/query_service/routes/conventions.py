@@ -37,12 +37,14 @@ from query_service.consistency import PositionWatch, SearchVisibility
 from query_service.errors import InvalidQuery, NotYetConsistent
 
 __all__ = [
+    "CONSISTENCY_HEADER",
     "ReadRequest",
     "ReadRequestDep",
     "Reads",
     "needs",
     "problem_responses",
     "provide_read_request",
+    "query_opt",
 ]
 
 CONSISTENCY_HEADER = "X-Consistency-Token"
