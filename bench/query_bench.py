@@ -21,6 +21,10 @@ Compared in one run:
     first   page 1 of an unfiltered search, newest first
     deep    page 50 of the same search (a cursor handed out by page 49)
 
+Then the server's CPU time per order-by-id request, the ASGI app called directly in
+this process (no sockets, no load generator): bare, and the query service with every
+trace recorded and with none. A shared machine disturbs this far less than throughput.
+
 The clients are a minimal keep-alive HTTP/1.1 client on asyncio streams, so the load
 generator takes as little CPU from the servers as possible. Not a test: the numbers
 depend on the machine, printed in the header.
@@ -44,6 +48,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import msgspec
+from litestar import Litestar, get
+from query_service.app import create_app
+from query_service.settings import QuerySettings
 from readmodels.keyspace import INITIAL_GENERATION, Keyspace
 from readmodels.orders import (
     ORDER_INDEX_SETTINGS,
@@ -55,7 +62,7 @@ from readmodels.orders import (
 )
 from readmodels.search import BulkWrite, connect_search
 from redis.asyncio import Redis
-from servicekit.testing import free_port
+from servicekit.testing import free_port, lifespan_of
 from servicekit.tokens import mint
 
 SECRET = "benchmark-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a throwaway key for a local run
@@ -277,6 +284,64 @@ async def process(argv: list[str], env: dict[str, str], port: int, ready: str) -
         await started.wait()
 
 
+async def cpu_per_request(app: Litestar, path: str, token: str, requests: int = 3000) -> float:
+    """Milliseconds of this process's CPU per request, calling the ASGI app directly."""
+    headers = [(b"authorization", f"Bearer {token}".encode()), (b"host", b"bench")]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+        "client": ("127.0.0.1", 1), "server": ("bench", 80),
+    }  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def call() -> None:
+        statuses: list[int] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await app(dict(scope), receive, send)  # type: ignore[arg-type]
+        assert statuses == [200], statuses
+
+    async with lifespan_of(app):
+        for _ in range(200):
+            await call()
+        started = time.process_time()
+        for _ in range(requests):
+            await call()
+        return (time.process_time() - started) / requests * 1000
+
+
+async def cpu_table(redis_url: str, search_url: str, prefix: str, order_id: str, token: str) -> list[str]:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    base = Keyspace(prefix).models(INITIAL_GENERATION).order("")
+
+    @get("/orders/{order_id:str}")
+    async def bare(order_id: str) -> dict[str, str]:
+        fields: dict[str, str] = await redis.hgetall(base + order_id)  # type: ignore[misc]
+        return fields
+
+    path = f"/orders/{order_id}"
+    settings = {
+        "redis_url": redis_url, "search_url": search_url, "query_key_prefix": prefix, "jwt_secret": SECRET,
+        "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE, "rate_limit_per_second": 1e9,
+        "rate_limit_burst": 10**9, "access_log": False, "log_level": "WARNING",
+    }  # fmt: skip
+    try:
+        bare_ms = await cpu_per_request(Litestar([bare], openapi_config=None), path, token)
+        rows = [f"| bare Litestar + HGETALL | {bare_ms:.2f} | |"]
+        for name, ratio in (("every trace recorded", 1.0), ("no trace recorded", 0.0)):
+            app = create_app(msgspec.convert({**settings, "otel_sample_ratio": ratio}, QuerySettings))
+            ms = await cpu_per_request(app, path, token)
+            rows.append(f"| query service, {name} | {ms:.2f} | {bare_ms / ms:.0%} |")
+        return rows
+    finally:
+        await redis.aclose()
+
+
 def row(name: str, run: Run, base: Run | None = None) -> str:
     ratio = f"{run.rate / base.rate:.0%}" if base else ""
     return (
@@ -362,10 +427,15 @@ async def main() -> None:
                 progress(f"search ({name}): query service, 16 clients")
                 await drive(query_port, token, 16, 1, path)
                 results[name] = await drive(query_port, token, 16, args.seconds, path)
+        progress("CPU per request, in-process")
+        cpu_rows = await cpu_table(redis_url, search_url, prefix, ids[0], token)
     finally:
         progress("removing the read models")
         await unseed(redis_url, search_url, prefix)
     print_table(args, results)
+    print("\n| app (order by id, in-process) | CPU ms / request | bare / app |")
+    print("|---|---:|---:|")
+    print("\n".join(cpu_rows))
 
 
 async def deep_page_path(port: int, token: str, *, page: int) -> str:
