@@ -61,8 +61,8 @@ def _service(
 
 
 def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]) -> list[Component]:
-    """The command service and the relay, on ports shifted by `offset`."""
-    command_port, relay_port = 8001 + offset, 8003 + offset
+    """The command service, the relay and the projector, on ports shifted by `offset`."""
+    command_port, relay_port, projector_port = 8001 + offset, 8003 + offset, 8004 + offset
 
     def command_env(layout: Layout) -> dict[str, str]:
         return {
@@ -76,6 +76,9 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
     def relay_env(layout: Layout) -> dict[str, str]:
         return {"RELAY_PORT": str(relay_port)}
 
+    def projector_env(layout: Layout) -> dict[str, str]:
+        return {"PROJECTOR_PORT": str(projector_port)}
+
     return [
         _service(
             "command",
@@ -86,4 +89,6 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
             extra_env={"JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE},
         ),
         _service("relay", "relay_service", relay_port, relay_env, read_env),
+        # Ready once it consumes and its stores answer; the relay creates the topics it reads.
+        _service("projector", "projector_service", projector_port, projector_env, read_env),
     ]
