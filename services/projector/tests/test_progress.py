@@ -88,3 +88,17 @@ async def test_a_position_taken_by_a_transaction_still_open_is_not_reported_as_r
     await tracker.mark_applied([slow.positions[0]])
     await tracker.advance()
     assert (await tracker.advance()).position == fast.positions[0]
+
+
+async def test_marks_of_redelivered_old_batches_do_not_pile_up(
+    projector: Projector, store: PostgresEventStore
+) -> None:
+    await write_scenario(store, orders=3)
+    events = await log_events(store)
+    tracker = projector.trackers["redis"]
+    await tracker.mark_applied(e.position for e in events)
+    reached = (await tracker.advance()).position
+    assert reached == events[-1].position
+    await tracker.mark_applied(e.position for e in events[:5])  # a batch delivered again
+    assert (await tracker.advance()).position == reached
+    assert await projector.redis.zcard(projector.keyspace.applied("redis")) == 0

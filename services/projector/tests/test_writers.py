@@ -110,3 +110,29 @@ async def test_an_event_after_a_gap_is_applied_after_the_missing_ones_from_the_s
     assert redis_model[f"order:{ids[2]}"]["status"] == "cancelled"
     assert redis_model["order-counts"] == {"cancelled": "1"}
     assert search_model[str(ids[2])]["version"] == 2
+
+
+async def test_a_product_registered_after_its_orders_fills_their_names_in(
+    projector: Projector, store: PostgresEventStore
+) -> None:
+    import uuid
+
+    from eventstore import NewEvent
+    from fulfilment.events import OrderPlaced, ProductRegistered
+
+    from .conftest import line
+
+    order_id = uuid.uuid4()
+    placed = OrderPlaced(
+        order_id=order_id, customer_id="ann", lines=(line("late"),), currency="EUR", total=250
+    )
+    await store.append(f"order-{order_id}", [NewEvent(data=placed)])
+    await apply_all(projector, await log_events(store))
+    _, documents = await models(projector)
+    assert documents[str(order_id)]["lines"][0]["product_name"] is None  # no registration anywhere yet
+
+    await store.append("stock-late", [NewEvent(data=ProductRegistered(sku="late", name="Late lamp"))])
+    await apply_all(projector, (await log_events(store))[-1:])
+    _, documents = await models(projector)
+    assert documents[str(order_id)]["lines"][0]["product_name"] == "Late lamp"
+    assert documents[str(order_id)]["version"] == 0

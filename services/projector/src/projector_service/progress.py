@@ -83,6 +83,8 @@ if #ARGV[2] > #xid or (#ARGV[2] == #xid and ARGV[2] > xid) or
   redis.call('HSET', KEYS[1], 'transaction_id', ARGV[2], 'log_position', ARGV[3])
 end
 for i = 5, #ARGV do redis.call('ZREM', KEYS[2], ARGV[i]) end
+-- Marks at or below the position are settled; redeliveries of old batches mark them again.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', math.max(new, current))
 if new > current then
   redis.call('HSET', KEYS[1], 'position', ARGV[1])
   redis.call('PUBLISH', ARGV[4], ARGV[1])
@@ -154,6 +156,9 @@ class ProgressTracker:
         events = [row for row in rows if row[2] is not None]
         mine = [int(row[3]) for row in events if row[4] in self._categories]
         applied: set[int] = set()
+        # Positions at or below the reached position are applied by definition; their marks
+        # are dropped from the set as soon as the position passes them.
+        mine = [p for p in mine if p > reached]
         if mine:
             scores = await self._redis.zmscore(self._applied_key, [str(p) for p in mine])
             applied = {p for p, score in zip(mine, scores, strict=True) if score is not None}
@@ -163,12 +168,13 @@ class ProgressTracker:
         first_pending: int | None = None  # lowest position of an unapplied event in the page
         for row in events:
             position = int(row[3])
-            if pending == 0 and (row[4] not in self._categories or position in applied):
+            done = position in applied or position <= reached
+            if pending == 0 and (row[4] not in self._categories or done):
                 prefix = LogPosition(int(row[2]), position)
-                if row[4] in self._categories:
+                if row[4] in self._categories and position > reached:
                     folded.append(position)
                 continue
-            if row[4] in self._categories and position not in applied:
+            if row[4] in self._categories and not done:
                 pending += 1
                 oldest = oldest or row[5]
                 first_pending = position if first_pending is None else min(first_pending, position)

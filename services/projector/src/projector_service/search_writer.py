@@ -213,14 +213,25 @@ class SearchOrderWriter:
     async def _backfill(self, index: str, names: dict[str, str]) -> None:
         await self._search.refresh(index)
         for sku in names:
-            hits = await self._search.search(index, {"term": {"lines.sku": sku}}, size=10_000)
-            writes = []
-            for hit in hits:
-                document = msgspec.convert(hit, OrderDocument)
-                named = with_names(document, names)
-                if named is not document:
-                    writes.append(BulkWrite(document.order_id, msgspec.to_builtins(named), named.version))
-            await self._put(index, writes, rewrite=True)
+            after: list[object] | None = None
+            while True:  # every order with the SKU, a page at a time
+                page = await self._search.search_page(
+                    index,
+                    {"term": {"lines.sku": sku}},
+                    sort=[{"order_id": "asc"}],
+                    size=1000,
+                    search_after=after,
+                )
+                writes = []
+                for hit in page.hits:
+                    document = msgspec.convert(hit.source, OrderDocument)
+                    named = with_names(document, names)
+                    if named is not document:
+                        writes.append(BulkWrite(document.order_id, msgspec.to_builtins(named), named.version))
+                await self._put(index, writes, rewrite=True)
+                if page.next_after is None:
+                    break
+                after = page.next_after
 
 
 def _transient(reason: str) -> bool:
