@@ -17,7 +17,7 @@ from readmodels.search import connect_search
 from redis.asyncio import Redis
 from servicekit.testing import TokenFactory, lifespan_of, token_factory
 
-from .seeding import SeededModels
+from services.query.tests.seeding import SeededModels
 
 SECRET = "query-secret-that-is-long-enough-for-hs256"
 ISSUER = "https://issuer.test"

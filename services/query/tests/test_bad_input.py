@@ -8,8 +8,8 @@ import httpx
 import pytest
 from servicekit.testing import TokenFactory
 
-from .conftest import bearer
-from .seeding import SeededModels, order
+from services.query.tests.conftest import bearer
+from services.query.tests.seeding import SeededModels, order
 
 
 @pytest.mark.parametrize(

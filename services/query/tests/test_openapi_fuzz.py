@@ -29,7 +29,7 @@ from schemathesis.schemas import APIOperation
 from servicekit.testing import ServiceProcess, free_port
 from servicekit.tokens import mint
 
-from .seeding import SeededModels, order
+from services.query.tests.seeding import SeededModels, order
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from query_service.app import create_app
 from query_service.settings import QuerySettings
 from servicekit.testing import TokenFactory, free_port
 
-from .conftest import bearer, client_of
-from .seeding import SeededModels, order
+from services.query.tests.conftest import bearer, client_of
+from services.query.tests.seeding import SeededModels, order
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from servicekit.testing import TokenFactory, running_service
 
-from .conftest import AUDIENCE, ISSUER, SECRET, bearer
-from .seeding import SeededModels, order
+from services.query.tests.conftest import AUDIENCE, ISSUER, SECRET, bearer
+from services.query.tests.seeding import SeededModels, order
 
 pytestmark = pytest.mark.slow
 
