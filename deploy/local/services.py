@@ -61,8 +61,9 @@ def _service(
 
 
 def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]) -> list[Component]:
-    """The command service and the relay, on ports shifted by `offset`."""
-    command_port, relay_port = 8001 + offset, 8003 + offset
+    """The command service, the query service, the relay and the projector, on ports shifted by `offset`."""
+    command_port, query_port = 8001 + offset, 8002 + offset
+    relay_port, projector_port = 8003 + offset, 8004 + offset
 
     def command_env(layout: Layout) -> dict[str, str]:
         return {
@@ -73,8 +74,20 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
             "JWT_AUDIENCE": JWT_AUDIENCE,
         }
 
+    def query_env(layout: Layout) -> dict[str, str]:
+        return {
+            "QUERY_HOST": "127.0.0.1",
+            "QUERY_PORT": str(query_port),
+            "JWT_SECRET": _jwt_secret(layout),
+            "JWT_ISSUER": JWT_ISSUER,
+            "JWT_AUDIENCE": JWT_AUDIENCE,
+        }
+
     def relay_env(layout: Layout) -> dict[str, str]:
         return {"RELAY_PORT": str(relay_port)}
+
+    def projector_env(layout: Layout) -> dict[str, str]:
+        return {"PROJECTOR_PORT": str(projector_port)}
 
     return [
         _service(
@@ -86,4 +99,8 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
             extra_env={"JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE},
         ),
         _service("relay", "relay_service", relay_port, relay_env, read_env),
+        # Live, not ready: ready needs the orders index, which the projector creates on its first start.
+        _service("query", "query_service", query_port, query_env, read_env, health="/health/live"),
+        # Ready once it consumes and its stores answer; the relay creates the topics it reads.
+        _service("projector", "projector_service", projector_port, projector_env, read_env),
     ]

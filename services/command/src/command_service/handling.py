@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -50,7 +50,13 @@ class CommandAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
     stream_id: str
     version: int
-    position: int | None
+    position: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="The consistency token: the global position of the command's last event. Send it "
+            "to the query service as the `X-Consistency-Token` header to read your own write."
+        ),
+    ]
     events: list[str]
 
 
