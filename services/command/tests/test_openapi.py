@@ -67,3 +67,13 @@ async def test_command_answers_and_refusals_are_not_stored_by_caches(
     assert (accepted.status_code, refused.status_code) == (201, 422)
     assert accepted.headers["cache-control"] == "no-store"
     assert refused.headers["cache-control"] == "no-store"
+
+
+async def test_bodies_that_may_be_left_out_are_documented_as_optional(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    operations = {op["operationId"]: op for item in document["paths"].values() for op in item.values()}
+
+    assert operations["cancelOrder"]["requestBody"]["required"] is False
+    assert operations["voidPayment"]["requestBody"]["required"] is False
+    assert operations["placeOrder"]["requestBody"]["required"] is True
+    assert operations["rejectOrder"]["requestBody"]["required"] is True

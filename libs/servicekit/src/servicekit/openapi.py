@@ -14,6 +14,7 @@ service names its own descriptions per status:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import msgspec
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
@@ -21,12 +22,12 @@ from litestar._openapi.schema_generation.schema import SchemaCreator
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
-from litestar.openapi.spec import Components, Schema, SecurityScheme
+from litestar.openapi.spec import Components, Operation, RequestBody, Schema, SecurityScheme
 from litestar.typing import FieldDefinition
 
 from servicekit.problems import PROBLEM_MEDIA_TYPE, Problem
 
-__all__ = ["StrictStructSchemaPlugin", "api_openapi_config", "problem_responses"]
+__all__ = ["OptionalBodyOperation", "StrictStructSchemaPlugin", "api_openapi_config", "problem_responses"]
 
 
 class StrictStructSchemaPlugin(StructSchemaPlugin):
@@ -47,6 +48,20 @@ class StrictStructSchemaPlugin(StructSchemaPlugin):
         ):
             schema.additional_properties = False
         return schema
+
+
+@dataclass
+class OptionalBodyOperation(Operation):
+    """An operation whose body may be left out: `@post(..., operation_class=OptionalBodyOperation)`.
+
+    For a handler whose `data` is optional (`Struct | None = None`, every field optional).
+    Litestar documents every request body as required, so the document would refuse the
+    body-less request the service accepts.
+    """
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False
 
 
 def api_openapi_config(*, title: str, description: str, version: str = "1.0.0") -> OpenAPIConfig:

@@ -12,6 +12,7 @@ from fulfilment.values import MAX_LINES, CurrencyCode, Reason, order_id_of, orde
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
 from servicekit.auth import CUSTOMER, SERVICE, requires
+from servicekit.openapi import OptionalBodyOperation
 
 from command_service.handling import CommandAccepted
 from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
@@ -103,6 +104,7 @@ class OrderController(Controller):
         "/{order_id:uuid}/cancel",
         status_code=200,
         operation_id="cancelOrder",
+        operation_class=OptionalBodyOperation,
         summary="Cancel one of the calling customer's orders (pending or confirmed)",
         **requires(CUSTOMER),
         responses=problem_responses(404, 409, 412),

@@ -11,6 +11,7 @@ from fulfilment.values import Amount, CurrencyCode, ProviderReference, Reason, p
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
 from servicekit.auth import SERVICE, requires
+from servicekit.openapi import OptionalBodyOperation
 
 from command_service.handling import CommandAccepted
 from command_service.routes.conventions import CommandRequestDep, problem_responses
@@ -93,6 +94,7 @@ class PaymentController(Controller):
         "/{order_id:uuid}/void",
         status_code=200,
         operation_id="voidPayment",
+        operation_class=OptionalBodyOperation,
         summary="Call off a payment still waiting for the provider",
         **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
