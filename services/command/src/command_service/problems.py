@@ -55,7 +55,7 @@ def _precondition_failed(exc: PreconditionFailed) -> Answer:
 # as a bare InterfaceError ("connection is closed"), and a terminated backend as an
 # operator intervention (AdminShutdown is one; 57P01-57P05 are all of that class).
 _CLOSED_CONNECTION = ("connection is closed", "connection was closed")
-TRANSIENT = (*TRANSIENT_ERRORS, asyncpg.exceptions.OperatorInterventionError)
+TRANSIENT: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.exceptions.OperatorInterventionError)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -21,6 +21,7 @@ from eventstore.migrations import migrate
 from fulfilment.schemas import schema_documents
 from litestar import Litestar, Response, get
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.observability import Observability
 from servicekit.problems import ProblemTable
@@ -111,7 +112,7 @@ def create_app(
         summary="The JSON Schema a message's ce_dataschema names",
         tags=["contract"],
     )
-    async def schema_route(name: str) -> Response[bytes]:
+    async def schema_route(name: FromPath[str]) -> Response[bytes]:
         text = schemas.get(name)
         if text is None:
             raise NotFoundException(f"no schema {name!r}: names are <Type>.v<N>.json")
