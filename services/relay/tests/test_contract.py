@@ -127,3 +127,39 @@ async def test_each_dataschema_uri_resolves_at_the_relay(
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert traversal.status_code == 404
+
+
+async def test_a_replay_relay_republishes_the_whole_log_into_topics_of_its_own(
+    store: PostgresEventStore, relay_settings: RelaySettings
+) -> None:
+    # The replay path the document gives consumers who need more than the topics keep.
+    for stream, events in sample_events().items():
+        await store.append(stream, events)
+    live = asyncio.create_task(Relay(relay_settings, store).run())
+    replay_settings = msgspec.structs.replace(
+        relay_settings,
+        relay_topic_prefix=f"replay-{relay_settings.relay_topic_prefix}",
+        relay_checkpoint="replay",
+        relay_lock_key=relay_settings.relay_lock_key + 1,
+    )
+    try:
+        await collect(
+            relay_settings.kafka_bootstrap_servers,
+            contract_topics(relay_settings.relay_topic_prefix),
+            expected=15,
+        )
+        replay = asyncio.create_task(Relay(replay_settings, store).run())
+        try:
+            records = await collect(
+                replay_settings.kafka_bootstrap_servers,
+                contract_topics(replay_settings.relay_topic_prefix),
+                expected=15,
+            )
+        finally:
+            replay.cancel()
+            await asyncio.gather(replay, return_exceptions=True)
+    finally:
+        live.cancel()
+        await asyncio.gather(live, return_exceptions=True)
+    ids = {dict(record.headers)["ce_id"].decode() for record in records}
+    assert ids == {str(event.event_id) for events in sample_events().values() for event in events}

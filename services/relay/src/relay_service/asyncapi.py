@@ -77,10 +77,12 @@ a client that produced to these topics itself would need a murmur2-compatible pa
   events. Keep the highest position applied to deduplicate, and to tell whether a write has
   reached you: the query service's consistency token is a log position too.
 
-**Older history and replays.** Kafka keeps {retention}; the event store keeps everything. A
-consumer that needs more (a new read model, a rebuild) does not read a topic from offset 0: it
-rebuilds from the store's global log, as the suite's projector does (docs/relay.md, "Replays
-and older history"), then follows the topics from where that left off.
+**Older history and replays.** Kafka keeps {retention}; the event store keeps everything, and
+is the only source of history. The suite's own read models rebuild from the store's global
+log, never from a topic at offset 0 (the projector's rebuild). An external consumer that needs
+more than the topics hold asks for a replay: a second relay with its own `RELAY_TOPIC_PREFIX`,
+`RELAY_CHECKPOINT` and `RELAY_LOCK_KEY` publishes the whole log again, from the first event,
+into topics of its own, in the same envelope (docs/relay.md, "Replays and older history").
 
 **Schema evolution.** `ce_schemaversion` is a string of digits naming the version of the
 payload in the record, and `ce_dataschema` the URI of that version's JSON Schema (also in the
