@@ -61,8 +61,8 @@ def _service(
 
 
 def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]) -> list[Component]:
-    """The command service and the relay, on ports shifted by `offset`."""
-    command_port, relay_port = 8001 + offset, 8003 + offset
+    """The command service, the relay and the projector, on ports shifted by `offset`."""
+    command_port, relay_port, projector_port = 8001 + offset, 8003 + offset, 8004 + offset
 
     def command_env(layout: Layout) -> dict[str, str]:
         return {
@@ -80,6 +80,9 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
             "RELAY_DATASCHEMA_BASE": f"http://127.0.0.1:{relay_port}/schemas/",
         }
 
+    def projector_env(layout: Layout) -> dict[str, str]:
+        return {"PROJECTOR_PORT": str(projector_port)}
+
     return [
         _service(
             "command",
@@ -90,4 +93,6 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
             extra_env={"JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE},
         ),
         _service("relay", "relay_service", relay_port, relay_env, read_env),
+        # Ready once it consumes and its stores answer; the relay creates the topics it reads.
+        _service("projector", "projector_service", projector_port, projector_env, read_env),
     ]
