@@ -84,7 +84,11 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
         }
 
     def relay_env(layout: Layout) -> dict[str, str]:
-        return {"RELAY_PORT": str(relay_port)}
+        # Messages name their schema by a URI this relay serves itself.
+        return {
+            "RELAY_PORT": str(relay_port),
+            "RELAY_DATASCHEMA_BASE": f"http://127.0.0.1:{relay_port}/schemas/",
+        }
 
     def projector_env(layout: Layout) -> dict[str, str]:
         return {"PROJECTOR_PORT": str(projector_port)}
