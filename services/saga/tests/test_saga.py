@@ -71,7 +71,7 @@ def drive(state: Saga | None, results: dict[str, str] | None = None) -> Saga | N
 
 
 def test_a_placed_order_reserves_each_line_in_order() -> None:
-    state, events = run(None, begin("mug", "pot"))
+    state, _events = run(None, begin("mug", "pot"))
     assert state is not None
     assert state.phase is Phase.RESERVING
     assert next_step(state) == "reserve:mug"
@@ -99,7 +99,7 @@ def test_authorisation_commits_stock_and_confirms_the_order() -> None:
 
 
 def test_a_shortage_releases_what_was_reserved_and_rejects() -> None:
-    state, events = run(
+    state, _events = run(
         None, begin("mug", "pot", "pan"), step("reserve:mug", "reserved"), step("reserve:pot", "shortage")
     )
     assert state is not None
@@ -127,7 +127,9 @@ def test_the_deadline_voids_the_payment_releases_and_rejects() -> None:
 
 
 def test_a_reply_after_the_deadline_fired_is_ignored_and_recorded() -> None:
-    state, _ = run(paying(), step("request-payment"), step("ask-provider"), FireDeadline(deadline="payment", at=T0))
+    state, _ = run(
+        paying(), step("request-payment"), step("ask-provider"), FireDeadline(deadline="payment", at=T0)
+    )
     plan_before = state.plan if state else None
     state, events = run(state, ReceiveReply(authorized=True, provider_reference="late", at=T0))
     assert state is not None
@@ -177,7 +179,9 @@ def test_cancellation_after_confirmation_refunds() -> None:
 
 
 def test_a_refused_compensation_counts_as_nothing_to_undo() -> None:
-    state, _ = run(None, begin("mug", "pot"), step("reserve:mug", "reserved"), step("reserve:pot", "shortage"))
+    state, _ = run(
+        None, begin("mug", "pot"), step("reserve:mug", "reserved"), step("reserve:pot", "shortage")
+    )
     state = drive(state, {"reject": "refused:order-not-pending"})
     assert state is not None
     assert state.phase is Phase.DONE

@@ -118,6 +118,8 @@ class Saga(msgspec.Struct, frozen=True, kw_only=True):
     done: Mapping[str, str] = msgspec.field(default_factory=dict)
     payment_due_at: datetime | None = None
     replied: bool = False
+    provider_reference: str | None = None
+    decline_reason: str | None = None
     cancelled: bool = False
     reason: str | None = None
     parked: Parked | None = None
@@ -309,6 +311,11 @@ def _record_step(state: Saga, command: RecordStep, payment_timeout: timedelta) -
 
 
 def _receive_reply(state: Saga, command: ReceiveReply) -> list[SagaEvent]:
+    if state.replied and (state.provider_reference, state.decline_reason) == (
+        command.provider_reference,
+        command.reason,
+    ):
+        return []  # the provider delivered the same answer again
     if state.phase is not Phase.PAYING or state.replied:
         return [
             ReplyIgnored(
@@ -387,7 +394,9 @@ def evolve(state: Saga | None, event: SagaEvent) -> Saga | None:
         case PaymentAwaited():
             return replace(state, phase=Phase.PAYING, plan=event.plan, payment_due_at=event.due_at)
         case ProviderReplied():
-            return replace(state, replied=True)
+            return replace(
+                state, replied=True, provider_reference=event.provider_reference, decline_reason=event.reason
+            )
         case ReplyIgnored() | DeadlineFired() | AbortRequested():
             return state
         case ConfirmationStarted():
