@@ -66,7 +66,9 @@ async def create_topics(bootstrap_servers: str, prefix: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(f"{prefix}{name}", 3, 1) for name in ("order", "stock", "payment")])
+        await admin.create_topics(
+            [NewTopic(f"{prefix}{name}", 3, 1) for name in ("order", "stock", "payment")]
+        )
     finally:
         await admin.close()
 
@@ -109,7 +111,9 @@ class Suite:
         await self.receive(sku, quantity)
 
     async def receive(self, sku: str, quantity: int) -> None:
-        response = await self.post(self.command.url, f"/products/{sku}/receipts", self.staff, {"quantity": quantity})
+        response = await self.post(
+            self.command.url, f"/products/{sku}/receipts", self.staff, {"quantity": quantity}
+        )
         assert response.status_code == 200, response.text
 
     async def place(self, customer: str, *lines: tuple[str, int], price: int = 500) -> uuid.UUID:
@@ -124,7 +128,10 @@ class Suite:
 
     async def cancel(self, customer: str, order_id: uuid.UUID) -> httpx.Response:
         return await self.post(
-            self.command.url, f"/orders/{order_id}/cancel", self.tokens(customer, ["customer"]), {"reason": "no"}
+            self.command.url,
+            f"/orders/{order_id}/cancel",
+            self.tokens(customer, ["customer"]),
+            {"reason": "no"},
         )
 
     async def view(self, order_id: uuid.UUID, saga: ServiceProcess | None = None) -> httpx.Response:
@@ -151,7 +158,9 @@ class Suite:
                     if condition(last):
                         return dict(last)
             await asyncio.sleep(0.1)
-        raise AssertionError(f"saga {order_id} never met the condition; last view: {last}\n{self.saga.log_tail()}")
+        raise AssertionError(
+            f"saga {order_id} never met the condition; last view: {last}\n{self.saga.log_tail()}"
+        )
 
     async def finished(self, order_id: uuid.UUID, **kwargs: Any) -> dict[str, Any]:
         return await self.wait_for_saga(order_id, lambda view: view["phase"] == "done", **kwargs)
@@ -202,17 +211,22 @@ def start_suite(
             "SANDBOX_JITTER_MS": "50",
             **(sandbox or {}),
         }
-        async with (
-            running_service(
-                "command_service", command_env, log=tmp_path / "command.log", port_variable="COMMAND_PORT"
-            ) as command_process,
-            running_service(
-                "relay_service", relay_env, log=tmp_path / "relay.log", port_variable="RELAY_PORT"
-            ),
-            running_service(
-                "saga_service.sandbox", sandbox_env, log=tmp_path / "sandbox.log", port_variable="SANDBOX_PORT"
-            ) as sandbox_process,
-        ):
+        pool = await connect(fresh_database_url, min_size=1, max_size=2)
+        store = PostgresEventStore(pool, build_registry())
+        async with contextlib.AsyncExitStack() as stack:
+
+            async def process(module: str, env: dict[str, str], port_variable: str) -> ServiceProcess:
+                name = module.split(".")[-1].removesuffix("_service")
+                return await stack.enter_async_context(
+                    running_service(
+                        module, env, log=tmp_path / f"{name}.log", port_variable=port_variable, ready=False
+                    )
+                )
+
+            # Started together and waited for together: each start-up costs seconds on a busy machine.
+            command_process = await process("command_service", command_env, "COMMAND_PORT")
+            relay_process = await process("relay_service", relay_env, "RELAY_PORT")
+            sandbox_process = await process("saga_service.sandbox", sandbox_env, "SANDBOX_PORT")
             saga_env = {
                 "SAGA_DATABASE_URL": saga_database_url,
                 "REDIS_URL": redis_url,
@@ -229,23 +243,20 @@ def start_suite(
                 **jwt,
                 **(saga or {}),
             }
-            pool = await connect(fresh_database_url, min_size=1, max_size=2)
-            store = PostgresEventStore(pool, build_registry())
-            try:
-                async with running_service(
-                    "saga_service", saga_env, log=tmp_path / "saga.log", port_variable="SAGA_PORT"
-                ) as saga_process:
-                    yield Suite(
-                        command=command_process,
-                        sandbox=sandbox_process,
-                        saga=saga_process,
-                        store=store,
-                        tokens=tokens,
-                        prefix=prefix,
-                        saga_env=saga_env,
-                    )
-            finally:
-                await store.close()
-                await pool.close()
+            saga_process = await process("saga_service", saga_env, "SAGA_PORT")
+            stack.push_async_callback(pool.close)
+            stack.push_async_callback(store.close)
+            await asyncio.gather(
+                *(p.ready() for p in (command_process, relay_process, sandbox_process, saga_process))
+            )
+            yield Suite(
+                command=command_process,
+                sandbox=sandbox_process,
+                saga=saga_process,
+                store=store,
+                tokens=tokens,
+                prefix=prefix,
+                saga_env=saga_env,
+            )
 
     return start

@@ -51,6 +51,8 @@ log = logging.getLogger("saga_service")
 
 def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = None) -> Litestar:
     """The saga service as an ASGI app; its consumer and timers run for the app's lifespan."""
+    # One line per outgoing request at INFO would double the log; failures are logged where handled.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     verifier = build_verifier(settings)
     token = ServiceToken(
         fixed=settings.saga_service_token,
