@@ -32,7 +32,7 @@ from servicekit.observability import Observability
 from servicekit.ratelimit import RateLimiter
 
 from saga_service.commands import CommandClient, ServiceToken
-from saga_service.consumer import build_broker
+from saga_service.consumer import build_broker, ensure_topic
 from saga_service.events import build_registry
 from saga_service.migrations import migrate as migrate_saga_schema
 from saga_service.orchestrator import Orchestrator
@@ -118,6 +118,7 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
             stuck_after=settings.saga_stuck_after,
         )
         app.state.orchestrator = orchestrator
+        await ensure_topic(settings)
         broker = build_broker(settings, orchestrator, observability.registry)
         await broker.start()
         state["broker"] = broker

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import msgspec
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, IllegalStateError, TopicAlreadyExistsError, for_code
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -31,7 +32,7 @@ from saga_service.orchestrator import Orchestrator
 from saga_service.saga import Begin, Cancel, SagaRefused
 from saga_service.settings import SagaSettings
 
-__all__ = ["build_broker", "to_input"]
+__all__ = ["build_broker", "ensure_topic", "to_input"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,26 @@ def to_input(event_type: str, value: bytes) -> Begin | Cancel | None:
         cancelled = msgspec.json.decode(value, type=OrderCancelled)
         return Cancel(reason=cancelled.reason, at=at)
     return None
+
+
+async def ensure_topic(settings: SagaSettings) -> None:
+    """Create the order topic if nobody has yet (brokers never auto-create): a consumer subscribed to
+    a missing topic would only notice it when its metadata next refreshes, minutes later."""
+    topic = f"{settings.saga_topic_prefix}order"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        if topic in await admin.list_topics():
+            return
+        response = await admin.create_topics(
+            [NewTopic(topic, settings.saga_topic_partitions, settings.saga_topic_replication)]
+        )
+        for name, code, *message in response.topic_errors:
+            # "already exists": the relay or another instance created it between list and create
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise for_code(code)(f"creating topic {name}: {message}")
+    finally:
+        await admin.close()
 
 
 def build_broker(

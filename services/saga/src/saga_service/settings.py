@@ -36,6 +36,9 @@ class SagaSettings(ApiSettings, frozen=True, kw_only=True):
     # Kafka.
     saga_topic_prefix: str = "fulfilment."
     saga_group_id: str = "saga"
+    # Used only when the saga starts before the relay created the topic (the relay's defaults).
+    saga_topic_partitions: Annotated[int, msgspec.Meta(ge=1)] = 6
+    saga_topic_replication: Annotated[int, msgspec.Meta(ge=1)] = 1
     saga_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 64  # sagas driven at once
     # Deadlines and timers.
     saga_payment_timeout: Seconds = 30.0
