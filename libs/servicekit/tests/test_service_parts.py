@@ -9,8 +9,8 @@ import sys
 import httpx
 import msgspec
 from litestar import Litestar, get
-from litestar.params import FromPath
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from opentelemetry.sdk.trace import TracerProvider
 from servicekit.errors import AuthenticationFailed, RateLimited
 from servicekit.health import CHECK_TIMEOUT_SECONDS, evaluate
