@@ -72,7 +72,9 @@ async def database(server: str) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def suite(store_url: str, saga_url: str, logs: Path) -> AsyncIterator[dict[str, ServiceProcess]]:
+async def suite(
+    store_url: str, saga_url: str, logs: Path, concurrency: int
+) -> AsyncIterator[dict[str, ServiceProcess]]:
     await migrate(store_url)
     kafka = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     prefix = f"bench{uuid.uuid4().hex[:8]}."
@@ -120,6 +122,8 @@ async def suite(store_url: str, saga_url: str, logs: Path) -> AsyncIterator[dict
                 "SAGA_TOPIC_PREFIX": prefix,
                 "SAGA_GROUP_ID": f"saga-{prefix}",
                 "SAGA_ACCESS_LOG": "false",
+                # As many sagas in flight as the script has flows.
+                "SAGA_CONCURRENCY": str(concurrency),
                 **jwt,
             },
             "SAGA_PORT",
@@ -142,10 +146,18 @@ def headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
 
 
-ORDER = {
-    "lines": [{"sku": "A", "quantity": 1, "unit_price": 100}, {"sku": "B", "quantity": 1, "unit_price": 200}],
-    "currency": "EUR",
-}
+# Orders of two lines drawn from this many products: enough that two orders rarely contend for a
+# stock stream (a few hot SKUs measure the command service's contention retries instead).
+SKUS = [f"P{n}" for n in range(50)]
+
+
+def an_order() -> dict[str, Any]:
+    first, second = random.sample(SKUS, 2)
+    lines = [
+        {"sku": first, "quantity": 1, "unit_price": 100},
+        {"sku": second, "quantity": 1, "unit_price": 200},
+    ]
+    return {"lines": lines, "currency": "EUR"}
 
 
 async def run_saga(command_url: str, saga_url: str, orders: int, clients: int) -> tuple[float, list[float]]:
@@ -159,7 +171,7 @@ async def run_saga(command_url: str, saga_url: str, orders: int, clients: int) -
         async def place() -> None:
             while queue:
                 queue.pop()
-                response = await client.post("/orders", json=ORDER, headers=headers(customer))
+                response = await client.post("/orders", json=an_order(), headers=headers(customer))
                 response.raise_for_status()
                 placed[response.json()["order_id"]] = time.time()
 
@@ -200,14 +212,15 @@ async def run_direct(command_url: str, orders: int, clients: int) -> tuple[float
             while queue:
                 queue.pop()
                 begun = time.time()
-                order = (await post("/orders", ORDER, customer)).json()["order_id"]
-                for line in ORDER["lines"]:
+                body = an_order()
+                order = (await post("/orders", body, customer)).json()["order_id"]
+                for line in body["lines"]:
                     await post(
                         f"/products/{line['sku']}/reservations", {"order_id": order, "quantity": 1}, service
                     )
                 await post("/payments", {"order_id": order, "amount": 300, "currency": "EUR"}, service)
                 await post(f"/payments/{order}/authorization", {"provider_reference": "direct"}, service)
-                for line in ORDER["lines"]:
+                for line in body["lines"]:
                     await post(f"/products/{line['sku']}/reservations/{order}/commit", None, service)
                 await post(f"/orders/{order}/confirm", None, service)
                 durations.append(time.time() - begun)
@@ -222,12 +235,12 @@ async def end_to_end(server: str, orders: int, clients: int) -> None:
         async with (
             database(server) as store_url,
             database(server) as saga_url,
-            suite(store_url, saga_url, Path(logs)) as processes,
+            suite(store_url, saga_url, Path(logs), clients) as processes,
         ):
             command_url = processes["command"].url
             staff = token_factory(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)("bench-staff", ["staff"])
             async with httpx.AsyncClient(base_url=command_url, timeout=30) as client:
-                await seed(client, staff, ["A", "B"])
+                await seed(client, staff, SKUS)
             progress(f"saga: {orders} orders, {clients} clients")
             saga_rate, saga_durations = await run_saga(command_url, saga_url, orders, clients)
             progress("direct script")

@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fulfilment import order_stream, payment_stream, stock_stream
 from saga_service.signatures import SIGNATURE_HEADER, sign
+from servicekit.testing import running_service
 
 from .conftest import PROVIDER_SECRET
 
@@ -173,3 +174,41 @@ async def test_webhooks_with_bad_signatures_are_refused(start_suite) -> None:
         response = await deliver(body, **{SIGNATURE_HEADER: sign(PROVIDER_SECRET, body)})
         assert response.json() == {"status": "recorded"}
         assert (await suite.finished(order_id))["outcome"] == "confirmed"
+
+
+async def test_two_instances_one_killed_every_saga_completes_or_compensates_once(
+    start_suite, tmp_path
+) -> None:
+    # Two instances share the consumer group and the timers; one is SIGKILLed while sagas are in
+    # flight. The provider's answers for the dead one's sagas have nowhere to go: those sagas are
+    # compensated when their deadlines fire on the survivor. Whatever happens, no saga is left
+    # unfinished, and none is both confirmed and rejected.
+    sandbox = {"SANDBOX_LATENCY_MS": "1500", "SANDBOX_JITTER_MS": "500"}
+    async with (
+        start_suite(sandbox=sandbox, saga={"SAGA_PAYMENT_TIMEOUT": "5"}) as suite,
+        running_service(
+            "saga_service", suite.saga_env, log=tmp_path / "saga-2.log", port_variable="SAGA_PORT"
+        ) as survivor,
+    ):
+        await suite.stock("MUG", 100)
+        orders = [await suite.place(f"c{n}", ("MUG", 1)) for n in range(8)]
+        await asyncio.sleep(0.5)
+        suite.saga.kill()
+        for order_id in orders:
+            view = await suite.finished(order_id, saga=survivor, timeout=90)
+            kinds = await suite.types(order_stream(order_id))
+            payment = await suite.types(payment_stream(order_id))
+            mine = [
+                event.event_type
+                for event in await suite.events(stock_stream("mug"))
+                if getattr(event.data, "order_id", None) == order_id
+            ]
+            if view["outcome"] == "confirmed":
+                assert kinds == ["OrderPlaced", "OrderConfirmed"]
+                assert payment == ["PaymentRequested", "PaymentAuthorized"]
+                assert mine == ["StockReserved", "StockReservationCommitted"]
+            else:
+                assert view["outcome"] == "rejected", view
+                assert kinds == ["OrderPlaced", "OrderRejected"]
+                assert payment in ([], ["PaymentRequested", "PaymentVoided"])
+                assert mine in ([], ["StockReserved", "StockReservationReleased"])

@@ -10,6 +10,7 @@ decides again, so of two instances acting on one saga only one moves it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -55,7 +56,12 @@ class SagaSummary(msgspec.Struct, frozen=True, kw_only=True):
 class SagaStreams:
     """The saga's streams and its summary table, on one pool."""
 
-    def __init__(self, store: PostgresEventStore, timers: Timers, decide: Any) -> None:
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        timers: Timers,
+        decide: Callable[[Saga | None, SagaInput], Sequence[SagaEvent]],
+    ) -> None:
         self.store = store
         self.pool: asyncpg.Pool[Any] = store.pool
         self.timers = timers
@@ -89,7 +95,7 @@ class SagaStreams:
         stream_id = saga_stream(order_id)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             current = await self.load(order_id)
-            decided: list[SagaEvent] = self._decide(current.state, command)
+            decided = list(self._decide(current.state, command))
             if not decided:
                 if fired_timer is not None:
                     await self.timers.mark_fired(order_id, fired_timer)
