@@ -243,6 +243,8 @@ async def end_to_end(server: str, orders: int, clients: int) -> None:
                 await seed(client, staff, SKUS)
             progress(f"saga: {orders} orders, {clients} clients")
             saga_rate, saga_durations = await run_saga(command_url, saga_url, orders, clients)
+            # The saga would take the script's orders too: it stops first.
+            await processes["saga"].stop()
             progress("direct script")
             direct_rate, direct_durations = await run_direct(command_url, orders, clients)
     print(f"\nEnd to end: {orders} orders of 2 lines, {clients} concurrent clients\n")
