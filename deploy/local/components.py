@@ -1,6 +1,7 @@
 """What a component of the local stack is, and the small probes they share.
 
-Every server in the docker-free stack (PostgreSQL, Redis, Kafka, OpenSearch) is
+Every server in the docker-free stack (PostgreSQL, Redis, Kafka, OpenSearch,
+Elasticsearch) is
 described by one `Component`: how to prepare it once (install, download, format),
 how to launch it as a child process, and how to tell that it is ready. The
 stack CLI (`deploy.local.stack`) does the rest: PID files, logs, waiting,
@@ -76,6 +77,9 @@ class Component:
     # run once the server serves, on every `up` (create databases, topics...); idempotent
     after_ready: Callable[[Layout], None] | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)  # more exports
+    # more variables exported with the same URL as env_var, external or not
+    # (SEARCH_URL names whichever search engine is the default)
+    aliases: tuple[str, ...] = ()
     phase: int = 0  # components of a later phase start once every earlier one serves
 
 

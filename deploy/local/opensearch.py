@@ -9,8 +9,8 @@ Everything comes from Maven Central, the one Java source reachable here:
   are assembled from their published jars by `opensearch/pom.xml`, with the
   descriptor and security policy the real distribution would ship.
 
-OpenSearch refuses to run as root and has no override; see `_drop_root` for how
-a root stack still starts it with the JVM as the recorded process.
+OpenSearch refuses to run as root and has no override; see `system.drop_root`
+for how a root stack still starts it with the JVM as the recorded process.
 Standard library only, like the rest of `deploy.local`.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import re
 import shutil
 import tempfile
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.components import Component, Launch, Layout, run_checked
+from deploy.local.system import drop_root, own_data_dir
 
 __all__ = ["NODE_USER", "VERSION", "component"]
 
@@ -93,19 +93,26 @@ def component(host: str = "127.0.0.1", port: int = 59200) -> Component:
 
     return Component(
         name="opensearch",
-        env_var="SEARCH_URL",
+        env_var="OPENSEARCH_URL",
         url=f"http://{host}:{port}",
         prepare=prepare,
         launch=_launch,
         is_ready=is_ready,
-        start_timeout=120.0,
+        # Alone it is ready in ~20 s; on 2 cores it starts beside Elasticsearch and Kafka.
+        start_timeout=240.0,
     )
 
 
 def is_ready(url: str) -> bool:
-    """Serving once cluster health is yellow (unassigned replicas on one node) or green."""
+    """Serving once cluster health is yellow (unassigned replicas on one node) or green.
+
+    An Elasticsearch answers the same request but names itself in a header; it
+    does not pass for OpenSearch.
+    """
     try:
         with urllib.request.urlopen(f"{url}/_cluster/health", timeout=2.0) as response:  # noqa: S310 - loopback
+            if response.headers.get("X-elastic-product") is not None:
+                return False
             return json.load(response).get("status") in ("green", "yellow")
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -228,64 +235,8 @@ def _configure(layout: Layout, host: str, port: int) -> None:
     }
     # JSON scalars are valid YAML, and quote paths safely.
     (config / "opensearch.yml").write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()))
-    if os.geteuid() == 0:
-        if _user_namespaces_work():
-            _own_tree(data, "root")  # files a former setpriv-route run left behind
-        else:
-            _hand_to_node_user(home, data)
-
-
-# --- not as root ---------------------------------------------------------------------
-# OpenSearch exits when its effective uid is 0, and has no override. Two ways out,
-# both exec the JVM (PID kept, so stopping the recorded PID stops the node):
-#   1. `unshare --user` without an id mapping: inside the new user namespace the
-#      JVM sees uid 65534, while the kernel still checks file access as the real
-#      root owner. No user to create, no chown, and it works under a 0700 /root.
-#   2. where user namespaces are off (e.g. a container's seccomp profile): setpriv
-#      to a dedicated system user that owns the data dir.
-
-
-def _user_namespaces_work() -> bool:
-    try:
-        run_checked(["unshare", "--user", "--", "true"])
-    except (RuntimeError, OSError):
-        return False
-    return True
-
-
-def _drop_root() -> list[str]:
-    """argv prefix that starts the node as a non-root user, or nothing when not root."""
-    if os.geteuid() != 0:
-        return []
-    if _user_namespaces_work():
-        return ["unshare", "--user", "--"]
-    return ["setpriv", f"--reuid={NODE_USER}", f"--regid={NODE_USER}", "--init-groups", "--"]
-
-
-def _own_tree(path: Path, user: str) -> None:
-    """Give the data dir to the user the node runs as (cheap on a dev-sized dir)."""
-    run_checked(["chown", "-R", f"{user}:", str(path)])
-
-
-def _hand_to_node_user(home: Path, data: Path) -> None:
-    try:
-        pwd.getpwnam(NODE_USER)
-    except KeyError:
-        run_checked(
-            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", NODE_USER]
-        )  # fmt: skip
-    _own_tree(data, NODE_USER)
-    # The folders above the layout root are not ours to change; fail early and
-    # clearly instead of with a Java stack trace at start.
-    probe = ["test", "-r", str(home / "lib" / f"opensearch-{VERSION}.jar"), "-a", "-w", str(data / "data")]
-    try:
-        run_checked([*_drop_root(), *probe])
-    except RuntimeError as error:
-        raise RuntimeError(
-            f"opensearch: user {NODE_USER!r} cannot read {home} or write {data}; "
-            "every folder above the stack root needs o+x (e.g. not under a 0700 /root)"
-        ) from error
+    probe = home / "lib" / f"opensearch-{VERSION}.jar"
+    own_data_dir("opensearch", NODE_USER, home, data, probe)
 
 
 # --- launch --------------------------------------------------------------------------
@@ -344,4 +295,4 @@ def _launch(layout: Layout) -> Launch:
     ]
     # HOME: the node user may have none (or root's, unwritable to it).
     env = {"OPENSEARCH_HOME": str(home), "OPENSEARCH_PATH_CONF": str(config), "HOME": str(data)}
-    return Launch(argv=[*_drop_root(), _java(), *jvm], env=env, cwd=data)
+    return Launch(argv=[*drop_root(NODE_USER), _java(), *jvm], env=env, cwd=data)

@@ -19,10 +19,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deploy.local import kafka, opensearch, postgres, redis
+from deploy.local import elasticsearch, kafka, opensearch, postgres, redis
 from deploy.local.components import Component, Layout
 from deploy.local.services import service_components
 
@@ -38,16 +38,31 @@ def components() -> list[Component]:
     second checkout's) can run beside the first.
     """
     offset = int(os.environ.get("DEVSTACK_PORT_OFFSET", "0"))
+    engine = default_search_engine()
+    engines = [opensearch.component(port=59200 + offset), elasticsearch.component(port=59210 + offset)]
     return [
         postgres.component(port=55432 + offset),
         redis.component(port=56379 + offset),
         kafka.component(port=59092 + offset, controller_port=59093 + offset),
-        opensearch.component(port=59200 + offset),
+        *(replace(c, aliases=("SEARCH_URL",)) if c.name == engine else c for c in engines),
         *service_components(offset, read_env),
     ]
 
 
-INFRASTRUCTURE = ("postgres", "redis", "kafka", "opensearch")
+INFRASTRUCTURE = ("postgres", "redis", "kafka", "opensearch", "elasticsearch")
+SEARCH_ENGINES = ("opensearch", "elasticsearch")
+
+
+def default_search_engine() -> str:
+    """The engine SEARCH_URL points at: SEARCH_ENGINE, else OpenSearch.
+
+    Both engines run; the services and the `search_url` fixture use this one,
+    the search contract tests use both.
+    """
+    engine = os.environ.get("SEARCH_ENGINE") or "opensearch"
+    if engine not in SEARCH_ENGINES:
+        raise RuntimeError(f"SEARCH_ENGINE={engine!r}: expected one of {', '.join(SEARCH_ENGINES)}")
+    return engine
 
 
 @dataclass(frozen=True)
@@ -82,11 +97,17 @@ def _recorded(layout: Layout, name: str) -> Recorded | None:
     return Recorded(int(pid_text), started)
 
 
-def _external(component: Component) -> str | None:
-    """A URL configured in the environment that already answers: use it, start nothing."""
-    configured = os.environ.get(component.env_var)
-    if configured and configured != component.url and component.is_ready(configured):
-        return configured
+def _external(component: Component) -> tuple[str, str] | None:
+    """(variable, URL) configured in the environment that already answers: use it, start nothing.
+
+    An alias counts too (SEARCH_URL for the default engine), but only a server
+    that passes this component's probe: an Elasticsearch in SEARCH_URL does not
+    stand in for OpenSearch.
+    """
+    for variable in (component.env_var, *component.aliases):
+        configured = os.environ.get(variable)
+        if configured and configured != component.url and component.is_ready(configured):
+            return variable, configured
     return None
 
 
@@ -161,19 +182,20 @@ def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[s
     for component in selected:
         external = _external(component)
         if external is not None:
-            report(f"{component.name:<11} using {external} from ${component.env_var}")
-            exports[component.env_var] = external
+            variable, url = external
+            report(f"{component.name:<13} using {url} from ${variable}")
+            exports.update(dict.fromkeys((component.env_var, *component.aliases), url))
             continue
         recorded = _recorded(layout, component.name)
         if recorded is not None and recorded.alive() and component.is_ready(component.url):
-            report(f"{component.name:<11} already running (pid {recorded.pid})")
+            report(f"{component.name:<13} already running (pid {recorded.pid})")
         else:
             if recorded is not None and recorded.alive():
                 # Started by an earlier `up` but not serving: stop it rather than guess.
                 _stop(layout, component.name, report)
-            report(f"{component.name:<11} starting")
+            report(f"{component.name:<13} starting")
             to_start.append(component)
-        exports[component.env_var] = component.url
+        exports.update(dict.fromkeys((component.env_var, *component.aliases), component.url))
         exports.update(component.extra_env)
     # Downloads and first-time set-up run side by side, and so do the boots:
     # a cold start costs the slowest component, not the sum of them.
@@ -182,7 +204,7 @@ def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[s
     starting = [(component, _start(layout, component)) for component in to_start]
     for component, process in starting:
         _wait_ready(layout, component, process, report)
-        report(f"{component.name:<11} ready (pid {process.pid})")
+        report(f"{component.name:<13} ready (pid {process.pid})")
     for component in selected:
         if component.after_ready is not None and _external(component) is None:
             component.after_ready(layout)
@@ -226,7 +248,7 @@ def _stop(layout: Layout, name: str, report: Callable[[str], None], grace: float
     if recorded.alive():
         raise RuntimeError(f"{name} (pid {recorded.pid}) did not stop")
     pidfile.unlink(missing_ok=True)
-    report(f"{name:<11} stopped (pid {recorded.pid})")
+    report(f"{name:<13} stopped (pid {recorded.pid})")
 
 
 def down(layout: Layout, selected: Sequence[Component], report: Callable[[str], None] = print) -> None:
@@ -242,7 +264,7 @@ def status(layout: Layout, selected: Sequence[Component], report: Callable[[str]
         external = _external(component)
         recorded = _recorded(layout, component.name)
         if external is not None:
-            state = f"external {external}"
+            state = f"external {external[1]}"
         elif recorded is not None and recorded.alive():
             serving = component.is_ready(component.url)
             all_ready &= serving
@@ -250,7 +272,7 @@ def status(layout: Layout, selected: Sequence[Component], report: Callable[[str]
         else:
             all_ready = False
             state = "stopped"
-        report(f"{component.name:<11} {state}")
+        report(f"{component.name:<13} {state}")
     return all_ready
 
 
@@ -264,8 +286,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     layout = Layout(ROOT)
+    try:
+        every = components()
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     wanted = set(args.only or []) | (set(INFRASTRUCTURE) if args.infra else set())
-    selected = [c for c in components() if not wanted or c.name in wanted]
+    selected = [c for c in every if not wanted or c.name in wanted]
     try:
         if args.command == "up":
             up(layout, selected)

@@ -83,8 +83,9 @@ async def test_kafka_refuses_to_auto_create_topics(kafka_bootstrap_servers: str)
         await admin.close()
 
 
-async def test_search_index_and_search_round_trip(search_url: str) -> None:
-    client = await connect_search(search_url)
+async def test_search_index_and_search_round_trip(search_engine_url: str) -> None:
+    # Once on OpenSearch, once on Elasticsearch: the local stack runs both.
+    client = await connect_search(search_engine_url)
     index = f"smoke-{uuid.uuid4().hex[:12]}"
     try:
         assert await client.create_index(index, mappings={"properties": {"sku": {"type": "keyword"}}})
@@ -94,4 +95,14 @@ async def test_search_index_and_search_round_trip(search_url: str) -> None:
         assert hits == [{"sku": "SKU-1", "name": "blue mug"}]
     finally:
         await client.delete_index(index)
+        await client.close()
+
+
+async def test_the_default_search_engine_answers(search_url: str) -> None:
+    # SEARCH_URL, what the services use, names one of the two engines.
+    client = await connect_search(search_url)
+    try:
+        assert client.engine in {"opensearch", "elasticsearch"}
+        assert await client.health() in {"green", "yellow"}
+    finally:
         await client.close()

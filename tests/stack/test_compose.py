@@ -62,3 +62,12 @@ def test_docker_compose_accepts_the_file() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_elasticsearch_is_the_release_the_local_stack_runs() -> None:
+    # The search contract tests run on the local stack's Elasticsearch; Docker
+    # users must get the same release, not a neighbour with other defaults.
+    from deploy.local.elasticsearch import VERSION
+
+    image = compose()["services"]["elasticsearch"]["image"]
+    assert image.rsplit(":", 1)[1] == VERSION

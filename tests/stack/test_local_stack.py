@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STACK_VARIABLES = ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "SEARCH_URL")
+STACK_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "SEARCH_URL",
+    "OPENSEARCH_URL",
+    "ELASTICSEARCH_URL",
+    "SEARCH_ENGINE",
+)
 
 
 def run_stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -37,6 +45,19 @@ def pids(folder: Path) -> dict[str, int]:
 
 def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def process_group(pgid: int) -> list[int]:
+    """The live processes of one process group (the stack starts each server in its own)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while we looked
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
 
 
 @pytest.fixture
@@ -91,3 +112,82 @@ def test_a_server_that_dies_while_starting_is_reported_with_its_log(side_stack: 
     assert result.returncode == 1
     assert "redis exited with" in result.stderr
     assert "Address already in use" in result.stderr
+
+
+def test_search_url_names_the_default_engine_and_both_engines_have_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deploy.local.stack import INFRASTRUCTURE, components
+
+    for engine in ("opensearch", "elasticsearch"):
+        monkeypatch.setenv("SEARCH_ENGINE", engine)
+        servers = {c.name: c for c in components()}
+        assert {"opensearch", "elasticsearch"} <= set(INFRASTRUCTURE)
+        assert servers["opensearch"].env_var == "OPENSEARCH_URL"
+        assert servers["elasticsearch"].env_var == "ELASTICSEARCH_URL"
+        assert [name for name, c in servers.items() if "SEARCH_URL" in c.aliases] == [engine]
+    monkeypatch.delenv("SEARCH_ENGINE")
+    assert "SEARCH_URL" in {c.name: c for c in components()}["opensearch"].aliases
+
+
+def test_an_unknown_search_engine_is_refused_by_name(side_stack: dict[str, str]) -> None:
+    result = run_stack({**side_stack, "SEARCH_ENGINE": "solr"}, "up", "--only", "redis")
+    assert result.returncode == 1
+    assert "SEARCH_ENGINE='solr'" in result.stderr
+    assert not (Path(side_stack["DEVSTACK_DIR"]) / "run").exists()
+
+
+def fake_jdk(folder: Path, version: str) -> Path:
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "java").write_text("")
+    (folder / "release").write_text(f'IMPLEMENTOR="Test"\nJAVA_VERSION="{version}"\n')
+    return folder
+
+
+def test_elasticsearch_runs_on_a_jdk_21_or_newer_and_names_a_too_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy.local.elasticsearch import find_java_home
+
+    monkeypatch.setenv("ES_JAVA_HOME", str(fake_jdk(tmp_path / "jdk-21", "21.0.4")))
+    assert find_java_home() == tmp_path / "jdk-21"
+    for old in ("17.0.15", "1.8.0_402"):
+        monkeypatch.setenv("ES_JAVA_HOME", str(fake_jdk(tmp_path / f"jdk-{old}", old)))
+        with pytest.raises(RuntimeError, match=r"is not a JDK 21 or newer"):
+            find_java_home()
+    monkeypatch.setenv("ES_JAVA_HOME", str(tmp_path / "nothing-here"))
+    with pytest.raises(RuntimeError, match=r"is not a JDK 21 or newer"):
+        find_java_home()
+
+
+@pytest.mark.slow
+def test_elasticsearch_starts_beside_the_stack_and_down_stops_the_launcher_and_the_node(
+    side_stack: dict[str, str],
+) -> None:
+    folder = Path(side_stack["DEVSTACK_DIR"])
+    shared_cache = ROOT / ".devstack" / "cache"
+    if shared_cache.is_dir():  # skip a second download and unpack of the same release
+        folder.mkdir(parents=True)
+        (folder / "cache").symlink_to(shared_cache)
+    result = run_stack(side_stack, "up", "--only", "elasticsearch")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "ELASTICSEARCH_URL=http://127.0.0.1:60210" in result.stdout
+    assert "SEARCH_URL=" not in result.stdout.replace("ELASTICSEARCH_URL=", "")  # not the default engine
+    launcher = pids(folder)["elasticsearch"]
+    group = process_group(launcher)
+    assert len(group) >= 2  # the launcher JVM and the node JVM it started
+
+    stopped = run_stack(side_stack, "down", "--only", "elasticsearch")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not any(alive(pid) for pid in group)
+
+
+def test_a_reachable_search_url_stands_in_for_the_default_engine(
+    side_stack: dict[str, str], search_engine_url: str, request: pytest.FixtureRequest
+) -> None:
+    engine = request.node.callspec.params["search_engine_url"]
+    env = {**side_stack, "SEARCH_ENGINE": engine, "SEARCH_URL": search_engine_url}
+    result = run_stack(env, "up", "--only", engine)
+    assert result.returncode == 0, result.stderr
+    assert f"using {search_engine_url} from $SEARCH_URL" in result.stdout
+    assert pids(Path(side_stack["DEVSTACK_DIR"])) == {}

@@ -99,10 +99,47 @@ async def refused(verifier: TokenVerifier, jwt_token: str) -> str:
     return failure.value.detail
 
 
-async def test_an_hs256_token_gives_its_subject_and_known_roles(verifier: TokenVerifier) -> None:
-    principal = await verifier.verify(token(roles=["customer", "admin"], scope="staff other"))
+async def test_an_hs256_token_gives_its_subject_and_roles(verifier: TokenVerifier) -> None:
+    principal = await verifier.verify(token(roles=["customer"], scope="staff other"))
 
-    assert principal == Principal(subject="alice", roles=frozenset({"customer", "staff"}))
+    # The scope grants nothing unless the service is configured to read roles from it.
+    assert principal == Principal(subject="alice", roles=frozenset({"customer"}))
+
+
+async def test_a_configured_scope_grants_the_known_roles_it_names() -> None:
+    verifier = TokenVerifier(
+        issuer=ISSUER, audience=AUDIENCE, algorithms=["HS256"], secret=SECRET, scope_grants_roles=True
+    )
+    principal = await verifier.verify(token(roles=["customer"], scope="staff other"))
+
+    assert principal.roles == frozenset({"customer", "staff"})
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"roles": "staff"}, "not a list of role names"),
+        ({"roles": ["staff", 7]}, "not a list of role names"),
+        ({"roles": ["customer", "admin"]}, "unknown roles: admin"),
+        ({"sub": "al\ud800ice"}, "printable ASCII"),
+        ({"sub": "alice\n"}, "printable ASCII"),
+        ({"sub": "alice smith"}, "printable ASCII"),
+        ({"sub": "x" * 201}, "printable ASCII"),
+        ({"sub": "\u202eecila"}, "printable ASCII"),
+    ],
+)
+async def test_claims_are_checked_strictly_before_use(
+    verifier: TokenVerifier, claims: dict[str, Any], reason: str
+) -> None:
+    signed = mint(
+        subject="alice",
+        roles=["customer"],
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        key=SECRET,
+        extra_claims=claims,  # applied last: these replace the well-formed claims
+    )
+    assert reason in await refused(verifier, signed)
 
 
 @pytest.mark.parametrize(

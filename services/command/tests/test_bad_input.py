@@ -124,3 +124,79 @@ async def test_a_payment_for_zero_is_422(client: httpx.AsyncClient, tokens: Toke
 
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "amount"
+
+
+JSON = {"content-type": "application/json"}
+
+
+async def test_a_body_that_is_not_utf8_is_a_400_malformed_body(
+    client: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    body = b'{"lines":[{"sku":"A\xff\xfe","quantity":1,"unit_price":5}],"currency":"EUR"}'
+    response = await client.post("/orders", content=body, headers={**command_headers(tokens()), **JSON})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "malformed-body"
+    assert "UTF-8" in response.json()["detail"]
+
+
+async def test_json_nested_deeper_than_the_parser_reads_is_a_4xx_not_a_500(
+    settings_for: Any, fresh_database_url: str, tokens: TokenFactory
+) -> None:
+    from command_service.app import create_app
+    from servicekit.testing import lifespan_of
+
+    app = create_app(settings_for(fresh_database_url, max_body_bytes=4 * 1024 * 1024))
+    depth = 1_000_000
+    body = b'{"lines":[],"currency":"EUR","x":' + b"[" * depth + b"]" * depth + b"}"
+    async with lifespan_of(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://command.test") as client:
+            response = await client.post(
+                "/orders", content=body, headers={**command_headers(tokens()), **JSON}
+            )
+
+    assert 400 <= response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/nowhere", 404), ("GET", "/orders", 405)])
+async def test_answers_of_the_router_carry_the_correlation_id(
+    client: httpx.AsyncClient, method: str, path: str, status: int
+) -> None:
+    response = await client.request(method, path, headers={"X-Correlation-ID": "c-router"})
+
+    assert response.status_code == status
+    assert response.headers["x-correlation-id"] == "c-router"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert (await client.get(path)).headers["x-correlation-id"]
+
+
+async def test_a_client_that_disconnects_mid_body_is_not_a_server_error(
+    app: Any, client: httpx.AsyncClient, tokens: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent: list[dict[str, Any]] = []
+    chunks = iter(
+        [
+            {"type": "http.request", "body": b'{"lines": [', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> dict[str, Any]:
+        return next(chunks)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(k.lower().encode(), v.encode()) for k, v in {**command_headers(tokens()), **JSON}.items()]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/orders", "raw_path": b"/orders", "query_string": b"",
+        "root_path": "", "headers": [*headers, (b"host", b"command.test")],
+        "client": ("127.0.0.1", 5000), "server": ("command.test", 80),
+    }  # fmt: skip
+    await app(scope, receive, send)
+
+    status = next(message["status"] for message in sent if message["type"] == "http.response.start")
+    assert status < 500
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]

@@ -47,7 +47,32 @@ async def test_a_subject_over_its_rate_gets_429_with_retry_after_while_others_go
     assert limited.status_code == 429
     assert limited.json()["code"] == "rate-limited"
     assert 1 <= int(limited.headers["retry-after"]) <= 3
+    assert limited.json()["detail"] == f"too many requests: retry in {limited.headers['retry-after']} s"
     assert other.status_code == 201
+
+
+async def test_requests_without_a_valid_token_are_limited_per_client_address(
+    fresh_database_url: str, settings_for: Callable[..., CommandSettings], tokens: TokenFactory
+) -> None:
+    app = create_app(settings_for(fresh_database_url, rate_limit_per_second=0.5, rate_limit_burst=3))
+    address = f"192.0.2.{uuid.uuid4().int % 250 + 1}-{uuid.uuid4().hex[:6]}"
+    async with (
+        lifespan_of(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(address, 4000)), base_url="http://command.test"
+        ) as anonymous,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(f"{address}-other", 4000)),
+            base_url="http://command.test",
+        ) as neighbour,
+    ):
+        statuses = [(await anonymous.post("/orders", json=ORDER_BODY)).status_code for _ in range(4)]
+        forged = await anonymous.post("/orders", json=ORDER_BODY, headers={"Authorization": "Bearer x.y.z"})
+        other = await neighbour.post("/orders", json=ORDER_BODY)
+
+    assert statuses == [401, 401, 401, 429]
+    assert forged.status_code == 429
+    assert other.status_code == 401
 
 
 async def test_live_and_ready_answer_without_a_token(client: httpx.AsyncClient) -> None:

@@ -50,6 +50,7 @@ async def service(fresh_database_url: str, redis_url: str, tmp_path: Path) -> As
         "JWT_AUDIENCE": "command-api",
         "JWT_SECRET": SECRET,
         "SHUTDOWN_TIMEOUT_SECONDS": "10",
+        "HEADER_TIMEOUT_SECONDS": "1",
     }
     async with running_service(
         "command_service", environment, log=tmp_path / "service.log", port_variable="COMMAND_PORT"
@@ -134,3 +135,49 @@ def test_mint_token_prints_a_token_the_service_accepts() -> None:
 
     claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"], audience="api")
     assert (claims["sub"], claims["roles"], claims["iss"]) == ("alice", ["customer"], "https://issuer.test")
+
+
+async def _exchange(url: str, request: bytes, *, pause: float = 0.0, tail: bytes = b"") -> bytes:
+    """Send raw bytes on a new connection (optionally pausing before `tail`); return all that comes back."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        if pause:
+            await asyncio.sleep(pause)
+        if tail:
+            writer.write(tail)
+            await writer.drain()
+        async with asyncio.timeout(15):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_oversized_request_headers_are_refused_with_431(service: Service) -> None:
+    big = b"GET /health/live HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    many = b"GET /health/live HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(500))
+
+    assert (await _exchange(service.url, big)).startswith(b"HTTP/1.1 431 ")
+    assert (await _exchange(service.url, many + b"\r\n")).startswith(b"HTTP/1.1 431 ")
+
+
+async def test_an_overlong_url_is_refused_with_414(service: Service) -> None:
+    request = b"GET /" + b"a" * 40_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n"
+
+    assert (await _exchange(service.url, request)).startswith(b"HTTP/1.1 414 ")
+
+
+async def test_headers_sent_too_slowly_get_408_and_idle_connections_are_closed(service: Service) -> None:
+    slow = await _exchange(service.url, b"GET /health/live HTTP/1.1\r\nHost: t\r\n", pause=2.5)
+    idle = await _exchange(service.url, b"", pause=2.5)
+
+    assert slow.startswith(b"HTTP/1.1 408 ")
+    assert idle == b""
+
+
+async def test_requests_within_the_limits_still_pass(service: Service) -> None:
+    ok = b"GET /health/live HTTP/1.1\r\nHost: t\r\nX-Some: " + b"a" * 4000 + b"\r\nConnection: close\r\n\r\n"
+
+    assert (await _exchange(service.url, ok)).startswith(b"HTTP/1.1 200 ")

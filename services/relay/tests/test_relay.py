@@ -16,7 +16,7 @@ import msgspec
 import pytest
 import yaml
 from aiokafka import ConsumerRecord
-from eventstore import NewEvent, PostgresEventStore
+from eventstore import EventRegistry, NewEvent, PostgresEventStore
 from fulfilment.events import ProductRegistered, StockReceived
 from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings
@@ -185,3 +185,30 @@ async def test_events_of_concurrent_writers_with_open_transactions_are_all_publi
 @pytest.fixture(autouse=True)
 def _quiet_kafka_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("CRITICAL", logger="aiokafka")
+
+
+class StepNoted(msgspec.Struct, frozen=True):
+    """An event of another service's own streams, unknown to the relay's registry."""
+
+    step: str
+
+
+async def test_streams_of_categories_outside_the_contract_are_neither_published_nor_in_the_way(
+    store: PostgresEventStore, relay_settings: RelaySettings
+) -> None:
+    other_registry = EventRegistry()
+    other_registry.register(StepNoted)
+    other = PostgresEventStore(store.pool, other_registry)
+    await store.append("stock-before", stock_events("before", 2))
+    await other.append("saga-1", [NewEvent(data=StepNoted(step="reserve"))])
+    await store.append("stock-after", stock_events("after", 2))
+    relay = Relay(relay_settings, store)
+    async with running(relay):
+        records = await collect(
+            relay_settings.kafka_bootstrap_servers,
+            [f"{relay_settings.relay_topic_prefix}stock"],
+            expected=4,
+        )
+        await wait_for(lambda: relay.status.published_total == 4)
+    assert versions_by_stream(records) == {"stock-before": [0, 1], "stock-after": [0, 1]}
+    assert relay.status.last_error is None

@@ -4,6 +4,28 @@ The projector writes them and the query service reads them; both import the
 shapes from here so the two sides cannot drift apart.
 """
 
-from readmodels.search import SearchClient, SearchUnavailable, VersionConflict, connect_search
+from readmodels.search import (
+    BulkFailed,
+    BulkOutcome,
+    BulkWrite,
+    Hit,
+    IndexNotFound,
+    SearchClient,
+    SearchPage,
+    SearchUnavailable,
+    VersionConflict,
+    connect_search,
+)
 
-__all__ = ["SearchClient", "SearchUnavailable", "VersionConflict", "connect_search"]
+__all__ = [
+    "BulkFailed",
+    "BulkOutcome",
+    "BulkWrite",
+    "Hit",
+    "IndexNotFound",
+    "SearchClient",
+    "SearchPage",
+    "SearchUnavailable",
+    "VersionConflict",
+    "connect_search",
+]

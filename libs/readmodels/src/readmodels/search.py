@@ -1,11 +1,20 @@
 """One client for the Elasticsearch-API search engines the suite runs on.
 
-The local stack runs OpenSearch (its artifacts are on Maven Central);
-docker-compose runs Elasticsearch. Their REST APIs agree on everything the
-read models use, but their official Python clients refuse each other's servers
-(elasticsearch-py checks the product header), so `connect_search` asks the server
-what it is and wraps the matching official client behind the few operations
-the suite needs.
+The local stack runs both OpenSearch 2.19 and Elasticsearch 9; docker-compose
+runs Elasticsearch. Their REST APIs agree on everything the read models use,
+but their official Python clients refuse each other's servers
+(elasticsearch-py checks the product header), so `connect_search` asks the
+server what it is and wraps the matching official client behind the few
+operations the suite needs.
+
+The operations keep to what both engines' core offers, because the
+Elasticsearch the local stack runs is the bare integration-test distribution:
+standard/simple/stop/whitespace analyzers and custom analyzers built from the
+standard tokenizer with the lowercase and stop filters; external versioning;
+aliases with atomic swaps; bool/nested/match/term queries; search_after;
+terms and date_histogram aggregations. No painless scripts, `_reindex`,
+`_delete_by_query`, language analyzers or stemmers, and no `GET /`, on which
+neither the identification nor a health check may rely.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
+import msgspec
 from elasticsearch import AsyncElasticsearch
 from elasticsearch import ConflictError as EsConflict
 from elasticsearch import NotFoundError as EsNotFound
@@ -21,10 +31,23 @@ from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import ConflictError as OsConflict
 from opensearchpy.exceptions import NotFoundError as OsNotFound
 
-__all__ = ["SearchClient", "SearchUnavailable", "VersionConflict", "connect_search"]
+__all__ = [
+    "BulkFailed",
+    "BulkOutcome",
+    "BulkWrite",
+    "Hit",
+    "IndexNotFound",
+    "SearchClient",
+    "SearchPage",
+    "SearchUnavailable",
+    "VersionConflict",
+    "connect_search",
+]
 
 Engine = Literal["opensearch", "elasticsearch"]
 Document = dict[str, Any]
+# elasticsearch-py 9 sends `compatible-with=9`, which 8.x servers reject.
+ELASTICSEARCH_MAJOR = 9
 
 
 class SearchUnavailable(RuntimeError):
@@ -39,8 +62,57 @@ class VersionConflict(Exception):
     """
 
 
+class IndexNotFound(LookupError):
+    """The index or alias a request names does not exist."""
+
+
+class BulkFailed(RuntimeError):
+    """Some writes of a bulk request failed for a reason other than a stale version."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)  # document id -> the engine's error type and reason
+        first = next(iter(self.errors.items()), ("?", "?"))
+        super().__init__(f"{len(self.errors)} bulk writes failed, e.g. {first[0]}: {first[1]}")
+
+
+class BulkWrite(msgspec.Struct, frozen=True):
+    """One document of a bulk write; with `version`, only applied above the stored version."""
+
+    doc_id: str
+    document: Document
+    version: int | None = None
+
+
+class BulkOutcome(msgspec.Struct, frozen=True):
+    """What a bulk write did: how many documents it wrote and which it skipped as stale."""
+
+    written: int
+    stale: list[str]  # ids already at or above the version sent (duplicate deliveries)
+
+
+class Hit(msgspec.Struct, frozen=True):
+    """One search hit: the document, its id, and its sort values (the next page's cursor)."""
+
+    doc_id: str
+    source: Document
+    sort: list[Any] | None = None
+
+
+class SearchPage(msgspec.Struct, frozen=True):
+    """A page of hits; pass `next_after` as `search_after` for the next one (None: last page)."""
+
+    hits: list[Hit]
+    total: int
+    next_after: list[Any] | None
+
+
 class SearchClient:
-    """The operations the read models need, on either engine."""
+    """The operations the read models need, on either engine.
+
+    Both official clients still take a request body as `body=` and the query
+    parameters (`refresh`, `version`, `version_type`) as keywords, so one call
+    serves both engines; only their exception classes differ.
+    """
 
     def __init__(self, engine: Engine, version: str, client: AsyncOpenSearch | AsyncElasticsearch) -> None:
         self.engine = engine
@@ -50,20 +122,30 @@ class SearchClient:
     async def close(self) -> None:
         await self._client.close()
 
+    async def health(self) -> str:
+        """Cluster health: green, yellow (replicas unassigned, serving) or red."""
+        response = await self._client.cluster.health()
+        status: str = response["status"]
+        return status
+
     async def create_index(
-        self, name: str, *, mappings: Mapping[str, Any] | None = None, shards: int = 1
+        self,
+        name: str,
+        *,
+        mappings: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        shards: int = 1,
     ) -> bool:
-        """Create an index unless it exists; True when this call created it."""
-        body: dict[str, Any] = {"settings": {"number_of_shards": shards, "number_of_replicas": 0}}
+        """Create an index unless it exists; True when this call created it.
+
+        `settings` is merged over the shard counts, e.g. `{"analysis": {...}}`.
+        """
+        merged: dict[str, Any] = {"number_of_shards": shards, "number_of_replicas": 0, **(settings or {})}
+        body: dict[str, Any] = {"settings": merged}
         if mappings:
             body["mappings"] = dict(mappings)
         try:
-            if isinstance(self._client, AsyncOpenSearch):
-                await self._client.indices.create(index=name, body=body)
-            else:
-                await self._client.indices.create(
-                    index=name, settings=body["settings"], mappings=body.get("mappings")
-                )
+            await self._client.indices.create(index=name, body=body)
         except (OsConflict, EsConflict):
             return False
         except Exception as error:  # both clients raise 400 resource_already_exists_exception
@@ -72,7 +154,12 @@ class SearchClient:
             raise
         return True
 
+    async def index_exists(self, name: str) -> bool:
+        """True when an index or alias of that name exists."""
+        return bool(await self._client.indices.exists(index=name))
+
     async def delete_index(self, name: str) -> None:
+        """Delete an index; one that does not exist is not an error."""
         try:
             await self._client.indices.delete(index=name)
         except (OsNotFound, EsNotFound):
@@ -92,12 +179,42 @@ class SearchClient:
         if version is not None:
             params.update(version=version, version_type="external")
         try:
-            if isinstance(self._client, AsyncOpenSearch):
-                await self._client.index(index=index, id=doc_id, body=document, params=params)
-            else:
-                await self._client.index(index=index, id=doc_id, document=document, **params)
+            await self._client.index(index=index, id=doc_id, body=document, **params)
         except (OsConflict, EsConflict) as error:
             raise VersionConflict(f"{index}/{doc_id} already at or above version {version}") from error
+
+    async def put_many(
+        self, index: str, writes: Sequence[BulkWrite], *, refresh: bool = False
+    ) -> BulkOutcome:
+        """Write documents in one bulk request, each guarded by its external version when it has one.
+
+        A stale version is not an error (it is a duplicate delivery): its id is
+        listed in the outcome. Any other failure raises `BulkFailed` naming the
+        documents, after the others were written.
+        """
+        if not writes:
+            return BulkOutcome(written=0, stale=[])
+        operations: list[dict[str, Any]] = []
+        for write in writes:
+            meta: dict[str, Any] = {"_index": index, "_id": write.doc_id}
+            if write.version is not None:
+                meta.update(version=write.version, version_type="external")
+            operations += [{"index": meta}, write.document]
+        response = await self._client.bulk(body=operations, refresh="true" if refresh else "false")
+        stale: list[str] = []
+        errors: dict[str, str] = {}
+        for item in response["items"]:
+            result = item["index"]
+            error = result.get("error")
+            if error is None:
+                continue
+            if result.get("status") == 409 and error.get("type") == "version_conflict_engine_exception":
+                stale.append(result["_id"])
+            else:
+                errors[result["_id"]] = f"{error.get('type')}: {error.get('reason')}"
+        if errors:
+            raise BulkFailed(errors)
+        return BulkOutcome(written=len(writes) - len(stale), stale=stale)
 
     async def get(self, index: str, doc_id: str) -> Document | None:
         try:
@@ -107,20 +224,98 @@ class SearchClient:
         source: Document = response["_source"]
         return source
 
+    async def delete(
+        self, index: str, doc_id: str, *, version: int | None = None, refresh: bool = False
+    ) -> bool:
+        """Delete a document (with `version`: only above the stored one); False when there was none."""
+        params: dict[str, Any] = {"refresh": "true" if refresh else "false"}
+        if version is not None:
+            params.update(version=version, version_type="external")
+        try:
+            await self._client.delete(index=index, id=doc_id, **params)
+        except (OsNotFound, EsNotFound):
+            return False
+        except (OsConflict, EsConflict) as error:
+            raise VersionConflict(f"{index}/{doc_id} already at or above version {version}") from error
+        return True
+
     async def search(
         self, index: str, query: Mapping[str, Any], *, size: int = 10, sort: Sequence[Any] | None = None
     ) -> list[Document]:
-        body: dict[str, Any] = {"query": dict(query), "size": size}
+        """The sources of the first `size` hits."""
+        page = await self.search_page(index, query, size=size, sort=sort)
+        return [hit.source for hit in page.hits]
+
+    async def search_page(
+        self,
+        index: str,
+        query: Mapping[str, Any],
+        *,
+        sort: Sequence[Any] | None = None,
+        size: int = 10,
+        search_after: Sequence[Any] | None = None,
+        aggregations: Mapping[str, Any] | None = None,
+    ) -> SearchPage:
+        """One page of hits, paged with `search_after` (deep pages cost no more than the first).
+
+        Paging needs a `sort` that ends in a unique field (e.g. the document id
+        kept as a keyword), so that no two hits share a cursor.
+        """
+        body: dict[str, Any] = {"query": dict(query), "size": size, "track_total_hits": True}
         if sort:
             body["sort"] = list(sort)
-        if isinstance(self._client, AsyncOpenSearch):
+        if search_after is not None:
+            body["search_after"] = list(search_after)
+        if aggregations:
+            body["aggs"] = dict(aggregations)
+        try:
             response = await self._client.search(index=index, body=body)
-        else:
-            response = await self._client.search(index=index, **body)
-        return [hit["_source"] for hit in response["hits"]["hits"]]
+        except (OsNotFound, EsNotFound) as error:
+            raise IndexNotFound(index) from error
+        hits = [Hit(hit["_id"], hit["_source"], hit.get("sort")) for hit in response["hits"]["hits"]]
+        next_after = hits[-1].sort if sort and len(hits) == size else None
+        return SearchPage(hits=hits, total=int(response["hits"]["total"]["value"]), next_after=next_after)
+
+    async def aggregate(
+        self, index: str, aggregations: Mapping[str, Any], *, query: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Run aggregations alone (no hits) and return their results by name."""
+        body = {"query": dict(query or {"match_all": {}}), "size": 0, "aggs": dict(aggregations)}
+        try:
+            response = await self._client.search(index=index, body=body)
+        except (OsNotFound, EsNotFound) as error:
+            raise IndexNotFound(index) from error
+        results: dict[str, Any] = dict(response["aggregations"])
+        return results
+
+    async def count(self, index: str, query: Mapping[str, Any] | None = None) -> int:
+        """How many documents match `query` (all of them without one)."""
+        body = {"query": dict(query)} if query else None
+        try:
+            response = await self._client.count(index=index, body=body)
+        except (OsNotFound, EsNotFound) as error:
+            raise IndexNotFound(index) from error
+        return int(response["count"])
 
     async def refresh(self, index: str) -> None:
         await self._client.indices.refresh(index=index)
+
+    async def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
+        """Apply alias actions (`{"add": {...}}`, `{"remove": {...}}`) in one atomic request.
+
+        All or nothing: when one action names a missing index or alias, none is
+        applied and `IndexNotFound` is raised.
+        """
+        try:
+            await self._client.indices.update_aliases(body={"actions": [dict(action) for action in actions]})
+        except (OsNotFound, EsNotFound) as error:
+            raise IndexNotFound(str(error)) from error
+
+    async def swap_alias(self, alias: str, *, old: str, new: str) -> None:
+        """Move `alias` from index `old` to index `new` in one request: no reader sees neither or both."""
+        await self.update_aliases(
+            [{"remove": {"index": old, "alias": alias}}, {"add": {"index": new, "alias": alias}}]
+        )
 
     async def point_alias(self, alias: str, index: str) -> None:
         """Point `alias` at `index` alone, atomically (the swap at the end of a rebuild)."""
@@ -128,18 +323,12 @@ class SearchClient:
             {"remove": {"index": "*", "alias": alias}},
             {"add": {"index": index, "alias": alias}},
         ]
-        try:
-            current = await self._client.indices.get_alias(name=alias)
-        except (OsNotFound, EsNotFound):
-            current = {}
-        if not current:
+        if not await self.alias_targets(alias):
             actions = actions[1:]  # removing an alias that does not exist is an error
-        if isinstance(self._client, AsyncOpenSearch):
-            await self._client.indices.update_aliases(body={"actions": actions})
-        else:
-            await self._client.indices.update_aliases(actions=actions)
+        await self.update_aliases(actions)
 
     async def alias_targets(self, alias: str) -> list[str]:
+        """The indices `alias` points at, sorted; empty when there is no such alias."""
         try:
             current = await self._client.indices.get_alias(name=alias)
         except (OsNotFound, EsNotFound):
@@ -148,19 +337,36 @@ class SearchClient:
 
 
 async def connect_search(url: str, *, timeout: float = 10.0) -> SearchClient:
-    """Identify the engine at `url` and return a client for it."""
+    """Identify the engine at `url` and return a client for it.
+
+    Elasticsearch names itself in the `X-Elastic-Product` header of every
+    response; OpenSearch never sends it and names itself in `GET /`, which the
+    Elasticsearch the local stack runs does not serve. The version comes from
+    the node info, which both serve.
+    """
+    base = url.rstrip("/")
     try:
         async with httpx.AsyncClient(timeout=timeout) as http:
-            response = await http.get(url)
-            response.raise_for_status()
-            info = response.json()
-    except (httpx.HTTPError, ValueError) as error:
-        raise SearchUnavailable(f"search engine at {url} did not answer: {error}") from error
-    version = info.get("version", {})
-    number = str(version.get("number", "?"))
-    client: AsyncOpenSearch | AsyncElasticsearch
-    if version.get("distribution") == "opensearch":
-        client = AsyncOpenSearch(hosts=[url], timeout=timeout)
-        return SearchClient("opensearch", number, client)
-    client = AsyncElasticsearch(url, request_timeout=timeout)
-    return SearchClient("elasticsearch", number, client)
+            nodes = await http.get(f"{base}/_nodes/_local", params={"filter_path": "nodes.*.version"})
+            nodes.raise_for_status()
+            version = str(next(iter(nodes.json()["nodes"].values()))["version"])
+            product = nodes.headers.get("x-elastic-product")
+            distribution = None
+            if product is None:
+                root = await http.get(base)
+                root.raise_for_status()
+                distribution = root.json().get("version", {}).get("distribution")
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, StopIteration) as error:
+        raise SearchUnavailable(f"search engine at {url} did not answer: {error!r}") from error
+    if product == "Elasticsearch":
+        major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
+        if major < ELASTICSEARCH_MAJOR:
+            raise SearchUnavailable(
+                f"{url} runs Elasticsearch {version}; the suite's client speaks to {ELASTICSEARCH_MAJOR}.x"
+            )
+        return SearchClient("elasticsearch", version, AsyncElasticsearch(base, request_timeout=timeout))
+    if distribution == "opensearch":
+        return SearchClient("opensearch", version, AsyncOpenSearch(hosts=[base], timeout=timeout))
+    raise SearchUnavailable(
+        f"{url} answers, but is neither Elasticsearch {ELASTICSEARCH_MAJOR} nor OpenSearch"
+    )

@@ -6,9 +6,16 @@ configured algorithms are accepted, and the algorithm decides where the key come
 from (HS256: the configured secret; RS256/ES256: the JWKS), so `alg: none` and
 algorithm confusion are refused before any signature check.
 
-Roles come from the `roles` claim (a list) and the `scope` claim (space
-separated): `customer` places and cancels their own orders, `staff` manages
-stock, `service` is the saga's role for everything it drives.
+Roles come from the `roles` claim, a list of known role names; a token whose
+`roles` is anything else (a string, a number, an unknown name) is refused rather
+than read generously. The `scope` claim (space separated) grants roles only
+when the service is configured to read it (`JWT_SCOPE_ROLES=true`): `customer`
+places and cancels their own orders, `staff` manages stock, `service` is the
+saga's role for everything it drives.
+
+The subject is checked before anything uses it: 1 to 200 printable ASCII
+characters without spaces. It becomes a customer id in events and a key in
+Redis, so a lone surrogate or a control character must stop here.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ MIN_SECRET_BYTES = 32
 # removed from the JWKS stops working within a minute.
 _CACHE_SECONDS = 60.0
 _CACHE_SIZE = 10_000
-_SUBJECT = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+_SUBJECT = re.compile(r"[!-~]{1,200}")
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -70,6 +77,7 @@ class TokenVerifier:
         leeway_seconds: float = 30,
         secret: bytes | None = None,
         jwks: JwksKeys | None = None,
+        scope_grants_roles: bool = False,
     ) -> None:
         unknown = set(algorithms) - {"HS256", *KEY_TYPES}
         if unknown or not algorithms:
@@ -86,6 +94,7 @@ class TokenVerifier:
         self._leeway = leeway_seconds
         self._secret = secret
         self._jwks = jwks
+        self._scope_grants_roles = scope_grants_roles
         self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
@@ -135,8 +144,9 @@ class TokenVerifier:
         subject = claims["sub"]
         # The subject becomes a customer id in events: the same rules as any other text in them.
         if not isinstance(subject, str) or not _SUBJECT.fullmatch(subject):
-            raise AuthenticationFailed("the token's subject is not 1-200 printable characters")
-        return Principal(subject=subject, roles=_roles(claims)), float(claims["exp"])
+            raise AuthenticationFailed("the token's subject is not 1-200 printable ASCII characters")
+        roles = _roles(claims, scope_grants_roles=self._scope_grants_roles)
+        return Principal(subject=subject, roles=roles), float(claims["exp"])
 
     async def _key(self, header: dict[str, Any], algorithm: str) -> Any:
         if algorithm == "HS256":
@@ -149,15 +159,18 @@ class TokenVerifier:
             raise AuthenticationFailed("the token was signed with an unknown key") from error
 
 
-def _roles(claims: dict[str, Any]) -> frozenset[str]:
-    granted: set[str] = set()
-    roles = claims.get("roles")
-    if isinstance(roles, list):
-        granted.update(role for role in roles if isinstance(role, str))
+def _roles(claims: dict[str, Any], *, scope_grants_roles: bool) -> frozenset[str]:
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise AuthenticationFailed("the token's roles claim is not a list of role names")
+    unknown = set(roles) - ROLES
+    if unknown:
+        raise AuthenticationFailed(f"the token names unknown roles: {', '.join(sorted(unknown))[:200]}")
+    granted = set(roles)
     scope = claims.get("scope")
-    if isinstance(scope, str):
-        granted.update(scope.split())
-    return frozenset(granted & ROLES)
+    if scope_grants_roles and isinstance(scope, str):
+        granted.update(set(scope.split()) & ROLES)
+    return frozenset(granted)
 
 
 def build_verifier(settings: ApiSettings, client: httpx.AsyncClient | None = None) -> TokenVerifier:
@@ -179,6 +192,7 @@ def build_verifier(settings: ApiSettings, client: httpx.AsyncClient | None = Non
         leeway_seconds=settings.jwt_leeway_seconds,
         secret=settings.jwt_secret.encode() if settings.jwt_secret else None,
         jwks=jwks,
+        scope_grants_roles=settings.jwt_scope_roles,
     )
 
 

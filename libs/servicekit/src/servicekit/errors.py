@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "AuthenticationFailed",
+    "ClientDisconnected",
     "InvalidHeader",
+    "MalformedBody",
     "NotAllowed",
     "RateLimited",
     "ServiceError",
@@ -35,7 +39,9 @@ class RateLimited(ServiceError):
     """The caller used up its allowance; it may try again after `retry_after_seconds`."""
 
     def __init__(self, retry_after_seconds: float) -> None:
-        super().__init__(f"too many requests: retry in {retry_after_seconds:.2f}s")
+        # Whole seconds, rounded up, as the Retry-After header says: the body and the header agree.
+        self.retry_after = max(1, math.ceil(retry_after_seconds))
+        super().__init__(f"too many requests: retry in {self.retry_after} s")
         self.retry_after_seconds = retry_after_seconds
 
 
@@ -46,3 +52,11 @@ class InvalidHeader(ServiceError):
         super().__init__(f"header {header}: {message}")
         self.header = header
         self.message = message
+
+
+class MalformedBody(ServiceError):
+    """The request body cannot be read as JSON at all: not UTF-8, or nested beyond what can be parsed."""
+
+
+class ClientDisconnected(ServiceError):
+    """The client went away before sending its whole body; nobody is left to answer."""

@@ -4,6 +4,9 @@
     app = Litestar(
         route_handlers=[*own_routes, *observability.routes(ready={"postgres": ...})],
         middleware=[observability.middleware()],
+        before_send=[observability.before_send],
+        request_class=ServiceRequest,  # servicekit.requests
+        exception_handlers={Exception: problems.handler},  # a servicekit.problems.ProblemTable
         ...
     )
 
@@ -15,16 +18,23 @@ Prometheus registry with the HTTP request metrics, and the request middleware
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware.base import DefineMiddleware
+from litestar.types import BeforeMessageSendHookHandler
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 
 from servicekit.health import Check, health_routes
 from servicekit.metrics import HttpMetrics, Refresh, metrics_route, new_registry
 from servicekit.settings import ServiceSettings
-from servicekit.telemetry import RequestTelemetry, instrument_asyncpg, tracer_provider
+from servicekit.telemetry import (
+    RequestTelemetry,
+    add_correlation_header,
+    instrument_asyncpg,
+    tracer_provider,
+)
 
 __all__ = ["Observability"]
 
@@ -68,6 +78,11 @@ class Observability:
     ) -> list[HTTPRouteHandler]:
         """`/health/live`, `/health/ready` and `/metrics`."""
         return [*health_routes(ready=ready, live=live), metrics_route(self.registry, refresh_metrics)]
+
+    @property
+    def before_send(self) -> BeforeMessageSendHookHandler:
+        """A `before_send` hook adding X-Correlation-ID to answers no route's middleware saw (404, 405)."""
+        return cast("BeforeMessageSendHookHandler", add_correlation_header)
 
     def shutdown(self) -> None:
         """Flush and stop span export."""

@@ -26,7 +26,14 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
-from servicekit.errors import AuthenticationFailed, InvalidHeader, NotAllowed, RateLimited
+from servicekit.errors import (
+    AuthenticationFailed,
+    ClientDisconnected,
+    InvalidHeader,
+    MalformedBody,
+    NotAllowed,
+    RateLimited,
+)
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -137,13 +144,19 @@ def _not_allowed(exc: NotAllowed) -> Answer:
 
 
 def _rate_limited(exc: RateLimited) -> Answer:
-    retry_after = str(max(1, round(exc.retry_after_seconds + 0.5)))
-    return problem(429, "rate-limited", "Too many requests", exc.detail), {"Retry-After": retry_after}
+    return problem(429, "rate-limited", "Too many requests", exc.detail), {
+        "Retry-After": str(exc.retry_after)
+    }
 
 
 def _invalid_header(exc: InvalidHeader) -> Problem:
     error = FieldError(field=exc.header, message=exc.message, source="header")
     return problem(400, "invalid-header", "Invalid header", exc.detail, errors=[error])
+
+
+def _client_disconnected(exc: ClientDisconnected) -> Problem:
+    log.info("client disconnected mid-request")
+    return problem(400, "client-disconnected", "Client disconnected", exc.detail)
 
 
 _MISSING_HEADER = re.compile(r"Missing required header parameter '([^']+)'")
@@ -207,6 +220,8 @@ _KIT_RULES: dict[type[BaseException], Rule] = {
     NotAllowed: _not_allowed,
     RateLimited: _rate_limited,
     InvalidHeader: _invalid_header,
+    MalformedBody: lambda exc: problem(400, "malformed-body", "Malformed request body", exc.detail),
+    ClientDisconnected: _client_disconnected,
     ValidationException: _validation_problem,
     HTTPException: _http_problem,
 }

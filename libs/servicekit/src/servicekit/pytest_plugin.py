@@ -1,7 +1,8 @@
 """Pytest fixtures that hand tests the suite's real servers.
 
 Each server's URL comes, in this order, from
-1. the environment (`DATABASE_URL`, `REDIS_URL`, `KAFKA_BOOTSTRAP_SERVERS`, `SEARCH_URL`),
+1. the environment (`DATABASE_URL`, `REDIS_URL`, `KAFKA_BOOTSTRAP_SERVERS`, `SEARCH_URL`,
+   and `OPENSEARCH_URL` / `ELASTICSEARCH_URL` for tests that run against both engines),
 2. the `.devstack/env` file that `./dev up` writes (so plain `pytest` works after `./dev up`),
 3. a testcontainers container, where a Docker engine answers.
 Otherwise the test fails and says which command starts the stack: a missing
@@ -24,9 +25,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-__all__ = ["START_STACK", "resolve_url"]
+__all__ = ["SEARCH_ENGINES", "START_STACK", "resolve_url"]
 
 START_STACK = "./dev up"
+# The engines the read models must work on, and the variable naming each; the
+# local stack runs both, SEARCH_URL names the default one.
+SEARCH_ENGINES = {"opensearch": "OPENSEARCH_URL", "elasticsearch": "ELASTICSEARCH_URL"}
 
 
 def _devstack_env() -> dict[str, str]:
@@ -78,12 +82,20 @@ def resolve_url(variable: str, containers: Callable[[str], str] | None = None) -
 
 
 class _Containers:
-    """Starts a testcontainers server per variable, once per session, where Docker exists."""
+    """Starts a testcontainers server per kind of server, once per session, where Docker exists."""
 
     def __init__(self) -> None:
         self._started: list[Any] = []
+        self._urls: dict[str, str] = {}
 
     def __call__(self, variable: str) -> str:
+        # SEARCH_URL is the default engine: the Elasticsearch docker-compose runs too.
+        kind = "ELASTICSEARCH_URL" if variable == "SEARCH_URL" else variable
+        if kind not in self._urls:
+            self._urls[kind] = self._start(kind)
+        return self._urls[kind]
+
+    def _start(self, variable: str) -> str:
         if variable == "DATABASE_URL":
             from testcontainers.postgres import PostgresContainer
 
@@ -102,9 +114,15 @@ class _Containers:
             kafka = KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft().start()
             self._started.append(kafka)
             return str(kafka.get_bootstrap_server())
+        if variable == "OPENSEARCH_URL":
+            from testcontainers.opensearch import OpenSearchContainer
+
+            opensearch = OpenSearchContainer("opensearchproject/opensearch:2.19.3", mem_limit="1g").start()
+            self._started.append(opensearch)
+            return f"http://{opensearch.get_container_host_ip()}:{opensearch.get_exposed_port(9200)}"
         from testcontainers.elasticsearch import ElasticSearchContainer
 
-        search = ElasticSearchContainer("elasticsearch:9.1.5", mem_limit="1g").start()
+        search = ElasticSearchContainer("elasticsearch:9.2.0", mem_limit="1g").start()
         self._started.append(search)
         return f"http://{search.get_container_host_ip()}:{search.get_exposed_port(9200)}"
 
@@ -138,7 +156,19 @@ def kafka_bootstrap_servers(_containers: _Containers) -> str:
 
 @pytest.fixture(scope="session")
 def search_url(_containers: _Containers) -> str:
+    """The default search engine (SEARCH_URL): what the services use."""
     return resolve_url("SEARCH_URL", _containers)
+
+
+@pytest.fixture(scope="session", params=list(SEARCH_ENGINES))
+def search_engine_url(request: pytest.FixtureRequest, _containers: _Containers) -> str:
+    """Each search engine in turn: a test taking this runs once on OpenSearch and once on Elasticsearch.
+
+    The read models promise to work on both, so neither may be missing: an
+    engine that does not answer fails the test with the command that starts it.
+    """
+    engine: str = request.param
+    return resolve_url(SEARCH_ENGINES[engine], _containers)
 
 
 @pytest.fixture

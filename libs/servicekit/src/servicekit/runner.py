@@ -23,6 +23,7 @@ import uvicorn
 from litestar import Litestar
 from uvicorn.supervisors import Multiprocess
 
+from servicekit.http_limits import HeaderLimits, LimitedConfig
 from servicekit.logs import configure_logging
 from servicekit.settings import ServiceSettings, SettingsError
 
@@ -56,7 +57,7 @@ def serve[S: ServiceSettings](
         print(f"{name}: WORKERS: this service runs one process; run more instances", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     app: Litestar | str = built if settings.workers == 1 else factory  # type: ignore[assignment]
-    config = uvicorn.Config(
+    config = LimitedConfig(
         app,
         factory=isinstance(app, str),
         workers=settings.workers,
@@ -64,7 +65,12 @@ def serve[S: ServiceSettings](
         port=settings.port,
         lifespan="on",
         loop="uvloop",
-        http="httptools",
+        header_limits=HeaderLimits(
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+            header_timeout=settings.header_timeout_seconds,
+        ),
+        timeout_keep_alive=math.ceil(settings.keep_alive_timeout_seconds),
         log_config=None,
         access_log=False,  # the app writes its own JSON access line, with trace ids
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),

@@ -79,6 +79,12 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     # still gets trace ids for its logs and events; it just skips building span attributes.
     otel_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
     access_log: bool = True
+    # Limits on what a client sends before the app sees a request (see servicekit.http_limits).
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 16 * 1024
+    max_headers: Annotated[int, msgspec.Meta(ge=10, le=1000)] = 100
+    header_timeout_seconds: Seconds = 10.0
+    # Seconds an idle keep-alive connection stays open between requests.
+    keep_alive_timeout_seconds: Seconds = 5.0
 
 
 def from_env[T: msgspec.Struct](
@@ -141,6 +147,8 @@ class ApiSettings(ServiceSettings, frozen=True, kw_only=True):
     jwt_jwks_file: str | None = None
     jwt_jwks_url: str | None = None
     jwt_leeway_seconds: Annotated[int, msgspec.Meta(ge=0, le=300)] = 30
+    # Whether the space-separated `scope` claim grants roles (off: only the `roles` list does).
+    jwt_scope_roles: bool = False
     rate_limit_per_second: Annotated[float, msgspec.Meta(gt=0)] = 50.0
     rate_limit_burst: Annotated[int, msgspec.Meta(ge=1)] = 100
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024

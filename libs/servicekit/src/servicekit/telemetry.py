@@ -49,6 +49,7 @@ from servicekit.settings import ServiceSettings
 
 __all__ = [
     "RequestTelemetry",
+    "add_correlation_header",
     "context_of",
     "current_traceparent",
     "header_value",
@@ -141,6 +142,22 @@ def header_value(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str 
 def traceparent_of(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
     """The event's trace context carried in a suite message's `ce_traceparent` header."""
     return header_value(headers, "ce_traceparent")
+
+
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+async def add_correlation_header(message: Message, scope: Scope) -> None:
+    """A `before_send` hook: every answer carries `X-Correlation-ID`, including those the router gives
+    before any route's middleware runs (404, 405): the caller's sane id, or a new one. Every answer
+    also says `X-Content-Type-Options: nosniff`, so no browser reads a JSON answer as something else."""
+    if message["type"] != "http.response.start":
+        return
+    headers = [*message.get("headers", ()), _NOSNIFF]
+    if not any(name.lower() == _CORRELATION_HEADER for name, _ in headers):
+        correlation = incoming_correlation_id(scope.get("headers", ())) or str(uuid.uuid4())
+        headers.append((_CORRELATION_HEADER, correlation.encode()))
+    message["headers"] = headers
 
 
 class RequestTelemetry:

@@ -22,6 +22,7 @@ from servicekit.access import access_guard
 from servicekit.auth import build_verifier
 from servicekit.observability import Observability
 from servicekit.ratelimit import RateLimiter
+from servicekit.requests import ServiceRequest
 
 from command_service.handling import Services
 from command_service.idempotency import IdempotencyKeys
@@ -110,6 +111,8 @@ def create_app(
         },
         exception_handlers={Exception: PROBLEMS.handler},
         middleware=[observability.middleware()],
+        before_send=[observability.before_send],
+        request_class=ServiceRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(),
         plugins=[StrictStructSchemaPlugin()],

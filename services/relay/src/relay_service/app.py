@@ -21,6 +21,7 @@ from litestar import Litestar, get
 from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.observability import Observability
 from servicekit.problems import ProblemTable
+from servicekit.requests import ServiceRequest
 
 from relay_service.lag import measure_lag
 from relay_service.metrics import RelayMetrics
@@ -107,6 +108,8 @@ def create_app(
         route_handlers=[status_route, *routes],
         lifespan=[lifespan],
         middleware=[observability.middleware()],
+        before_send=[observability.before_send],
+        request_class=ServiceRequest,
         exception_handlers={Exception: ProblemTable().handler},
         logging_config=None,
         openapi_config=None,

@@ -26,6 +26,7 @@ from eventstore.errors import EventStoreError
 from opentelemetry.trace import Link, SpanKind, Tracer, get_tracer
 from servicekit.telemetry import link_to
 
+from relay_service.asyncapi import CHANNELS
 from relay_service.envelope import to_message
 from relay_service.leadership import leadership
 from relay_service.settings import RelaySettings
@@ -154,7 +155,12 @@ class Relay:
         sent: asyncio.Event,
     ) -> None:
         settings = self._settings
-        async for event in self._store.subscribe_all(after, batch_size=settings.relay_batch_size):
+        # Only the categories the contract declares: other services keep streams of their own in the
+        # same store (the saga's), which are not published and which the relay need not decode.
+        published = list(CHANNELS)
+        async for event in self._store.subscribe_all(
+            after, categories=published, batch_size=settings.relay_batch_size
+        ):
             message = to_message(
                 event, source=settings.relay_source, topic_prefix=settings.relay_topic_prefix
             )
