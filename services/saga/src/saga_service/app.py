@@ -30,6 +30,7 @@ from servicekit.access import access_guard
 from servicekit.auth import build_verifier
 from servicekit.observability import Observability
 from servicekit.ratelimit import RateLimiter
+from servicekit.requests import ServiceRequest
 
 from saga_service.commands import CommandClient, ServiceToken
 from saga_service.consumer import build_broker, ensure_topic
@@ -178,6 +179,8 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
         dependencies={"orchestrator": Provide(_orchestrator, sync_to_thread=False, use_cache=True)},
         exception_handlers={Exception: PROBLEMS.handler},
         middleware=[observability.middleware()],
+        before_send=[observability.before_send],
+        request_class=ServiceRequest,
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
     )

@@ -17,6 +17,7 @@ from litestar import Litestar, get, post
 from litestar.params import FromPath, JSONBody
 from servicekit.observability import Observability
 from servicekit.problems import ProblemTable, problem
+from servicekit.requests import ServiceRequest
 from servicekit.telemetry import current_traceparent
 
 from saga_service.providers import AuthorizationRequest, WebhookBody
@@ -130,6 +131,8 @@ def create_app(settings: SandboxSettings) -> Litestar:
         route_handlers=[authorize, read, *observability.routes(ready={})],
         lifespan=[lifespan],
         middleware=[observability.middleware()],
+        before_send=[observability.before_send],
+        request_class=ServiceRequest,
         exception_handlers={Exception: problems.handler},
         logging_config=None,
         openapi_config=None,
