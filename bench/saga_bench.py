@@ -1,6 +1,6 @@
 """Saga throughput, duration and deadline accuracy against real PostgreSQL, Kafka and processes.
 
-    .venv/bin/python bench/saga_bench.py [--orders 300] [--clients 16] [--deadlines 10000]
+    .venv/bin/python bench/saga_bench.py [--orders 300] [--clients 16] [--rate R] [--deadlines 10000]
 
 1. End to end: the command service, the relay, the payment sandbox (no latency)
    and the saga run as processes. `--clients` clients place `--orders` orders as
@@ -8,7 +8,8 @@
    Side by side, on the same services, a script drives the same flow itself:
    place, reserve, request payment, record the authorisation, commit, confirm
    (no provider round trip). Reported: sagas completed per second, the ratio,
-   p50/p99 duration from placing the order to its confirmation.
+   p50/p99 duration from placing the order to its confirmation. With `--rate`
+   the orders (and the script's flows) start at that steady rate instead.
 2. Deadlines: `--deadlines` payment deadlines due over the next 10 s in the
    saga's timer table; two timer claimers (separate pools, as two instances)
    claim and mark them fired with the service's poll interval and batch size.
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -160,22 +161,42 @@ def an_order() -> dict[str, Any]:
     return {"lines": lines, "currency": "EUR"}
 
 
-async def run_saga(command_url: str, saga_url: str, orders: int, clients: int) -> tuple[float, list[float]]:
+async def offer(count: int, clients: int, rate: float | None, job: Callable[[], Awaitable[None]]) -> None:
+    """Run `job` `count` times: by `clients` workers back to back, or started at `rate` per second."""
+    if rate is None:
+        queue = list(range(count))
+
+        async def worker() -> None:
+            while queue:
+                queue.pop()
+                await job()
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return
+    began = time.monotonic()
+    jobs = []
+    for n in range(count):
+        await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
+        jobs.append(asyncio.create_task(job()))
+    await asyncio.gather(*jobs)
+
+
+async def run_saga(
+    command_url: str, saga_url: str, orders: int, clients: int, rate: float | None
+) -> tuple[float, list[float]]:
     tokens = token_factory(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
     customer = tokens("bench-customer", ["customer"])
     placed: dict[str, float] = {}
-    queue = list(range(orders))
     async with httpx.AsyncClient(base_url=command_url, timeout=30) as client:
         started = time.time()
 
         async def place() -> None:
-            while queue:
-                queue.pop()
-                response = await client.post("/orders", json=an_order(), headers=headers(customer))
-                response.raise_for_status()
-                placed[response.json()["order_id"]] = time.time()
+            begun = time.time()
+            response = await client.post("/orders", json=an_order(), headers=headers(customer))
+            response.raise_for_status()
+            placed[response.json()["order_id"]] = begun
 
-        await asyncio.gather(*(place() for _ in range(clients)))
+        await offer(orders, clients, rate, place)
     connection = await asyncpg.connect(saga_url)
     try:
         while True:
@@ -195,12 +216,13 @@ async def run_saga(command_url: str, saga_url: str, orders: int, clients: int) -
     return orders / (finished - started), durations
 
 
-async def run_direct(command_url: str, orders: int, clients: int) -> tuple[float, list[float]]:
+async def run_direct(
+    command_url: str, orders: int, clients: int, rate: float | None
+) -> tuple[float, list[float]]:
     tokens = token_factory(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
     customer = tokens("bench-customer", ["customer"])
     service = tokens("bench-script", ["service"])
     durations: list[float] = []
-    queue = list(range(orders))
     async with httpx.AsyncClient(base_url=command_url, timeout=30) as client:
 
         async def post(path: str, body: Any, token: str) -> httpx.Response:
@@ -209,28 +231,26 @@ async def run_direct(command_url: str, orders: int, clients: int) -> tuple[float
             return response
 
         async def flow() -> None:
-            while queue:
-                queue.pop()
-                begun = time.time()
-                body = an_order()
-                order = (await post("/orders", body, customer)).json()["order_id"]
-                for line in body["lines"]:
-                    await post(
-                        f"/products/{line['sku']}/reservations", {"order_id": order, "quantity": 1}, service
-                    )
-                await post("/payments", {"order_id": order, "amount": 300, "currency": "EUR"}, service)
-                await post(f"/payments/{order}/authorization", {"provider_reference": "direct"}, service)
-                for line in body["lines"]:
-                    await post(f"/products/{line['sku']}/reservations/{order}/commit", None, service)
-                await post(f"/orders/{order}/confirm", None, service)
-                durations.append(time.time() - begun)
+            begun = time.time()
+            body = an_order()
+            order = (await post("/orders", body, customer)).json()["order_id"]
+            for line in body["lines"]:
+                await post(
+                    f"/products/{line['sku']}/reservations", {"order_id": order, "quantity": 1}, service
+                )
+            await post("/payments", {"order_id": order, "amount": 300, "currency": "EUR"}, service)
+            await post(f"/payments/{order}/authorization", {"provider_reference": "direct"}, service)
+            for line in body["lines"]:
+                await post(f"/products/{line['sku']}/reservations/{order}/commit", None, service)
+            await post(f"/orders/{order}/confirm", None, service)
+            durations.append(time.time() - begun)
 
         started = time.time()
-        await asyncio.gather(*(flow() for _ in range(clients)))
+        await offer(orders, clients, rate, flow)
         return orders / (time.time() - started), durations
 
 
-async def end_to_end(server: str, orders: int, clients: int) -> None:
+async def end_to_end(server: str, orders: int, clients: int, rate: float | None) -> None:
     with tempfile.TemporaryDirectory() as logs:
         async with (
             database(server) as store_url,
@@ -242,12 +262,13 @@ async def end_to_end(server: str, orders: int, clients: int) -> None:
             async with httpx.AsyncClient(base_url=command_url, timeout=30) as client:
                 await seed(client, staff, SKUS)
             progress(f"saga: {orders} orders, {clients} clients")
-            saga_rate, saga_durations = await run_saga(command_url, saga_url, orders, clients)
+            saga_rate, saga_durations = await run_saga(command_url, saga_url, orders, clients, rate)
             # The saga would take the script's orders too: it stops first.
             await processes["saga"].stop()
             progress("direct script")
-            direct_rate, direct_durations = await run_direct(command_url, orders, clients)
-    print(f"\nEnd to end: {orders} orders of 2 lines, {clients} concurrent clients\n")
+            direct_rate, direct_durations = await run_direct(command_url, orders, clients, rate)
+    load = f"placed at {rate:g}/s" if rate else f"{clients} concurrent clients back to back"
+    print(f"\nEnd to end: {orders} orders of 2 lines, {load}\n")
     print("| path | sagas/s | p50 ms | p99 ms |\n|---|--:|--:|--:|")
     for name, rate, durations in (
         ("saga", saga_rate, saga_durations),
@@ -340,6 +361,8 @@ async def main() -> None:
     )
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rate", type=float, help="orders placed per second (default: as fast as possible)")
+    parser.add_argument("--skip-deadlines", action="store_true")
     parser.add_argument("--deadlines", type=int, default=10_000)
     parser.add_argument("--poll", type=float, default=0.1)
     parser.add_argument("--batch", type=int, default=100)
@@ -347,8 +370,9 @@ async def main() -> None:
     args = parser.parse_args()
     server = os.environ["DATABASE_URL"]
     if not args.skip_end_to_end:
-        await end_to_end(server, args.orders, args.clients)
-    await deadlines(server, args.deadlines, args.poll, args.batch)
+        await end_to_end(server, args.orders, args.clients, args.rate)
+    if not args.skip_deadlines:
+        await deadlines(server, args.deadlines, args.poll, args.batch)
 
 
 if __name__ == "__main__":

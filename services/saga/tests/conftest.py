@@ -1,8 +1,8 @@
 """The suite around the saga, as real processes: command service, relay, payment sandbox, saga.
 
-Each test gets its own event store database, its own saga database (the relay
-on this branch publishes every category of its store, and the saga's streams are
-not part of the published contract), its own topics and consumer group.
+Each test gets its own event store database, its own saga database (the saga's
+streams and timers may live apart from the domain's store: `SAGA_DATABASE_URL`),
+its own topics and consumer group.
 """
 
 from __future__ import annotations
