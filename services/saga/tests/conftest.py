@@ -236,6 +236,7 @@ def start_suite(
                 "SAGA_PROVIDER_SECRET": PROVIDER_SECRET,
                 "SAGA_TOPIC_PREFIX": prefix,
                 "SAGA_GROUP_ID": f"saga-{prefix}",
+                "SAGA_DEAD_LETTER_TOPIC": f"{prefix}saga.dead-letters",
                 "SAGA_WAKE_GRACE": "2",
                 "SAGA_RETRY_BASE_DELAY": "0.02",
                 "SAGA_RATE_LIMIT_PER_SECOND": "10000",

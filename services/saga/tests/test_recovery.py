@@ -212,3 +212,41 @@ async def test_two_instances_one_killed_every_saga_completes_or_compensates_once
                 assert kinds == ["OrderPlaced", "OrderRejected"]
                 assert payment in ([], ["PaymentRequested", "PaymentVoided"])
                 assert mine in ([], ["StockReserved", "StockReservationReleased"])
+
+
+async def test_an_unreadable_order_event_goes_to_the_dead_letter_topic(
+    start_suite, kafka_bootstrap_servers: str
+) -> None:
+    async with start_suite() as suite:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers)
+        await producer.start()
+        try:
+            headers = [("ce_type", b"OrderPlaced"), ("ce_subject", b"order-not-a-uuid"), ("ce_id", b"x-1")]
+            await producer.send_and_wait(
+                f"{suite.prefix}order",
+                b'{"type": "OrderPlaced", "lines": 3}',
+                key=b"order-x",
+                headers=headers,
+            )
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            f"{suite.prefix}saga.dead-letters",
+            bootstrap_servers=kafka_bootstrap_servers,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            async with asyncio.timeout(30):
+                record = await consumer.getone()
+        finally:
+            await consumer.stop()
+        letter = {name: value.decode() for name, value in record.headers}
+        assert record.value == b'{"type": "OrderPlaced", "lines": 3}'
+        assert letter["ce_id"] == "x-1"
+        assert letter["dead_letter_reason"].startswith("ValidationError")
+        assert letter["dead_letter_source"].startswith(f"{suite.prefix}order/")
+        # The saga moved past it.
+        await suite.stock("MUG", 5)
+        order_id = await suite.place("kate", ("MUG", 1))
+        assert (await suite.finished(order_id))["outcome"] == "confirmed"

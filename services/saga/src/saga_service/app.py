@@ -33,7 +33,7 @@ from servicekit.ratelimit import RateLimiter
 from servicekit.requests import ServiceRequest
 
 from saga_service.commands import CommandClient, ServiceToken
-from saga_service.consumer import build_broker, ensure_topic
+from saga_service.consumer import build_broker, ensure_topics
 from saga_service.events import build_registry
 from saga_service.migrations import migrate as migrate_saga_schema
 from saga_service.orchestrator import Orchestrator
@@ -119,7 +119,7 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
             stuck_after=settings.saga_stuck_after,
         )
         app.state.orchestrator = orchestrator
-        await ensure_topic(settings)
+        await ensure_topics(settings)
         broker = build_broker(settings, orchestrator, observability.registry)
         await broker.start()
         state["broker"] = broker

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import msgspec
+from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError, TopicAlreadyExistsError, for_code
 from faststream import AckPolicy
@@ -32,7 +33,7 @@ from saga_service.orchestrator import Orchestrator
 from saga_service.saga import Begin, Cancel, SagaRefused
 from saga_service.settings import SagaSettings
 
-__all__ = ["build_broker", "ensure_topic", "to_input"]
+__all__ = ["build_broker", "ensure_topics", "to_input"]
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +60,21 @@ def to_input(event_type: str, value: bytes) -> Begin | Cancel | None:
     return None
 
 
-async def ensure_topic(settings: SagaSettings) -> None:
-    """Create the order topic if nobody has yet (brokers never auto-create): a consumer subscribed to
-    a missing topic would only notice it when its metadata next refreshes, minutes later."""
-    topic = f"{settings.saga_topic_prefix}order"
+async def ensure_topics(settings: SagaSettings) -> None:
+    """Create the order topic and the dead-letter topic if nobody has yet (brokers never auto-create):
+    a consumer subscribed to a missing topic would only notice it when its metadata next refreshes."""
+    topics = {f"{settings.saga_topic_prefix}order", settings.saga_dead_letter_topic}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        if topic in await admin.list_topics():
+        missing = topics - set(await admin.list_topics())
+        if not missing:
             return
         response = await admin.create_topics(
-            [NewTopic(topic, settings.saga_topic_partitions, settings.saga_topic_replication)]
+            [
+                NewTopic(topic, settings.saga_topic_partitions, settings.saga_topic_replication)
+                for topic in missing
+            ]
         )
         for name, code, *message in response.topic_errors:
             # "already exists": the relay or another instance created it between list and create
@@ -96,11 +101,24 @@ def build_broker(
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
     )
-    subscriber(_handler(orchestrator, consumed))
+
+    async def dead_letter(record: ConsumerRecord, reason: str) -> None:
+        headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
+        headers["dead_letter_reason"] = reason[:1000]
+        headers["dead_letter_source"] = f"{record.topic}/{record.partition}/{record.offset}"
+        await broker.publish(
+            record.value, topic=settings.saga_dead_letter_topic, key=record.key, headers=headers
+        )
+
+    subscriber(_handler(orchestrator, consumed, dead_letter))
     return broker
 
 
-def _handler(orchestrator: Orchestrator, consumed: Counter) -> Callable[[KafkaMessage], Awaitable[None]]:
+def _handler(
+    orchestrator: Orchestrator,
+    consumed: Counter,
+    dead_letter: Callable[[ConsumerRecord, str], Awaitable[None]],
+) -> Callable[[KafkaMessage], Awaitable[None]]:
     async def handle(message: KafkaMessage) -> None:
         record = message.raw_message
         headers = list(record.headers or ())  # type: ignore[union-attr]
@@ -117,9 +135,16 @@ def _handler(orchestrator: Orchestrator, consumed: Counter) -> Callable[[KafkaMe
                     return
                 order_id = command.order_id if isinstance(command, Begin) else _order_of(subject)
             except (msgspec.MsgspecError, ValueError) as error:
-                # Not an order event the suite would publish: nothing any retry could make of it.
+                # Not an order event the suite would publish: no retry could make anything of it.
+                # It goes to the dead-letter topic with the reason (acknowledged only once it is there).
                 log.error("unreadable %s at offset %s: %s", event_type, record.offset, error)  # type: ignore[union-attr]
-                consumed.labels(event_type, "unreadable").inc()
+                try:
+                    await dead_letter(record, f"{type(error).__name__}: {error}")
+                except Exception:
+                    with _rebalanced():
+                        await message.nack()
+                    raise
+                consumed.labels(event_type, "dead-lettered").inc()
                 await _ack(message)
                 return
             try:

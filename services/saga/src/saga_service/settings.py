@@ -36,6 +36,7 @@ class SagaSettings(ApiSettings, frozen=True, kw_only=True):
     # Kafka.
     saga_topic_prefix: str = "fulfilment."
     saga_group_id: str = "saga"
+    saga_dead_letter_topic: str = "saga.dead-letters"  # order events the saga cannot read, with the reason
     # Used only when the saga starts before the relay created the topic (the relay's defaults).
     saga_topic_partitions: Annotated[int, msgspec.Meta(ge=1)] = 6
     saga_topic_replication: Annotated[int, msgspec.Meta(ge=1)] = 1
