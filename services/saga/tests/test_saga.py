@@ -241,3 +241,14 @@ def test_aborting_a_stuck_compensation_gives_up() -> None:
 def test_inputs_for_an_unknown_saga_are_refused() -> None:
     with pytest.raises(SagaRefused):
         decide(None, ReceiveReply(authorized=True, at=T0), payment_timeout=TIMEOUT)
+
+
+def test_a_cancellation_while_a_reservation_is_in_flight_releases_that_line_too() -> None:
+    state, _ = run(None, begin("mug", "pot"), step("reserve:mug", "reserved"))
+    assert next_step(state) == "reserve:pot"  # sent, its answer not recorded yet
+    state, _ = run(state, Cancel(at=T0))
+    assert state is not None
+    assert state.plan == ("release:pot", "release:mug")
+    # The late answer of the reservation is stale; the release that follows undoes it.
+    _, events = run(state, step("reserve:pot", "reserved"))
+    assert events == []

@@ -193,7 +193,7 @@ def next_step(saga: Saga | None) -> str | None:
     return next((step for step in saga.plan if step not in saga.done), None)
 
 
-def _compensation(saga: Saga, *, reject: bool, declined: bool = False) -> tuple[str, ...]:
+def _compensation(saga: Saga, *, reject: bool, declined: bool, in_flight: str | None) -> tuple[str, ...]:
     steps: list[str] = []
     if declined:
         steps.append(RECORD_DECLINE)
@@ -202,16 +202,26 @@ def _compensation(saga: Saga, *, reject: bool, declined: bool = False) -> tuple[
     elif REQUEST_PAYMENT in saga.done or saga.phase in (Phase.PAYING, Phase.CONFIRMING):
         # Requested (or possibly requested by a step still in flight): a payment nobody answered is voided.
         steps.append(VOID_PAYMENT)
+    # A reservation whose answer is still on its way (the step in flight when an outside input turned
+    # the saga) may have been made: releasing it is harmless if not, and the driver that sent it sends
+    # the release after it, so the release cannot overtake it.
     for line in reversed(saga.lines):
-        if saga.done.get(f"reserve:{line.sku}") == RESERVED and f"commit:{line.sku}" not in saga.done:
+        reserve = f"reserve:{line.sku}"
+        if (
+            saga.done.get(reserve) == RESERVED or in_flight == reserve
+        ) and f"commit:{line.sku}" not in saga.done:
             steps.append(f"release:{line.sku}")
     if reject:
         steps.append(REJECT)
     return tuple(steps)
 
 
-def _compensate(saga: Saga, reason: str, *, declined: bool = False) -> CompensationStarted:
-    plan = _compensation(saga, reject=not saga.cancelled, declined=declined)
+def _compensate(
+    saga: Saga, reason: str, *, declined: bool = False, outside: bool = True
+) -> CompensationStarted:
+    """Start undoing; `outside`: the input came from outside the drive (the next step may be in flight)."""
+    in_flight = next_step(saga) if outside else None
+    plan = _compensation(saga, reject=not saga.cancelled, declined=declined, in_flight=in_flight)
     return CompensationStarted(reason=reason, plan=plan, cancelled=saga.cancelled)
 
 
@@ -296,10 +306,10 @@ def _record_step(state: Saga, command: RecordStep, payment_timeout: timedelta) -
         return events
     if command.result == SHORTAGE:
         sku = command.step.removeprefix("reserve:")
-        events.append(_compensate(after, f"insufficient stock of {sku}"))
+        events.append(_compensate(after, f"insufficient stock of {sku}", outside=False))
     elif refused:
         code = command.result.removeprefix(REFUSED_PREFIX)
-        events.append(_compensate(after, f"{command.step} refused: {code}"))
+        events.append(_compensate(after, f"{command.step} refused: {code}", outside=False))
     elif next_step(after) is None:
         if state.phase is Phase.RESERVING:
             events.append(
