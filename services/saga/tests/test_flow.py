@@ -40,6 +40,13 @@ async def test_happy_path_confirms_the_order_in_one_trace(start_suite) -> None:
             assert trace_id(event.metadata.traceparent) == placed_trace, event.event_type
         assert view["deadlines"][0]["kind"] == "payment"
         assert view["deadlines"][0]["cancelled_at"] is not None
+        metrics = (await suite.saga.get("/metrics")).text
+        assert 'saga_circuit_state{downstream="command"} 0.0' in metrics
+        assert 'saga_downstream_calls_total{downstream="command",result="success"} 7.0' in metrics
+        assert 'saga_downstream_calls_total{downstream="provider",result="success"} 1.0' in metrics
+        schema = await suite.saga.get("/schema/openapi.json")
+        assert schema.status_code == 200
+        assert {"/sagas/{order_id}", "/webhooks/payments/{provider}"} <= set(schema.json()["paths"])
 
 
 async def test_a_stock_shortage_releases_what_was_reserved_and_rejects(start_suite) -> None:
