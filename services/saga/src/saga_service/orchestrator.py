@@ -195,11 +195,18 @@ class Orchestrator:
             except SagaRefused as refused:
                 log.warning("timer %s of an unknown saga %s: %s", timer.kind, timer.saga_id, refused)
                 await self.timers.mark_fired(timer.saga_id, timer.kind)
-            except RETRY_LATER as error:
+            except Exception as error:
+                # Transient (the usual case) or a bug: either way the saga is tried again later, further
+                # apart each time; the row's attempts count them (and the admin list shows it stuck).
                 delay = min(60.0, 2.0 ** min(timer.attempts, 6)) * random.uniform(0.5, 1.5)
-                log.warning(
-                    "timer %s of saga %s: %s; again in %.1fs", timer.kind, timer.saga_id, error, delay
-                )
+                if isinstance(error, RETRY_LATER):
+                    log.warning(
+                        "timer %s of saga %s: %s; again in %.1fs", timer.kind, timer.saga_id, error, delay
+                    )
+                else:
+                    log.exception(
+                        "timer %s of saga %s failed; again in %.1fs", timer.kind, timer.saga_id, delay
+                    )
                 with contextlib.suppress(*RETRY_LATER):
                     if timer.kind == WAKE:
                         await self.timers.retry_later(timer.saga_id, delay)
