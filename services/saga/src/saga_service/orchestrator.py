@@ -211,7 +211,7 @@ class Orchestrator:
                     if timer.kind == WAKE:
                         await self.timers.retry_later(timer.saga_id, delay)
                     else:
-                        await self.timers.release(timer.saga_id, timer.kind)
+                        await self.timers.postpone(timer.saga_id, timer.kind, delay)
 
     async def run_timers(self, *, poll: float, batch: int) -> None:
         """Claim and fire due timers until cancelled."""

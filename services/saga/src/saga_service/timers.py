@@ -150,12 +150,19 @@ class Timers:
             self.owner,
         )
 
-    async def release(self, saga_id: UUID, kind: str) -> None:
-        """Give a claimed timer back without firing it (it is claimed again when due)."""
+    async def postpone(self, saga_id: UUID, kind: str, delay_seconds: float) -> None:
+        """A due timer whose firing failed: nobody claims it again for `delay_seconds` (its due time,
+        which the API shows, stays as it was)."""
         await self._pool.execute(
-            "UPDATE saga.timers SET claimed_by = NULL, claimed_until = NULL WHERE saga_id = $1 AND kind = $2",
+            """
+            UPDATE saga.timers
+               SET claimed_by = NULL, claimed_until = now() + make_interval(secs => $3),
+                   attempts = attempts + 1
+             WHERE saga_id = $1 AND kind = $2
+            """,
             saga_id,
             kind,
+            delay_seconds,
         )
 
     async def of(self, saga_id: UUID) -> list[TimerRow]:
