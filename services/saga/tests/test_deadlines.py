@@ -54,17 +54,22 @@ class World:
         self.sandbox = sandbox
 
     @contextlib.asynccontextmanager
-    async def instance(self, owner: str, *, payment_timeout: float) -> AsyncIterator[Orchestrator]:
+    async def instance(
+        self, owner: str, *, payment_timeout: float, command: httpx.AsyncClient | None = None
+    ) -> AsyncIterator[Orchestrator]:
         pool = await connect(self.saga_url, min_size=1, max_size=8)
         store = PostgresEventStore(pool, build_registry())
-        timers = Timers(pool, owner=owner, lease_seconds=30, wake_grace=5)
+        timers = Timers(pool, owner=owner, lease_seconds=30, wake_grace=0.5)
         metrics = BreakerMetrics(CollectorRegistry())
         policy = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.1)
         token = ServiceToken(fixed=None, secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
         orchestrator = Orchestrator(
             SagaStreams(store, timers, saga_decider(timedelta(seconds=payment_timeout)).decide),
             CommandClient(
-                self.command, token, CircuitBreaker("command", metrics, failures=5, reset_seconds=1), policy
+                command or self.command,
+                token,
+                CircuitBreaker("command", metrics, failures=5, reset_seconds=1),
+                policy,
             ),
             SandboxProvider(
                 self.sandbox,
@@ -233,3 +238,41 @@ async def test_a_claimed_timer_is_not_claimed_again_until_its_lease_runs_out(
         # The claimer "dies" without firing: once the lease is over, another instance claims it.
         await a.streams.pool.execute("UPDATE saga.timers SET claimed_until = now() - interval '1 second'")
         assert [timer.saga_id for timer in await b.timers.claim(10)] == [order_id]
+
+
+async def test_a_deadline_fired_while_the_command_service_is_down_is_carried_on_later(
+    world: World, tokens: TokenFactory
+) -> None:
+    async with world.instance("a", payment_timeout=0.2) as healthy:
+        [order_id] = await start_waiting_sagas(world, healthy, tokens, 1)
+    unreachable = httpx.AsyncClient(base_url="http://127.0.0.1:9", timeout=1)
+    async with world.instance("cut-off", payment_timeout=0.2, command=unreachable) as cut_off:
+        loop = asyncio.create_task(cut_off.run_timers(poll=0.01, batch=10))
+        try:
+            async with asyncio.timeout(30):
+                while True:
+                    timers = {timer.kind: timer for timer in await cut_off.timers.of(order_id)}
+                    if "wake" in timers and timers["wake"].attempts >= 1:
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+        state = (await cut_off.streams.load(order_id)).state
+        assert state is not None
+        assert state.phase is Phase.COMPENSATING  # the deadline fired; nothing could be undone yet
+        assert timers["payment"].fired_by == "cut-off"
+    await unreachable.aclose()
+    async with world.instance("b", payment_timeout=0.2) as recovered:
+        loop = asyncio.create_task(recovered.run_timers(poll=0.01, batch=10))
+        try:
+            await wait_until_done(recovered, [order_id])
+        finally:
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+        history = [event.event_type for event in await recovered.streams.read(order_id)]
+        assert history.count("DeadlineFired") == 1
+        state = (await recovered.streams.load(order_id)).state
+        assert state is not None
+        assert state.outcome is not None
+        assert state.outcome.value == "rejected"
