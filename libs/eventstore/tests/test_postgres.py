@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,8 +14,11 @@ from eventstore import (
     EventRegistry,
     EventStoreError,
     LogPosition,
+    Metadata,
+    NewEvent,
     PostgresEventStore,
     RecordedEvent,
+    StoredEvent,
     StoreUnavailable,
     TransactionOrderConflict,
     connect,
@@ -194,3 +198,44 @@ async def test_errors_that_are_not_transient_are_not_retried() -> None:
 
     assert calls == 1
     assert not isinstance(raised.value, StoreUnavailable)
+
+
+async def test_stored_events_carry_the_payload_as_the_database_holds_it(
+    pg_store: PostgresEventStore, pool: asyncpg.Pool[Any], read_log: LogReader
+) -> None:
+    await pg_store.append(
+        "note-1", [NewEvent(data=Noted("a"), metadata=Metadata(actor="staff:1")), Noted("b")]
+    )
+    decoded = await read_log(pg_store, 2)
+
+    stored = await pg_store.read_all_stored()
+
+    held = await pool.fetch("SELECT data::text AS data FROM eventstore.events ORDER BY position")
+    assert [e.data for e in stored] == [row["data"].encode() for row in held]
+    assert [msgspec.json.decode(e.data, type=Noted) for e in stored] == [Noted("a"), Noted("b")]
+    assert [(e.event_id, e.log_position, e.version, e.metadata) for e in stored] == [
+        (e.event_id, e.log_position, e.version, e.metadata) for e in decoded
+    ]
+    assert await pg_store.read_all_stored(stored[0].log_position, limit=5) == stored[1:]
+    await pg_store.append("memo-1", [Noted("c")])
+    await read_log(pg_store, 3)
+    memos = await pg_store.read_all_stored(categories=["memo"])
+    assert [(e.stream_id, msgspec.json.decode(e.data, type=Noted)) for e in memos] == [("memo-1", Noted("c"))]
+
+
+async def test_a_stored_subscription_follows_the_log_like_the_decoded_one(
+    pg_store: PostgresEventStore,
+) -> None:
+    await pg_store.append("note-1", [Noted("a")])
+    received: list[StoredEvent] = []
+    async with contextlib.aclosing(pg_store.subscribe_all_stored(poll_interval=0.1)) as subscription:
+        async for event in subscription:
+            received.append(event)
+            if len(received) == 1:
+                await pg_store.append("note-2", [Noted("b")])
+            if len(received) == 2:
+                break
+    assert [(e.stream_id, e.event_type, e.schema_version) for e in received] == [
+        ("note-1", "noted", 1),
+        ("note-2", "noted", 1),
+    ]

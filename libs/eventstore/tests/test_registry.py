@@ -93,6 +93,15 @@ def test_undecodable_payloads_raise_event_decode_error(payload: bytes) -> None:
     assert raised.value.data == payload
 
 
+def test_the_current_version_is_the_registered_one_and_unknown_names_are_errors() -> None:
+    registry = EventRegistry()
+    registry.register(Shipped, name="order_shipped", version=3)
+
+    assert registry.current_version("order_shipped") == 3
+    with pytest.raises(UnknownEventType):
+        registry.current_version("order_lost")
+
+
 def test_upcasters_run_in_order_from_the_stored_version() -> None:
     registry = EventRegistry()
     registry.register(Shipped, version=3)

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 from fulfilment.events import ALL_EVENTS, event_name
-from relay_service.asyncapi import CHANNELS, main, render
+from relay_service.asyncapi import main, render
 from relay_service.envelope import HEADERS
 from relay_service.settings import RelaySettings
+from relay_service.topics import CHANNELS, contract_topics
 
 ROOT = Path(__file__).resolve().parents[3]
 VALIDATOR = ROOT / "tools" / "asyncapi"
@@ -31,6 +32,12 @@ def test_drift_is_detected(tmp_path: Path) -> None:
 def test_every_registered_event_has_a_channel() -> None:
     in_channels = {event_name(t) for types in CHANNELS.values() for t in types}
     assert in_channels == {event_name(t) for t in ALL_EVENTS}
+
+
+def test_the_topics_the_relay_creates_are_the_channels_the_document_declares() -> None:
+    document = yaml.safe_load((ROOT / "asyncapi.yaml").read_text())
+    declared = {channel["address"] for channel in document["channels"].values()}
+    assert contract_topics("fulfilment.") == declared
 
 
 def test_message_payloads_are_the_schemas_in_the_schemas_folder() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,14 @@ import jsonschema
 import msgspec
 import pytest
 import yaml
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
 from eventstore import EventRegistry, NewEvent, PostgresEventStore
 from fulfilment.events import ProductRegistered, StockReceived
-from relay_service.publisher import Relay
+from relay_service.publisher import Relay, make_producer
 from relay_service.settings import RelaySettings
 from relay_service.status import RelayStatus
+from relay_service.topics import CHANNELS
 
 from .conftest import assert_complete_without_skips, collect, header, stock_events, versions_by_stream
 
@@ -99,6 +103,120 @@ def assert_matches_contract(
     jsonschema.validate(headers, message["headers"])
     jsonschema.validate(payload, {"$ref": message["payload"]["$ref"], "components": document["components"]})
     assert record.key == header(record, "ce_subject").encode()
+
+
+async def test_every_topic_of_the_contract_exists_soon_after_start_even_with_an_empty_store(
+    store: PostgresEventStore, relay_settings: RelaySettings
+) -> None:
+    # A consumer that subscribes before the first payment must find fulfilment.payment.
+    document = yaml.safe_load((ROOT / "asyncapi.yaml").read_text())
+    declared = {c["address"].removeprefix("fulfilment.") for c in document["channels"].values()}
+    assert declared == set(CHANNELS)
+    wanted = {relay_settings.relay_topic_prefix + category for category in declared}
+    relay = Relay(relay_settings, store)
+    admin = AIOKafkaAdminClient(bootstrap_servers=relay_settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        async with running(relay):
+            await wait_for(lambda: relay.status.kafka_connected)
+            existing = set(await admin.list_topics())
+        assert wanted <= existing
+        described = await admin.describe_topics(sorted(wanted))
+        assert {len(topic["partitions"]) for topic in described} == {relay_settings.relay_partitions}
+    finally:
+        await admin.close()
+    assert relay.status.published_total == 0
+
+
+async def test_payloads_at_the_current_schema_version_are_published_as_the_store_holds_them(
+    store: PostgresEventStore, pool: asyncpg.Pool[Any], relay_settings: RelaySettings
+) -> None:
+    await store.append("stock-mug", stock_events("mug", 3))
+    relay = Relay(relay_settings, store)
+    async with running(relay):
+        records = await collect(
+            relay_settings.kafka_bootstrap_servers, [f"{relay_settings.relay_topic_prefix}stock"], expected=3
+        )
+    stored = {
+        str(row["event_id"]): row["data"]
+        for row in await pool.fetch("SELECT event_id, data::text AS data FROM eventstore.events")
+    }
+    assert len(records) == 3
+    for record in records:
+        assert record.value == stored[header(record, "ce_id")].encode()
+        assert header(record, "ce_schemaversion") == "1"
+
+
+class GreetedV1(msgspec.Struct, frozen=True, tag="Greeted"):
+    name: str
+
+
+class Greeted(msgspec.Struct, frozen=True, tag="Greeted"):
+    name: str
+    loud: bool
+
+
+def greeted_v2_registry() -> EventRegistry:
+    """Today's code: `Greeted` is at schema v2, with the upcaster from v1."""
+    registry = EventRegistry()
+    registry.register(Greeted, name="Greeted", version=2)
+
+    @registry.upcaster("Greeted", from_version=1)
+    def _add_loud(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "loud": False}
+
+    return registry
+
+
+async def test_an_event_stored_at_an_older_version_is_published_upcast_with_the_version_sent(
+    pool: asyncpg.Pool[Any], relay_settings: RelaySettings
+) -> None:
+    # Written by yesterday's code, when Greeted was at v1.
+    yesterday = EventRegistry()
+    yesterday.register(GreetedV1, name="Greeted", version=1)
+    old_store = PostgresEventStore(pool, yesterday)
+    # A type of the test's own, in a category the contract declares, so the relay publishes it.
+    await old_store.append("stock-greeting", [NewEvent(data=GreetedV1(name="ada"))])
+    await old_store.close()
+    store = PostgresEventStore(pool, greeted_v2_registry())
+    relay = Relay(relay_settings, store)
+    try:
+        async with running(relay):
+            records = await collect(
+                relay_settings.kafka_bootstrap_servers,
+                [f"{relay_settings.relay_topic_prefix}stock"],
+                expected=1,
+            )
+    finally:
+        await store.close()
+    assert len(records) == 1
+    assert header(records[0], "ce_schemaversion") == "2"
+    assert json.loads(records[0].value) == {"type": "Greeted", "name": "ada", "loud": False}
+
+
+async def test_reconnecting_to_an_unreachable_kafka_leaves_no_producer_unclosed(
+    store: PostgresEventStore, relay_settings: RelaySettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    created: list[AIOKafkaProducer] = []
+
+    def producer_factory(bootstrap_servers: str) -> AIOKafkaProducer:
+        producer = make_producer(bootstrap_servers)
+        created.append(producer)
+        return producer
+
+    unreachable = msgspec.structs.replace(relay_settings, kafka_bootstrap_servers="127.0.0.1:9")
+    relay = Relay(unreachable, store, producer_factory=producer_factory)
+    async with running(relay):
+        await wait_for(lambda: len(created) >= 4)
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        # What the garbage collector would run, some time later: aiokafka's own check,
+        # which warns "Unclosed AIOKafkaProducer" (and logs it) for a producer never stopped.
+        for producer in created:
+            producer.__del__()
+    assert [str(w.message) for w in caught if "Unclosed" in str(w.message)] == []
+    assert "Unclosed" not in caplog.text
 
 
 async def test_without_kafka_nothing_is_checkpointed_and_the_relay_reports_it(

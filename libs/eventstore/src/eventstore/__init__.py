@@ -37,6 +37,7 @@ from eventstore.types import (
     Metadata,
     NewEvent,
     RecordedEvent,
+    StoredEvent,
     StreamState,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "PostgresEventStore",
     "RecordedEvent",
     "StoreUnavailable",
+    "StoredEvent",
     "StreamDeleted",
     "StreamState",
     "StreamTruncated",

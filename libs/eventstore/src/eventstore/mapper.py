@@ -11,7 +11,7 @@ import msgspec
 
 from eventstore.errors import EventDecodeError, EventTooLarge, UnstorableEvent
 from eventstore.registry import EventRegistry
-from eventstore.types import LogPosition, Metadata, NewEvent, RecordedEvent
+from eventstore.types import LogPosition, Metadata, NewEvent, RecordedEvent, StoredEvent
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -20,6 +20,7 @@ __all__ = [
     "decode_record",
     "decode_rows",
     "encode_events",
+    "stored_rows",
 ]
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
@@ -184,6 +185,36 @@ def decode_rows(registry: EventRegistry, rows: Iterable[Sequence[Any]]) -> list[
                 schema_version=schema_version,
                 data=payload,
                 metadata=meta,
+                recorded_at=at,
+            )
+        )
+    return events
+
+
+def stored_rows(rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
+    """Stored rows (laid out as for ``decode_rows``) with their payloads left as JSON bytes.
+
+    Only the metadata is decoded. A payload is whatever PostgreSQL returns for the
+    ``jsonb`` column: the same JSON value as appended, in jsonb's normalised text.
+    """
+    decode_meta = _metadata_decoder.decode
+    empty = _EMPTY_METADATA
+    events: list[StoredEvent] = []
+    for row in rows:
+        _, stream_id, version, position, xid, event_id, event_type, schema_version, data, metadata, at = row
+        if stream_id is None:
+            continue
+        events.append(
+            StoredEvent(
+                stream_id=stream_id,
+                version=version,
+                position=position,
+                transaction_id=xid,
+                event_id=event_id,
+                event_type=event_type,
+                schema_version=schema_version,
+                data=data.encode() if isinstance(data, str) else data,
+                metadata=empty if metadata == "{}" else decode_meta(metadata),
                 recorded_at=at,
             )
         )

@@ -24,7 +24,7 @@ from eventstore.errors import (
     StreamDeleted,
     TransactionOrderConflict,
 )
-from eventstore.mapper import DEFAULT_MAX_EVENT_BYTES, EncodedEvent, decode_rows, encode_events
+from eventstore.mapper import DEFAULT_MAX_EVENT_BYTES, EncodedEvent, decode_rows, encode_events, stored_rows
 from eventstore.notifications import Listener, Notifier
 from eventstore.registry import EventRegistry
 from eventstore.streams import category_of, check_stream_id
@@ -37,6 +37,7 @@ from eventstore.types import (
     LogPosition,
     NewEvent,
     RecordedEvent,
+    StoredEvent,
     StreamState,
     check_expected_version,
     check_limit,
@@ -199,15 +200,20 @@ class PostgresEventStore:
     async def _read_page(
         self, after: LogPosition, limit: int, categories: Sequence[str] | None
     ) -> tuple[list[RecordedEvent], int]:
+        rows = await self._fetch_page(after, limit, categories)
+        horizon: int = rows[0][0]
+        return decode_rows(self.registry, rows), horizon
+
+    async def _fetch_page(
+        self, after: LogPosition, limit: int, categories: Sequence[str] | None
+    ) -> list[Any]:
+        # Every row starts with the log horizon; with no events, one row holds only it.
         check_limit(limit)
         cursor = (after.transaction_id, after.position, limit)
         if categories is None:
-            rows = await self._retrying(lambda: self.pool.fetch(queries.READ_ALL, *cursor))
-        else:
-            wanted = list(categories)
-            rows = await self._retrying(lambda: self.pool.fetch(queries.READ_CATEGORIES, *cursor, wanted))
-        horizon: int = rows[0][0]
-        return decode_rows(self.registry, rows), horizon
+            return await self._retrying(lambda: self.pool.fetch(queries.READ_ALL, *cursor))
+        wanted = list(categories)
+        return await self._retrying(lambda: self.pool.fetch(queries.READ_CATEGORIES, *cursor, wanted))
 
     async def subscribe_all(
         self,
@@ -228,6 +234,47 @@ class PostgresEventStore:
 
         async def read_page(position: LogPosition, limit: int) -> tuple[list[RecordedEvent], int]:
             return await self._read_page(position, limit, categories)
+
+        async for event in follow_log(
+            read_page,
+            self._listener,
+            after,
+            categories=categories,
+            poll_interval=poll_interval,
+            batch_size=batch_size,
+        ):
+            yield event
+
+    async def read_all_stored(
+        self,
+        after: LogPosition = LogPosition.START,
+        *,
+        limit: int = 1000,
+        categories: Sequence[str] | None = None,
+    ) -> list[StoredEvent]:
+        """``read_all`` without decoding the payloads: for code that forwards events as they are."""
+        events, _ = await self._read_stored_page(after, limit, categories)
+        return events
+
+    async def _read_stored_page(
+        self, after: LogPosition, limit: int, categories: Sequence[str] | None
+    ) -> tuple[list[StoredEvent], int]:
+        rows = await self._fetch_page(after, limit, categories)
+        horizon: int = rows[0][0]
+        return stored_rows(rows), horizon
+
+    async def subscribe_all_stored(
+        self,
+        after: LogPosition = LogPosition.START,
+        *,
+        categories: Sequence[str] | None = None,
+        poll_interval: float = 1.0,
+        batch_size: int = 500,
+    ) -> AsyncIterator[StoredEvent]:
+        """``subscribe_all`` without decoding the payloads (same order, same gap safety)."""
+
+        async def read_page(position: LogPosition, limit: int) -> tuple[list[StoredEvent], int]:
+            return await self._read_stored_page(position, limit, categories)
 
         async for event in follow_log(
             read_page,

@@ -95,6 +95,16 @@ class EventRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
+    def current_version(self, name: str) -> int:
+        """The schema version ``name`` is written at today; ``UnknownEventType`` if unregistered.
+
+        A stored payload at this version decodes without upcasting.
+        """
+        registration = self._by_name.get(name)
+        if registration is None:
+            raise UnknownEventType(name)
+        return registration.version
+
     def type_name(self, cls: type[msgspec.Struct]) -> str:
         """The name ``cls`` is stored under; ``UnknownEventType`` if it is not registered."""
         registration = self._by_class.get(cls)

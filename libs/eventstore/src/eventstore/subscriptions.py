@@ -12,12 +12,15 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from eventstore.notifications import Listener, Waker
-from eventstore.types import LogPosition, RecordedEvent
+from eventstore.types import LogPosition, RecordedEvent, StoredEvent
 
 __all__ = ["PageReader", "follow_log"]
 
-# A page of the log after a position, with the log horizon of the snapshot it was read in.
-type PageReader = Callable[[LogPosition, int], Awaitable[tuple[list[RecordedEvent], int]]]
+# A page of the log after a position, with the log horizon of the snapshot it was read in;
+# its events decoded (RecordedEvent) or not (StoredEvent).
+type PageReader[E: (RecordedEvent, StoredEvent)] = Callable[
+    [LogPosition, int], Awaitable[tuple[list[E], int]]
+]
 
 # While an announced transaction is not yet below the horizon, re-read on this
 # backoff rather than the poll interval: the wait is usually a commit in flight.
@@ -25,15 +28,15 @@ _FIRST_RETRY = 0.001
 _MAX_RETRY = 0.01
 
 
-async def follow_log(
-    read_page: PageReader,
+async def follow_log[E: (RecordedEvent, StoredEvent)](
+    read_page: PageReader[E],
     listener: Listener,
     after: LogPosition,
     *,
     categories: Sequence[str] | None,
     poll_interval: float,
     batch_size: int,
-) -> AsyncIterator[RecordedEvent]:
+) -> AsyncIterator[E]:
     """Yield every event after ``after``, forever, woken by ``listener`` or the poll interval."""
     if poll_interval <= 0 or batch_size < 1:
         raise ValueError("poll_interval must be > 0 and batch_size >= 1")

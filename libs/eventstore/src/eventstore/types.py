@@ -24,6 +24,7 @@ __all__ = [
     "Metadata",
     "NewEvent",
     "RecordedEvent",
+    "StoredEvent",
     "StreamState",
     "check_expected_version",
     "check_limit",
@@ -125,6 +126,31 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str
     schema_version: int
     data: msgspec.Struct
+    metadata: Metadata
+    recorded_at: datetime
+
+    @property
+    def log_position(self) -> LogPosition:
+        """This event's place in the global log; pass it as ``after`` to resume."""
+        return LogPosition(self.transaction_id, self.position)
+
+
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as stored, its payload left as the JSON the store holds (not decoded).
+
+    For code that forwards events rather than acting on them, such as the Kafka relay:
+    a payload at the registry's current ``schema_version`` can be passed on as it is,
+    and only older ones need ``EventRegistry.decode`` (which upcasts).
+    """
+
+    stream_id: str
+    version: int
+    position: int
+    transaction_id: int
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    data: bytes
     metadata: Metadata
     recorded_at: datetime
 

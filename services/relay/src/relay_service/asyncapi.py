@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import yaml
-from fulfilment.events import OrderEvent, PaymentEvent, StockEvent, event_name
+from fulfilment.events import event_name
 
 from relay_service.envelope import HEADERS
 from relay_service.settings import RelaySettings
+from relay_service.topics import CHANNELS
 
-__all__ = ["CHANNELS", "build_document", "main"]
-
-# Stream category -> the events its streams hold; one topic per category.
-CHANNELS: dict[str, tuple[type[msgspec.Struct], ...]] = {
-    category: typing.get_args(alias.__value__)
-    for category, alias in (("order", OrderEvent), ("stock", StockEvent), ("payment", PaymentEvent))
-}
+__all__ = ["build_document", "main"]
 
 KAFKA_BINDING = "0.5.0"
 _OPTIONAL_HEADERS = {"ce_correlationid", "ce_causationid", "ce_traceparent", "ce_actor"}
@@ -41,6 +35,7 @@ JSON (its schema below and in `schemas/<type>.v<N>.json`), the CloudEvents attri
 are `ce_*` headers, and the record key is the stream id (`ce_subject`).
 
 **How to consume.**
+- Every topic below exists from the moment the relay runs, before its first event.
 - Subscribe with your own consumer group id; each group gets every event.
 - Order: events of one stream (one key) arrive in `ce_streamversion` order, because a key
   always maps to one partition. There is no order across streams or topics.
@@ -49,6 +44,8 @@ are `ce_*` headers, and the record key is the stream id (`ce_subject`).
   `ce_streamversion` per `ce_subject` and skip anything not above it.
 - A payload's fields may grow (additive changes keep `ce_schemaversion`): ignore fields you
   do not know. A breaking change gets a new `ce_schemaversion` and schema file.
+- `ce_schemaversion` is the version of the payload in the record: events stored at an
+  older version are upcast to the current one before they are published.
 """
 
 

@@ -5,6 +5,12 @@ CloudEvents attributes travel as `ce_`-prefixed headers. Consumers in any
 language can read the payload without knowing the envelope, and CloudEvents
 SDKs can read the envelope without knowing our payloads. Extension attribute
 names follow the spec: lower-case letters and digits only.
+
+A payload stored at its type's current schema version is sent as the bytes the
+store holds, without decoding: the store checked it on append, and the relay
+has no reason to spend its time re-encoding it. Only a payload stored at an
+older version is decoded (through the registry's upcasters) and encoded again,
+and `ce_schemaversion` always names the version actually sent.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from __future__ import annotations
 from datetime import UTC
 
 import msgspec
-from eventstore import RecordedEvent, category_of
+from eventstore import EventDecodeError, EventRegistry, StoredEvent, category_of
 
-__all__ = ["HEADERS", "KafkaMessage", "to_message", "topic_for"]
+__all__ = ["HEADERS", "KafkaMessage", "payload_of", "to_message", "topic_for"]
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -55,8 +61,35 @@ _SPEC_VERSION = ("ce_specversion", SPEC_VERSION.encode())
 _CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
 
 
-def to_message(event: RecordedEvent, *, source: str, topic_prefix: str) -> KafkaMessage:
+def payload_of(event: StoredEvent, registry: EventRegistry) -> tuple[int, bytes]:
+    """The schema version and JSON to publish for `event`: as stored if current, else upcast.
+
+    Raises `UnknownEventType` for a type the registry does not know and
+    `EventDecodeError` (naming the stream and log position) for a payload that
+    cannot be upcast.
+    """
+    current = registry.current_version(event.event_type)
+    if event.schema_version == current:
+        return current, event.data
+    try:
+        upcast = registry.decode(event.event_type, event.schema_version, event.data)
+    except EventDecodeError as e:
+        raise EventDecodeError(
+            event.event_type,
+            event.schema_version,
+            e.reason,
+            data=event.data,
+            stream_id=event.stream_id,
+            log_position=event.log_position,
+        ) from e
+    return current, _encoder.encode(upcast)
+
+
+def to_message(
+    event: StoredEvent, registry: EventRegistry, *, source: str, topic_prefix: str
+) -> KafkaMessage:
     """Build the Kafka record for `event`; the key is the stream id, so a stream stays on one partition."""
+    schema_version, value = payload_of(event, registry)
     recorded_at = event.recorded_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     headers: list[tuple[str, bytes]] = [
         _SPEC_VERSION,
@@ -68,7 +101,7 @@ def to_message(event: RecordedEvent, *, source: str, topic_prefix: str) -> Kafka
         _CONTENT_TYPE,
         ("ce_streamversion", str(event.version).encode()),
         ("ce_position", str(event.position).encode()),
-        ("ce_schemaversion", str(event.schema_version).encode()),
+        ("ce_schemaversion", str(schema_version).encode()),
     ]
     optional = {
         "ce_correlationid": event.metadata.correlation_id,
@@ -80,6 +113,6 @@ def to_message(event: RecordedEvent, *, source: str, topic_prefix: str) -> Kafka
     return KafkaMessage(
         topic=topic_for(event.stream_id, topic_prefix),
         key=event.stream_id.encode(),
-        value=_encoder.encode(event.data),
+        value=value,
         headers=headers,
     )

@@ -8,6 +8,10 @@ newest event whose send *and every earlier one* succeeded. A crash anywhere
 therefore loses nothing: the next leader resumes after the checkpoint and
 re-sends what may already be on Kafka (at-least-once; consumers deduplicate
 on `ce_id` or guard on `ce_streamversion`).
+
+A third task probes the broker once a second, so `kafka_connected` follows the
+connection as it is, also while the relay has nothing to send: a failed send
+or a stalled ack would only show an outage once there is traffic.
 """
 
 from __future__ import annotations
@@ -21,17 +25,16 @@ from collections.abc import Callable
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from eventstore import EventStore, LogPosition, RecordedEvent
+from eventstore import LogPosition, PostgresEventStore, StoredEvent
 from eventstore.errors import EventStoreError
 from opentelemetry.trace import Link, SpanKind, Tracer, get_tracer
 from servicekit.telemetry import link_to
 
-from relay_service.asyncapi import CHANNELS
 from relay_service.envelope import to_message
 from relay_service.leadership import leadership
 from relay_service.settings import RelaySettings
 from relay_service.status import RelayStatus
-from relay_service.topics import TopicCreator
+from relay_service.topics import CHANNELS, TopicCreator, contract_topics
 
 __all__ = ["Relay", "make_producer"]
 
@@ -41,6 +44,11 @@ log = logging.getLogger(__name__)
 MAX_UNCONFIRMED = 50_000
 # A confirmed batch's span links to the traces of at most this many of its events.
 MAX_SPAN_LINKS = 64
+# How often the broker is asked for metadata while publishing, and how long an answer may take.
+PROBE_INTERVAL = 1.0
+PROBE_TIMEOUT = 3.0
+
+type Unconfirmed = deque[tuple[StoredEvent, asyncio.Future[object]]]
 
 
 class LeadershipLost(Exception):
@@ -74,7 +82,7 @@ class Relay:
     def __init__(
         self,
         settings: RelaySettings,
-        store: EventStore,
+        store: PostgresEventStore,
         status: RelayStatus | None = None,
         producer_factory: Callable[[str], AIOKafkaProducer] = make_producer,
         tracer: Tracer | None = None,
@@ -134,38 +142,38 @@ class Relay:
 
     async def _publish(self, lost: asyncio.Event) -> None:
         producer = self._producer_factory(self._settings.kafka_bootstrap_servers)
-        await producer.start()
-        self.status.kafka_connected = True
-        unconfirmed: deque[tuple[RecordedEvent, asyncio.Future[object]]] = deque()
-        sent = asyncio.Event()
         try:
+            # Inside the try: a start that fails has opened connections too, and an
+            # unstopped producer warns "Unclosed AIOKafkaProducer" on every retry.
+            await producer.start()
+            # The contract's topics exist before anything is published, so consumers
+            # that subscribe early find them, whatever categories the log holds yet.
+            await self._topics.ensure(contract_topics(self._settings.relay_topic_prefix))
+            self.status.kafka_connected = True
+            unconfirmed: Unconfirmed = deque()
+            sent = asyncio.Event()
             after = await self._store.load_checkpoint(self._settings.relay_checkpoint) or LogPosition.START
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._pump(producer, after, unconfirmed, sent))
                 group.create_task(self._confirm(unconfirmed, sent))
+                group.create_task(self._probe(producer))
                 group.create_task(_raise_when(lost))
         finally:
             await _stop(producer)
 
     async def _pump(
-        self,
-        producer: AIOKafkaProducer,
-        after: LogPosition,
-        unconfirmed: deque[tuple[RecordedEvent, asyncio.Future[object]]],
-        sent: asyncio.Event,
+        self, producer: AIOKafkaProducer, after: LogPosition, unconfirmed: Unconfirmed, sent: asyncio.Event
     ) -> None:
-        settings = self._settings
-        # Only the categories the contract declares: other services keep streams of their own in the
-        # same store (the saga's), which are not published and which the relay need not decode.
+        settings, registry = self._settings, self._store.registry
+        # Only the categories the contract declares, whose topics _publish has created: other
+        # services keep streams of their own in the same store (the saga's), which are not published.
         published = list(CHANNELS)
-        async for event in self._store.subscribe_all(
+        async for event in self._store.subscribe_all_stored(
             after, categories=published, batch_size=settings.relay_batch_size
         ):
             message = to_message(
-                event, source=settings.relay_source, topic_prefix=settings.relay_topic_prefix
+                event, registry, source=settings.relay_source, topic_prefix=settings.relay_topic_prefix
             )
-            if message.topic not in self._topics.known:
-                await self._topics.ensure({message.topic})
             future = await producer.send(
                 message.topic, message.value, key=message.key, headers=message.headers
             )
@@ -174,9 +182,24 @@ class Relay:
             if len(unconfirmed) >= MAX_UNCONFIRMED:
                 await asyncio.shield(unconfirmed[0][1])
 
-    async def _confirm(
-        self, unconfirmed: deque[tuple[RecordedEvent, asyncio.Future[object]]], sent: asyncio.Event
-    ) -> None:
+    async def _probe(self, producer: AIOKafkaProducer) -> None:
+        # A metadata round trip to any known broker. While the broker is away the
+        # producer keeps its batches and retries; only the flag changes here, and a
+        # stalled ack (see _confirm) still ends the session.
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                await asyncio.wait_for(producer.client.fetch_all_metadata(), PROBE_TIMEOUT)
+            except (KafkaError, OSError, TimeoutError) as error:
+                if self.status.kafka_connected:
+                    log.warning("Kafka does not answer: %r", error)
+                self.status.kafka_connected = False
+            else:
+                if not self.status.kafka_connected:
+                    log.info("Kafka answers again")
+                self.status.kafka_connected = True
+
+    async def _confirm(self, unconfirmed: Unconfirmed, sent: asyncio.Event) -> None:
         while True:
             if not unconfirmed:
                 sent.clear()
@@ -191,7 +214,7 @@ class Relay:
                     f"no ack from Kafka within {self._settings.relay_ack_timeout}s "
                     f"for position {event.position}"
                 ) from None
-            confirmed: list[RecordedEvent] = []
+            confirmed: list[StoredEvent] = []
             while unconfirmed and unconfirmed[0][1].done():
                 event, future = unconfirmed.popleft()
                 future.result()
@@ -199,7 +222,7 @@ class Relay:
             if confirmed:
                 await self._checkpoint(confirmed)
 
-    async def _checkpoint(self, confirmed: list[RecordedEvent]) -> None:
+    async def _checkpoint(self, confirmed: list[StoredEvent]) -> None:
         """Move the checkpoint past `confirmed`, in a span linked to the traces that caused them."""
         newest = confirmed[-1]
         links = [link for event in confirmed[:MAX_SPAN_LINKS] if (link := _link(event)) is not None]
@@ -229,7 +252,7 @@ async def _stop(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
         await producer.client.close()
 
 
-def _link(event: RecordedEvent) -> Link | None:
+def _link(event: StoredEvent) -> Link | None:
     return link_to(event.metadata.traceparent)
 
 
