@@ -15,6 +15,10 @@
    claim and mark them fired with the service's poll interval and batch size.
    Reported: p50/p99 delay after due. Then the same number of already-due rows:
    claim-and-fire rows per second with two claimers.
+3. With `--service-deadlines N`: N sagas waiting for payment, `--service-due` of
+   them due over `--service-spread` seconds, fired by two orchestrators (the
+   service's own code, in this process, against the command service in-process):
+   p50/p99 of `DeadlineFired.at - due_at`.
 
 Uses its own databases and topics, dropped afterwards. Prints progress on stderr.
 """
@@ -38,11 +42,24 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import msgspec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from eventstore import connect, migrate
+from command_service.app import create_app as create_command_app
+from command_service.settings import CommandSettings
+from eventstore import PostgresEventStore, connect, migrate
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+from saga_service.commands import CommandClient, ServiceToken
+from saga_service.events import SagaLine
+from saga_service.events import build_registry as build_saga_registry
 from saga_service.migrations import migrate as migrate_saga
+from saga_service.orchestrator import Orchestrator
+from saga_service.providers import SandboxProvider
+from saga_service.resilience import BreakerMetrics, CircuitBreaker, RetryPolicy
+from saga_service.saga import Begin, RecordStep, saga_decider
+from saga_service.sagas import SagaStreams
 from saga_service.timers import Timers
-from servicekit.testing import ServiceProcess, running_service, token_factory
+from servicekit.testing import ServiceProcess, lifespan_of, running_service, token_factory
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a local benchmark key
 ISSUER, AUDIENCE = "bench", "bench"
@@ -355,6 +372,136 @@ async def deadlines(server: str, count: int, poll: float, batch: int) -> None:
                 await pool.close()
 
 
+async def service_deadlines(server: str, pending: int, due: int, spread: float, poll: float) -> None:
+    """Deadlines fired by two orchestrators (the service's own code, in this process): `pending`
+    waiting sagas, of which `due` fall due over `spread` seconds and the rest an hour later. The delay
+    is `DeadlineFired.at - due_at` from each saga's stream; each fired deadline then compensates
+    through the command service (in-process), whose refusals (the orders do not exist) end it."""
+    async with database(server) as store_url, database(server) as saga_url:
+        await migrate(store_url)
+        await migrate(saga_url)
+        await migrate_saga(saga_url)
+        command_settings = msgspec.convert(
+            {
+                "database_url": store_url,
+                "redis_url": os.environ["REDIS_URL"],
+                "jwt_issuer": ISSUER,
+                "jwt_audience": AUDIENCE,
+                "jwt_secret": SECRET,
+                "rate_limit_per_second": 100000.0,
+                "rate_limit_burst": 100000,
+                "access_log": False,
+            },
+            CommandSettings,
+        )
+        command_app = create_command_app(command_settings)
+        async with (
+            lifespan_of(command_app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=command_app), base_url="http://command"
+            ) as http,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            timeout = timedelta(seconds=30)
+            instances = [
+                await stack.enter_async_context(orchestrator(saga_url, f"i{n}", http, timeout))
+                for n in range(2)
+            ]
+            first = instances[0]
+            progress(f"seeding {pending:,} waiting sagas")
+
+            async def seed_saga(due_at: datetime) -> None:
+                order_id = uuid.uuid4()
+                at = datetime.now(UTC)
+                lines = (SagaLine(sku="s", quantity=1),)
+                begin = Begin(order_id=order_id, customer_id="c", lines=lines, currency="EUR", total=1, at=at)
+                await first.record(order_id, begin)
+                # PaymentAwaited.due_at = the answer's time + the timeout: back-dated to land on `due_at`.
+                reserved = RecordStep(step="reserve:s", result="reserved", at=due_at - timeout)
+                await first.record(order_id, reserved)
+
+            async def seed(due_times: list[datetime]) -> None:
+                async def seeder() -> None:
+                    while due_times:
+                        await seed_saga(due_times.pop())
+
+                await asyncio.gather(*(seeder() for _ in range(16)))
+
+            # The ones due an hour later first; then the ones that fall due, from a few seconds after
+            # their seeding can have ended.
+            await seed([datetime.now(UTC) + timedelta(hours=1)] * (pending - due))
+            base = datetime.now(UTC) + timedelta(seconds=5 + due / 50)
+            await seed([base + timedelta(seconds=spread * n / due) for n in range(due)])
+            # The seeding's own wake-ups (request-payment is pending) would fire first: the saga waits.
+            pool = first.streams.pool
+            await pool.execute("DELETE FROM saga.timers WHERE kind = 'wake'")
+            start_at = await pool.fetchval("SELECT min(due_at) FROM saga.timers")
+            wait = (start_at - datetime.now(UTC)).total_seconds()
+            assert wait > 1, f"seeding took too long; due times already passed by {-wait:.1f} s"
+            progress(f"{due:,} deadlines due over {spread:g} s from {wait:.1f} s from now")
+            loops = [asyncio.create_task(instance.run_timers(poll=poll, batch=100)) for instance in instances]
+            try:
+                fired = "SELECT count(*) FROM saga.timers WHERE kind = 'payment' AND fired_at IS NOT NULL"
+                while await pool.fetchval(fired) < due:  # noqa: ASYNC110 - polling the database
+                    await asyncio.sleep(0.5)
+            finally:
+                for loop in loops:
+                    loop.cancel()
+                await asyncio.gather(*loops, return_exceptions=True)
+            rows = await pool.fetch(
+                """
+                SELECT (data ->> 'at')::timestamptz - (data ->> 'due_at')::timestamptz AS late
+                  FROM eventstore.events WHERE event_type = 'DeadlineFired'
+                """
+            )
+            delays = [row["late"].total_seconds() for row in rows]
+            firers = await pool.fetch(
+                "SELECT fired_by, count(*) FROM saga.timers WHERE fired_at IS NOT NULL GROUP BY 1"
+            )
+    assert len(delays) == due, (len(delays), due)
+    print(
+        f"\nDeadlines through the service: {pending:,} pending, {due:,} due over {spread:g} s, 2 instances\n"
+    )
+    print("| measure | value |\n|---|--:|")
+    print(f"| delay after due, p50 | {percentile(delays, 0.5) * 1000:,.0f} ms |")
+    print(f"| delay after due, p99 | {percentile(delays, 0.99) * 1000:,.0f} ms |")
+    print(f"| delay after due, max | {max(delays) * 1000:,.0f} ms |")
+    print(f"| fired by | {', '.join(f'{row[0]}: {row[1]:,}' for row in firers)} |")
+
+
+@contextlib.asynccontextmanager
+async def orchestrator(
+    saga_url: str, owner: str, http: httpx.AsyncClient, timeout: timedelta
+) -> AsyncIterator[Orchestrator]:
+    """One saga instance's orchestrator, wired as `saga_service.app` does (no Kafka, no provider calls)."""
+    pool = await connect(saga_url, min_size=2, max_size=16)
+    store = PostgresEventStore(pool, build_saga_registry())
+    metrics = BreakerMetrics(CollectorRegistry())
+    policy = RetryPolicy(attempts=3, base_delay=0.05, max_delay=1.0)
+    token = ServiceToken(fixed=None, secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
+    breaker = CircuitBreaker("command", metrics, failures=50, reset_seconds=1)
+    sandbox = httpx.AsyncClient(base_url="http://127.0.0.1:9")  # never called: no saga asks the provider
+    instance = Orchestrator(
+        SagaStreams(
+            store, Timers(pool, owner=owner, lease_seconds=30, wake_grace=10), saga_decider(timeout).decide
+        ),
+        CommandClient(http, token, breaker, policy),
+        SandboxProvider(
+            sandbox, PROVIDER_SECRET, CircuitBreaker("provider", metrics, failures=5, reset_seconds=1), policy
+        ),
+        TracerProvider().get_tracer("bench"),
+        callback_url="http://127.0.0.1:9/unused",
+        concurrency=64,
+    )
+    try:
+        yield instance
+    finally:
+        await instance.close()
+        await sandbox.aclose()
+        await store.close()
+        await pool.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -367,12 +514,19 @@ async def main() -> None:
     parser.add_argument("--poll", type=float, default=0.1)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--service-deadlines", type=int, default=0, help="pending sagas for part 3 (0: skip)")
+    parser.add_argument("--service-due", type=int, default=1000, help="of which due during part 3")
+    parser.add_argument("--service-spread", type=float, default=20.0)
     args = parser.parse_args()
     server = os.environ["DATABASE_URL"]
     if not args.skip_end_to_end:
         await end_to_end(server, args.orders, args.clients, args.rate)
     if not args.skip_deadlines:
         await deadlines(server, args.deadlines, args.poll, args.batch)
+    if args.service_deadlines:
+        await service_deadlines(
+            server, args.service_deadlines, args.service_due, args.service_spread, args.poll
+        )
 
 
 if __name__ == "__main__":

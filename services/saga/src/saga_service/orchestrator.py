@@ -178,40 +178,44 @@ class Orchestrator:
             self._driving.discard(order_id)
 
     async def fire(self, timer: DueTimer) -> None:
-        """Act on a claimed timer: fire a deadline, or carry on a saga whose driver stopped."""
-        async with self._slots:
-            try:
-                if timer.kind == PAYMENT_DEADLINE:
-                    current = await self.streams.load(timer.saga_id)
-                    with self.tracer.start_as_current_span(
-                        "saga deadline", context=context_of(current.traceparent)
-                    ):
-                        await self.record(
-                            timer.saga_id, FireDeadline(deadline=timer.kind, at=now()), fired_timer=timer.kind
-                        )
+        """Act on a claimed timer: fire a deadline, or carry on a saga whose driver stopped.
+
+        A deadline is recorded at once and its compensation driven in the background (the append
+        armed the saga's wake-up, should that drive fail): sagas being driven must not hold back
+        deadlines falling due meanwhile. A wake-up drives the saga within a drive slot.
+        """
+        try:
+            if timer.kind == PAYMENT_DEADLINE:
+                current = await self.streams.load(timer.saga_id)
+                with self.tracer.start_as_current_span(
+                    "saga deadline", context=context_of(current.traceparent)
+                ):
+                    await self.record(
+                        timer.saga_id, FireDeadline(deadline=timer.kind, at=now()), fired_timer=timer.kind
+                    )
+                self.kick(timer.saga_id)
+                return
+            async with self._slots:
                 await self.drive(timer.saga_id)
+            await self.timers.clear_wake(timer.saga_id)
+        except SagaRefused as refused:
+            log.warning("timer %s of an unknown saga %s: %s", timer.kind, timer.saga_id, refused)
+            await self.timers.mark_fired(timer.saga_id, timer.kind)
+        except Exception as error:
+            # Transient (the usual case) or a bug: either way the saga is tried again later, further
+            # apart each time; the row's attempts count them (and the admin list shows it stuck).
+            delay = min(60.0, 2.0 ** min(timer.attempts, 6)) * random.uniform(0.5, 1.5)
+            if isinstance(error, RETRY_LATER):
+                log.warning(
+                    "timer %s of saga %s: %s; again in %.1fs", timer.kind, timer.saga_id, error, delay
+                )
+            else:
+                log.exception("timer %s of saga %s failed; again in %.1fs", timer.kind, timer.saga_id, delay)
+            with contextlib.suppress(*RETRY_LATER):
                 if timer.kind == WAKE:
-                    await self.timers.clear_wake(timer.saga_id)
-            except SagaRefused as refused:
-                log.warning("timer %s of an unknown saga %s: %s", timer.kind, timer.saga_id, refused)
-                await self.timers.mark_fired(timer.saga_id, timer.kind)
-            except Exception as error:
-                # Transient (the usual case) or a bug: either way the saga is tried again later, further
-                # apart each time; the row's attempts count them (and the admin list shows it stuck).
-                delay = min(60.0, 2.0 ** min(timer.attempts, 6)) * random.uniform(0.5, 1.5)
-                if isinstance(error, RETRY_LATER):
-                    log.warning(
-                        "timer %s of saga %s: %s; again in %.1fs", timer.kind, timer.saga_id, error, delay
-                    )
+                    await self.timers.retry_later(timer.saga_id, delay)
                 else:
-                    log.exception(
-                        "timer %s of saga %s failed; again in %.1fs", timer.kind, timer.saga_id, delay
-                    )
-                with contextlib.suppress(*RETRY_LATER):
-                    if timer.kind == WAKE:
-                        await self.timers.retry_later(timer.saga_id, delay)
-                    else:
-                        await self.timers.postpone(timer.saga_id, timer.kind, delay)
+                    await self.timers.postpone(timer.saga_id, timer.kind, delay)
 
     async def run_timers(self, *, poll: float, batch: int) -> None:
         """Claim and fire due timers until cancelled."""
