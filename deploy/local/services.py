@@ -65,13 +65,10 @@ def _service(
 
 
 def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]) -> list[Component]:
-    """The command service, the relay, the saga and its payment sandbox, on ports shifted by `offset`."""
-    command_port, relay_port, saga_port, sandbox_port = (
-        8001 + offset,
-        8003 + offset,
-        8005 + offset,
-        8006 + offset,
-    )
+    """The command service, the relay, the projector, the saga and its payment sandbox, on ports shifted
+    by `offset`."""
+    command_port, relay_port, projector_port = 8001 + offset, 8003 + offset, 8004 + offset
+    saga_port, sandbox_port = 8005 + offset, 8006 + offset
 
     def command_env(layout: Layout) -> dict[str, str]:
         return {
@@ -84,6 +81,9 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
 
     def relay_env(layout: Layout) -> dict[str, str]:
         return {"RELAY_PORT": str(relay_port)}
+
+    def projector_env(layout: Layout) -> dict[str, str]:
+        return {"PROJECTOR_PORT": str(projector_port)}
 
     def sandbox_env(layout: Layout) -> dict[str, str]:
         return {"SANDBOX_PORT": str(sandbox_port), "SANDBOX_SECRET": _secret(layout, "provider-secret")}
@@ -110,6 +110,8 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
             extra_env={"JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE},
         ),
         _service("relay", "relay_service", relay_port, relay_env, read_env),
+        # Ready once it consumes and its stores answer; the relay creates the topics it reads.
+        _service("projector", "projector_service", projector_port, projector_env, read_env),
         _service("sandbox", "saga_service.sandbox", sandbox_port, sandbox_env, read_env),
         _service("saga", "saga_service", saga_port, saga_env, read_env),
     ]

@@ -12,6 +12,7 @@ from eventstore import (
     Decider,
     EventRegistry,
     EventStore,
+    Loaded,
     Metadata,
     NewEvent,
     StreamTruncated,
@@ -121,19 +122,25 @@ async def test_execute_appends_what_the_decider_decides(store: EventStore) -> No
     events = await store.read_stream("account-1")
     assert [e.data for e in events] == [Deposited(10), Withdrawn(4)]
     assert events[0].metadata == metadata
-    assert await load(store, account, "account-1") == (Account(6, 2), 1)
+    loaded = await load(store, account, "account-1")
+    assert (loaded.state, loaded.version, loaded.position) == (Account(6, 2), 1, second.position)
+    assert second.positions == [second.position]
+    assert second.events == [Withdrawn(4)]
 
 
 async def test_loading_a_new_stream_gives_the_initial_state_at_version_minus_one(store: EventStore) -> None:
-    assert await load(store, account, "account-new") == (Account(), -1)
+    assert await load(store, account, "account-new") == Loaded(Account(), -1, None)
 
 
-async def test_a_command_that_decides_nothing_appends_nothing(store: EventStore) -> None:
-    await execute(store, account, "account-1", Deposit(5))
+async def test_a_command_that_decides_nothing_appends_nothing_and_says_where_the_stream_stands(
+    store: EventStore,
+) -> None:
+    first = await execute(store, account, "account-1", Deposit(5))
 
     result = await execute(store, account, "account-1", Deposit(0))
 
-    assert (result.version, result.positions) == (0, [])
+    assert (result.version, result.positions, result.events) == (0, [], [])
+    assert result.position == first.position is not None
 
 
 async def test_domain_errors_from_decide_propagate_and_append_nothing(store: EventStore) -> None:
@@ -187,7 +194,9 @@ async def test_snapshots_are_saved_every_n_events_and_used_to_load(store: EventS
 
     # Loading replays only what came after the snapshot: one event, not four.
     await store.truncate_before("account-1", 3)
-    assert await load(store, snapshotting_account, "account-1") == (Account(20, 4), 3)
+    assert await load(store, snapshotting_account, "account-1") == Loaded(
+        Account(20, 4), 3, (await store.read_stream("account-1"))[-1].position
+    )
 
 
 async def test_a_batch_that_crosses_the_boundary_snapshots_the_state_after_it(store: EventStore) -> None:
@@ -231,4 +240,49 @@ async def test_a_snapshot_of_an_older_state_shape_is_ignored_and_the_stream_repl
     await store.append("account-1", [NewEvent(data=Deposited(7))])
     await store.save_snapshot("account-1", 0, OldShape("seven"))
 
-    assert await load(store, snapshotting_account, "account-1") == (Account(7, 1), 0)
+    loaded = await load(store, snapshotting_account, "account-1")
+    assert (loaded.state, loaded.version) == (Account(7, 1), 0)
+
+
+async def test_a_snapshot_at_the_head_still_gives_the_heads_position_in_one_read(store: EventStore) -> None:
+    for _ in range(3):
+        last = await execute(store, snapshotting_account, "account-1", Deposit(5))
+
+    loaded = await load(store, snapshotting_account, "account-1")
+
+    assert await store.load_snapshot("account-1", Account) == (2, Account(15, 3))
+    assert loaded == Loaded(Account(15, 3), 2, last.position)
+
+
+async def test_a_new_stream_is_decided_without_loading_and_refused_if_it_exists(store: EventStore) -> None:
+    created = await execute(store, account, "account-1", Deposit(5), new_stream=True)
+
+    with pytest.raises(ConcurrencyError) as raised:
+        await execute(store, account, "account-1", Deposit(5), new_stream=True)
+
+    assert (created.version, raised.value.actual) == (0, 0)
+    assert [e.data for e in await store.read_stream("account-1")] == [Deposited(5)]
+
+
+def test_a_decider_that_snapshots_needs_a_struct_state() -> None:
+    with pytest.raises(TypeError, match="state_type"):
+        Decider(initial_state=None, decide=decide, evolve=evolve, snapshot_every=3)
+
+    Decider(initial_state=None, decide=decide, evolve=evolve, snapshot_every=3, state_type=Account)
+
+
+async def test_a_snapshotting_decider_with_a_none_state_after_its_events_skips_the_snapshot(
+    store: EventStore,
+) -> None:
+    forgetful = Decider[Account | None, Deposit | Withdraw, AccountEvent](
+        initial_state=None,
+        decide=lambda state, command: [Deposited(1), Deposited(2), Deposited(3)],
+        evolve=lambda state, event: None,
+        snapshot_every=3,
+        state_type=Account,
+    )
+
+    result = await execute(store, forgetful, "account-1", Deposit(6))
+
+    assert result.version == 2
+    assert await store.load_snapshot("account-1", Account) is None

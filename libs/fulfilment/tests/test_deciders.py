@@ -18,7 +18,8 @@ async def test_a_busy_stock_item_is_snapshotted_and_loads_the_same_from_its_snap
         await execute(store, STOCK, stream, ReserveStock(sku="sku-9", order_id=uuid4(), quantity=2))
 
     snapshot = await store.load_snapshot(stream, StockItem)
-    state, version = await load(store, STOCK, stream)
+    loaded = await load(store, STOCK, stream)
+    state, version = loaded.state, loaded.version
 
     assert snapshot is not None
     assert snapshot[0] == 99  # the state after the 100th event

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from importlib import resources
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -169,3 +171,46 @@ async def test_a_retry_after_the_state_moved_on_still_gets_the_first_answer(
     assert retry.json() == first.json()
     assert retry.headers["idempotent-replayed"] == "true"
     assert await reader.event_types(f"order-{order_id}") == ["OrderPlaced", "OrderCancelled"]
+
+
+async def test_keys_stored_before_the_outcome_columns_still_answer_after_the_migration(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    from command_service.app import MIGRATION_LOCK_KEY
+    from command_service.idempotency import IdempotencyKeys, fingerprint
+    from eventstore.migrations import migrate
+
+    sql = resources.files("command_service") / "sql"
+    first_only = tmp_path / "sql"
+    first_only.mkdir()
+    (first_only / "001_idempotency_keys.sql").write_text((sql / "001_idempotency_keys.sql").read_text())
+    await migrate(fresh_database_url, first_only, schema="command", lock_key=MIGRATION_LOCK_KEY)
+    request = fingerprint("POST", "/orders", b"{}")
+    body = b'{"stream_id":"order-1","version":0,"position":42,"events":["OrderPlaced"]}'
+    connection = await asyncpg.connect(fresh_database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO command.idempotency_keys"
+            " (subject, idempotency_key, fingerprint, status_code, response, expires_at)"
+            " VALUES ('alice', 'k-1', $1, 201, $2, now() + interval '1 hour')",
+            request,
+            body,
+        )
+        applied = await migrate(fresh_database_url, sql, schema="command", lock_key=MIGRATION_LOCK_KEY)
+    finally:
+        await connection.close()
+    pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=1)
+    try:
+        stored = await IdempotencyKeys(pool, ttl_seconds=60).find("alice", "k-1", request)
+    finally:
+        await pool.close()
+
+    assert [m.version for m in applied] == [2]
+    assert stored is not None
+    assert (stored.status_code, stored.stream_id, stored.version, stored.position, stored.events) == (
+        201,
+        "order-1",
+        0,
+        42,
+        ["OrderPlaced"],
+    )

@@ -1,12 +1,17 @@
 """An event store on PostgreSQL: streams with optimistic concurrency, a gap-safe global log,
 subscriptions, snapshots, upcasting and checkpoints, plus an in-memory twin for unit tests.
 
+Also the store's operations that services share: a migration runner for any package's SQL
+folder, leader election on an advisory lock, the lag of a checkpoint, and the driver
+errors that mean "connection or timeout" with the context manager that translates them.
+
 See ``docs/event-store.md``.
 """
 
-from eventstore.aggregate import Decider, execute, load
-from eventstore.connection import connect
+from eventstore.aggregate import Decider, Executed, Loaded, execute, load
+from eventstore.connection import TRANSIENT_ERRORS, connect, translated
 from eventstore.errors import (
+    ClaimRefused,
     ConcurrencyError,
     DuplicateEventId,
     EventDecodeError,
@@ -21,8 +26,10 @@ from eventstore.errors import (
     UnknownEventType,
     UnstorableEvent,
 )
+from eventstore.lag import Lag, checkpoint_lag
+from eventstore.leadership import leadership
 from eventstore.memory import MemoryEventStore, MemoryStorage
-from eventstore.migrations import migrate
+from eventstore.migrations import MigrationError, migrate
 from eventstore.postgres import PostgresEventStore
 from eventstore.registry import EventRegistry
 from eventstore.store import EventStore
@@ -32,6 +39,7 @@ from eventstore.types import (
     NO_STREAM,
     STREAM_EXISTS,
     AppendResult,
+    Claim,
     ExpectedVersion,
     LogPosition,
     Metadata,
@@ -45,7 +53,10 @@ __all__ = [
     "ANY",
     "NO_STREAM",
     "STREAM_EXISTS",
+    "TRANSIENT_ERRORS",
     "AppendResult",
+    "Claim",
+    "ClaimRefused",
     "ConcurrencyError",
     "Decider",
     "DuplicateEventId",
@@ -54,13 +65,17 @@ __all__ = [
     "EventStore",
     "EventStoreError",
     "EventTooLarge",
+    "Executed",
     "ExpectedVersion",
     "InvalidExpectedVersion",
     "InvalidStreamId",
+    "Lag",
+    "Loaded",
     "LogPosition",
     "MemoryEventStore",
     "MemoryStorage",
     "Metadata",
+    "MigrationError",
     "NewEvent",
     "PostgresEventStore",
     "RecordedEvent",
@@ -74,8 +89,11 @@ __all__ = [
     "UnstorableEvent",
     "category_of",
     "check_stream_id",
+    "checkpoint_lag",
     "connect",
     "execute",
+    "leadership",
     "load",
     "migrate",
+    "translated",
 ]

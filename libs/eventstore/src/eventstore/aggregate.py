@@ -4,12 +4,16 @@ An aggregate is a ``Decider``: ``decide(state, command) -> events`` says what ha
 ``evolve(state, event) -> state`` folds what happened. Neither does I/O, so domain
 tests need no store at all. ``execute`` does the I/O: load the state (latest
 snapshot + later events), decide, append with the loaded version, and on a lost race
-reload and decide again, a bounded number of times.
+reload and decide again, a bounded number of times. It is the one write loop: the
+command service runs its commands through it too, adding its idempotency key as a
+``Claim`` written in the append's own statement.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,11 +21,15 @@ import msgspec
 
 from eventstore.errors import ConcurrencyError, EventDecodeError, EventStoreError, StreamTruncated
 from eventstore.store import EventStore
-from eventstore.types import AppendResult, Metadata, NewEvent
+from eventstore.types import Claim, Metadata, NewEvent
 
-__all__ = ["Decider", "execute", "load"]
+__all__ = ["Decider", "Executed", "Loaded", "execute", "load"]
 
 log = logging.getLogger(__name__)
+
+# Between attempts after a lost race: a little jitter so that writers that collided once do not
+# collide again in lockstep; scaled by the attempt number.
+_RETRY_JITTER_SECONDS = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +37,8 @@ class Decider[S, C, E: msgspec.Struct]:
     """The pure logic of one aggregate type.
 
     ``snapshot_every``: save a snapshot whenever the stream's version crosses a
-    multiple of it (the state must then be msgspec-encodable; ``state_type``
-    defaults to the type of ``initial_state``).
+    multiple of it. The state must then be a msgspec Struct (``state_type``, which
+    defaults to the type of ``initial_state``); a ``None`` state is not snapshotted.
     """
 
     initial_state: S
@@ -39,6 +47,12 @@ class Decider[S, C, E: msgspec.Struct]:
     snapshot_every: int | None = None
     state_type: type[S] | None = None
 
+    def __post_init__(self) -> None:
+        # Checked here, not when the first snapshot is due: by then the events are stored.
+        state_type = self.state_type or type(self.initial_state)
+        if self.snapshot_every and not issubclass(state_type, msgspec.Struct):
+            raise TypeError(f"snapshot_every needs a msgspec.Struct state_type, got {state_type.__name__}")
+
     def fold(self, state: S, events: Sequence[E]) -> S:
         """Apply ``events`` to ``state`` in order."""
         for event in events:
@@ -46,16 +60,53 @@ class Decider[S, C, E: msgspec.Struct]:
         return state
 
 
+@dataclass(frozen=True, slots=True)
+class Loaded[S]:
+    """An aggregate's state, the stream version it reflects (-1: new stream), and where that is in the log.
+
+    ``position`` is the global position of the event at ``version``: a consistency
+    token for a command that changed nothing. None when the stream has no events (or
+    truncation erased that event and a snapshot stands in for it).
+    """
+
+    state: S
+    version: int
+    position: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Executed[E]:
+    """What a command did to its stream.
+
+    ``events`` are the events the command decided (none when it changed nothing),
+    appended at ``positions``; ``version`` and ``position`` say where the stream
+    stands after the command: its version, and the global position of its last
+    event (None for a stream without events).
+    """
+
+    stream_id: str
+    version: int
+    position: int | None
+    events: Sequence[E]
+    positions: list[int]
+
+
 async def load[S, C, E: msgspec.Struct](
     store: EventStore, decider: Decider[S, C, E], stream_id: str
-) -> tuple[S, int]:
-    """The aggregate's current state and the stream version it reflects (-1: new stream)."""
+) -> Loaded[S]:
+    """The aggregate's current state, the stream version it reflects and that version's global position."""
     state, version = decider.initial_state, -1
     if decider.snapshot_every:
         snapshot = await _load_snapshot(store, decider, stream_id)
         if snapshot is not None:
             version, state = snapshot
-    events = await store.read_stream(stream_id, version + 1)
+    # Read from the snapshot's own version: that event is folded in already, but it says
+    # where the stream stands in the log when nothing came after it, in the same round trip.
+    events = await store.read_stream(stream_id, max(version, 0))
+    position = None
+    if events and version >= 0 and events[0].version == version:
+        position = events[0].position
+        events = events[1:]
     if events and events[0].version != version + 1:
         raise StreamTruncated(stream_id, version + 1, events[0].version)
     if not events and version == -1:
@@ -67,8 +118,8 @@ async def load[S, C, E: msgspec.Struct](
         # The registry decoded the payload into a registered Struct; the decider's
         # event type is the union of those it registered.
         state = decider.evolve(state, recorded.data)  # type: ignore[arg-type]
-        version = recorded.version
-    return state, version
+        version, position = recorded.version, recorded.position
+    return Loaded(state, version, position)
 
 
 async def execute[S, C, E: msgspec.Struct](
@@ -79,33 +130,49 @@ async def execute[S, C, E: msgspec.Struct](
     *,
     metadata: Metadata | None = None,
     expected_version: int | None = None,
+    new_stream: bool = False,
+    claim: Claim | None = None,
     max_attempts: int = 3,
-) -> AppendResult:
-    """Load, decide, append; on ``ConcurrencyError`` reload and decide again.
+) -> Executed[E]:
+    """Load, decide, append; on ``ConcurrencyError`` reload and decide again, up to ``max_attempts`` times.
 
-    With ``expected_version`` (e.g. from an HTTP ``If-Match``) there is no retry: a
-    stream that moved on raises ``ConcurrencyError`` before deciding. Commands that
-    decide nothing return the current version and no positions.
+    - ``expected_version`` (e.g. from an HTTP ``If-Match``): no retry; a stream that
+      moved on raises ``ConcurrencyError`` before deciding.
+    - ``new_stream``: the caller just made the stream id up (a fresh UUID), so
+      nothing is loaded: the command is decided on the initial state and appended
+      expecting no stream. A conflict is not retried either.
+    - ``claim``: written in the append's own statement (PostgreSQL, see ``Claim``).
+      A command that decides nothing still makes its claim, on the stream as loaded.
+      A refused claim raises ``ClaimRefused``; nothing is appended and it is not retried.
+
+    A command that decides nothing appends nothing and costs no round trip beyond
+    the load (unless it has a claim). Domain errors from ``decide`` propagate.
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be >= 1")
     for attempt in range(1, max_attempts + 1):
-        state, version = await load(store, decider, stream_id)
-        if expected_version is not None and version != expected_version:
-            raise ConcurrencyError(stream_id, expected_version, version)
-        decided = decider.decide(state, command)
-        if not decided:
-            return AppendResult(stream_id, version, [])
+        if new_stream:
+            loaded = Loaded(decider.initial_state, -1, None)
+        else:
+            loaded = await load(store, decider, stream_id)
+        if expected_version is not None and loaded.version != expected_version:
+            raise ConcurrencyError(stream_id, expected_version, loaded.version)
+        decided = decider.decide(loaded.state, command)
+        if not decided and claim is None:
+            return Executed(stream_id, loaded.version, loaded.position, [], [])
         new_events = [NewEvent(data=event, metadata=metadata or Metadata()) for event in decided]
         try:
-            result = await store.append(stream_id, new_events, version)
+            result = await store.append(stream_id, new_events, loaded.version, claim=claim)
         except ConcurrencyError:
-            if expected_version is not None or attempt == max_attempts:
+            if expected_version is not None or new_stream or attempt == max_attempts:
                 raise
             log.debug("%s moved on while deciding; retry %d/%d", stream_id, attempt, max_attempts - 1)
+            await asyncio.sleep(random.uniform(0, _RETRY_JITTER_SECONDS * attempt))
             continue
-        await _maybe_snapshot(store, decider, stream_id, version, result.version, state, decided)
-        return result
+        if not decided:
+            return Executed(stream_id, loaded.version, loaded.position, [], [])
+        await _maybe_snapshot(store, decider, stream_id, loaded, result.version, decided)
+        return Executed(stream_id, result.version, result.positions[-1], decided, result.positions)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -126,18 +193,17 @@ async def _maybe_snapshot[S, C, E: msgspec.Struct](
     store: EventStore,
     decider: Decider[S, C, E],
     stream_id: str,
-    before: int,
+    loaded: Loaded[S],
     after: int,
-    state: S,
     decided: Sequence[E],
 ) -> None:
+    """Snapshot the state after ``decided`` if the append crossed a multiple of ``snapshot_every``."""
     every = decider.snapshot_every
-    if not every or (before + 1) // every == (after + 1) // every:
+    if not every or (loaded.version + 1) // every == (after + 1) // every:
         return
-    if not isinstance(state, msgspec.Struct):
-        raise TypeError(f"snapshot_every needs a msgspec.Struct state, got {type(state).__name__}")
-    new_state = decider.fold(state, decided)
-    assert isinstance(new_state, msgspec.Struct)
+    new_state = decider.fold(loaded.state, decided)
+    if not isinstance(new_state, msgspec.Struct):
+        return  # None: nothing worth caching (the type itself was checked with the Decider)
     try:
         await store.save_snapshot(stream_id, after, new_state)
     except EventStoreError as e:

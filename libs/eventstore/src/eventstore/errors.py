@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from eventstore.types import ExpectedVersion, LogPosition
 
 __all__ = [
+    "ClaimRefused",
     "ConcurrencyError",
     "DuplicateEventId",
     "EventDecodeError",
@@ -175,6 +176,18 @@ class DuplicateEventId(EventStoreError):
         ids = ", ".join(str(i) for i in self.event_ids)
         message = f"appending to {stream_id!r}: event id(s) {ids or '?'} already stored elsewhere"
         super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class ClaimRefused(EventStoreError):
+    """The claim sent with an append wrote nothing (its row was taken), so the append was undone too.
+
+    Not retried: the caller finds out who holds the row (for an idempotency key, the
+    first request's stored answer).
+    """
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        super().__init__(f"appending to {stream_id!r}: the claim sent with the append was refused")
 
 
 class StoreUnavailable(EventStoreError):

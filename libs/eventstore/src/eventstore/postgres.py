@@ -18,6 +18,7 @@ import msgspec
 from eventstore import queries
 from eventstore.connection import retrying, translated
 from eventstore.errors import (
+    ClaimRefused,
     ConcurrencyError,
     DuplicateEventId,
     EventDecodeError,
@@ -32,6 +33,7 @@ from eventstore.subscriptions import follow_log
 from eventstore.types import (
     ANY,
     AppendResult,
+    Claim,
     Connection,
     ExpectedVersion,
     LogPosition,
@@ -77,24 +79,31 @@ class PostgresEventStore:
         expected_version: ExpectedVersion = ANY,
         *,
         connection: Connection | None = None,
+        claim: Claim | None = None,
     ) -> AppendResult:
         """Append ``events`` atomically if the stream is at ``expected_version``.
 
         With ``connection`` the append joins the caller's transaction: append before
         the transaction's other writes, or a concurrent append to the same stream may
-        force a ``TransactionOrderConflict`` (see ``docs/event-store.md``).
+        force a ``TransactionOrderConflict`` (see ``docs/event-store.md``). With
+        ``claim`` the claim's write goes in the same statement (see ``Claim``); a
+        refused claim raises ``ClaimRefused`` and keeps nothing.
         """
         category = category_of(stream_id)
         check_expected_version(expected_version)
         encoded = encode_events(self.registry, events, self.max_event_bytes)
         if not encoded:
+            if claim is not None:
+                return await self._claim_unchanged(stream_id, expected_version, claim, connection)
             return await self._check_only(stream_id, expected_version, connection)
-        args = _append_args(stream_id, category, expected_version, encoded)
+        query, args = queries.APPEND, _append_args(stream_id, category, expected_version, encoded)
+        if claim is not None:
+            query, args = queries.append_with_claim(claim.sql, len(claim.args)), (*claim.args, *args)
         if connection is not None:
-            row = await self._run_append(connection, stream_id, encoded, args)
+            row = await self._run_append(connection, stream_id, encoded, query, args)
         else:
             row = await self._retrying(
-                lambda: self._use_pool_for_append(stream_id, encoded, args),
+                lambda: self._use_pool_for_append(stream_id, encoded, query, args),
             )
         outcome = row["outcome"]
         if outcome == "ok":
@@ -110,17 +119,22 @@ class PostgresEventStore:
         raise ConcurrencyError(stream_id, expected_version, row["stream_version"])
 
     async def _use_pool_for_append(
-        self, stream_id: str, encoded: list[EncodedEvent], args: tuple[Any, ...]
+        self, stream_id: str, encoded: list[EncodedEvent], query: str, args: tuple[Any, ...]
     ) -> asyncpg.Record:
         async with self.pool.acquire() as connection:
-            return await self._run_append(connection, stream_id, encoded, args)
+            return await self._run_append(connection, stream_id, encoded, query, args)
 
     async def _run_append(
-        self, connection: Connection, stream_id: str, encoded: list[EncodedEvent], args: tuple[Any, ...]
+        self,
+        connection: Connection,
+        stream_id: str,
+        encoded: list[EncodedEvent],
+        query: str,
+        args: tuple[Any, ...],
     ) -> asyncpg.Record:
         async with translated():
             try:
-                row = await connection.fetchrow(queries.APPEND, *args)
+                row = await connection.fetchrow(query, *args)
             except asyncpg.UniqueViolationError as e:
                 # The stream row lock serialises versions, so this is an event id that
                 # another stream took between the function's check and its insert.
@@ -128,6 +142,10 @@ class PostgresEventStore:
                     raise
                 ids = [event.event_id for event in encoded]
                 raise DuplicateEventId(stream_id, ids, e.detail or "") from e
+            except asyncpg.PostgresError as e:
+                if e.sqlstate == queries.CLAIM_REFUSED:
+                    raise ClaimRefused(stream_id) from e
+                raise
         assert row is not None
         record: asyncpg.Record = row
         return record
@@ -147,6 +165,37 @@ class PostgresEventStore:
         if not expectation_met(expected, version):
             raise ConcurrencyError(stream_id, expected, version)
         return AppendResult(stream_id, version, [])
+
+    async def _claim_unchanged(
+        self, stream_id: str, expected: ExpectedVersion, claim: Claim, connection: Connection | None
+    ) -> AppendResult:
+        """An append without events, with a claim: the expectation holds and the claim is written, or neither.
+
+        Two statements in a transaction (this is the rare path: a command that changed
+        nothing); the stream row is share-locked so no append slips in between.
+        """
+
+        async def run(connection: Connection) -> AppendResult:
+            async with translated():
+                row = await connection.fetchrow(queries.SHARE_STREAM_HEAD, stream_id)
+                if row is not None and row["deleted"]:
+                    raise StreamDeleted(stream_id)
+                version, position = (-1, None) if row is None else (row["version"], row["position"])
+                if not expectation_met(expected, version):
+                    raise ConcurrencyError(stream_id, expected, version)
+                query = queries.claim_unchanged(claim.sql, len(claim.args))
+                if not await connection.fetchval(query, *claim.args, stream_id, version, position):
+                    raise ClaimRefused(stream_id)
+            return AppendResult(stream_id, version, [])
+
+        if connection is not None:
+            return await run(connection)
+
+        async def in_transaction() -> AppendResult:
+            async with self.pool.acquire() as pooled, pooled.transaction():
+                return await run(pooled)
+
+        return await self._retrying(in_transaction)
 
     async def read_stream(
         self,

@@ -6,8 +6,12 @@ reads the columns by index.
 
 from __future__ import annotations
 
+import functools
+
 __all__ = [
     "APPEND",
+    "CHECKPOINT_LAG",
+    "CLAIM_REFUSED",
     "DELETE_SNAPSHOT",
     "EVENT_COLUMNS",
     "HORIZON",
@@ -20,10 +24,13 @@ __all__ = [
     "READ_STREAM_FORWARD",
     "SAVE_CHECKPOINT",
     "SAVE_SNAPSHOT",
+    "SHARE_STREAM_HEAD",
     "STREAM_STATE",
     "TOMBSTONE",
     "TRUNCATE_EVENTS",
     "TRUNCATE_STREAM",
+    "append_with_claim",
+    "claim_unchanged",
 ]
 
 EVENT_COLUMNS = (
@@ -32,6 +39,50 @@ EVENT_COLUMNS = (
 )
 
 APPEND = "SELECT * FROM eventstore.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+
+# The SQLSTATE of eventstore.refuse_claim (sql/002_claims.sql).
+CLAIM_REFUSED = "ES409"
+
+
+@functools.cache
+def append_with_claim(claim_sql: str, claim_params: int) -> str:
+    """APPEND and a claim (``eventstore.types.Claim``) as one statement: one round trip, one transaction.
+
+    The claim's parameters come first ($1..$n, as its author wrote them), the
+    append's nine follow. ``result`` is MATERIALIZED so the append runs exactly once
+    however often it is read. A claim that returns no row after an append that
+    wrote makes the last column call ``refuse_claim``, whose error aborts the whole
+    statement, events included. Other outcomes (conflict, deleted, ...) write
+    nothing, so the claim sees no ``appended`` row and nothing needs undoing.
+    """
+    p = [f"${claim_params + i}" for i in range(1, 10)]
+    return f"""
+WITH result AS MATERIALIZED (SELECT * FROM eventstore.append_events({", ".join(p)})),
+appended AS (
+    SELECT {p[0]}::text AS stream_id, r.stream_version AS version,
+           r.positions[cardinality(r.positions)] AS position, {p[5]}::text[] AS event_types
+      FROM result r WHERE r.outcome = 'ok'
+),
+claimed AS ({claim_sql})
+SELECT r.*,
+       CASE WHEN r.outcome = 'ok' AND NOT EXISTS (SELECT FROM claimed)
+            THEN eventstore.refuse_claim({p[0]}) END AS claim_refused
+  FROM result r
+"""
+
+
+@functools.cache
+def claim_unchanged(claim_sql: str, claim_params: int) -> str:
+    """A claim on a stream that an append of no events leaves as it is; the count of rows it wrote."""
+    n = claim_params
+    return f"""
+WITH appended (stream_id, version, position, event_types) AS (
+    VALUES (${n + 1}::text, ${n + 2}::bigint, ${n + 3}::bigint, '{{}}'::text[])
+),
+claimed AS ({claim_sql})
+SELECT count(*) FROM claimed
+"""
+
 
 # The log horizon: the oldest transaction that was still running when this statement's
 # snapshot was taken and that could still add events to this database's log. Rows of
@@ -127,6 +178,16 @@ SELECT version, first_version, deleted_at IS NOT NULL AS deleted
 
 LOCK_STREAM = STREAM_STATE + " FOR UPDATE"
 
+# The stream's version and its last event's global position, locked against appends until the
+# transaction ends (a claim on an unchanged stream must hold while the claim commits).
+SHARE_STREAM_HEAD = """
+SELECT s.version, s.deleted_at IS NOT NULL AS deleted, e.position
+  FROM eventstore.streams s
+  LEFT JOIN eventstore.events e ON e.stream_id = s.stream_id AND e.version = s.version
+ WHERE s.stream_id = $1
+   FOR SHARE OF s
+"""
+
 TOMBSTONE = """
 INSERT INTO eventstore.streams AS s (stream_id, category, deleted_at) VALUES ($1, $2, now())
     ON CONFLICT (stream_id) DO UPDATE SET deleted_at = coalesce(s.deleted_at, now())
@@ -155,3 +216,20 @@ INSERT INTO eventstore.snapshots AS s (stream_id, version, state) VALUES ($1, $2
 """
 
 LOAD_SNAPSHOT = "SELECT version, state FROM eventstore.snapshots WHERE stream_id = $1"
+
+# How far a named checkpoint is behind the log: the events after it that a reader may
+# already be handed (the same horizon as READ_ALL, so it never counts transactions still
+# running), counted up to $2, and when the oldest of them was recorded.
+CHECKPOINT_LAG = f"""
+WITH cursor AS (
+    SELECT coalesce(max(transaction_id), '0'::xid8) AS tx, coalesce(max(position), 0) AS pos
+      FROM eventstore.checkpoints WHERE name = $1
+), pending AS (
+    SELECT e.recorded_at FROM eventstore.events e, cursor c
+     WHERE (e.transaction_id, e.position) > (c.tx, c.pos)
+       AND e.transaction_id < {HORIZON}
+     ORDER BY e.transaction_id, e.position
+     LIMIT $2
+)
+SELECT count(*) AS events, min(recorded_at) AS oldest FROM pending
+"""

@@ -10,6 +10,7 @@ import msgspec
 from eventstore.types import (
     ANY,
     AppendResult,
+    Claim,
     Connection,
     ExpectedVersion,
     LogPosition,
@@ -34,12 +35,14 @@ class EventStore(Protocol):
         expected_version: ExpectedVersion = ANY,
         *,
         connection: Connection | None = None,
+        claim: Claim | None = None,
     ) -> AppendResult:
         """Append ``events`` atomically if the stream is at ``expected_version``.
 
         Raises ``ConcurrencyError`` on a lost race; re-appending the same event ids at
         the same versions succeeds without storing them twice. ``connection``: an
-        asyncpg connection inside the caller's transaction (PostgreSQL only).
+        asyncpg connection inside the caller's transaction; ``claim``: a write that
+        stands or falls with the append, in its statement (both PostgreSQL only).
         """
         ...
 

@@ -18,6 +18,7 @@ __all__ = [
     "NO_STREAM",
     "STREAM_EXISTS",
     "AppendResult",
+    "Claim",
     "Connection",
     "ExpectedVersion",
     "LogPosition",
@@ -166,3 +167,23 @@ class AppendResult(msgspec.Struct, frozen=True):
     stream_id: str
     version: int
     positions: list[int]
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """A write that stands or falls with an append, sent in the append's own statement (PostgreSQL only).
+
+    ``sql`` is one data-modifying statement ending in ``RETURNING``, its parameters
+    ``$1``..``$n`` bound to ``args`` (cast them: the statement is planned as a whole).
+    It may read the one-row relation ``appended (stream_id text, version bigint,
+    position bigint, event_types text[])``: the stream after the append, ``position``
+    being its last event's global position. With no events to append it is the
+    stream as it stands, share-locked until the claim commits.
+
+    When the statement returns no row the claim is refused: nothing of the append is
+    kept and ``ClaimRefused`` is raised. The command service claims its idempotency
+    key this way, ``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE <expired> RETURNING 1``:
+    events and key are written in one round trip, or neither is.
+    """
+
+    sql: str
+    args: tuple[Any, ...] = ()

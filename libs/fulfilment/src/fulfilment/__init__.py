@@ -7,16 +7,33 @@ event store; `fulfilment.schemas` generates its JSON Schemas.
 """
 
 from fulfilment.errors import Conflict, DomainError, InvalidCommand, NotFound, NotPermitted
-from fulfilment.values import normalise_sku, order_stream, payment_stream, stock_stream
+from fulfilment.values import (
+    ORDER_CATEGORY,
+    PAYMENT_CATEGORY,
+    STOCK_CATEGORY,
+    normalise_sku,
+    order_id_of,
+    order_stream,
+    payment_order_id_of,
+    payment_stream,
+    sku_of,
+    stock_stream,
+)
 
 __all__ = [
+    "ORDER_CATEGORY",
+    "PAYMENT_CATEGORY",
+    "STOCK_CATEGORY",
     "Conflict",
     "DomainError",
     "InvalidCommand",
     "NotFound",
     "NotPermitted",
     "normalise_sku",
+    "order_id_of",
     "order_stream",
+    "payment_order_id_of",
     "payment_stream",
+    "sku_of",
     "stock_stream",
 ]

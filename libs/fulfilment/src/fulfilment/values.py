@@ -17,6 +17,9 @@ from msgspec import Meta
 
 __all__ = [
     "MAX_LINES",
+    "ORDER_CATEGORY",
+    "PAYMENT_CATEGORY",
+    "STOCK_CATEGORY",
     "Amount",
     "CanonicalSku",
     "CurrencyCode",
@@ -30,8 +33,11 @@ __all__ = [
     "StockLevel",
     "Total",
     "normalise_sku",
+    "order_id_of",
     "order_stream",
+    "payment_order_id_of",
     "payment_stream",
+    "sku_of",
     "stock_stream",
 ]
 
@@ -81,16 +87,44 @@ def normalise_sku(sku: str) -> str:
     return sku.lower()
 
 
+# Stream categories: a stream id is `{category}-{id}`, and each category is one Kafka topic.
+ORDER_CATEGORY = "order"
+STOCK_CATEGORY = "stock"
+PAYMENT_CATEGORY = "payment"
+
+
 def order_stream(order_id: UUID) -> str:
     """The id of an order's event stream."""
-    return f"order-{order_id}"
+    return f"{ORDER_CATEGORY}-{order_id}"
+
+
+def order_id_of(stream_id: str) -> UUID:
+    """The order id in an order's stream id; `ValueError` for any other stream id."""
+    return UUID(_id_in(stream_id, ORDER_CATEGORY))
 
 
 def stock_stream(sku: str) -> str:
     """The id of a stock item's event stream (one stream per SKU)."""
-    return f"stock-{normalise_sku(sku)}"
+    return f"{STOCK_CATEGORY}-{normalise_sku(sku)}"
+
+
+def sku_of(stream_id: str) -> str:
+    """The canonical SKU in a stock item's stream id; `ValueError` for any other stream id."""
+    return normalise_sku(_id_in(stream_id, STOCK_CATEGORY))
 
 
 def payment_stream(order_id: UUID) -> str:
     """The id of the stream of an order's payment."""
-    return f"payment-{order_id}"
+    return f"{PAYMENT_CATEGORY}-{order_id}"
+
+
+def payment_order_id_of(stream_id: str) -> UUID:
+    """The order id in a payment's stream id; `ValueError` for any other stream id."""
+    return UUID(_id_in(stream_id, PAYMENT_CATEGORY))
+
+
+def _id_in(stream_id: str, category: str) -> str:
+    prefix = f"{category}-"
+    if not stream_id.startswith(prefix):
+        raise ValueError(f"{stream_id!r} is not a stream id of category {category!r}")
+    return stream_id[len(prefix) :]

@@ -4,6 +4,8 @@ The projector writes them and the query service reads them; both import the
 shapes from here so the two sides cannot drift apart.
 """
 
+from readmodels.keyspace import Keyspace, RedisModelKeys, read_position, wait_for_position
+from readmodels.orders import OrderDocument, OrderLineDocument, OrderSummary, StockLevel
 from readmodels.search import (
     BulkFailed,
     BulkOutcome,
@@ -13,6 +15,7 @@ from readmodels.search import (
     SearchClient,
     SearchPage,
     SearchUnavailable,
+    StoredDocument,
     VersionConflict,
     connect_search,
 )
@@ -23,9 +26,18 @@ __all__ = [
     "BulkWrite",
     "Hit",
     "IndexNotFound",
+    "Keyspace",
+    "OrderDocument",
+    "OrderLineDocument",
+    "OrderSummary",
+    "RedisModelKeys",
     "SearchClient",
     "SearchPage",
     "SearchUnavailable",
+    "StockLevel",
+    "StoredDocument",
     "VersionConflict",
     "connect_search",
+    "read_position",
+    "wait_for_position",
 ]

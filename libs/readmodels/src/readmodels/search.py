@@ -40,6 +40,7 @@ __all__ = [
     "SearchClient",
     "SearchPage",
     "SearchUnavailable",
+    "StoredDocument",
     "VersionConflict",
     "connect_search",
 ]
@@ -88,6 +89,13 @@ class BulkOutcome(msgspec.Struct, frozen=True):
 
     written: int
     stale: list[str]  # ids already at or above the version sent (duplicate deliveries)
+
+
+class StoredDocument(msgspec.Struct, frozen=True):
+    """A document as stored, with its (external) version."""
+
+    document: Document
+    version: int
 
 
 class Hit(msgspec.Struct, frozen=True):
@@ -184,13 +192,19 @@ class SearchClient:
             raise VersionConflict(f"{index}/{doc_id} already at or above version {version}") from error
 
     async def put_many(
-        self, index: str, writes: Sequence[BulkWrite], *, refresh: bool = False
+        self,
+        index: str,
+        writes: Sequence[BulkWrite],
+        *,
+        refresh: bool = False,
+        version_type: Literal["external", "external_gte"] = "external",
     ) -> BulkOutcome:
         """Write documents in one bulk request, each guarded by its external version when it has one.
 
         A stale version is not an error (it is a duplicate delivery): its id is
         listed in the outcome. Any other failure raises `BulkFailed` naming the
-        documents, after the others were written.
+        documents, after the others were written. `external_gte` also accepts a
+        version equal to the stored one (rewriting a document at its own version).
         """
         if not writes:
             return BulkOutcome(written=0, stale=[])
@@ -198,7 +212,7 @@ class SearchClient:
         for write in writes:
             meta: dict[str, Any] = {"_index": index, "_id": write.doc_id}
             if write.version is not None:
-                meta.update(version=write.version, version_type="external")
+                meta.update(version=write.version, version_type=version_type)
             operations += [{"index": meta}, write.document]
         response = await self._client.bulk(body=operations, refresh="true" if refresh else "false")
         stale: list[str] = []
@@ -215,6 +229,28 @@ class SearchClient:
         if errors:
             raise BulkFailed(errors)
         return BulkOutcome(written=len(writes) - len(stale), stale=stale)
+
+    async def get_many(self, index: str, doc_ids: Sequence[str]) -> dict[str, StoredDocument]:
+        """The stored documents among `doc_ids`, with their versions; missing ids are left out."""
+        if not doc_ids:
+            return {}
+        try:
+            response = await self._client.mget(index=index, body={"ids": list(doc_ids)})
+        except (OsNotFound, EsNotFound) as error:
+            raise IndexNotFound(index) from error
+        return {
+            doc["_id"]: StoredDocument(doc["_source"], int(doc["_version"]))
+            for doc in response["docs"]
+            if doc.get("found")
+        }
+
+    async def indices(self, pattern: str) -> list[str]:
+        """The names of the indices matching `pattern` (wildcards allowed), sorted."""
+        try:
+            response = await self._client.indices.get(index=pattern)
+        except (OsNotFound, EsNotFound):
+            return []
+        return sorted(response)
 
     async def get(self, index: str, doc_id: str) -> Document | None:
         try:

@@ -16,6 +16,13 @@ for in Redis, so a subject never exceeds its rate in total, however many
 instances serve it; at worst a subject spread over many instances is held back
 a little early.
 
+Redis stays off a busy subject's requests altogether: when half of a lease is
+used, the next one is taken in the background, so the subject's requests keep
+finding local allowance while it arrives. Only a subject's first request (or
+the first after a pause longer than the lease) waits for Redis. A refill that
+Redis refuses adds nothing; the subject then runs out and its next request asks
+Redis itself, which answers 429 with the time to wait.
+
 When Redis cannot be reached the limiter lets requests through and logs it:
 rate limiting protects the service, and failing closed would turn a Redis outage
 into a full outage of the write side.
@@ -81,13 +88,17 @@ class RateLimiter:
         self._prefix = prefix
         self._leases: dict[str, tuple[int, float]] = {}
         self._fetching: dict[str, asyncio.Future[None]] = {}
+        self._refilling: dict[str, asyncio.Task[None]] = {}
         self._warned_at = float("-inf")
 
     async def check(self, subject: str) -> None:
+        """Let the request through, or raise `RateLimited` with the time until the subject may retry."""
         while True:
             remaining, until = self._leases.get(subject, (0, 0.0))
             if remaining > 0 and time.monotonic() < until:
                 self._leases[subject] = (remaining - 1, until)
+                if remaining - 1 <= self._lease // 2:
+                    self._refill_soon(subject)
                 return
             fetching = self._fetching.get(subject)
             if fetching is None:
@@ -103,6 +114,34 @@ class RateLimiter:
             del self._fetching[subject]
             fetched.set_result(None)
 
+    def _refill_soon(self, subject: str) -> None:
+        """Take the subject's next lease in the background (one refill at a time per subject)."""
+        if self._lease > 1 and subject not in self._refilling:
+            self._refilling[subject] = asyncio.create_task(self._refill(subject), name="ratelimit-refill")
+
+    async def _refill(self, subject: str) -> None:
+        try:
+            if await self._spend(subject, self._lease) is None:
+                remaining, until = self._leases.get(subject, (0, 0.0))
+                now = time.monotonic()
+                self._remember(
+                    subject, (remaining if until > now else 0) + self._lease, now + self._lease_seconds
+                )
+        except (RedisError, OSError) as error:
+            self._warn(error)
+        finally:
+            del self._refilling[subject]
+
+    async def close(self) -> None:
+        """Wait for background refills to finish (they are short: one script call each)."""
+        await asyncio.gather(*self._refilling.values(), return_exceptions=True)
+
+    def _warn(self, error: Exception) -> None:
+        # Say it once a minute, not once a request.
+        if time.monotonic() - self._warned_at > 60:
+            self._warned_at = time.monotonic()
+            log.warning("rate limiting is off while Redis is unreachable: %s", error)
+
     async def _take_lease(self, subject: str) -> None:
         try:
             if self._lease > 1 and await self._spend(subject, self._lease) is None:
@@ -111,10 +150,7 @@ class RateLimiter:
             # Not enough for a lease: a single request may still fit.
             retry_after_us = await self._spend(subject, 1)
         except (RedisError, OSError) as error:
-            # Say it once a minute, not once a request.
-            if time.monotonic() - self._warned_at > 60:
-                self._warned_at = time.monotonic()
-                log.warning("rate limiting is off while Redis is unreachable: %s", error)
+            self._warn(error)
             return
         self._leases.pop(subject, None)
         if retry_after_us is not None:

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from importlib import resources
 
 import asyncpg
 import httpx
 import redis.asyncio as redis
 from eventstore.connection import connect
-from eventstore.migrations import migrate as migrate_event_store
+from eventstore.errors import EventStoreError
+from eventstore.migrations import migrate
 from eventstore.postgres import PostgresEventStore
 from fulfilment.registry import build_registry
 from litestar import Litestar, Router
@@ -26,7 +28,6 @@ from servicekit.requests import ServiceRequest
 
 from command_service.handling import Services
 from command_service.idempotency import IdempotencyKeys
-from command_service.migrations import migrate as migrate_command_schema
 from command_service.openapi import StrictStructSchemaPlugin, openapi_config
 from command_service.problems import PROBLEMS
 from command_service.routes.conventions import COMMAND_RESPONSE_HEADERS, provide_command_request
@@ -40,6 +41,9 @@ __all__ = ["create_app"]
 log = logging.getLogger("command_service")
 
 PURGE_INTERVAL_SECONDS = 600.0
+# The service's own tables live in schema `command`, migrated from its sql/ folder under a lock of
+# its own (an arbitrary constant, "command" in ASCII) so its runs queue apart from the event store's.
+MIGRATION_LOCK_KEY = 0x636F6D6D616E64
 
 
 def create_app(
@@ -59,8 +63,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await migrate_event_store(settings.database_url)
-        await migrate_command_schema(settings.database_url)
+        await migrate(settings.database_url)
+        sql = resources.files("command_service") / "sql"
+        await migrate(settings.database_url, sql, schema="command", lock_key=MIGRATION_LOCK_KEY)
         pool = await connect(
             settings.database_url,
             min_size=settings.pool_min_size,
@@ -83,6 +88,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await purging
             await store.close()
+            await limiter.close()
             await redis_client.aclose()
             await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout_seconds)
             observability.shutdown()
@@ -133,5 +139,5 @@ async def _purge_expired_keys(keys: IdempotencyKeys) -> None:
             purged = await keys.purge_expired()
             if purged:
                 log.info("purged expired idempotency keys", extra={"purged": purged})
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except EventStoreError as error:
             log.warning("could not purge idempotency keys: %s", error)

@@ -1,13 +1,13 @@
 """Idempotency keys in PostgreSQL: a retried command returns its first response and appends nothing.
 
-The key row is written in the same transaction as the command's events, after
-the append (the event store wants its append first in a shared transaction, see
-`eventstore.errors.TransactionOrderConflict`). So a key exists exactly when its
-events do: a crash between the two cannot leave events without their key, or a
-key without its events. Two requests racing with one key both append, but the
-second's key insert waits for the first's transaction and then finds the row
-taken; the second rolls back (taking its events with it) and answers with the
-first's response.
+The key row is written by the append's own statement, as an event store `Claim`
+(see `eventstore.types.Claim`): one round trip, one transaction, so a key exists
+exactly when its events do. The row records where the command left its stream
+(stream, version, position, event types), read from the append's result, which
+is everything a replayed response needs. Two requests racing with one key both
+try to append, but the second's key insert waits for the first's transaction and
+then finds the row taken: its claim is refused, its events go with it, and it
+answers with the first's response.
 
 Only accepted commands are remembered. A refused command appended nothing, so
 repeating it is harmless, and the client gets a fresh answer.
@@ -20,17 +20,48 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from eventstore.types import Connection
+from eventstore import Claim, translated
 
 from command_service.errors import IdempotencyKeyReused
 
-__all__ = ["IdempotencyKeys", "StoredResponse", "fingerprint"]
+__all__ = ["IdempotencyKeys", "StoredOutcome", "fingerprint"]
+
+# $1 subject, $2 key, $3 fingerprint, $4 status code, $5 time to live (s); `appended` is the event
+# store's. An expired row with the same key is replaced; a live one wins and nothing is returned.
+_CLAIM = """
+INSERT INTO command.idempotency_keys AS k
+    (subject, idempotency_key, fingerprint, status_code, stream_id, version, position, events, expires_at)
+SELECT $1::text, $2::text, $3::bytea, $4::smallint, a.stream_id, a.version, a.position, a.event_types,
+       now() + make_interval(secs => $5::float8)
+  FROM appended a
+ON CONFLICT (subject, idempotency_key) DO UPDATE
+    SET fingerprint = EXCLUDED.fingerprint, status_code = EXCLUDED.status_code,
+        stream_id = EXCLUDED.stream_id, version = EXCLUDED.version, position = EXCLUDED.position,
+        events = EXCLUDED.events, created_at = now(), expires_at = EXCLUDED.expires_at
+    WHERE k.expires_at <= now()
+RETURNING 1
+"""
+
+_FIND = """
+SELECT fingerprint, status_code, stream_id, version, position, events FROM command.idempotency_keys
+ WHERE subject = $1 AND idempotency_key = $2 AND expires_at > now()
+"""
+
+_PURGE = """
+DELETE FROM command.idempotency_keys WHERE ctid IN (
+    SELECT ctid FROM command.idempotency_keys WHERE expires_at <= now() LIMIT $1
+)
+"""
 
 
-class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
-    fingerprint: bytes
+class StoredOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """The first answer to a key: its status code and where the command left its stream."""
+
     status_code: int
-    body: bytes
+    stream_id: str
+    version: int
+    position: int | None
+    events: list[str]
 
 
 def fingerprint(method: str, path: str, body: bytes) -> bytes:
@@ -47,61 +78,33 @@ class IdempotencyKeys:
 
     def __init__(self, pool: asyncpg.Pool[Any], *, ttl_seconds: int) -> None:
         self._pool = pool
-        self._ttl = ttl_seconds
+        self._ttl = float(ttl_seconds)
 
-    async def find(self, subject: str, key: str, request_fingerprint: bytes) -> StoredResponse | None:
-        """The stored response to this key, or None; `IdempotencyKeyReused` if it answered another request."""
-        row = await self._pool.fetchrow(
-            """
-            SELECT fingerprint, status_code, response FROM command.idempotency_keys
-            WHERE subject = $1 AND idempotency_key = $2 AND expires_at > now()
-            """,
-            subject,
-            key,
-        )
+    def claim(self, subject: str, key: str, request_fingerprint: bytes, status_code: int) -> Claim:
+        """The claim on the key that the command's append carries; refused if the key is taken."""
+        return Claim(_CLAIM, (subject, key, request_fingerprint, status_code, self._ttl))
+
+    async def find(self, subject: str, key: str, request_fingerprint: bytes) -> StoredOutcome | None:
+        """The stored outcome of this key, or None; `IdempotencyKeyReused` if it answered another request."""
+        async with translated():
+            row = await self._pool.fetchrow(_FIND, subject, key)
         if row is None:
             return None
-        stored = StoredResponse(
-            fingerprint=row["fingerprint"], status_code=row["status_code"], body=row["response"]
-        )
-        if stored.fingerprint != request_fingerprint:
+        if row["fingerprint"] != request_fingerprint:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was already used for a different request; "
                 "use a new key for a new request"
             )
-        return stored
-
-    async def claim(self, connection: Connection, subject: str, key: str, response: StoredResponse) -> bool:
-        """Record the response inside the caller's transaction; False if the key is already taken."""
-        # An expired row with the same key is replaced; a live one wins and this insert does nothing.
-        row = await connection.fetchrow(
-            """
-            INSERT INTO command.idempotency_keys
-                (subject, idempotency_key, fingerprint, status_code, response, expires_at)
-            VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
-            ON CONFLICT (subject, idempotency_key) DO UPDATE
-                SET fingerprint = EXCLUDED.fingerprint, status_code = EXCLUDED.status_code,
-                    response = EXCLUDED.response, created_at = now(), expires_at = EXCLUDED.expires_at
-                WHERE command.idempotency_keys.expires_at <= now()
-            RETURNING 1
-            """,
-            subject,
-            key,
-            response.fingerprint,
-            response.status_code,
-            response.body,
-            float(self._ttl),
+        return StoredOutcome(
+            status_code=row["status_code"],
+            stream_id=row["stream_id"],
+            version=row["version"],
+            position=row["position"],
+            events=list(row["events"]),
         )
-        return row is not None
 
     async def purge_expired(self, *, batch: int = 10_000) -> int:
-        """Delete up to `batch` expired keys; returns how many went."""
-        result = await self._pool.execute(
-            """
-            DELETE FROM command.idempotency_keys WHERE ctid IN (
-                SELECT ctid FROM command.idempotency_keys WHERE expires_at <= now() LIMIT $1
-            )
-            """,
-            batch,
-        )
+        """Delete up to `batch` expired keys; returns how many went (driver errors as `EventStoreError`)."""
+        async with translated():
+            result = await self._pool.execute(_PURGE, batch)
         return int(result.split()[-1])

@@ -15,15 +15,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from eventstore import EventRegistry, PostgresEventStore, connect
-from eventstore.migrations import migrate
+from eventstore import EventRegistry, EventStoreError, PostgresEventStore, checkpoint_lag, connect, migrate
 from litestar import Litestar, get
 from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.observability import Observability
 from servicekit.problems import ProblemTable
 from servicekit.requests import ServiceRequest
 
-from relay_service.lag import measure_lag
 from relay_service.metrics import RelayMetrics
 from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings
@@ -87,8 +85,8 @@ def create_app(
         lag_seconds: float | None = None
         pool: asyncpg.Pool | None = state.get("pool")
         if pool is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                lag = await asyncio.wait_for(measure_lag(pool, settings.relay_checkpoint), timeout=2.0)
+            with contextlib.suppress(EventStoreError, TimeoutError):
+                lag = await asyncio.wait_for(checkpoint_lag(pool, settings.relay_checkpoint), timeout=2.0)
                 lag_events, lag_seconds = lag.events, lag.seconds
         return status.report(lag_events, lag_seconds)
 

@@ -22,16 +22,14 @@ import random
 from collections import deque
 from collections.abc import Callable
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from eventstore import LogPosition, PostgresEventStore, StoredEvent
+from eventstore import LogPosition, PostgresEventStore, StoredEvent, leadership
 from eventstore.errors import EventStoreError
 from opentelemetry.trace import Link, SpanKind, Tracer, get_tracer
 from servicekit.telemetry import link_to
 
 from relay_service.envelope import to_message
-from relay_service.leadership import leadership
 from relay_service.settings import RelaySettings
 from relay_service.status import RelayStatus
 from relay_service.topics import CHANNELS, TopicCreator, contract_topics
@@ -108,6 +106,7 @@ class Relay:
                     self._settings.relay_lock_key,
                     poll_interval=self._settings.relay_standby_poll,
                     on_standby=self._standby,
+                    application_name="relay-leadership",
                 ) as lost:
                     self.status.role = "leader"
                     while not lost.is_set():
@@ -121,7 +120,7 @@ class Relay:
                             failures = 0
             except* LeadershipLost:
                 self.status.role = "starting"
-            except* (OSError, EventStoreError, asyncpg.PostgresError, asyncpg.InterfaceError) as group:
+            except* (OSError, EventStoreError) as group:
                 # PostgreSQL itself is unreachable or restarting.
                 failures += 1
                 self._failed(group.exceptions[0], failures)

@@ -14,13 +14,18 @@ import msgspec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 from fulfilment.events import OrderEvent, PaymentEvent, StockEvent
+from fulfilment.values import ORDER_CATEGORY, PAYMENT_CATEGORY, STOCK_CATEGORY
 
 __all__ = ["CHANNELS", "TopicCreator", "contract_topics"]
 
 # Stream category -> the events its streams hold; one topic per category.
 CHANNELS: dict[str, tuple[type[msgspec.Struct], ...]] = {
     category: typing.get_args(alias.__value__)
-    for category, alias in (("order", OrderEvent), ("stock", StockEvent), ("payment", PaymentEvent))
+    for category, alias in (
+        (ORDER_CATEGORY, OrderEvent),
+        (STOCK_CATEGORY, StockEvent),
+        (PAYMENT_CATEGORY, PaymentEvent),
+    )
 }
 
 

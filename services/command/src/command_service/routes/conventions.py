@@ -119,7 +119,11 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
 
 @dataclass(frozen=True, slots=True)
 class CommandRequest:
-    """What every command endpoint needs: the service's adapters, and the request's parts before its body."""
+    """What every command endpoint needs: the service's adapters, and the request's parts before its body.
+
+    `status_code` is the endpoint's success status, as its route decorator declares it: the one place
+    it is set, and what a replay of the command answers with too.
+    """
 
     services: Services
     subject: str
@@ -127,6 +131,7 @@ class CommandRequest:
     if_match: int | None
     method: str
     path: str
+    status_code: int
     metadata: Metadata
 
     def context(self, body: msgspec.Struct | None = None) -> CommandContext:
@@ -140,19 +145,35 @@ class CommandRequest:
             metadata=self.metadata,
         )
 
-    async def run[S, C, E: msgspec.Struct](
+    async def handle[S, C, E: msgspec.Struct](
         self,
         decider: Decider[S, C, E],
         stream_id: str,
         command: C,
         body: msgspec.Struct | None = None,
         *,
-        status_code: int = 200,
+        new_stream: bool = False,
+    ) -> Outcome:
+        """Handle `command` on `stream_id` (see `command_service.handling.handle`)."""
+        return await handle(
+            self.services,
+            decider,
+            stream_id,
+            command,
+            self.context(body),
+            status_code=self.status_code,
+            new_stream=new_stream,
+        )
+
+    async def run[S, C, E: msgspec.Struct](
+        self,
+        decider: Decider[S, C, E],
+        stream_id: str,
+        command: C,
+        body: msgspec.Struct | None = None,
     ) -> Response[CommandAccepted]:
         """Handle `command` on `stream_id` and answer as every command endpoint does."""
-        outcome = await handle(
-            self.services, decider, stream_id, command, self.context(body), status_code=status_code
-        )
+        outcome = await self.handle(decider, stream_id, command, body)
         return accepted(outcome, outcome.accepted)
 
 
@@ -181,6 +202,7 @@ async def provide_command_request(
         if_match=_parse_if_match(request.headers.get("if-match")),
         method=request.method,
         path=request.url.path,
+        status_code=request.route_handler.status_code,
         metadata=Metadata(
             correlation_id=correlation_id(),
             # A command nothing else caused starts its chain: its causation is its correlation.

@@ -8,12 +8,12 @@ from uuid import UUID, uuid4
 import msgspec
 from fulfilment.deciders import ORDERS
 from fulfilment.orders import CancelOrder, ConfirmOrder, OrderLine, PlaceOrder, RejectOrder
-from fulfilment.values import MAX_LINES, CurrencyCode, Reason, order_stream
+from fulfilment.values import MAX_LINES, CurrencyCode, Reason, order_id_of, order_stream
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
 from servicekit.auth import CUSTOMER, SERVICE, allow
 
-from command_service.handling import CommandAccepted, handle
+from command_service.handling import CommandAccepted
 from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
 
 __all__ = ["OrderController"]
@@ -62,17 +62,9 @@ class OrderController(Controller):
             lines=tuple(data.lines),
             currency=data.currency,
         )
-        outcome = await handle(
-            command_request.services,
-            ORDERS,
-            order_stream(order_id),
-            command,
-            command_request.context(data),
-            status_code=201,
-            new_stream=True,
-        )
+        outcome = await command_request.handle(ORDERS, order_stream(order_id), command, data, new_stream=True)
         # A replay answers with the order of the first request, whose id is in its stream id.
-        first_order_id = UUID(outcome.accepted.stream_id.removeprefix("order-"))
+        first_order_id = order_id_of(outcome.accepted.stream_id)
         body = OrderAccepted(order_id=first_order_id, **msgspec.structs.asdict(outcome.accepted))
         return accepted(outcome, body)
 

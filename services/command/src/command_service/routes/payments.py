@@ -53,7 +53,7 @@ class PaymentController(Controller):
     ) -> Response[CommandAccepted]:
         command = RequestPayment(order_id=data.order_id, amount=data.amount, currency=data.currency)
         stream_id = payment_stream(data.order_id)
-        return await command_request.run(PAYMENTS, stream_id, command, data, status_code=201)
+        return await command_request.run(PAYMENTS, stream_id, command, data)
 
     @post(
         "/{order_id:uuid}/authorization",

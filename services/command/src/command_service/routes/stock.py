@@ -62,7 +62,7 @@ class StockController(Controller):
         self, data: JSONBody[RegisterProductBody], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
         command = RegisterProduct(sku=data.sku, name=data.name)
-        return await command_request.run(STOCK, stock_stream(data.sku), command, data, status_code=201)
+        return await command_request.run(STOCK, stock_stream(data.sku), command, data)
 
     @post(
         "/{sku:str}/receipts",

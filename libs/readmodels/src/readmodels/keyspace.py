@@ -1,0 +1,161 @@
+"""Where the read models live in Redis: key names, generations, and each projection's position.
+
+Every key starts with a prefix (empty in production; tests use their own so
+they never see each other's keys) and `rm:`. The Redis read models of one
+build live under a *generation* (`rm:redis:<generation>:...`); the key
+`rm:redis:live` names the generation readers use. A rebuild fills a new
+generation and then moves that pointer with one `SET`, so a reader that reads
+the pointer first and then its keys never sees a half-built model
+(`docs/projector.md`).
+
+Key layout (`G` = generation):
+
+- `rm:redis:live` (string): the generation readers use.
+- `rm:redis:building` (string): the generation a rebuild is filling, absent otherwise.
+- `rm:redis:G:order:<order id>` (hash): `OrderSummary` fields; `version` is the stream version.
+- `rm:redis:G:stock:<sku>` (hash): `StockLevel` fields.
+- `rm:redis:G:order-counts` (hash): status -> number of orders in that status.
+- `rm:redis:G:customer:<customer id>:orders` (sorted set): order ids scored by placement
+  time in ms; the newest `RECENT_ORDERS` are kept.
+- `rm:search:live`, `rm:search:building` (strings): generations of the orders index (readers
+  use the alias).
+- `rm:search:product-names` (hash): SKU -> product name, written once by the registration.
+- `rm:<projection>:position` (hash): `position` (every event at or below it is applied),
+  `transaction_id` and `log_position` (the applied prefix of the log).
+- `rm:<projection>:applied` (sorted set): positions applied, not yet folded into `position`.
+- `rm:<projection>:rebuild` (hash): progress of a running rebuild.
+- `rm:dead-letters:replayed` (set): dead letters already replayed (`projection/partition:offset`).
+
+`rm:<projection>:position` is also a pub/sub channel: the projector publishes
+the new position each time it advances, so a reader waiting for its own write
+wakes without polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+__all__ = [
+    "INITIAL_GENERATION",
+    "PROJECTIONS",
+    "RECENT_ORDERS",
+    "Keyspace",
+    "RedisModelKeys",
+    "read_position",
+    "wait_for_position",
+]
+
+PROJECTIONS = ("redis", "search")
+RECENT_ORDERS = 50
+INITIAL_GENERATION = "g0"
+
+
+class RedisModelKeys:
+    """The keys of one generation of the Redis read models."""
+
+    def __init__(self, prefix: str, generation: str) -> None:
+        self.generation = generation
+        self.base = f"{prefix}rm:redis:{generation}:"
+
+    def order(self, order_id: str) -> str:
+        return f"{self.base}order:{order_id}"
+
+    def stock(self, sku: str) -> str:
+        return f"{self.base}stock:{sku}"
+
+    @property
+    def order_counts(self) -> str:
+        return f"{self.base}order-counts"
+
+    def customer_orders(self, customer_id: str) -> str:
+        return f"{self.base}customer:{customer_id}:orders"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of this generation."""
+        return f"{self.base}*"
+
+
+class Keyspace:
+    """The read models' keys under one prefix."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def live(self, projection: str) -> str:
+        return f"{self.prefix}rm:{projection}:live"
+
+    def building(self, projection: str) -> str:
+        return f"{self.prefix}rm:{projection}:building"
+
+    def position(self, projection: str) -> str:
+        """The hash holding the projection's position, and the channel announcing it."""
+        return f"{self.prefix}rm:{projection}:position"
+
+    def applied(self, projection: str) -> str:
+        return f"{self.prefix}rm:{projection}:applied"
+
+    def rebuild(self, projection: str) -> str:
+        return f"{self.prefix}rm:{projection}:rebuild"
+
+    @property
+    def replayed_dead_letters(self) -> str:
+        """The set of dead letters (`partition:offset`) already replayed."""
+        return f"{self.prefix}rm:dead-letters:replayed"
+
+    @property
+    def product_names(self) -> str:
+        return f"{self.prefix}rm:search:product-names"
+
+    def models(self, generation: str) -> RedisModelKeys:
+        return RedisModelKeys(self.prefix, generation)
+
+    async def live_models(self, redis: Redis) -> RedisModelKeys:
+        """The keys readers should use now (resolve once per request, then read)."""
+        generation = await redis.get(self.live("redis"))
+        return self.models(_text(generation) or INITIAL_GENERATION)
+
+
+async def read_position(redis: Redis, keyspace: Keyspace, projection: str) -> int:
+    """The position `projection` has reached: every event at or below it is applied (-1: none yet)."""
+    value = await redis.hget(keyspace.position(projection), "position")
+    return int(value) if value is not None else -1
+
+
+async def wait_for_position(
+    redis: Redis, keyspace: Keyspace, projection: str, position: int, *, timeout: float
+) -> bool:
+    """Wait until `projection` has reached `position` (read-your-writes); False after `timeout` seconds.
+
+    Subscribes before reading, so an advance between the read and the wait still wakes it.
+    """
+    channel = keyspace.position(projection)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(channel)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if await read_position(redis, keyspace, projection) >= position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    message: Any = await pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
+                    if message is not None and int(message["data"]) >= position:
+                        return True
+    finally:
+        await pubsub.unsubscribe(channel)
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _text(value: bytes | str | None) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value

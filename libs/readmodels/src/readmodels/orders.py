@@ -1,0 +1,150 @@
+"""The order read models: the search document, its versioned index mapping, and the Redis summary.
+
+The projector writes these shapes and the query service reads them, so both
+import them from here. Amounts are integers in minor units next to an ISO 4217
+currency code, as in the events. Times are RFC 3339 UTC strings.
+
+The index mapping is versioned in code: a change to `ORDER_MAPPINGS` or
+`ORDER_INDEX_SETTINGS` must bump `ORDER_MAPPING_VERSION`, and the new mapping
+reaches the engine by a rebuild into a new index behind the same alias
+(`docs/projector.md`). Only analyzers that every supported engine has
+(OpenSearch, core-only Elasticsearch) are used: a custom analyzer made of the
+standard tokenizer with the lowercase and stop filters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "ORDER_INDEX_SETTINGS",
+    "ORDER_MAPPINGS",
+    "ORDER_MAPPING_VERSION",
+    "ORDER_STATUSES",
+    "OrderDocument",
+    "OrderLineDocument",
+    "OrderSummary",
+    "StockLevel",
+    "orders_alias",
+    "orders_index",
+]
+
+ORDER_MAPPING_VERSION = 1
+
+# The statuses an order can be in, as its documents and the counts per status spell them.
+ORDER_STATUSES = ("pending", "confirmed", "rejected", "cancelled")
+
+
+class OrderLineDocument(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of an order; `product_name` is None while the SKU's registration is unknown."""
+
+    sku: str
+    product_name: str | None = None
+    quantity: int
+    unit_price: int
+    line_total: int
+
+
+class OrderDocument(msgspec.Struct, frozen=True, kw_only=True):
+    """One order in the search index; its id is the order id, its external version the stream version."""
+
+    order_id: str
+    customer_id: str
+    status: str
+    lines: tuple[OrderLineDocument, ...]
+    total: int
+    currency: str
+    placed_at: str
+    updated_at: str
+    reason: str | None = None
+    version: int
+    position: int
+
+
+class OrderSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One order in Redis (a hash; `lines` is JSON), for lookups by id."""
+
+    order_id: str
+    customer_id: str
+    status: str
+    total: int
+    currency: str
+    lines: str
+    placed_at: str
+    updated_at: str
+    reason: str = ""
+    version: int
+
+    @classmethod
+    def from_hash(cls, fields: dict[str, str]) -> OrderSummary:
+        """Decode the hash Redis returns (strings only)."""
+        return msgspec.convert(fields, cls, strict=False)
+
+
+class StockLevel(msgspec.Struct, frozen=True, kw_only=True):
+    """One SKU's stock in Redis: physical count and what can still be reserved."""
+
+    sku: str
+    name: str
+    on_hand: int
+    available: int
+    version: int
+
+    @classmethod
+    def from_hash(cls, fields: dict[str, str]) -> StockLevel:
+        return msgspec.convert(fields, cls, strict=False)
+
+
+ORDER_INDEX_SETTINGS: dict[str, Any] = {
+    "analysis": {
+        "analyzer": {
+            # English stop words without the `english` analyzer, which core-only Elasticsearch lacks.
+            "product_text": {
+                "type": "custom",
+                "tokenizer": "standard",
+                "filter": ["lowercase", "stop"],
+            }
+        }
+    }
+}
+
+ORDER_MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "order_id": {"type": "keyword"},
+        "customer_id": {"type": "keyword"},
+        "status": {"type": "keyword"},
+        "lines": {
+            "properties": {
+                "sku": {"type": "keyword"},
+                "product_name": {
+                    "type": "text",
+                    "analyzer": "product_text",
+                    "fields": {"raw": {"type": "keyword", "ignore_above": 256}},
+                },
+                "quantity": {"type": "integer"},
+                "unit_price": {"type": "long"},
+                "line_total": {"type": "long"},
+            }
+        },
+        "total": {"type": "long"},
+        "currency": {"type": "keyword"},
+        "placed_at": {"type": "date"},
+        "updated_at": {"type": "date"},
+        "reason": {"type": "text"},
+        "version": {"type": "long"},
+        "position": {"type": "long"},
+    },
+}
+
+
+def orders_alias(prefix: str = "") -> str:
+    """The alias queries use; it points at exactly one index at a time."""
+    return f"{prefix}orders"
+
+
+def orders_index(prefix: str, generation: str) -> str:
+    """The concrete index of one generation, named after the mapping version it was created with."""
+    return f"{prefix}orders-v{ORDER_MAPPING_VERSION}-{generation}"

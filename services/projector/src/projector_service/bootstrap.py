@@ -1,0 +1,84 @@
+"""The one place the projector's parts are built and wired, for the service, the CLI and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from eventstore import EventRegistry, PostgresEventStore, connect
+from readmodels.keyspace import Keyspace
+from readmodels.search import SearchClient, connect_search
+from redis.asyncio import Redis
+
+from projector_service.history import StreamHistory
+from projector_service.progress import ProgressTracker
+from projector_service.projections import Projection, RedisProjection, SearchProjection
+from projector_service.redis_writer import RedisSummaryWriter
+from projector_service.search_writer import SearchOrderWriter
+from projector_service.settings import ProjectorSettings
+
+__all__ = ["Projector"]
+
+
+class Projector:
+    """The connections, the projections and their position trackers."""
+
+    def __init__(
+        self,
+        settings: ProjectorSettings,
+        registry: EventRegistry,
+        redis: Redis,
+        search: SearchClient,
+        pool: asyncpg.Pool[Any],
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.redis = redis
+        self.search = search
+        self.pool = pool
+        self.store = PostgresEventStore(pool, registry)
+        self.keyspace = Keyspace(settings.projector_key_prefix)
+        history = StreamHistory(self.store)
+        available: dict[str, Projection] = {
+            "redis": RedisProjection(redis, self.keyspace, RedisSummaryWriter(redis, self.keyspace, history)),
+            "search": SearchProjection(
+                search,
+                redis,
+                self.keyspace,
+                SearchOrderWriter(search, redis, self.keyspace, self.store, history),
+            ),
+        }
+        unknown = set(settings.projections) - set(available)
+        if unknown:
+            raise ValueError(f"PROJECTOR_PROJECTIONS: unknown projection(s) {sorted(unknown)}")
+        self.projections = {name: available[name] for name in settings.projections}
+        self.trackers = {
+            name: ProgressTracker(redis, self.keyspace, name, pool, projection.categories)
+            for name, projection in self.projections.items()
+        }
+
+    @classmethod
+    async def open(
+        cls, settings: ProjectorSettings, registry: EventRegistry, *, pool_size: int = 4
+    ) -> Projector:
+        """Connect to Redis, the search engine and PostgreSQL."""
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        search = await connect_search(settings.search_url)
+        pool = await connect(settings.database_url, min_size=1, max_size=pool_size)
+        return cls(settings, registry, redis, search, pool)
+
+    def projection(self, name: str) -> Projection:
+        if name not in self.projections:
+            raise KeyError(f"no projection {name!r}; this process runs {sorted(self.projections)}")
+        return self.projections[name]
+
+    @property
+    def names(self) -> Sequence[str]:
+        return list(self.projections)
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.pool.close()
+        await self.search.close()
+        await self.redis.aclose()

@@ -1,0 +1,229 @@
+"""The position a projection has reached, tracked against the event store.
+
+The rule: a projection has *reached position P* when every event whose global
+position is at or below P is applied to it. That is what a reader holding the
+command service's consistency token (the position of the command's last event)
+needs, and it is not what "the highest position applied" means, for two reasons:
+
+1. Kafka partitions are consumed in parallel, by several instances: an event at
+   position 90 on one partition may be applied after 100 on another.
+2. Positions are not in log order. The log is ordered by (transaction id,
+   position); a transaction may take position 90, commit after another took and
+   committed 100, and so appear after it in the log (`docs/event-store.md`).
+
+So the projector tracks against the store:
+
+- After a batch's writes are durable, the positions it applied go into a sorted
+  set in Redis (`Keyspace.applied`), from whichever instance applied them.
+- A tracker walks the store's gap-safe log from the *applied prefix* `W` (a log
+  position): while the next event of the projection's categories is in the set,
+  `W` moves past it (events of other categories do not concern it). It stops at
+  the first event not applied yet. Everything at or before `W` in log order is
+  applied.
+- To turn that into a position, each round first reads the position sequence's
+  last value `L`, then (in the page query) the snapshot's `xmax` `X`. Every
+  position <= `L` was taken by a transaction with an id below `X` (an append
+  takes its transaction id when it locks the stream row, before its events take
+  positions). Once every transaction below `X` is inside the applied prefix
+  (`W`'s transaction id >= `X`, or the page reached the end of the log under a
+  horizon >= `X`), every event at or below `L` is applied: the position becomes `L`.
+
+The new position is written with a compare-and-set script (it never goes
+backwards, whichever instance's tracker is ahead) and published on the
+position's channel, so waiting readers wake at once. The folded positions leave
+the sorted set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from eventstore import LogPosition
+from eventstore.queries import HORIZON
+from readmodels.keyspace import Keyspace
+from redis.asyncio import Redis
+
+__all__ = ["ProgressTracker", "TrackerRound"]
+
+log = logging.getLogger(__name__)
+
+# The identity sequence behind eventstore.events.position (cache 1: values are handed out in order).
+LAST_POSITION = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM eventstore.events_position_seq"
+
+PAGE = f"""
+WITH h AS MATERIALIZED (
+    SELECT {HORIZON} AS horizon, pg_snapshot_xmax(pg_current_snapshot()) AS xmax)
+SELECT h.horizon::text, h.xmax::text, e.transaction_id::text, e.position, e.category, e.recorded_at
+  FROM h
+  LEFT JOIN LATERAL (
+        SELECT transaction_id, position, category, recorded_at FROM eventstore.events e
+         WHERE e.transaction_id < h.horizon
+           AND (e.transaction_id, e.position) > ($1::text::xid8, $2::bigint)
+         ORDER BY e.transaction_id, e.position
+         LIMIT $3
+       ) e ON true
+"""
+
+# KEYS: position hash, applied set. ARGV: position, transaction id, log position, channel,
+# then the folded positions. The position and the log prefix only move forwards.
+ADVANCE = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'position') or '-1')
+local new = tonumber(ARGV[1])
+local xid = redis.call('HGET', KEYS[1], 'transaction_id') or '0'
+if #ARGV[2] > #xid or (#ARGV[2] == #xid and ARGV[2] > xid) or
+   (ARGV[2] == xid and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'log_position') or '0')) then
+  redis.call('HSET', KEYS[1], 'transaction_id', ARGV[2], 'log_position', ARGV[3])
+end
+for i = 5, #ARGV do redis.call('ZREM', KEYS[2], ARGV[i]) end
+-- Marks at or below the position are settled; redeliveries of old batches mark them again.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', math.max(new, current))
+if new > current then
+  redis.call('HSET', KEYS[1], 'position', ARGV[1])
+  redis.call('PUBLISH', ARGV[4], ARGV[1])
+  return new
+end
+return current
+"""
+
+
+class TrackerRound(msgspec.Struct, frozen=True):
+    """What one round found: the position, the applied prefix, and how far behind the log it is."""
+
+    position: int
+    prefix: LogPosition
+    pending_events: int  # events of the projection's categories after the prefix, in the page read
+    oldest_pending: datetime | None
+
+
+class ProgressTracker:
+    """Marks applied positions and advances the projection's position (see the module's docstring)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keyspace: Keyspace,
+        projection: str,
+        pool: asyncpg.Pool[Any],
+        categories: Sequence[str],
+        *,
+        page_size: int = 2000,
+    ) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._categories = frozenset(categories)
+        self._page_size = page_size
+        self._position_key = keyspace.position(projection)
+        self._applied_key = keyspace.applied(projection)
+        self._advance = redis.register_script(ADVANCE)
+        self._samples: deque[tuple[int, int]] = deque(maxlen=1000)  # (last position L, xmax X)
+        self._folded_last_round = False
+        self.woken = asyncio.Event()
+        self.last: TrackerRound | None = None
+
+    async def mark_applied(self, positions: Iterable[int]) -> None:
+        """Record positions whose writes are durable (call before committing the Kafka offsets)."""
+        members = {str(p): p for p in positions}
+        if members:
+            await self._redis.zadd(self._applied_key, members)
+            self.woken.set()
+
+    async def position(self) -> int:
+        value = await self._redis.hget(self._position_key, "position")
+        return int(value) if value is not None else -1
+
+    async def _prefix(self) -> tuple[LogPosition, int]:
+        values = await self._redis.hmget(self._position_key, ["transaction_id", "log_position", "position"])
+        xid, position, reached = (int(v) if v is not None else None for v in values)
+        prefix = LogPosition(xid or 0, position or 0)
+        return prefix, -1 if reached is None else reached
+
+    async def advance(self) -> TrackerRound:
+        """One round: walk the log from the applied prefix and store how far it got."""
+        prefix, reached = await self._prefix()
+        async with self._pool.acquire() as connection:
+            last_position = int(await connection.fetchval(LAST_POSITION))
+            rows = await connection.fetch(PAGE, str(prefix.transaction_id), prefix.position, self._page_size)
+        horizon, xmax = int(rows[0][0]), int(rows[0][1])
+        self._samples.append((last_position, xmax))
+        events = [row for row in rows if row[2] is not None]
+        mine = [int(row[3]) for row in events if row[4] in self._categories]
+        applied: set[int] = set()
+        # Positions at or below the reached position are applied by definition; their marks
+        # are dropped from the set as soon as the position passes them.
+        mine = [p for p in mine if p > reached]
+        if mine:
+            scores = await self._redis.zmscore(self._applied_key, [str(p) for p in mine])
+            applied = {p for p, score in zip(mine, scores, strict=True) if score is not None}
+        folded: list[int] = []
+        oldest: datetime | None = None
+        pending = 0
+        first_pending: int | None = None  # lowest position of an unapplied event in the page
+        for row in events:
+            position = int(row[3])
+            done = position in applied or position <= reached
+            if pending == 0 and (row[4] not in self._categories or done):
+                prefix = LogPosition(int(row[2]), position)
+                if row[4] in self._categories and position > reached:
+                    folded.append(position)
+                continue
+            if row[4] in self._categories and not done:
+                pending += 1
+                oldest = oldest or row[5]
+                first_pending = position if first_pending is None else min(first_pending, position)
+        # The page holds every visible event after the prefix when it is not full.
+        whole = len(events) < self._page_size
+        safe = reached
+        for last, below in list(self._samples):
+            if prefix.transaction_id >= below:
+                safe = max(safe, last)  # all of the sample's transactions are inside the prefix
+                self._samples.remove((last, below))
+            elif whole and horizon >= below:
+                # All of the sample's transactions finished and their events are in the page:
+                # everything at or below `last` is applied except what the page still holds.
+                bound = last if first_pending is None else min(last, first_pending - 1)
+                safe = max(safe, bound)
+                if bound == last:
+                    self._samples.remove((last, below))
+        position = int(
+            await self._advance(
+                keys=[self._position_key, self._applied_key],
+                args=[safe, str(prefix.transaction_id), prefix.position, self._position_key, *folded],
+            )
+        )
+        self._folded_last_round = bool(folded)
+        self.last = TrackerRound(position, prefix, pending, oldest)
+        return self.last
+
+    async def run(self, *, interval: float = 0.2, follow_up: float = 0.005) -> None:
+        """Advance whenever positions are marked here, and every `interval` for other instances' marks.
+
+        While a round leaves samples waiting for transactions that were running during
+        its read (the usual case under load), the next round comes after `follow_up`:
+        those transactions end within milliseconds, and a reader is waiting for them.
+        """
+        while True:
+            # Only right after progress: a tracker behind a backlog must not poll the store flat out.
+            wait = follow_up if self._samples and self._folded_last_round else interval
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self.woken.wait()
+            self.woken.clear()
+            try:
+                await self.advance()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("position tracker: %s", error)
+                await asyncio.sleep(interval)
+            except Exception as error:
+                if type(error).__module__.startswith("redis"):
+                    log.warning("position tracker: %s", error)
+                    await asyncio.sleep(interval)
+                else:
+                    raise
