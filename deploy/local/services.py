@@ -65,15 +65,25 @@ def _service(
 
 
 def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]) -> list[Component]:
-    """The command service, the relay, the projector, the saga and its payment sandbox, on ports shifted
-    by `offset`."""
-    command_port, relay_port, projector_port = 8001 + offset, 8003 + offset, 8004 + offset
+    """The command service, the query service, the relay, the projector, the saga and its payment
+    sandbox, on ports shifted by `offset`."""
+    command_port, query_port = 8001 + offset, 8002 + offset
+    relay_port, projector_port = 8003 + offset, 8004 + offset
     saga_port, sandbox_port = 8005 + offset, 8006 + offset
 
     def command_env(layout: Layout) -> dict[str, str]:
         return {
             "COMMAND_HOST": "127.0.0.1",
             "COMMAND_PORT": str(command_port),
+            "JWT_SECRET": _jwt_secret(layout),
+            "JWT_ISSUER": JWT_ISSUER,
+            "JWT_AUDIENCE": JWT_AUDIENCE,
+        }
+
+    def query_env(layout: Layout) -> dict[str, str]:
+        return {
+            "QUERY_HOST": "127.0.0.1",
+            "QUERY_PORT": str(query_port),
             "JWT_SECRET": _jwt_secret(layout),
             "JWT_ISSUER": JWT_ISSUER,
             "JWT_AUDIENCE": JWT_AUDIENCE,
@@ -110,6 +120,8 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
             extra_env={"JWT_ISSUER": JWT_ISSUER, "JWT_AUDIENCE": JWT_AUDIENCE},
         ),
         _service("relay", "relay_service", relay_port, relay_env, read_env),
+        # Live, not ready: ready needs the orders index, which the projector creates on its first start.
+        _service("query", "query_service", query_port, query_env, read_env, health="/health/live"),
         # Ready once it consumes and its stores answer; the relay creates the topics it reads.
         _service("projector", "projector_service", projector_port, projector_env, read_env),
         _service("sandbox", "saga_service.sandbox", sandbox_port, sandbox_env, read_env),

@@ -17,8 +17,8 @@ from readmodels.keyspace import wait_for_position
 from relay_service.publisher import Relay
 from servicekit.testing import lifespan_of
 
-from .conftest import line
-from .test_consuming import relay
+from services.projector.tests.conftest import line
+from services.projector.tests.test_consuming import relay
 
 _ = relay
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

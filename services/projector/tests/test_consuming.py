@@ -18,7 +18,7 @@ from readmodels.keyspace import wait_for_position
 from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings
 
-from .conftest import log_events, write_scenario
+from services.projector.tests.conftest import log_events, write_scenario
 
 
 @pytest.fixture

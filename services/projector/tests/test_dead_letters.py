@@ -13,8 +13,8 @@ from projector_service.service import ProjectorService
 from projector_service.settings import ProjectorSettings
 from relay_service.publisher import Relay
 
-from .conftest import line, log_events
-from .test_consuming import reached, relay, running
+from services.projector.tests.conftest import line, log_events
+from services.projector.tests.test_consuming import reached, relay, running
 
 _ = relay  # the fixture
 
@@ -75,7 +75,7 @@ async def test_replaying_a_stream_or_the_log_restores_what_a_read_model_lost(
     from eventstore import LogPosition
     from projector_service.replay import replay_log, replay_stream
 
-    from .conftest import write_scenario
+    from services.projector.tests.conftest import write_scenario
 
     ids = await write_scenario(store, orders=4)
     events = await log_events(store)

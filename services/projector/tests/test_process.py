@@ -19,9 +19,9 @@ from projector_service.settings import ProjectorSettings
 from relay_service.publisher import Relay
 from servicekit.testing import running_service
 
-from .conftest import line, log_events, write_scenario
-from .proxy import Cuttable
-from .test_consuming import clean_models, live_models, reached, relay
+from services.projector.tests.conftest import line, log_events, write_scenario
+from services.projector.tests.proxy import Cuttable
+from services.projector.tests.test_consuming import clean_models, live_models, reached, relay
 
 pytestmark = pytest.mark.slow
 _ = relay

@@ -9,7 +9,7 @@ from fulfilment.events import PaymentRequested, ProductRegistered, StockReceived
 from projector_service.bootstrap import Projector
 from readmodels.keyspace import read_position, wait_for_position
 
-from .conftest import log_events, write_scenario
+from services.projector.tests.conftest import log_events, write_scenario
 
 
 async def test_the_position_stops_below_the_first_event_not_applied(

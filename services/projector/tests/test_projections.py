@@ -9,7 +9,7 @@ from fulfilment.events import OrderConfirmed, PaymentRequested, StockReceived
 from projector_service.documents import OutOfOrder, evolve_document, with_names
 from projector_service.summaries import summary_writes
 
-from .factories import order_history, placed, projected, stock_history
+from services.projector.tests.factories import order_history, placed, projected, stock_history
 
 
 def test_an_order_document_follows_its_stream() -> None:

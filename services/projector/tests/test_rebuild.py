@@ -17,8 +17,8 @@ from projector_service.settings import ProjectorSettings
 from readmodels.keyspace import Keyspace
 from relay_service.publisher import Relay
 
-from .conftest import line, log_events, write_scenario
-from .test_consuming import clean_models, live_models, reached, relay, running
+from services.projector.tests.conftest import line, log_events, write_scenario
+from services.projector.tests.test_consuming import clean_models, live_models, reached, relay, running
 
 _ = relay
 

@@ -13,7 +13,7 @@ from projector_service.snapshots import redis_snapshot, search_snapshot
 from readmodels.keyspace import INITIAL_GENERATION
 from readmodels.orders import OrderSummary, StockLevel
 
-from .conftest import log_events, write_scenario
+from services.projector.tests.conftest import log_events, write_scenario
 
 LIVE = INITIAL_GENERATION
 
@@ -120,7 +120,7 @@ async def test_a_product_registered_after_its_orders_fills_their_names_in(
     from eventstore import NewEvent
     from fulfilment.events import OrderPlaced, ProductRegistered
 
-    from .conftest import line
+    from services.projector.tests.conftest import line
 
     order_id = uuid.uuid4()
     placed = OrderPlaced(

@@ -14,7 +14,7 @@ from fulfilment.events import StockReceived
 from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings
 
-from .conftest import collect, stock_events
+from services.relay.tests.conftest import collect, stock_events
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "print_events.py"
 

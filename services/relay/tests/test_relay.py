@@ -26,7 +26,13 @@ from relay_service.settings import RelaySettings
 from relay_service.status import RelayStatus
 from relay_service.topics import CHANNELS
 
-from .conftest import assert_complete_without_skips, collect, header, stock_events, versions_by_stream
+from services.relay.tests.conftest import (
+    assert_complete_without_skips,
+    collect,
+    header,
+    stock_events,
+    versions_by_stream,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -18,7 +18,7 @@ from fulfilment.events import StockReceived
 from relay_service.settings import RelaySettings
 from servicekit.testing import ServiceProcess, free_port
 
-from .conftest import assert_complete_without_skips, collect, stock_events
+from services.relay.tests.conftest import assert_complete_without_skips, collect, stock_events
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]

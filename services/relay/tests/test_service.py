@@ -18,7 +18,7 @@ from relay_service.app import create_app
 from relay_service.settings import RelaySettings
 from servicekit.testing import lifespan_of
 
-from .test_relay_process import RelayProcess
+from services.relay.tests.test_relay_process import RelayProcess
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 

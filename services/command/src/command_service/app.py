@@ -23,12 +23,13 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.access import access_guard
 from servicekit.auth import build_verifier
 from servicekit.observability import Observability
+from servicekit.openapi import StrictStructSchemaPlugin
 from servicekit.ratelimit import RateLimiter
 from servicekit.requests import ServiceRequest
 
 from command_service.handling import Services
 from command_service.idempotency import IdempotencyKeys
-from command_service.openapi import StrictStructSchemaPlugin, openapi_config
+from command_service.openapi import openapi_config
 from command_service.problems import PROBLEMS
 from command_service.routes.conventions import COMMAND_RESPONSE_HEADERS, provide_command_request
 from command_service.routes.orders import OrderController

@@ -22,7 +22,7 @@ this module adds is the HTTP service's policy:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -46,7 +46,13 @@ class CommandAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
     stream_id: str
     version: int
-    position: int | None
+    position: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="The consistency token: the global position of the command's last event. Send it "
+            "to the query service as the `X-Consistency-Token` header to read your own write."
+        ),
+    ]
     events: list[str]
 
 

@@ -23,7 +23,7 @@ from litestar.params import HeaderParameter, SkipValidation
 from servicekit.auth import principal_of
 from servicekit.errors import InvalidHeader
 from servicekit.logs import correlation_id
-from servicekit.problems import PROBLEM_MEDIA_TYPE, Problem
+from servicekit.openapi import problem_responses as kit_problem_responses
 from servicekit.telemetry import current_traceparent
 
 from command_service.handling import CommandAccepted, CommandContext, Outcome, Services, handle
@@ -106,15 +106,7 @@ _ALWAYS = (400, 401, 403, 409, 412, 413, 422, 429, 503)
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the problem responses an endpoint can give (the common ones included)."""
-    return {
-        status: ResponseSpec(
-            data_container=Problem,
-            description=_DESCRIPTIONS[status],
-            media_type=PROBLEM_MEDIA_TYPE,
-            generate_examples=False,
-        )
-        for status in sorted({*_ALWAYS, *statuses})
-    }
+    return kit_problem_responses(_DESCRIPTIONS, *_ALWAYS, *statuses)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,475 @@
+"""Query service throughput and latency through the real HTTP server, next to a bare handler.
+
+    .venv/bin/python bench/query_bench.py [--orders 20000] [--seconds 10]
+
+Needs REDIS_URL and SEARCH_URL (the environment, or .devstack/env after `./dev up`).
+The read models are written straight into Redis and the search engine in the
+projector's shapes, under a key prefix of this run's own, and removed afterwards.
+
+Compared in one run:
+  order by id, 32 clients
+    bare   a Litestar app with one handler, as its own uvicorn process: HGETALL of the
+           order's key, return the hash as JSON (the practical limit of Litestar + Redis:
+           no JWT, no rate limit, no generation lookup, no tracing, no problem table)
+    query  the query service as its own process with everything on: JWT verification,
+           Redis rate limiting per subject, the live generation resolved per request,
+           the ETag, OpenTelemetry spans (recorded, not exported), JSON access log off;
+           once with every trace recorded (the default) and once with 1% (OTEL_SAMPLE_RATIO)
+  search, 16 clients, against the query service
+    text    `q=<a word of a product name>`, newest first
+    filter  `status=confirmed&total_min=..&total_max=..`, by total
+    first   page 1 of an unfiltered search, newest first
+    deep    page 50 of the same search (a cursor handed out by page 49)
+
+Then the server's CPU time per order-by-id request, the ASGI app called directly in
+this process (no sockets, no load generator): bare, and the query service with every
+trace recorded and with none. A shared machine disturbs this far less than throughput.
+
+The clients are a minimal keep-alive HTTP/1.1 client on asyncio streams, so the load
+generator takes as little CPU from the servers as possible. Not a test: the numbers
+depend on the machine, printed in the header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import random
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+from litestar import Litestar, get
+from query_service.app import create_app
+from query_service.settings import QuerySettings
+from readmodels.keyspace import INITIAL_GENERATION, Keyspace
+from readmodels.orders import (
+    ORDER_INDEX_SETTINGS,
+    ORDER_MAPPINGS,
+    OrderDocument,
+    OrderLineDocument,
+    orders_alias,
+    orders_index,
+)
+from readmodels.search import BulkWrite, connect_search
+from redis.asyncio import Redis
+from servicekit.testing import free_port, lifespan_of
+from servicekit.tokens import mint
+
+SECRET = "benchmark-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a throwaway key for a local run
+ISSUER, AUDIENCE = "https://bench.local", "query-api"
+WORDS = ["blue", "green", "steel", "oak", "linen", "glass", "copper", "stone", "wool", "clay"]
+THINGS = ["mug", "teapot", "kettle", "bowl", "plate", "lamp", "chair", "rug", "vase", "jar"]
+STATUSES = ["pending", "confirmed", "rejected", "cancelled"]
+CUSTOMERS = 500
+
+BARE_APP = """
+import sys
+import uvicorn
+from litestar import Litestar, get
+from redis.asyncio import Redis
+
+redis = Redis.from_url(sys.argv[2], decode_responses=True)
+base = sys.argv[3]
+
+@get("/orders/{order_id:str}")
+async def order(order_id: str) -> dict[str, str]:
+    return await redis.hgetall(base + order_id)
+
+uvicorn.run(Litestar([order], openapi_config=None), port=int(sys.argv[1]), log_level="warning",
+            loop="uvloop", http="httptools", access_log=False)
+"""
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+
+    def merge(self, other: Run) -> None:
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.seconds += other.seconds
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else 0.0
+
+
+class HttpClient:
+    """One keep-alive HTTP/1.1 connection, one request at a time: just enough for this benchmark."""
+
+    def __init__(self, port: int, token: str | None) -> None:
+        self._port = port
+        self._auth = f"Authorization: Bearer {token}\r\n".encode() if token else b""
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self._port)
+        assert self._reader is not None
+        self._writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n".encode() + self._auth + b"\r\n")
+        status_line = await self._reader.readline()
+        length = 0
+        while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self._reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+
+
+async def drive(
+    port: int, token: str | None, clients: int, seconds: float, path: Callable[[random.Random], str]
+) -> Run:
+    """`clients` connections, each sending `path(...)` requests back to back for `seconds`."""
+    run = Run()
+    connections = [HttpClient(port, token) for _ in range(clients)]
+    deadline = time.monotonic() + seconds
+
+    async def client(number: int) -> None:
+        rng = random.Random(number)
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            status, _ = await connections[number].get(path(rng))
+            if status == 200:
+                run.latencies.append(time.perf_counter() - started)
+            else:
+                run.errors += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    run.seconds = time.monotonic() - started
+    for connection in connections:
+        await connection.close()
+    return run
+
+
+def documents(count: int) -> list[OrderDocument]:
+    rng = random.Random(7)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    out = []
+    for n in range(count):
+        lines = tuple(
+            OrderLineDocument(
+                sku=f"{word}-{thing}",
+                product_name=f"{word.title()} {thing}",
+                quantity=quantity,
+                unit_price=price,
+                line_total=quantity * price,
+            )
+            for word, thing, quantity, price in (
+                (rng.choice(WORDS), rng.choice(THINGS), rng.randint(1, 4), rng.randint(100, 9000))
+                for _ in range(rng.randint(1, 3))
+            )
+        )
+        at = (start + timedelta(seconds=n * 7 + rng.random())).isoformat().replace("+00:00", "Z")
+        out.append(
+            OrderDocument(
+                order_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                customer_id=f"customer-{rng.randrange(CUSTOMERS)}",
+                status=rng.choice(STATUSES),
+                lines=lines,
+                total=sum(line.line_total for line in lines),
+                currency="EUR",
+                placed_at=at,
+                updated_at=at,
+                version=1,
+                position=n,
+            )
+        )
+    return out
+
+
+async def seed(redis_url: str, search_url: str, prefix: str, orders: list[OrderDocument]) -> None:
+    redis = Redis.from_url(redis_url)
+    search = await connect_search(search_url)
+    keyspace = Keyspace(prefix)
+    keys = keyspace.models(INITIAL_GENERATION)
+    index = orders_index(prefix, INITIAL_GENERATION)
+    try:
+        await search.create_index(index, mappings=ORDER_MAPPINGS, settings=ORDER_INDEX_SETTINGS)
+        await search.point_alias(orders_alias(prefix), index)
+        await redis.set(keyspace.live("redis"), INITIAL_GENERATION)
+        for start in range(0, len(orders), 2000):
+            chunk = orders[start : start + 2000]
+            await search.put_many(
+                index, [BulkWrite(d.order_id, msgspec.to_builtins(d), d.version) for d in chunk]
+            )
+            pipe = redis.pipeline(transaction=False)
+            for d in chunk:
+                lines = [{"sku": x.sku, "quantity": x.quantity, "unit_price": x.unit_price,
+                          "line_total": x.line_total} for x in d.lines]  # fmt: skip
+                pipe.hset(
+                    keys.order(d.order_id),
+                    mapping={
+                        "order_id": d.order_id,
+                        "customer_id": d.customer_id,
+                        "status": d.status,
+                        "total": d.total,
+                        "currency": d.currency,
+                        "lines": msgspec.json.encode(lines),
+                        "placed_at": d.placed_at,
+                        "updated_at": d.updated_at,
+                        "reason": "",
+                        "version": d.version,
+                    },
+                )
+            await pipe.execute()
+        await search.refresh(index)
+    finally:
+        await search.close()
+        await redis.aclose()
+
+
+async def unseed(redis_url: str, search_url: str, prefix: str) -> None:
+    redis = Redis.from_url(redis_url)
+    search = await connect_search(search_url)
+    try:
+        batch = [key async for key in redis.scan_iter(match=f"{prefix}*", count=5000)]
+        for start in range(0, len(batch), 5000):
+            await redis.unlink(*batch[start : start + 5000])
+        for index in await search.indices(f"{prefix}*"):
+            await search.delete_index(index)
+    finally:
+        await search.close()
+        await redis.aclose()
+
+
+async def wait_until_answering(port: int, path: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        client = HttpClient(port, None)
+        with contextlib.suppress(OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            status, _ = await client.get(path)
+            await client.close()
+            if status == 200:
+                return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"nothing answered 200 on port {port}{path}")
+
+
+@contextlib.asynccontextmanager
+async def process(argv: list[str], env: dict[str, str], port: int, ready: str) -> AsyncIterator[None]:
+    started = await asyncio.create_subprocess_exec(*argv, env={**os.environ, **env})
+    try:
+        await wait_until_answering(port, ready)
+        yield
+    finally:
+        started.terminate()
+        await started.wait()
+
+
+async def cpu_per_request(app: Litestar, path: str, token: str, requests: int = 3000) -> float:
+    """Milliseconds of this process's CPU per request, calling the ASGI app directly."""
+    headers = [(b"authorization", f"Bearer {token}".encode()), (b"host", b"bench")]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+        "client": ("127.0.0.1", 1), "server": ("bench", 80),
+    }  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def call() -> None:
+        statuses: list[int] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await app(dict(scope), receive, send)  # type: ignore[arg-type]
+        assert statuses == [200], statuses
+
+    async with lifespan_of(app):
+        for _ in range(200):
+            await call()
+        started = time.process_time()
+        for _ in range(requests):
+            await call()
+        return (time.process_time() - started) / requests * 1000
+
+
+async def cpu_table(redis_url: str, search_url: str, prefix: str, order_id: str, token: str) -> list[str]:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    base = Keyspace(prefix).models(INITIAL_GENERATION).order("")
+
+    @get("/orders/{order_id:str}")
+    async def bare(order_id: str) -> dict[str, str]:
+        fields: dict[str, str] = await redis.hgetall(base + order_id)  # type: ignore[misc]
+        return fields
+
+    path = f"/orders/{order_id}"
+    settings = {
+        "redis_url": redis_url, "search_url": search_url, "query_key_prefix": prefix, "jwt_secret": SECRET,
+        "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE, "rate_limit_per_second": 1e9,
+        "rate_limit_burst": 10**9, "access_log": False, "log_level": "WARNING",
+    }  # fmt: skip
+    try:
+        bare_ms = await cpu_per_request(Litestar([bare], openapi_config=None), path, token)
+        rows = [f"| bare Litestar + HGETALL | {bare_ms:.2f} | |"]
+        for name, ratio in (("every trace recorded", 1.0), ("no trace recorded", 0.0)):
+            app = create_app(msgspec.convert({**settings, "otel_sample_ratio": ratio}, QuerySettings))
+            ms = await cpu_per_request(app, path, token)
+            rows.append(f"| query service, {name} | {ms:.2f} | {bare_ms / ms:.0%} |")
+        return rows
+    finally:
+        await redis.aclose()
+
+
+def row(name: str, run: Run, base: Run | None = None) -> str:
+    ratio = f"{run.rate / base.rate:.0%}" if base else ""
+    return (
+        f"| {name} | {run.rate:,.0f} | {run.percentile(50):.1f} | {run.percentile(99):.1f} | "
+        f"{run.errors} | {ratio} |"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=15.0, help="per contender, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    redis_url, search_url = os.environ["REDIS_URL"], os.environ["SEARCH_URL"]
+    prefix = f"bench{uuid.uuid4().hex[:8]}-"
+    orders = documents(args.orders)
+    progress(f"seeding {len(orders):,} orders under {prefix}")
+    await seed(redis_url, search_url, prefix, orders)
+    ids = [d.order_id for d in orders]
+    token = mint(subject="bench-staff", roles=["staff"], issuer=ISSUER, audience=AUDIENCE, key=SECRET)
+    results: dict[str, Run] = {}
+    try:
+        bare_port, query_port = free_port(), free_port()
+        bare_argv = [
+            sys.executable,
+            "-c",
+            BARE_APP,
+            str(bare_port),
+            redis_url,
+            Keyspace(prefix).models(INITIAL_GENERATION).order(""),
+        ]
+        query_env = {
+            "REDIS_URL": redis_url, "SEARCH_URL": search_url, "QUERY_PORT": str(query_port),
+            "QUERY_KEY_PREFIX": prefix, "JWT_SECRET": SECRET, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE,
+            "RATE_LIMIT_PER_SECOND": "1000000", "RATE_LIMIT_BURST": "1000000", "ACCESS_LOG": "false",
+            "LOG_LEVEL": "WARNING",
+        }  # fmt: skip
+
+        def by_id(rng: random.Random) -> str:
+            return f"/orders/{rng.choice(ids)}"
+
+        sampled_port = free_port()
+        sampled_env = {**query_env, "QUERY_PORT": str(sampled_port), "OTEL_SAMPLE_RATIO": "0.01"}
+        query_argv = [sys.executable, "-m", "query_service"]
+        async with (
+            process(bare_argv, {}, bare_port, f"/orders/{ids[0]}"),
+            process(query_argv, query_env, query_port, "/health/ready"),
+            process(query_argv, sampled_env, sampled_port, "/health/ready"),
+        ):
+            # All three up at once, measured in alternating rounds: the machine's other load
+            # drifts, and each contender should see the same share of it.
+            targets = {
+                "bare": (bare_port, None),
+                "query": (query_port, token),
+                "query-sampled": (sampled_port, token),
+            }
+            for port, credentials in targets.values():
+                await drive(port, credentials, 32, 2, by_id)  # warm-up
+            for round_number in range(args.rounds):
+                for name, (port, credentials) in targets.items():
+                    progress(f"order by id, round {round_number + 1}: {name}, 32 clients")
+                    run = await drive(port, credentials, 32, args.seconds / args.rounds, by_id)
+                    results.setdefault(name, Run()).merge(run)
+            deep = await deep_page_path(query_port, token, page=50)
+
+            def text(rng: random.Random) -> str:
+                return "/orders?" + urlencode({"q": rng.choice(WORDS), "limit": 20})
+
+            def filtered(rng: random.Random) -> str:
+                low = rng.randrange(0, 20_000)
+                query = {"status": "confirmed", "total_min": low, "total_max": low + 5000, "sort": "-total"}
+                return "/orders?" + urlencode(query)
+
+            first = "/orders?limit=20"
+            searches = (
+                ("text", text),
+                ("filter", filtered),
+                ("first", lambda rng: first),
+                ("deep", lambda rng: deep),
+            )
+            for name, path in searches:
+                progress(f"search ({name}): query service, 16 clients")
+                await drive(query_port, token, 16, 1, path)
+                results[name] = await drive(query_port, token, 16, args.seconds, path)
+        progress("CPU per request, in-process")
+        cpu_rows = await cpu_table(redis_url, search_url, prefix, ids[0], token)
+    finally:
+        progress("removing the read models")
+        await unseed(redis_url, search_url, prefix)
+    print_table(args, results)
+    print("\n| app (order by id, in-process) | CPU ms / request | bare / app |")
+    print("|---|---:|---:|")
+    print("\n".join(cpu_rows))
+
+
+async def deep_page_path(port: int, token: str, *, page: int) -> str:
+    """The path of page `page` (20 orders each) of an unfiltered search, following the cursors."""
+    client = HttpClient(port, token)
+    cursor: Any = None
+    for _ in range(page - 1):
+        status, body = await client.get(
+            "/orders?" + urlencode({"limit": 20, **({"cursor": cursor} if cursor else {})})
+        )
+        assert status == 200, body
+        cursor = msgspec.json.decode(body)["next_cursor"]
+    await client.close()
+    return "/orders?" + urlencode({"limit": 20, "cursor": cursor})
+
+
+def print_table(args: argparse.Namespace, results: dict[str, Run]) -> None:
+    load = os.getloadavg()[0]
+    print(
+        f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {load:.1f}; {args.orders:,} orders; {args.seconds:g} s per measurement\n"
+    )
+    print("| measurement | req/s | p50 ms | p99 ms | errors | vs bare |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(row("order by id, bare Litestar + HGETALL (32 clients)", results["bare"]))
+    print(row("order by id, query service (32 clients)", results["query"], results["bare"]))
+    print(
+        row("order by id, query service, 1% traced (32 clients)", results["query-sampled"], results["bare"])
+    )
+    print(row("search: text (16 clients)", results["text"]))
+    print(row("search: filter, by total (16 clients)", results["filter"]))
+    print(row("search: page 1, unfiltered (16 clients)", results["first"]))
+    print(row("search: page 50 by cursor, unfiltered (16 clients)", results["deep"]))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,283 @@
+"""Reading the orders index: filters, sort, cursors, and the reader that runs them.
+
+The projector writes `OrderDocument`s behind the orders alias; this is the read
+side of that index, used by the query service.
+
+Pagination is `search_after` on an *immutable* sort key with the order id as
+tie-breaker: `placed_at` or `total` (neither changes after an order is placed),
+then `order_id`. Every order therefore keeps one place in the order of results
+for its whole life, and a cursor (the last hit's sort values) moves strictly
+forward: however the index changes between two pages, no order is shown twice,
+and no order that matches throughout is skipped. Orders placed during the
+walk land before or after the cursor by their own key, as they would in a
+fresh query. That needs no point-in-time on the engine (which would hold
+resources per client and break at a rebuild's alias swap), and it is why
+relevance and `updated_at` are not offered as sort orders: both move.
+
+The reader speaks the engines' REST `_search` API over one pooled HTTP
+connection: query, sort, `search_after` and aggregations are spelled the same
+by OpenSearch and Elasticsearch, so there is nothing to branch on, and results
+decode straight into `OrderDocument`s.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import httpx
+import msgspec
+
+from readmodels.orders import OrderDocument
+from readmodels.search import SearchUnavailable
+
+__all__ = [
+    "SORTS",
+    "InvalidCursor",
+    "OrderFilters",
+    "OrderPage",
+    "OrderSearchReader",
+    "SearchRejected",
+    "SortKey",
+    "counts_body",
+    "decode_cursor",
+    "encode_cursor",
+    "search_body",
+]
+
+SortKey = Literal["-placed_at", "placed_at", "-total", "total"]
+SORTS: tuple[SortKey, ...] = ("-placed_at", "placed_at", "-total", "total")
+_LONG = msgspec.Meta(ge=-(2**63), le=2**63 - 1)
+
+
+class InvalidCursor(ValueError):
+    """A cursor that this query did not hand out (malformed, or made for another sort or filters)."""
+
+
+class SearchRejected(RuntimeError):
+    """The engine refused a query as malformed: a fault of the reader, not of the caller."""
+
+
+class OrderFilters(msgspec.Struct, frozen=True, kw_only=True):
+    """What a search keeps. `customer_id`, when set, is a filter clause of the query itself."""
+
+    text: str | None = None
+    statuses: tuple[str, ...] = ()
+    customer_id: str | None = None
+    placed_from: datetime | None = None  # inclusive
+    placed_to: datetime | None = None  # exclusive
+    total_min: int | None = None  # inclusive, minor units
+    total_max: int | None = None  # inclusive
+
+
+class _CursorState(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    sort: SortKey
+    after: tuple[Annotated[int, _LONG], Annotated[str, msgspec.Meta(max_length=128)]]
+    query: Annotated[str, msgspec.Meta(max_length=32)]
+
+
+class OrderPage(msgspec.Struct, frozen=True):
+    """One page of results, and the cursor of the next one (None on the last page)."""
+
+    orders: list[OrderDocument]
+    next_cursor: str | None
+
+
+def _time(value: datetime) -> str:
+    if value.tzinfo is None:
+        return value.isoformat() + "Z"  # a time without zone is read as UTC
+    return value.isoformat()
+
+
+def _fingerprint(filters: OrderFilters) -> str:
+    """Ties a cursor to the filters it was made for, so a changed query is refused, not mixed."""
+    return hashlib.blake2b(msgspec.json.encode(filters), digest_size=8).hexdigest()
+
+
+def encode_cursor(sort: SortKey, after: tuple[int, str], filters: OrderFilters) -> str:
+    """An opaque cursor: the sort values of the last hit shown, for this sort and these filters."""
+    state = _CursorState(sort=sort, after=after, query=_fingerprint(filters))
+    return base64.urlsafe_b64encode(msgspec.json.encode(state)).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, sort: SortKey, filters: OrderFilters) -> tuple[int, str]:
+    """The sort values a cursor continues after; raises `InvalidCursor` saying what is wrong."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        state = msgspec.json.decode(raw, type=_CursorState)
+    except (binascii.Error, ValueError, msgspec.DecodeError) as error:
+        raise InvalidCursor("not a cursor this service handed out") from error
+    if state.sort != sort:
+        raise InvalidCursor(f"the cursor was made for sort={state.sort}, not sort={sort}")
+    if state.query != _fingerprint(filters):
+        raise InvalidCursor("the cursor was made for other filters: send the same filters with it")
+    return state.after
+
+
+def _filter_clauses(filters: OrderFilters) -> list[dict[str, Any]]:
+    clauses: list[dict[str, Any]] = []
+    if filters.customer_id is not None:
+        clauses.append({"term": {"customer_id": filters.customer_id}})
+    if filters.statuses:
+        clauses.append({"terms": {"status": list(filters.statuses)}})
+    placed: dict[str, str] = {}
+    if filters.placed_from is not None:
+        placed["gte"] = _time(filters.placed_from)
+    if filters.placed_to is not None:
+        placed["lt"] = _time(filters.placed_to)
+    if placed:
+        clauses.append({"range": {"placed_at": placed}})
+    total: dict[str, int] = {}
+    if filters.total_min is not None:
+        total["gte"] = filters.total_min
+    if filters.total_max is not None:
+        total["lte"] = filters.total_max
+    if total:
+        clauses.append({"range": {"total": total}})
+    return clauses
+
+
+def _query(filters: OrderFilters) -> dict[str, Any]:
+    boolean: dict[str, Any] = {"filter": _filter_clauses(filters)}
+    if filters.text:
+        # Plain `match` and `term` clauses: the text is data, never query syntax, so no
+        # `field:value` in it can reach another field (least of all customer_id).
+        boolean["must"] = [
+            {
+                "bool": {
+                    "should": [
+                        {"match": {"lines.product_name": {"query": filters.text, "operator": "and"}}},
+                        {"term": {"lines.sku": filters.text.lower()}},
+                        {"term": {"order_id": filters.text.lower()}},
+                    ],
+                    "minimum_should_match": 1,
+                }
+            }
+        ]
+    return {"bool": boolean}
+
+
+def search_body(
+    filters: OrderFilters, sort: SortKey, size: int, after: tuple[int, str] | None = None
+) -> dict[str, Any]:
+    """The `_search` body of one page: `size` hits after `after`, in `sort` order, then order id."""
+    order = "desc" if sort.startswith("-") else "asc"
+    body: dict[str, Any] = {
+        "query": _query(filters),
+        "size": size,
+        "sort": [{sort.lstrip("-"): {"order": order}}, {"order_id": {"order": order}}],
+        "track_total_hits": False,
+    }
+    if after is not None:
+        body["search_after"] = list(after)
+    return body
+
+
+def counts_body(filters: OrderFilters) -> dict[str, Any]:
+    """The `_search` body counting the matching orders per status."""
+    return {
+        "query": _query(filters),
+        "size": 0,
+        "track_total_hits": True,
+        "aggs": {"status": {"terms": {"field": "status", "size": 20}}},
+    }
+
+
+class _Hit(msgspec.Struct):
+    source: OrderDocument = msgspec.field(name="_source")
+    sort: tuple[int, str] = msgspec.field(default=(0, ""))
+
+
+class _Hits(msgspec.Struct):
+    hits: list[_Hit]
+
+
+class _Bucket(msgspec.Struct):
+    key: str
+    doc_count: int
+
+
+class _Terms(msgspec.Struct):
+    buckets: list[_Bucket]
+
+
+class _Aggregations(msgspec.Struct):
+    status: _Terms
+
+
+class _SearchResponse(msgspec.Struct):
+    hits: _Hits
+    aggregations: _Aggregations | None = None
+
+
+_decode_response = msgspec.json.Decoder(_SearchResponse).decode
+
+
+class OrderSearchReader:
+    """Runs order searches against the index (or alias) `index` at `url`.
+
+    Unreachable, overloaded or failing engines raise `SearchUnavailable`, as does a
+    missing index (the projector has not created it yet); a query the engine calls
+    malformed raises `SearchRejected`.
+    """
+
+    def __init__(self, url: str, index: str, *, timeout: float = 5.0, connections: int = 32) -> None:
+        self.index = index
+        self._http = httpx.AsyncClient(
+            base_url=url,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            headers={"content-type": "application/json"},
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def page(
+        self, filters: OrderFilters, sort: SortKey, limit: int, cursor: str | None = None
+    ) -> OrderPage:
+        """One page of matching orders; raises `InvalidCursor` for a cursor of another query."""
+        after = decode_cursor(cursor, sort, filters) if cursor else None
+        found = await self._search(search_body(filters, sort, limit + 1, after))
+        hits = found.hits.hits
+        next_cursor = None
+        if len(hits) > limit:
+            hits = hits[:limit]
+            next_cursor = encode_cursor(sort, hits[-1].sort, filters)
+        return OrderPage([hit.source for hit in hits], next_cursor)
+
+    async def counts(self, filters: OrderFilters) -> dict[str, int]:
+        """How many matching orders are in each status (statuses with none are left out)."""
+        found = await self._search(counts_body(filters))
+        if found.aggregations is None:
+            return {}
+        return {bucket.key: bucket.doc_count for bucket in found.aggregations.status.buckets}
+
+    async def refresh(self) -> None:
+        """Make every write acknowledged so far visible to searches."""
+        await self._call("POST", f"/{self.index}/_refresh")
+
+    async def ping(self) -> None:
+        """Raise `SearchUnavailable` unless the engine answers and the index exists."""
+        await self._call("GET", f"/{self.index}/_count")
+
+    async def _search(self, body: Mapping[str, Any]) -> _SearchResponse:
+        response = await self._call("POST", f"/{self.index}/_search", content=msgspec.json.encode(body))
+        return _decode_response(response.content)
+
+    async def _call(self, method: str, path: str, *, content: bytes | None = None) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, content=content)
+        except httpx.TransportError as error:  # connection refused, reset, timed out
+            raise SearchUnavailable(f"search engine unreachable: {type(error).__name__}: {error}") from error
+        if response.status_code == 404:
+            raise SearchUnavailable(f"the index {self.index} does not exist (yet)")
+        if response.status_code == 429 or response.status_code >= 500:
+            raise SearchUnavailable(f"search engine answered {response.status_code}")
+        if response.status_code >= 400:
+            raise SearchRejected(f"search engine refused the query: {response.text[:500]}")
+        return response

@@ -1,0 +1,92 @@
+"""Reading the Redis read models of one generation (see `readmodels.keyspace` for the layout).
+
+Resolve the generation once per request (`Keyspace.live_models`) and pass its
+keys to every read of that request, so a rebuild's swap between two reads
+cannot mix two generations in one answer. A read of a single hash does both in
+one round trip instead (`LiveHashes`): a script reads the pointer and the hash
+under it, atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from redis.asyncio import Redis
+
+from readmodels.keyspace import INITIAL_GENERATION, RECENT_ORDERS, Keyspace, RedisModelKeys
+from readmodels.orders import OrderSummary, StockLevel
+
+__all__ = ["LiveHashes", "order_counts", "order_summary", "recent_orders", "stock_level"]
+
+# KEYS[1]: the live-generation pointer. ARGV: the hash's key before and after the generation,
+# and the generation to use while the pointer is unset.
+_LIVE_HASH = """
+local generation = redis.call('GET', KEYS[1]) or ARGV[3]
+return redis.call('HGETALL', ARGV[1] .. generation .. ARGV[2])
+"""
+_MARK = "\x00"
+
+
+def _strings(fields: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    # Works with clients made with or without decode_responses.
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in fields.items()
+    }
+
+
+async def order_summary(redis: Redis, keys: RedisModelKeys, order_id: str) -> OrderSummary | None:
+    """The order's summary, or None when the read model has no such order (yet)."""
+    fields = await redis.hgetall(keys.order(order_id))
+    return OrderSummary.from_hash(_strings(fields)) if fields else None
+
+
+async def stock_level(redis: Redis, keys: RedisModelKeys, sku: str) -> StockLevel | None:
+    """The SKU's stock (SKUs are stored lowercase), or None when it is not registered (yet)."""
+    fields = await redis.hgetall(keys.stock(sku.lower()))
+    return StockLevel.from_hash(_strings(fields)) if fields else None
+
+
+async def order_counts(redis: Redis, keys: RedisModelKeys) -> dict[str, int]:
+    """How many orders are in each status, over all customers."""
+    fields = await redis.hgetall(keys.order_counts)
+    return {status: int(count) for status, count in _strings(fields).items()}
+
+
+async def recent_orders(
+    redis: Redis, keys: RedisModelKeys, customer_id: str, limit: int = RECENT_ORDERS
+) -> list[OrderSummary]:
+    """The customer's most recently placed orders, newest first (at most `RECENT_ORDERS` are kept)."""
+    ids = await redis.zrange(keys.customer_orders(customer_id), 0, limit - 1, desc=True)
+    if not ids:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for order_id in ids:
+        pipe.hgetall(keys.order(order_id.decode() if isinstance(order_id, bytes) else str(order_id)))
+    summaries = await pipe.execute()
+    return [OrderSummary.from_hash(_strings(fields)) for fields in summaries if fields]
+
+
+class LiveHashes:
+    """Single-hash reads of the live generation in one round trip: the pointer and the hash together."""
+
+    def __init__(self, redis: Redis, keyspace: Keyspace) -> None:
+        self._script = redis.register_script(_LIVE_HASH)
+        self._pointer = keyspace.live("redis")
+        # The key layout stays `RedisModelKeys`'s: split a key built for a marker generation.
+        self._marked = keyspace.models(_MARK)
+
+    async def _hash(self, key: str) -> dict[str, str]:
+        before, _, after = key.partition(_MARK)
+        flat = await self._script(keys=[self._pointer], args=[before, after, INITIAL_GENERATION])
+        return _strings(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    async def order(self, order_id: str) -> OrderSummary | None:
+        """The order's summary in the live generation, or None."""
+        fields = await self._hash(self._marked.order(order_id))
+        return OrderSummary.from_hash(fields) if fields else None
+
+    async def stock(self, sku: str) -> StockLevel | None:
+        """The SKU's stock in the live generation (SKUs are stored lowercase), or None."""
+        fields = await self._hash(self._marked.stock(sku.lower()))
+        return StockLevel.from_hash(fields) if fields else None

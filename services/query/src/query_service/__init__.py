@@ -1,0 +1,1 @@
+"""The query service: HTTP reads over the read models the projector maintains."""

@@ -1,0 +1,56 @@
+"""The query service's problem table: its own refusals, a bad cursor, and unavailable stores.
+
+The kit (`servicekit.problems`) answers authentication, rate limits, request
+validation and HTTP errors. A store that cannot be reached answers 503 with
+`Retry-After` for the reads that need it; the other store's reads go on.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from readmodels.order_queries import InvalidCursor
+from readmodels.search import SearchUnavailable
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from servicekit.problems import Answer, FieldError, Problem, ProblemTable, problem
+
+from query_service.errors import InvalidQuery, NotYetConsistent, OrderNotFound, ProductNotFound
+
+__all__ = ["PROBLEMS", "ConsistencyProblem"]
+
+
+class ConsistencyProblem(Problem, frozen=True, kw_only=True, omit_defaults=True):
+    """A `not-yet-consistent` answer also says which position was awaited and which was reached."""
+
+    awaited_position: int
+    reached_position: int
+
+
+def _not_yet_consistent(exc: NotYetConsistent) -> Answer:
+    base = problem(409, "not-yet-consistent", "Not yet consistent", exc.detail)
+    answer = ConsistencyProblem(
+        **msgspec.structs.asdict(base), awaited_position=exc.awaited, reached_position=exc.reached
+    )
+    return answer, {"Retry-After": "1"}
+
+
+def _invalid_cursor(exc: InvalidCursor) -> Problem:
+    error = FieldError(field="cursor", message=str(exc), source="query")
+    return problem(400, "invalid-cursor", "Invalid cursor", str(exc), errors=[error])
+
+
+def _invalid_query(exc: InvalidQuery) -> Problem:
+    errors = [FieldError(field=name, message=message, source="query") for name, message in exc.problems]
+    return problem(400, "validation-error", "Invalid request", exc.detail, errors=errors)
+
+
+PROBLEMS = ProblemTable(
+    {
+        OrderNotFound: lambda exc: problem(404, "order-not-found", "Not found", exc.detail),
+        ProductNotFound: lambda exc: problem(404, "product-not-found", "Not found", exc.detail),
+        NotYetConsistent: _not_yet_consistent,
+        InvalidCursor: _invalid_cursor,
+        InvalidQuery: _invalid_query,
+    },
+    unavailable=(SearchUnavailable, RedisConnectionError, RedisTimeoutError),
+)

@@ -1,0 +1,1 @@
+"""The HTTP endpoints: orders, customers' recent orders, stock, plus health."""

@@ -1,0 +1,190 @@
+"""What every read endpoint shares: the consistency token, who may see what, strict parameters.
+
+- `X-Consistency-Token` (optional): the `position` a command answered. The read
+  waits, at most `QUERY_CONSISTENCY_TIMEOUT_SECONDS`, until the read model it
+  reads has reached it, and answers 409 `not-yet-consistent` with `Retry-After`
+  if it does not; without the header it answers at once from whatever the read
+  model holds.
+- Who sees what: staff and the saga (`service`) see every order; a caller with
+  only the `customer` role sees their own orders alone, enforced in the query
+  (a filter clause of the search, a check of the order's owner), never by
+  dropping results afterwards.
+- Query parameters are strict: an unknown name, a repeated one that is not a
+  list, or bounds that contradict each other are a 400 problem naming them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from litestar import Request
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter, SkipValidation
+from readmodels.keyspace import Keyspace, RedisModelKeys
+from readmodels.order_queries import OrderSearchReader
+from readmodels.redis_reads import LiveHashes
+from redis.asyncio import Redis
+from servicekit.auth import SERVICE, STAFF, Principal, principal_of
+from servicekit.errors import InvalidHeader, NotAllowed
+from servicekit.openapi import problem_responses as kit_problem_responses
+
+from query_service.consistency import PositionWatch, SearchVisibility
+from query_service.errors import InvalidQuery, NotYetConsistent
+
+__all__ = [
+    "CONSISTENCY_HEADER",
+    "ReadRequest",
+    "ReadRequestDep",
+    "Reads",
+    "needs",
+    "problem_responses",
+    "provide_read_request",
+    "query_opt",
+]
+
+CONSISTENCY_HEADER = "X-Consistency-Token"
+_TOKEN = re.compile(r"^[0-9]{1,18}$")
+
+# Optional headers are typed `str` with an empty default: `str | None` would document them as nullable.
+ConsistencyTokenHeader = Annotated[
+    str,
+    HeaderParameter(
+        name=CONSISTENCY_HEADER,
+        required=False,
+        schema_extra={"pattern": _TOKEN.pattern},
+        description="Read your own writes: the `position` a command of the command service answered. "
+        "The read waits (bounded, 2 s by default) until the read model it reads has applied every event "
+        "up to that position, and answers 409 `not-yet-consistent` with `Retry-After` if it has not by "
+        "then. Without it the read answers at once from the read model as it is, which may lag.",
+    ),
+]
+
+_DESCRIPTIONS = {
+    400: "Invalid headers or query parameters (the errors name each), or a cursor of another query",
+    401: "Missing or invalid bearer token",
+    403: "The token lacks the role, or names another customer's orders",
+    404: "No such order, or not one the caller may see",
+    409: "`not-yet-consistent`: the read model has not reached X-Consistency-Token yet; see Retry-After",
+    429: "Too many requests for this subject; see Retry-After",
+    503: "The store this read needs (Redis or the search engine) is unavailable; retry later",
+}
+_ALWAYS = (400, 401, 403, 409, 429, 503)
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem responses an endpoint can give (the common ones included)."""
+    return kit_problem_responses(_DESCRIPTIONS, *_ALWAYS, *statuses)
+
+
+def needs(summary: str, *roles: str) -> str:
+    """An operation's description naming the roles it accepts."""
+    return f"{summary}\n\nRoles: {', '.join(f'`{role}`' for role in roles)}."
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """The read side's adapters; built once at start-up."""
+
+    redis: Redis
+    keyspace: Keyspace
+    hashes: LiveHashes
+    search: OrderSearchReader
+    watch: PositionWatch
+    visibility: SearchVisibility
+    consistency_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """One read: the adapters, who asks, and the position the answer must include, if any."""
+
+    reads: Reads
+    principal: Principal
+    token: int | None
+
+    @property
+    def sees_everyone(self) -> bool:
+        return bool(self.principal.roles & {STAFF, SERVICE})
+
+    def own_customer(self, requested: str | None = None) -> str | None:
+        """The customer a search must be limited to: the caller, unless staff or the saga asks.
+
+        A customer naming another customer is refused rather than silently answered about themselves.
+        """
+        if self.sees_everyone:
+            return requested
+        if requested is not None and requested != self.principal.subject:
+            raise NotAllowed("customers may read only their own orders")
+        return self.principal.subject
+
+    async def consistent(self, projection: str) -> None:
+        """Wait until `projection` has reached the request's token (at once without one)."""
+        if self.token is None:
+            return
+        started = time.monotonic()
+        timeout = self.reads.consistency_timeout
+        reached = await self.reads.watch.wait(projection, self.token, timeout=timeout)
+        if reached is not None:
+            raise NotYetConsistent(projection, self.token, reached, round(time.monotonic() - started, 3))
+
+    async def live_hashes(self) -> LiveHashes:
+        """Single-hash reads of the live generation, once the Redis projection is consistent."""
+        await self.consistent("redis")
+        return self.reads.hashes
+
+    async def redis_models(self) -> RedisModelKeys:
+        """The Redis generation to read, once the Redis projection is consistent with the token."""
+        await self.consistent("redis")
+        return await self.reads.keyspace.live_models(self.reads.redis)
+
+    async def searchable(self) -> OrderSearchReader:
+        """The search reader, once searches see everything up to the token."""
+        await self.consistent("search")
+        if self.token is not None:
+            await self.reads.visibility.ensure(self.token)
+        return self.reads.search
+
+
+ReadRequestDep = NamedDependency[SkipValidation[ReadRequest]]
+
+
+async def provide_read_request(
+    request: Request[Any, Any, Any], consistency_token: ConsistencyTokenHeader = ""
+) -> ReadRequest:
+    """Litestar dependency: the authenticated caller, the token, and strict query parameters."""
+    handler = request.route_handler
+    _check_query(request, handler.opt.get("query", ()), handler.opt.get("repeatable", ()))
+    reads: Reads = request.app.state.reads
+    # Read from the headers, not `consistency_token`: an empty header is an error, an absent one is not.
+    return ReadRequest(reads, principal_of(request), _parse_token(request.headers.get(CONSISTENCY_HEADER)))
+
+
+def _parse_token(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not _TOKEN.match(value.strip()):
+        raise InvalidHeader(CONSISTENCY_HEADER, "expected a position as a command answered it, e.g. 42")
+    return int(value)
+
+
+def _check_query(request: Request[Any, Any, Any], known: Collection[str], repeatable: Iterable[str]) -> None:
+    lists = set(repeatable)
+    problems: list[tuple[str, str]] = []
+    for name in request.query_params:
+        values = request.query_params.getall(name)
+        if name not in known:
+            problems.append((name, "unknown query parameter"))
+        elif len(values) > 1 and name not in lists:
+            problems.append((name, "given more than once"))
+    if problems:
+        raise InvalidQuery(problems)
+
+
+def query_opt(*names: str, repeatable: Iterable[str] = ()) -> dict[str, Any]:
+    """Route `opt` naming the query parameters it takes (others are refused)."""
+    return {"query": frozenset(names), "repeatable": frozenset(repeatable)}
