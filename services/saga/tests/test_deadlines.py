@@ -37,7 +37,7 @@ from saga_service.sandbox.settings import SandboxSettings
 from saga_service.timers import Timers
 from servicekit.testing import TokenFactory, lifespan_of
 
-from .conftest import AUDIENCE, ISSUER, PROVIDER_SECRET, SECRET
+from services.saga.tests.conftest import AUDIENCE, ISSUER, PROVIDER_SECRET, SECRET
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from fulfilment import order_stream, payment_stream, stock_stream
 from saga_service.signatures import SIGNATURE_HEADER, sign
 from servicekit.testing import running_service
 
-from .conftest import PROVIDER_SECRET
+from services.saga.tests.conftest import PROVIDER_SECRET
 
 pytestmark = pytest.mark.slow
 
