@@ -29,7 +29,7 @@ from relay_service.settings import RelaySettings
 from relay_service.topics import contract_topics
 from servicekit.testing import lifespan_of
 
-from .conftest import collect
+from services.relay.tests.conftest import collect
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -22,7 +22,7 @@ from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings
 from relay_service.topics import contract_topics
 
-from .conftest import collect
+from services.relay.tests.conftest import collect
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "node-consumer"
 
