@@ -23,7 +23,11 @@ JWT_AUDIENCE = "fulfilment"
 
 
 def _jwt_secret(layout: Layout) -> str:
-    path = layout.root / "jwt-secret"
+    return _secret(layout, "jwt-secret")
+
+
+def _secret(layout: Layout, name: str) -> str:
+    path = layout.root / name
     if not path.exists():
         layout.root.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(48))
@@ -61,9 +65,11 @@ def _service(
 
 
 def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]) -> list[Component]:
-    """The command service, the query service, the relay and the projector, on ports shifted by `offset`."""
+    """The command service, the query service, the relay, the projector, the saga and its payment
+    sandbox, on ports shifted by `offset`."""
     command_port, query_port = 8001 + offset, 8002 + offset
     relay_port, projector_port = 8003 + offset, 8004 + offset
+    saga_port, sandbox_port = 8005 + offset, 8006 + offset
 
     def command_env(layout: Layout) -> dict[str, str]:
         return {
@@ -84,10 +90,29 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
         }
 
     def relay_env(layout: Layout) -> dict[str, str]:
-        return {"RELAY_PORT": str(relay_port)}
+        # Messages name their schema by a URI this relay serves itself.
+        return {
+            "RELAY_PORT": str(relay_port),
+            "RELAY_DATASCHEMA_BASE": f"http://127.0.0.1:{relay_port}/schemas/",
+        }
 
     def projector_env(layout: Layout) -> dict[str, str]:
         return {"PROJECTOR_PORT": str(projector_port)}
+
+    def sandbox_env(layout: Layout) -> dict[str, str]:
+        return {"SANDBOX_PORT": str(sandbox_port), "SANDBOX_SECRET": _secret(layout, "provider-secret")}
+
+    def saga_env(layout: Layout) -> dict[str, str]:
+        return {
+            "SAGA_HOST": "127.0.0.1",
+            "SAGA_PORT": str(saga_port),
+            "JWT_SECRET": _jwt_secret(layout),
+            "JWT_ISSUER": JWT_ISSUER,
+            "JWT_AUDIENCE": JWT_AUDIENCE,
+            "SAGA_COMMAND_URL": f"http://127.0.0.1:{command_port}",
+            "SAGA_PROVIDER_URL": f"http://127.0.0.1:{sandbox_port}",
+            "SAGA_PROVIDER_SECRET": _secret(layout, "provider-secret"),
+        }
 
     return [
         _service(
@@ -103,4 +128,6 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
         _service("query", "query_service", query_port, query_env, read_env, health="/health/live"),
         # Ready once it consumes and its stores answer; the relay creates the topics it reads.
         _service("projector", "projector_service", projector_port, projector_env, read_env),
+        _service("sandbox", "saga_service.sandbox", sandbox_port, sandbox_env, read_env),
+        _service("saga", "saga_service", saga_port, saga_env, read_env),
     ]

@@ -1,10 +1,12 @@
 """`python -m deploy.local up|down|status|env`: the docker-free local stack.
 
-`up` starts every component that is not already serving, in parallel, waits
-until each is ready and writes the endpoints to `.devstack/env`. It is
-idempotent: a component whose recorded process still serves is reused, and a
-URL already configured in the environment that answers is used instead of
-starting a server. `down` stops exactly the processes that `up` recorded.
+`up` starts every component that is not running, in parallel, waits until each
+is ready and writes the endpoints to `.devstack/env`. It is idempotent: a
+component whose recorded process is alive is reused, and said to be not ready
+yet when it does not answer (it is recovering, say from an outage of what it
+depends on; `up` restarts what is dead, never what is recovering), and a URL
+already configured in the environment that answers is used instead of starting
+a server. `down` stops exactly the processes that `up` recorded.
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ def up(
 def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[str], None]) -> dict[str, str]:
     exports: dict[str, str] = {}
     to_start: list[Component] = []
+    recovering: list[Component] = []
     for component in selected:
         external = _external(component)
         if external is not None:
@@ -187,12 +190,19 @@ def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[s
             exports.update(dict.fromkeys((component.env_var, *component.aliases), url))
             continue
         recorded = _recorded(layout, component.name)
-        if recorded is not None and recorded.alive() and component.is_ready(component.url):
-            report(f"{component.name:<13} already running (pid {recorded.pid})")
+        if recorded is not None and recorded.alive():
+            # Alive is reused even when not ready: a relay waiting for Kafka, or a server
+            # still recovering, gets well by itself, and a restart would only hide whether it does.
+            if component.is_ready(component.url):
+                report(f"{component.name:<13} already running (pid {recorded.pid})")
+            else:
+                recovering.append(component)
+                report(
+                    f"{component.name:<13} running (pid {recorded.pid}) but not ready yet; left to "
+                    f"recover (`./dev status` shows when it is; `./dev down --only {component.name}` "
+                    "then `up` restarts it)"
+                )
         else:
-            if recorded is not None and recorded.alive():
-                # Started by an earlier `up` but not serving: stop it rather than guess.
-                _stop(layout, component.name, report)
             report(f"{component.name:<13} starting")
             to_start.append(component)
         exports.update(dict.fromkeys((component.env_var, *component.aliases), component.url))
@@ -206,7 +216,7 @@ def _up_phase(layout: Layout, selected: Sequence[Component], report: Callable[[s
         _wait_ready(layout, component, process, report)
         report(f"{component.name:<13} ready (pid {process.pid})")
     for component in selected:
-        if component.after_ready is not None and _external(component) is None:
+        if component.after_ready is not None and _external(component) is None and component not in recovering:
             component.after_ready(layout)
     return exports
 

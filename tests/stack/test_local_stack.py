@@ -7,6 +7,7 @@ folder on shifted ports, so the stack the other tests use keeps running.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -191,3 +192,27 @@ def test_a_reachable_search_url_stands_in_for_the_default_engine(
     assert result.returncode == 0, result.stderr
     assert f"using {search_engine_url} from $SEARCH_URL" in result.stdout
     assert pids(Path(side_stack["DEVSTACK_DIR"])) == {}
+
+
+@pytest.mark.slow
+def test_up_reuses_a_live_server_that_is_not_ready_instead_of_restarting_it(
+    side_stack: dict[str, str],
+) -> None:
+    # A frozen Redis is alive but does not answer: what a relay waiting for Kafka looks like
+    # to `up`. Restarting it would hide whether it recovers by itself.
+    folder = Path(side_stack["DEVSTACK_DIR"])
+    first = run_stack(side_stack, "up", "--only", "redis")
+    assert first.returncode == 0, first.stderr
+    pid = pids(folder)["redis"]
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        again = run_stack(side_stack, "up", "--only", "redis")
+        assert again.returncode == 0, again.stderr
+        assert f"redis         running (pid {pid}) but not ready yet" in again.stdout
+        assert "starting" not in again.stdout
+        assert pids(folder) == {"redis": pid}
+        assert alive(pid)
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    status = run_stack(side_stack, "status", "--only", "redis")
+    assert status.returncode == 0, status.stdout

@@ -6,17 +6,20 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from fulfilment.events import ALL_EVENTS, event_name
-from relay_service.asyncapi import main, render
+from relay_service.asyncapi import STREAM_IDS, main, render
 from relay_service.envelope import HEADERS
 from relay_service.settings import RelaySettings
 from relay_service.topics import CHANNELS, contract_topics
 
 ROOT = Path(__file__).resolve().parents[3]
 VALIDATOR = ROOT / "tools" / "asyncapi"
+FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
 
 
 def test_the_committed_file_is_what_the_code_generates() -> None:
@@ -43,7 +46,7 @@ def test_the_topics_the_relay_creates_are_the_channels_the_document_declares() -
 def test_message_payloads_are_the_schemas_in_the_schemas_folder() -> None:
     document = yaml.safe_load((ROOT / "asyncapi.yaml").read_text())
     for name, message in document["components"]["messages"].items():
-        version = message["headers"]["properties"]["ce_schemaversion"]["const"]
+        version = message["headers"]["properties"]["ce_schemaversion"]["examples"][0]
         committed = json.loads((ROOT / "schemas" / f"{name}.v{version}.json").read_text())
         component = message["payload"]["$ref"].rsplit("/", 1)[1]
         in_document = json.dumps(document["components"]["schemas"][component], sort_keys=True)
@@ -95,3 +98,66 @@ def test_the_official_parser_rejects_a_broken_document(tmp_path: Path) -> None:
     code, report = run_parser(broken)
     assert code == 1
     assert any(d["severity"] == "error" for d in report["diagnostics"])  # type: ignore[attr-defined]
+
+
+def _document() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "asyncapi.yaml").read_text())
+    return document
+
+
+def test_every_message_has_an_example_valid_against_its_own_headers_payload_and_key() -> None:
+    document = _document()
+    for name, message in document["components"]["messages"].items():
+        (example,) = message["examples"]
+        jsonschema.validate(example["headers"], message["headers"], format_checker=FORMATS)
+        schema = json.loads((ROOT / "schemas" / f"{name}.v1.json").read_text())
+        jsonschema.validate(example["payload"], schema, format_checker=FORMATS)
+        key = message["bindings"]["kafka"]["key"]
+        assert key["examples"] == [example["headers"]["ce_subject"]]
+        jsonschema.validate(key["examples"][0], key)
+
+
+def test_subjects_and_keys_follow_each_category_not_the_order_one() -> None:
+    document = _document()
+    for category, channel in document["channels"].items():
+        for ref in channel["messages"].values():
+            message = document["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]
+            subject = message["examples"][0]["headers"]["ce_subject"]
+            assert subject.startswith(f"{category}-"), (category, subject)
+            assert message["bindings"]["kafka"]["key"]["pattern"] == STREAM_IDS[category][0]
+    stock = document["components"]["messages"]["StockReceived"]["headers"]
+    with pytest.raises(jsonschema.ValidationError):  # an upper-case SKU is never a stream id
+        jsonschema.validate({**_example_headers("StockReceived"), "ce_subject": "stock-BLUE-MUG"}, stock)
+
+
+def _example_headers(name: str) -> dict[str, str]:
+    headers: dict[str, str] = _document()["components"]["messages"][name]["examples"][0]["headers"]
+    return headers
+
+
+def test_a_later_schema_version_is_valid_against_the_document() -> None:
+    # A consumer validating headers with this document must not reject version 2 when it comes.
+    headers_schema = _document()["components"]["messages"]["OrderPlaced"]["headers"]
+    for version in ("2", "10"):
+        jsonschema.validate({**_example_headers("OrderPlaced"), "ce_schemaversion": version}, headers_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**_example_headers("OrderPlaced"), "ce_schemaversion": "v2"}, headers_schema)
+
+
+def test_the_document_states_retention_replay_offsets_keys_and_positions() -> None:
+    document = _document()
+    text = " ".join(document["info"]["description"].split())  # phrases may wrap
+    for phrase in (
+        "`retention.ms` = 604800000 (7 days)",
+        "auto.offset.reset=earliest",
+        "before its first event",
+        "murmur2",
+        "UTF-8 bytes of the stream id",
+        "rebuild from the store's global log",
+        "publishes the whole log again",
+        "Versions are not published side by side",
+        "`ce_position`",
+    ):
+        assert phrase in text, phrase
+    for channel in document["channels"].values():
+        assert channel["bindings"]["kafka"]["topicConfiguration"]["retention.ms"] == 604_800_000

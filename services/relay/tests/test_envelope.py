@@ -64,6 +64,7 @@ def test_binary_mode_puts_attributes_in_headers_and_the_event_json_in_the_value(
         REGISTRY,
         source="/fulfilment",
         topic_prefix="fulfilment.",
+        dataschema_base="http://relay.test/schemas/",
     )
     headers = {name: value.decode() for name, value in message.headers}
     assert headers == {
@@ -77,6 +78,7 @@ def test_binary_mode_puts_attributes_in_headers_and_the_event_json_in_the_value(
         "ce_streamversion": "4",
         "ce_position": "1234",
         "ce_schemaversion": "1",
+        "ce_dataschema": "http://relay.test/schemas/ProductRegistered.v1.json",
         "ce_correlationid": "c-1",
         "ce_causationid": "k-9",
         "ce_traceparent": "00-ab-cd-01",
@@ -117,8 +119,9 @@ def test_an_older_payload_is_upcast_and_the_header_names_the_version_sent() -> N
     old = recorded(
         Metadata(), event_type="Greeted", schema_version=1, data=b'{"type": "Greeted", "name": "x"}'
     )
-    message = to_message(old, registry_with_upcaster(), source="/s", topic_prefix="p.")
+    message = to_message(old, registry_with_upcaster(), source="/s", topic_prefix="p.", dataschema_base="/x/")
     assert dict(message.headers)["ce_schemaversion"] == b"2"
+    assert dict(message.headers)["ce_dataschema"] == b"/x/Greeted.v2.json"
     assert msgspec.json.decode(message.value) == {"type": "Greeted", "name": "x", "loud": False}
 
 

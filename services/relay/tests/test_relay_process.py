@@ -1,4 +1,5 @@
-"""The relay as a real process: SIGKILL mid-backlog, a Kafka outage, failover between two relays."""
+"""The relay as a real process: SIGKILL mid-backlog, Kafka and PostgreSQL outages it recovers from
+by itself, failover between two relays."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import pytest
 from eventstore import LogPosition, NewEvent, PostgresEventStore
 from fulfilment.events import StockReceived
 from relay_service.settings import RelaySettings
-from servicekit.testing import ServiceProcess, free_port
+from servicekit.testing import ServiceProcess, TcpProxy, free_port
 
 from services.relay.tests.conftest import assert_complete_without_skips, collect, stock_events
 
@@ -231,3 +233,37 @@ class OwnKafka:
 
     def down(self) -> None:
         self._run("down")
+
+
+async def test_the_relay_recovers_by_itself_from_a_postgres_outage(
+    store: PostgresEventStore, relay_settings: RelaySettings, relays: list[RelayProcess], tmp_path: Path
+) -> None:
+    # The relay reaches PostgreSQL through a proxy the test cuts: every connection reset,
+    # new ones refused, as when the server is killed; the shared server itself keeps running.
+    target = urlsplit(relay_settings.database_url)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    proxied = urlunsplit(target._replace(netloc=target.netloc.replace(f":{target.port}", f":{proxy.port}")))
+    settings = msgspec.structs.replace(relay_settings, database_url=proxied)
+    relay = RelayProcess(settings, tmp_path / "relay.log").start()
+    relays.append(relay)
+    try:
+        await store.append("stock-pg", stock_events("pg", 5))
+        await relay.wait(lambda _, body: body["published_total"] >= 5)
+        await proxy.stop()
+        down = await relay.wait(lambda code, _: code == 503, path="/health/ready", timeout=30)
+        assert down["checks"]["postgres"] != "ok", down
+        # Writes go on while the relay cannot read them.
+        await store.append(
+            "stock-pg", [NewEvent(data=StockReceived(sku="pg", quantity=1, on_hand=n)) for n in range(5, 10)]
+        )
+        await asyncio.sleep(2)
+        assert relay.returncode is None
+        await proxy.start()
+        await relay.wait(lambda code, _: code == 200, path="/health/ready", timeout=90)
+        await relay.wait(lambda _, body: body["role"] == "leader" and body["lag_events"] == 0, timeout=60)
+        records = await collect(
+            settings.kafka_bootstrap_servers, [f"{settings.relay_topic_prefix}stock"], expected=10
+        )
+        assert_complete_without_skips(records, {"stock-pg": 10})
+    finally:
+        await proxy.stop()

@@ -32,6 +32,7 @@ from servicekit.tokens import mint
 
 __all__ = [
     "ServiceProcess",
+    "TcpProxy",
     "TokenFactory",
     "free_port",
     "lifespan_of",
@@ -230,3 +231,88 @@ async def lifespan_of(app: Litestar) -> AsyncIterator[None]:
     finally:
         stopping.set()
         await task
+
+
+class TcpProxy:
+    """A TCP proxy in front of a real server, for outages a test controls without stopping the server.
+
+    `freeze()` holds every byte in both directions (requests in flight hang),
+    `stop()` cuts every open connection and refuses new ones (what a client sees
+    when the server is SIGKILLed), `start()` accepts again on the same port.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._holding: set[asyncio.StreamWriter] = set()
+        self._held_more = asyncio.Event()
+
+    async def start(self) -> TcpProxy:
+        self._flowing.set()
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
+        return self
+
+    @property
+    def held(self) -> int:
+        """Connections whose client sent something since `freeze()`: requests in flight."""
+        return len(self._holding)
+
+    def freeze(self) -> None:
+        self._holding.clear()
+        self._flowing.clear()
+
+    async def stop(self) -> None:
+        """Refuse new connections and abort the open ones (no FIN: a reset, as after a crash)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        self._holding.clear()
+        self._flowing.set()
+
+    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            server_reader, server_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_writer.transport.abort()
+            return
+        if self._server is None:  # stopped while this connection was being set up
+            for writer in (client_writer, server_writer):
+                writer.transport.abort()
+            return
+        self._writers |= {client_writer, server_writer}
+        await asyncio.gather(
+            self._pipe(client_reader, server_writer, upstream=True),
+            self._pipe(server_reader, client_writer, upstream=False),
+            return_exceptions=True,
+        )
+        for writer in (client_writer, server_writer):
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+    async def holding(self, count: int) -> None:
+        """Wait until `count` connections have a request held by `freeze()`."""
+        while self.held < count:
+            self._held_more.clear()
+            await self._held_more.wait()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+    ) -> None:
+        while chunk := await reader.read(65536):
+            if not self._flowing.is_set():
+                if upstream:
+                    self._holding.add(writer)
+                    self._held_more.set()
+                await self._flowing.wait()
+            if writer.transport.is_closing():
+                return
+            writer.write(chunk)
+            await writer.drain()
+        writer.transport.abort()

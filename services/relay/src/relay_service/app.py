@@ -3,7 +3,8 @@
 The publishing loop runs as a task for the app's lifespan; HTTP serves the kit's
 `/health/live` (the loop is still running), `/health/ready` (PostgreSQL answers,
 and this relay is a standby or a leader whose Kafka connection works),
-`/metrics`, and `/status`, the relay's own report.
+`/metrics`, `/status`, the relay's own report, and `/schemas/<Type>.v<N>.json`,
+the payload schemas each message's `ce_dataschema` points at.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 
 import asyncpg
 from eventstore import EventRegistry, EventStoreError, PostgresEventStore, checkpoint_lag, connect, migrate
-from litestar import Litestar, get
+from fulfilment.schemas import schema_documents
+from litestar import Litestar, Response, get
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.observability import Observability
 from servicekit.problems import ProblemTable
@@ -97,13 +101,28 @@ def create_app(
     async def status_route() -> RelayReport:
         return await report()
 
+    # The same text as the committed schemas/ folder (a test keeps the two equal), built once.
+    schemas = {name: text.encode() for name, text in schema_documents().items()}
+
+    @get(
+        "/schemas/{name:str}",
+        operation_id="schema",
+        summary="The JSON Schema a message's ce_dataschema names",
+        tags=["contract"],
+    )
+    async def schema_route(name: FromPath[str]) -> Response[bytes]:
+        text = schemas.get(name)
+        if text is None:
+            raise NotFoundException(f"no schema {name!r}: names are <Type>.v<N>.json")
+        return Response(text, media_type="application/schema+json")
+
     routes = observability.routes(
         ready={"postgres": postgres_answers, "publishing": publishing},
         live={"publishing_loop": publishing_loop_runs},
         refresh_metrics=refresh_metrics,
     )
     return Litestar(
-        route_handlers=[status_route, *routes],
+        route_handlers=[status_route, schema_route, *routes],
         lifespan=[lifespan],
         middleware=[observability.middleware()],
         before_send=[observability.before_send],

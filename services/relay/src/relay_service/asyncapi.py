@@ -2,8 +2,10 @@
 
 The document is built from the code that defines the messages: the domain's
 event Structs (payloads, via msgspec's JSON Schema generation, the same as
-`schemas/`), the envelope's header list, and the relay's topic naming. A test
-fails when the committed file drifts from what this module generates.
+`schemas/`), the envelope's header list, the relay's topic naming and settings,
+and, as each message's example, the envelope the relay makes of a sample event
+(`relay_service.examples`, which a test runs through a real relay and Kafka). A
+test fails when the committed file drifts from what this module generates.
 """
 
 from __future__ import annotations
@@ -16,63 +18,148 @@ from typing import Any
 import msgspec
 import yaml
 from fulfilment.events import event_name
+from fulfilment.registry import build_registry
 
-from relay_service.envelope import HEADERS
+from relay_service.envelope import HEADERS, KafkaMessage
+from relay_service.examples import example_messages
 from relay_service.settings import RelaySettings
-from relay_service.topics import CHANNELS
+from relay_service.topics import CHANNELS, contract_topics
 
-__all__ = ["build_document", "main"]
+__all__ = ["STREAM_IDS", "VARYING_HEADERS", "build_document", "main"]
 
 KAFKA_BINDING = "0.5.0"
 _OPTIONAL_HEADERS = {"ce_correlationid", "ce_causationid", "ce_traceparent", "ce_actor"}
 _REQUIRED_HEADERS = [name for name in HEADERS if name not in _OPTIONAL_HEADERS]
+# Made anew for every event: an example shows their form, not a value to expect.
+VARYING_HEADERS = ("ce_id", "ce_time", "ce_position")
 
-DESCRIPTION = """\
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# Each category's stream ids (the record key and `ce_subject`): pattern, and how the docs write it.
+STREAM_IDS: dict[str, tuple[str, str]] = {
+    "order": (f"^order-{_UUID}$", "order-<order uuid>"),
+    "stock": ("^stock-[a-z0-9][a-z0-9_-]{0,63}$", "stock-<sku in lower case>"),
+    "payment": (f"^payment-{_UUID}$", "payment-<order uuid>"),
+}
+
+_DESCRIPTION = """\
 Every event recorded by the fulfilment suite's event store, published by the relay.
 
 **Envelope.** CloudEvents 1.0 in Kafka *binary* mode: the record value is the event's
-JSON (its schema below and in `schemas/<type>.v<N>.json`), the CloudEvents attributes
-are `ce_*` headers, and the record key is the stream id (`ce_subject`).
+JSON (its schema below, also served at the URI in `ce_dataschema`), the CloudEvents
+attributes are `ce_*` headers (UTF-8 strings), and the record key is the stream id
+(`ce_subject`). Each message below has an example: what the relay publishes for a sample
+event (a test runs the same samples through a real relay and Kafka and compares).
+
+**Topics.** One per stream category: {topics}. Each exists from the moment the relay
+runs, before its first event, so subscribing early is safe. The relay creates them with
+{partitions} partitions and `retention.ms` = {retention_ms} ({retention}): Kafka deletes
+events older than that.
+
+**Keys and partitions.** The key is the UTF-8 bytes of the stream id: `order-<order uuid>`,
+`stock-<sku in lower case>` or `payment-<order uuid>` (a payment stream has its order's uuid).
+The relay uses Kafka's default partitioner, murmur2 of the key bytes modulo the partition
+count, so every event of a stream lands in one partition. Consuming needs none of this; only
+a client that produced to these topics itself would need a murmur2-compatible partitioner.
 
 **How to consume.**
-- Every topic below exists from the moment the relay runs, before its first event.
-- Subscribe with your own consumer group id; each group gets every event.
-- Order: events of one stream (one key) arrive in `ce_streamversion` order, because a key
-  always maps to one partition. There is no order across streams or topics.
-- Delivery is at least once: after a relay crash or a Kafka outage, events already
-  delivered may come again. Deduplicate on `ce_id`, or keep the last applied
-  `ce_streamversion` per `ce_subject` and skip anything not above it.
-- A payload's fields may grow (additive changes keep `ce_schemaversion`): ignore fields you
-  do not know. A breaking change gets a new `ce_schemaversion` and schema file.
-- `ce_schemaversion` is the version of the payload in the record: events stored at an
-  older version are upcast to the current one before they are published.
+- Use a consumer group id of your own; each group gets every event.
+- A new group starts at the end of each topic unless it sets `auto.offset.reset=earliest`:
+  set it to read everything the topics still hold.
+- Order: events of one stream (one key) arrive in `ce_streamversion` order. There is no order
+  across streams or topics.
+- Delivery is at least once: after a relay crash or restart, or a Kafka outage, events already
+  delivered may come again (same `ce_id`, same `ce_position`). Deduplicate on `ce_id`, or keep
+  the last applied `ce_streamversion` per `ce_subject` and skip anything not above it.
+- `ce_position` is the event's place in the store's global log. It follows the order in which
+  events became visible in the store, across all topics, and the relay never skips an event
+  (the log is gap-safe), though numbers may be missing (rolled-back appends, categories not
+  published). Within a partition it only grows, except where a redelivery repeats earlier
+  events. Keep the highest position applied to deduplicate, and to tell whether a write has
+  reached you: the query service's consistency token is a log position too.
+
+**Older history and replays.** Kafka keeps {retention}; the event store keeps everything, and
+is the only source of history. The suite's own read models rebuild from the store's global
+log, never from a topic at offset 0 (the projector's rebuild). An external consumer that needs
+more than the topics hold asks for a replay: a second relay with its own `RELAY_TOPIC_PREFIX`,
+`RELAY_CHECKPOINT` and `RELAY_LOCK_KEY` publishes the whole log again, from the first event,
+into topics of its own, in the same envelope (docs/relay.md, "Replays and older history").
+
+**Schema evolution.** `ce_schemaversion` is a string of digits naming the version of the
+payload in the record, and `ce_dataschema` the URI of that version's JSON Schema (also in the
+repository as `schemas/<type>.v<N>.json`). Versions are not published side by side: the relay
+upcasts events stored at an older version, so every record carries its type's current version.
+Additive changes (new optional fields) keep the version: ignore fields you do not know. A
+breaking change gets the next version and a new schema file, and from then on the relay sends
+only that one. A consumer meeting a `ce_type` it does not know, or a `ce_schemaversion` above
+the one it was written for, must not guess: it skips and records the record (a dead letter, a
+metric) or stops and alerts, as its needs demand, and never passes silently over an event it
+depends on.
 """
 
 
-def _headers_schema(event_type: type[msgspec.Struct], version: int) -> dict[str, Any]:
+def _duration(ms: int) -> str:
+    if ms < 0:
+        return "forever"
+    days, rest = divmod(ms, 86_400_000)
+    return f"{days} days" if days and not rest else f"{ms} ms"
+
+
+def _description(settings: RelaySettings) -> str:
+    return _DESCRIPTION.format(
+        topics=", ".join(f"`{topic}`" for topic in sorted(contract_topics(settings.relay_topic_prefix))),
+        partitions=settings.relay_partitions,
+        retention_ms=settings.relay_retention_ms,
+        retention=_duration(settings.relay_retention_ms),
+    )
+
+
+def _headers_schema(category: str, event_type: type[msgspec.Struct], version: int) -> dict[str, Any]:
     properties: dict[str, Any] = {
         name: {"type": "string", "description": text} for name, text in HEADERS.items()
     }
     properties["ce_specversion"]["const"] = "1.0"
     properties["content-type"]["const"] = "application/json"
     properties["ce_type"]["const"] = event_name(event_type)
-    properties["ce_schemaversion"]["const"] = str(version)
+    # Digits, not a constant: a consumer that validates against this document must not
+    # reject the next version of the payload.
+    properties["ce_schemaversion"]["pattern"] = "^[0-9]+$"
+    properties["ce_schemaversion"]["examples"] = [str(version)]
+    properties["ce_subject"]["pattern"] = STREAM_IDS[category][0]
     properties["ce_streamversion"]["pattern"] = "^[0-9]+$"
     properties["ce_position"]["pattern"] = "^[0-9]+$"
     properties["ce_time"]["format"] = "date-time"
     properties["ce_id"]["format"] = "uuid"
+    properties["ce_dataschema"]["format"] = "uri"
     return {"type": "object", "required": _REQUIRED_HEADERS, "properties": properties}
+
+
+def _example(message: KafkaMessage) -> dict[str, Any]:
+    headers = {name: value.decode() for name, value in message.headers}
+    return {
+        "name": headers["ce_type"],
+        "summary": f"Key {message.key.decode()}, topic {message.topic}; "
+        f"{', '.join(VARYING_HEADERS)} differ for every event.",
+        "headers": headers,
+        "payload": msgspec.json.decode(message.value),
+    }
 
 
 def build_document(settings: RelaySettings) -> dict[str, Any]:
     """The AsyncAPI 3.0 document for the topics the relay publishes with `settings`."""
     all_types = [t for types in CHANNELS.values() for t in types]
     _, schemas = msgspec.json.schema_components(all_types, ref_template="#/components/schemas/{name}")
+    examples = example_messages(
+        build_registry(),
+        source=settings.relay_source,
+        topic_prefix=settings.relay_topic_prefix,
+        dataschema_base=settings.relay_dataschema_base,
+    )
     messages: dict[str, Any] = {}
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for category, types in CHANNELS.items():
         topic = f"{settings.relay_topic_prefix}{category}"
+        pattern, written = STREAM_IDS[category]
         refs = {}
         for event_type in types:
             name = event_name(event_type)
@@ -82,28 +169,44 @@ def build_document(settings: RelaySettings) -> dict[str, Any]:
                 "title": f"{name} (schema v{version})",
                 "summary": (event_type.__doc__ or name).strip().splitlines()[0],
                 "contentType": "application/json",
-                "headers": _headers_schema(event_type, version),
+                "headers": _headers_schema(category, event_type, version),
                 "payload": {"$ref": f"#/components/schemas/{event_type.__name__}"},
                 "correlationId": {"location": "$message.header#/ce_correlationid"},
                 "bindings": {
                     "kafka": {
-                        "key": {"type": "string", "description": f"the stream id, {category}-<id>"},
+                        "key": {
+                            "type": "string",
+                            "description": f"the stream id `{written}` as UTF-8 bytes; partitioned by "
+                            "Kafka's default partitioner (murmur2 of these bytes)",
+                            "pattern": pattern,
+                            "examples": [examples[name].key.decode()],
+                        },
                         "bindingVersion": KAFKA_BINDING,
                     }
                 },
-                "description": f"Payload schema file: `schemas/{name}.v{version}.json`.",
+                "description": (
+                    f"Payload schema: the URI in `ce_dataschema` (by default "
+                    f"`{settings.relay_dataschema_base}{name}.v{version}.json`, served by the relay), "
+                    f"also the file `schemas/{name}.v{version}.json`."
+                ),
+                "examples": [_example(examples[name])],
             }
             refs[name] = {"$ref": f"#/components/messages/{name}"}
         channels[category] = {
             "address": topic,
             "title": f"{category} events",
-            "description": f"Every event of every `{category}-*` stream, keyed by stream id.",
+            "description": f"Every event of every `{written}` stream, keyed by stream id. "
+            "Created by the relay at start-up, before its first event.",
             "messages": refs,
             "bindings": {
                 "kafka": {
                     "topic": topic,
                     "partitions": settings.relay_partitions,
                     "replicas": settings.relay_replication_factor,
+                    "topicConfiguration": {
+                        "cleanup.policy": ["delete"],
+                        "retention.ms": settings.relay_retention_ms,
+                    },
                     "bindingVersion": KAFKA_BINDING,
                 }
             },
@@ -116,7 +219,11 @@ def build_document(settings: RelaySettings) -> dict[str, Any]:
             "messages": [{"$ref": f"#/channels/{category}/messages/{name}"} for name in refs],
             "bindings": {
                 "kafka": {
-                    "groupId": {"type": "string", "description": "your consumer group"},
+                    "groupId": {
+                        "type": "string",
+                        "description": "your own consumer group; a new group reads the topic from "
+                        "the beginning only with auto.offset.reset=earliest",
+                    },
                     "bindingVersion": KAFKA_BINDING,
                 }
             },
@@ -126,7 +233,7 @@ def build_document(settings: RelaySettings) -> dict[str, Any]:
         "info": {
             "title": "Fulfilment events",
             "version": "1.0.0",
-            "description": DESCRIPTION,
+            "description": _description(settings),
         },
         "defaultContentType": "application/json",
         "servers": {

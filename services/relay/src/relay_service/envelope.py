@@ -29,18 +29,30 @@ CONTENT_TYPE = "application/json"
 HEADERS: dict[str, str] = {
     "ce_specversion": "CloudEvents spec version, always 1.0",
     "ce_id": "the event id (UUID); unique per event: deduplicate on it",
-    "ce_source": "the publishing system, e.g. /fulfilment/command",
+    "ce_source": "the publishing system: the relay's RELAY_SOURCE, `/fulfilment` by default",
     "ce_type": "the event type, e.g. OrderPlaced",
     "ce_time": "when the event was recorded, RFC 3339 UTC",
-    "ce_subject": "the stream id, e.g. order-<uuid> (also the record key)",
+    "ce_subject": (
+        "the stream id, also the record key: `order-<order uuid>`, `stock-<sku in lower case>` "
+        "or `payment-<order uuid>`"
+    ),
     "content-type": "application/json",
     "ce_streamversion": "the event's 0-based version in its stream; per-stream order",
-    "ce_position": "the event's position in the store's global log",
-    "ce_schemaversion": "the version of the payload's JSON Schema (schemas/<type>.v<N>.json)",
+    "ce_position": (
+        "the event's position in the store's global log: increases with the log's order, never skips "
+        "an event, may have holes (rolled-back appends, unpublished categories); compare it with a "
+        "query's consistency token"
+    ),
+    "ce_schemaversion": (
+        "the version of the payload's JSON Schema, a string of digits; the current version of the type"
+    ),
+    "ce_dataschema": "URI of the payload's JSON Schema: <RELAY_DATASCHEMA_BASE><type>.v<N>.json",
     "ce_correlationid": "the id shared by every message of one business flow (optional)",
     "ce_causationid": "the id of the message that caused this event (optional)",
     "ce_traceparent": "W3C trace context of the request that caused the event (optional)",
-    "ce_actor": "who caused the event, e.g. customer:<id> (optional)",
+    "ce_actor": (
+        "who caused the event: the authenticated subject (the token's `sub`) of the command (optional)"
+    ),
 }
 
 
@@ -86,9 +98,17 @@ def payload_of(event: StoredEvent, registry: EventRegistry) -> tuple[int, bytes]
 
 
 def to_message(
-    event: StoredEvent, registry: EventRegistry, *, source: str, topic_prefix: str
+    event: StoredEvent,
+    registry: EventRegistry,
+    *,
+    source: str,
+    topic_prefix: str,
+    dataschema_base: str | None = None,
 ) -> KafkaMessage:
-    """Build the Kafka record for `event`; the key is the stream id, so a stream stays on one partition."""
+    """Build the Kafka record for `event`; the key is the stream id, so a stream stays on one partition.
+
+    With `dataschema_base`, `ce_dataschema` names the schema of the version sent.
+    """
     schema_version, value = payload_of(event, registry)
     recorded_at = event.recorded_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     headers: list[tuple[str, bytes]] = [
@@ -103,6 +123,10 @@ def to_message(
         ("ce_position", str(event.position).encode()),
         ("ce_schemaversion", str(schema_version).encode()),
     ]
+    if dataschema_base is not None:
+        headers.append(
+            ("ce_dataschema", f"{dataschema_base}{event.event_type}.v{schema_version}.json".encode())
+        )
     optional = {
         "ce_correlationid": event.metadata.correlation_id,
         "ce_causationid": event.metadata.causation_id,

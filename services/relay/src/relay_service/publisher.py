@@ -94,6 +94,7 @@ class Relay:
             settings.kafka_bootstrap_servers,
             partitions=settings.relay_partitions,
             replication_factor=settings.relay_replication_factor,
+            retention_ms=settings.relay_retention_ms,
         )
 
     async def run(self) -> None:
@@ -171,7 +172,11 @@ class Relay:
             after, categories=published, batch_size=settings.relay_batch_size
         ):
             message = to_message(
-                event, registry, source=settings.relay_source, topic_prefix=settings.relay_topic_prefix
+                event,
+                registry,
+                source=settings.relay_source,
+                topic_prefix=settings.relay_topic_prefix,
+                dataschema_base=settings.relay_dataschema_base,
             )
             future = await producer.send(
                 message.topic, message.value, key=message.key, headers=message.headers

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from servicekit.settings import KafkaServers, PostgresUrl, ServiceSettings, from_env
+from servicekit.settings import HttpUrl, KafkaServers, PostgresUrl, ServiceSettings, from_env
 
 __all__ = ["RelaySettings", "load_settings"]
 
@@ -26,6 +26,12 @@ class RelaySettings(ServiceSettings, frozen=True, kw_only=True):
     relay_topic_prefix: str = "fulfilment."  # topic = prefix + stream category
     relay_partitions: Positive = 6
     relay_replication_factor: Positive = 1
+    # How long Kafka keeps events (`retention.ms` of the topics the relay creates): 7 days.
+    # Older history comes from the store, never from a topic (docs/relay.md, Replays).
+    relay_retention_ms: Annotated[int, msgspec.Meta(ge=-1)] = 7 * 24 * 3600 * 1000
+    # Where the JSON Schemas are served (the relay's own GET /schemas/<Type>.v<N>.json by
+    # default); each message's `ce_dataschema` is this plus the schema's file name.
+    relay_dataschema_base: HttpUrl = "http://127.0.0.1:8003/schemas/"
     relay_checkpoint: str = "relay"  # the checkpoint name in the event store
     relay_lock_key: int = 0x52454C4159  # the advisory lock one active relay holds ("RELAY")
     relay_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000

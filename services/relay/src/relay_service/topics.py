@@ -35,12 +35,16 @@ def contract_topics(prefix: str) -> set[str]:
 
 
 class TopicCreator:
-    """Creates each topic once with the configured partitions and replication."""
+    """Creates each topic once with the configured partitions, replication and retention."""
 
-    def __init__(self, bootstrap_servers: str, *, partitions: int, replication_factor: int) -> None:
+    def __init__(
+        self, bootstrap_servers: str, *, partitions: int, replication_factor: int, retention_ms: int
+    ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._partitions = partitions
         self._replication_factor = replication_factor
+        # Set explicitly rather than left to the broker's default, so the contract can state it.
+        self._configs = {"retention.ms": str(retention_ms)}
         self.known: set[str] = set()
 
     async def ensure(self, topics: set[str]) -> set[str]:
@@ -57,7 +61,10 @@ class TopicCreator:
             await admin.start()
             missing = wanted - set(await admin.list_topics())
             if missing:
-                new = [NewTopic(t, self._partitions, self._replication_factor) for t in sorted(missing)]
+                new = [
+                    NewTopic(t, self._partitions, self._replication_factor, topic_configs=self._configs)
+                    for t in sorted(missing)
+                ]
                 response = await admin.create_topics(new, timeout_ms=30_000)
                 for topic, code, *message in response.topic_errors:
                     if code not in (0, TopicAlreadyExistsError.errno):

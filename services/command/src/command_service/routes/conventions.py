@@ -94,13 +94,18 @@ _DESCRIPTIONS = {
     401: "Missing or invalid bearer token",
     403: "The token lacks the role the operation requires",
     404: "The aggregate does not exist, or is not the caller's to see",
-    409: "The aggregate's state refuses the command, or the stream kept changing",
+    409: "The aggregate's state refuses the command (`code` says which rule), or the stream kept "
+    "changing (`code: contention`, with Retry-After). A contention answer is safe to retry with the "
+    "same Idempotency-Key: the key makes the command take effect at most once",
     410: "The stream was deleted",
     412: "If-Match named a version the stream is not at",
     413: "The request body is too large",
     422: "Invalid body (the errors name each field), a command that breaks a rule, or a reused key",
-    429: "Too many requests for this subject; see Retry-After",
-    503: "A dependency is unavailable; retry later",
+    429: "Too many requests for this subject; see Retry-After, then it is safe to retry with the "
+    "same Idempotency-Key: the key makes the command take effect at most once",
+    503: "A dependency is unavailable (PostgreSQL restarting, a connection lost mid-request); see "
+    "Retry-After. Safe to retry with the same Idempotency-Key: whether or not the first attempt "
+    "was stored, the key makes the command take effect at most once",
 }
 _ALWAYS = (400, 401, 403, 409, 412, 413, 422, 429, 503)
 

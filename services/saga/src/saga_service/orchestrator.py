@@ -1,0 +1,242 @@
+"""The orchestrator: records what happens to a saga, then drives it through its steps.
+
+Inputs arrive from three places: Kafka (an order placed or cancelled), the
+provider's webhook (an answer), and the timers (a deadline, a wake-up). Each is
+first recorded (`record`: decide and append to the saga's stream), then the saga
+is driven (`drive`): while it has a next step, send that step's command and
+record its answer. Nothing is lost if the process dies in between: every append
+that leaves work to do also arms the saga's wake-up timer, which any instance
+claims once it is due, and every command carries its step's idempotency key, so
+the instance that carries on repeats nothing.
+
+Each drive continues the trace of the order that started the saga: the first
+event of its stream keeps that `traceparent`, and every command sends the
+current span's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from datetime import UTC, datetime
+from uuid import UUID
+
+from eventstore import EventStoreError, Metadata
+from opentelemetry.trace import Tracer
+from servicekit.telemetry import context_of, current_traceparent
+
+from saga_service.commands import CommandClient, idempotency_key
+from saga_service.providers import AuthorizationRequest, PaymentProvider
+from saga_service.resilience import Refusal, Transient
+from saga_service.saga import (
+    ASK_PROVIDER,
+    PAYMENT_DEADLINE,
+    REFUSED_PREFIX,
+    FireDeadline,
+    Park,
+    Phase,
+    RecordStep,
+    Saga,
+    SagaInput,
+    SagaRefused,
+    next_step,
+)
+from saga_service.sagas import Applied, SagaStreams
+from saga_service.timers import WAKE, DueTimer
+
+__all__ = ["Orchestrator"]
+
+log = logging.getLogger(__name__)
+
+# What a drive may fail with and still be carried on later by the wake-up timer.
+RETRY_LATER: tuple[type[BaseException], ...] = (Transient, EventStoreError, OSError, TimeoutError)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Orchestrator:
+    """Records a saga's inputs and drives its steps; one per process."""
+
+    def __init__(
+        self,
+        streams: SagaStreams,
+        commands: CommandClient,
+        provider: PaymentProvider,
+        tracer: Tracer,
+        *,
+        callback_url: str,
+        concurrency: int,
+        stuck_after: float = 120.0,
+    ) -> None:
+        self.stuck_after = stuck_after
+        self.streams = streams
+        self.timers = streams.timers
+        self.commands = commands
+        self.provider = provider
+        self.tracer = tracer
+        self.callback_url = callback_url
+        self._slots = asyncio.Semaphore(concurrency)
+        self._driving: set[UUID] = set()
+        self._again: set[UUID] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def record(self, order_id: UUID, command: SagaInput, *, fired_timer: str | None = None) -> Applied:
+        """Decide and append one input; the events carry the current trace and the order as correlation."""
+        metadata = Metadata(
+            correlation_id=str(order_id),
+            causation_id=f"saga-{order_id}",
+            traceparent=current_traceparent(),
+            actor="saga",
+        )
+        return await self.streams.apply(order_id, command, metadata=metadata, fired_timer=fired_timer)
+
+    async def drive(self, order_id: UUID) -> Applied:
+        """Send the saga's steps until it waits or is over. Transient failures propagate (retry later)."""
+        current = await self.streams.load(order_id)
+        with self.tracer.start_as_current_span("saga drive", context=context_of(current.traceparent)) as span:
+            span.set_attribute("saga.order_id", str(order_id))
+            while current.state is not None and (step := next_step(current.state)) is not None:
+                saga = current.state
+                with self.tracer.start_as_current_span(f"saga step {step.partition(':')[0]}") as step_span:
+                    step_span.set_attribute("saga.step", step)
+                    try:
+                        result = await self._perform(saga, step)
+                    except Refusal as refusal:
+                        if saga.phase is Phase.COMPENSATING and refusal.status == 404:
+                            # Nothing there to undo (a payment that was never requested).
+                            result = REFUSED_PREFIX + refusal.code
+                        else:
+                            log.warning(
+                                "saga parked at %s: %s",
+                                step,
+                                refusal,
+                                extra={"order_id": str(order_id), "step": step},
+                            )
+                            park = Park(
+                                step=step,
+                                status=refusal.status,
+                                code=refusal.code,
+                                detail=refusal.detail,
+                                at=now(),
+                            )
+                            current = await self.record(order_id, park)
+                            continue
+                    current = await self.record(order_id, RecordStep(step=step, result=result, at=now()))
+            return current
+
+    async def _perform(self, saga: Saga, step: str) -> str:
+        if step == ASK_PROVIDER:
+            request = AuthorizationRequest(
+                payment_id=saga.order_id,
+                amount=saga.total,
+                currency=saga.currency,
+                callback_url=self.callback_url,
+            )
+            await self.provider.request_authorization(request, idempotency_key(saga, step))
+            return "ok"
+        return await self.commands.send(saga, step)
+
+    async def drive_now(self, order_id: UUID) -> None:
+        """Drive the saga within the caller's request; what fails transiently is left to its timer."""
+        try:
+            await self.drive(order_id)
+        except RETRY_LATER as error:
+            log.warning("saga %s will be retried: %s", order_id, error)
+
+    # --- background driving ------------------------------------------------------------------
+
+    def kick(self, order_id: UUID) -> None:
+        """Drive the saga in the background; a drive already running for it goes round once more."""
+        if order_id in self._driving:
+            self._again.add(order_id)
+            return
+        self._driving.add(order_id)
+        task = asyncio.create_task(self._drive_in_background(order_id), name=f"saga-{order_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drive_in_background(self, order_id: UUID) -> None:
+        try:
+            async with self._slots:
+                while True:
+                    self._again.discard(order_id)
+                    try:
+                        await self.drive(order_id)
+                    except RETRY_LATER as error:
+                        # The wake-up timer armed by the last append picks the saga up again.
+                        log.warning("saga %s will be retried: %s", order_id, error)
+                        return
+                    if order_id not in self._again:
+                        return
+        except Exception:
+            log.exception("saga %s failed unexpectedly; its wake-up timer will retry it", order_id)
+        finally:
+            self._driving.discard(order_id)
+
+    async def fire(self, timer: DueTimer) -> None:
+        """Act on a claimed timer: fire a deadline, or carry on a saga whose driver stopped.
+
+        A deadline is recorded at once and its compensation driven in the background (the append
+        armed the saga's wake-up, should that drive fail): sagas being driven must not hold back
+        deadlines falling due meanwhile. A wake-up drives the saga within a drive slot.
+        """
+        try:
+            if timer.kind == PAYMENT_DEADLINE:
+                current = await self.streams.load(timer.saga_id)
+                with self.tracer.start_as_current_span(
+                    "saga deadline", context=context_of(current.traceparent)
+                ):
+                    await self.record(
+                        timer.saga_id, FireDeadline(deadline=timer.kind, at=now()), fired_timer=timer.kind
+                    )
+                self.kick(timer.saga_id)
+                return
+            async with self._slots:
+                await self.drive(timer.saga_id)
+            await self.timers.clear_wake(timer.saga_id)
+        except SagaRefused as refused:
+            log.warning("timer %s of an unknown saga %s: %s", timer.kind, timer.saga_id, refused)
+            await self.timers.mark_fired(timer.saga_id, timer.kind)
+        except Exception as error:
+            # Transient (the usual case) or a bug: either way the saga is tried again later, further
+            # apart each time; the row's attempts count them (and the admin list shows it stuck).
+            delay = min(60.0, 2.0 ** min(timer.attempts, 6)) * random.uniform(0.5, 1.5)
+            if isinstance(error, RETRY_LATER):
+                log.warning(
+                    "timer %s of saga %s: %s; again in %.1fs", timer.kind, timer.saga_id, error, delay
+                )
+            else:
+                log.exception("timer %s of saga %s failed; again in %.1fs", timer.kind, timer.saga_id, delay)
+            with contextlib.suppress(*RETRY_LATER):
+                if timer.kind == WAKE:
+                    await self.timers.retry_later(timer.saga_id, delay)
+                else:
+                    await self.timers.postpone(timer.saga_id, timer.kind, delay)
+
+    async def run_timers(self, *, poll: float, batch: int) -> None:
+        """Claim and fire due timers until cancelled."""
+        while True:
+            try:
+                due = await self.timers.claim(batch)
+            except RETRY_LATER as error:
+                log.warning("cannot claim timers: %s", error)
+                await asyncio.sleep(1.0)
+                continue
+            for timer in due:
+                task = asyncio.create_task(self.fire(timer), name=f"timer-{timer.kind}-{timer.saga_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if len(due) < batch:
+                await asyncio.sleep(poll)
+
+    async def close(self) -> None:
+        """Cancel the background drives (their timers carry them on elsewhere or after a restart)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

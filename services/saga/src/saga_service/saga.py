@@ -1,0 +1,434 @@
+"""The saga's decisions, pure: `decide(state, input) -> events`, `evolve(state, event) -> state`.
+
+A saga works through a *plan*: an ordered list of steps, each one command to the
+command service or the payment provider. `next_step(state)` is the first step of
+the current plan not done yet; the orchestrator sends it and reports the answer
+back (`RecordStep`). Phases follow each other like this:
+
+    reserving ──all reserved──▶ paying ──authorised──▶ confirming ──▶ confirmed
+        │                         │ declined / deadline / refused
+        └──shortage / refused─────┴──────────────▶ compensating ──▶ rejected
+
+A cancellation by the customer, or an operator's abort, also leads to
+`compensating`. A compensation plan undoes what was done in reverse: the payment
+(void, or refund once authorised), then the reservations, last line first, then
+the order is rejected (not when the customer cancelled it: it is over already).
+
+Every input is checked against the state, so a duplicate (a redelivered event,
+a step answered twice, a webhook retried) decides nothing, and two instances
+racing on one saga cannot both move it: the stream's expected version lets only
+one of them append, and the other decides again on the new state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from uuid import UUID
+
+import msgspec
+from eventstore import Decider
+
+from saga_service.events import (
+    AbortRequested,
+    CancellationReceived,
+    CompensationStarted,
+    ConfirmationStarted,
+    DeadlineFired,
+    Outcome,
+    PaymentAwaited,
+    ProviderReplied,
+    ReplyIgnored,
+    SagaCompleted,
+    SagaEvent,
+    SagaLine,
+    SagaParked,
+    SagaResumed,
+    SagaStarted,
+    StepCompleted,
+)
+
+__all__ = [
+    "PAYMENT_DEADLINE",
+    "Abort",
+    "Begin",
+    "Cancel",
+    "FireDeadline",
+    "Park",
+    "Parked",
+    "Phase",
+    "ReceiveReply",
+    "RecordStep",
+    "Resume",
+    "Saga",
+    "SagaInput",
+    "SagaRefused",
+    "decide",
+    "evolve",
+    "next_step",
+    "saga_decider",
+]
+
+PAYMENT_DEADLINE = "payment"
+
+# Step names: "reserve:<sku>", "commit:<sku>", "release:<sku>", and these.
+REQUEST_PAYMENT = "request-payment"
+ASK_PROVIDER = "ask-provider"
+RECORD_AUTHORIZATION = "record-authorization"
+RECORD_DECLINE = "record-decline"
+VOID_PAYMENT = "void-payment"
+REFUND_PAYMENT = "refund-payment"
+CONFIRM = "confirm"
+REJECT = "reject"
+
+RESERVED, SHORTAGE, OK = "reserved", "shortage", "ok"
+REFUSED_PREFIX = "refused:"
+
+
+class SagaRefused(Exception):
+    """An operator's request the saga's state refuses (retry a saga that is not parked)."""
+
+
+class Phase(StrEnum):
+    RESERVING = "reserving"
+    PAYING = "paying"
+    CONFIRMING = "confirming"
+    COMPENSATING = "compensating"
+    DONE = "done"
+
+
+class Parked(msgspec.Struct, frozen=True, kw_only=True):
+    step: str
+    status: int
+    code: str
+    detail: str | None = None
+
+
+class Saga(msgspec.Struct, frozen=True, kw_only=True):
+    """One order's saga as far as deciding needs it (`None` before the order was seen)."""
+
+    order_id: UUID
+    customer_id: str
+    lines: tuple[SagaLine, ...]
+    currency: str
+    total: int
+    phase: Phase
+    plan: tuple[str, ...]
+    done: Mapping[str, str] = msgspec.field(default_factory=dict)
+    payment_due_at: datetime | None = None
+    replied: bool = False
+    provider_reference: str | None = None
+    decline_reason: str | None = None
+    cancelled: bool = False
+    reason: str | None = None
+    parked: Parked | None = None
+    outcome: Outcome | None = None
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+class Begin(msgspec.Struct, frozen=True, kw_only=True):
+    order_id: UUID
+    customer_id: str
+    lines: tuple[SagaLine, ...]
+    currency: str
+    total: int
+    at: datetime
+
+
+class RecordStep(msgspec.Struct, frozen=True, kw_only=True):
+    step: str
+    result: str
+    at: datetime
+
+
+class ReceiveReply(msgspec.Struct, frozen=True, kw_only=True):
+    authorized: bool
+    provider_reference: str | None = None
+    reason: str | None = None
+    at: datetime
+
+
+class FireDeadline(msgspec.Struct, frozen=True, kw_only=True):
+    deadline: str
+    at: datetime
+
+
+class Cancel(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str | None = None
+    at: datetime
+
+
+class Park(msgspec.Struct, frozen=True, kw_only=True):
+    step: str
+    status: int
+    code: str
+    detail: str | None = None
+    at: datetime
+
+
+class Resume(msgspec.Struct, frozen=True, kw_only=True):
+    actor: str
+    at: datetime
+
+
+class Abort(msgspec.Struct, frozen=True, kw_only=True):
+    actor: str
+    reason: str
+    at: datetime
+
+
+type SagaInput = Begin | RecordStep | ReceiveReply | FireDeadline | Cancel | Park | Resume | Abort
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+
+def next_step(saga: Saga | None) -> str | None:
+    """The step to send now, or None while the saga waits (for the provider, an operator) or is over."""
+    if saga is None or saga.parked is not None or saga.phase is Phase.DONE:
+        return None
+    return next((step for step in saga.plan if step not in saga.done), None)
+
+
+def _compensation(saga: Saga, *, reject: bool, declined: bool, in_flight: str | None) -> tuple[str, ...]:
+    steps: list[str] = []
+    if declined:
+        steps.append(RECORD_DECLINE)
+    elif saga.done.get(RECORD_AUTHORIZATION) == OK:
+        steps.append(REFUND_PAYMENT)
+    elif REQUEST_PAYMENT in saga.done or saga.phase in (Phase.PAYING, Phase.CONFIRMING):
+        # Requested (or possibly requested by a step still in flight): a payment nobody answered is voided.
+        steps.append(VOID_PAYMENT)
+    # A reservation whose answer is still on its way (the step in flight when an outside input turned
+    # the saga) may have been made: releasing it is harmless if not, and the driver that sent it sends
+    # the release after it, so the release cannot overtake it.
+    for line in reversed(saga.lines):
+        reserve = f"reserve:{line.sku}"
+        if (
+            saga.done.get(reserve) == RESERVED or in_flight == reserve
+        ) and f"commit:{line.sku}" not in saga.done:
+            steps.append(f"release:{line.sku}")
+    if reject:
+        steps.append(REJECT)
+    return tuple(steps)
+
+
+def _compensate(
+    saga: Saga, reason: str, *, declined: bool = False, outside: bool = True
+) -> CompensationStarted:
+    """Start undoing; `outside`: the input came from outside the drive (the next step may be in flight)."""
+    in_flight = next_step(saga) if outside else None
+    plan = _compensation(saga, reject=not saga.cancelled, declined=declined, in_flight=in_flight)
+    return CompensationStarted(reason=reason, plan=plan, cancelled=saga.cancelled)
+
+
+# --- decide ----------------------------------------------------------------------------------
+
+
+def saga_decider(payment_timeout: timedelta) -> Decider[Saga | None, SagaInput, SagaEvent]:
+    """The saga as an event store `Decider`; the provider must answer within `payment_timeout`."""
+
+    def decide_with_timeout(state: Saga | None, command: SagaInput) -> list[SagaEvent]:
+        return decide(state, command, payment_timeout=payment_timeout)
+
+    return Decider(initial_state=None, decide=decide_with_timeout, evolve=evolve)
+
+
+def decide(state: Saga | None, command: SagaInput, *, payment_timeout: timedelta) -> list[SagaEvent]:
+    """The events `command` causes on the saga in `state` (none for a duplicate or a stale input)."""
+    if isinstance(command, Begin):
+        if state is not None:
+            return []
+        return [
+            SagaStarted(
+                order_id=command.order_id,
+                customer_id=command.customer_id,
+                lines=command.lines,
+                currency=command.currency,
+                total=command.total,
+                plan=tuple(f"reserve:{line.sku}" for line in command.lines),
+                at=command.at,
+            )
+        ]
+    if state is None:
+        # Webhooks, deadlines and admin calls name an order; one the saga never saw is refused.
+        raise SagaRefused("no saga for this order")
+    match command:
+        case RecordStep():
+            return _record_step(state, command, payment_timeout)
+        case ReceiveReply():
+            return _receive_reply(state, command)
+        case FireDeadline():
+            if command.deadline != PAYMENT_DEADLINE or state.phase is not Phase.PAYING or state.replied:
+                return []
+            assert state.payment_due_at is not None
+            fired = DeadlineFired(deadline=command.deadline, due_at=state.payment_due_at, at=command.at)
+            return [fired, _compensate(state, "payment not answered before its deadline")]
+        case Cancel():
+            return _cancel(state, command)
+        case Park():
+            if command.step != next_step(state):
+                return []
+            return [
+                SagaParked(
+                    step=command.step,
+                    status=command.status,
+                    code=command.code,
+                    detail=command.detail,
+                    at=command.at,
+                )
+            ]
+        case Resume():
+            if state.parked is None:
+                raise SagaRefused("the saga is not parked")
+            return [SagaResumed(actor=command.actor, at=command.at)]
+        case Abort():
+            return _abort(state, command)
+    raise AssertionError(f"unknown input {command!r}")  # pragma: no cover
+
+
+def _record_step(state: Saga, command: RecordStep, payment_timeout: timedelta) -> list[SagaEvent]:
+    if command.step != next_step(state):
+        return []  # answered twice, or the plan changed while the command was in flight
+    completed = StepCompleted(step=command.step, result=command.result, at=command.at)
+    after = evolve(state, completed)
+    assert after is not None
+    events: list[SagaEvent] = [completed]
+    refused = command.result.startswith(REFUSED_PREFIX)
+    if state.phase is Phase.COMPENSATING:
+        # A refused compensation had nothing to undo (already released, order already over).
+        if next_step(after) is None:
+            outcome = Outcome.CANCELLED if state.cancelled else Outcome.REJECTED
+            events.append(SagaCompleted(outcome=outcome, at=command.at))
+        return events
+    if command.result == SHORTAGE:
+        sku = command.step.removeprefix("reserve:")
+        events.append(_compensate(after, f"insufficient stock of {sku}", outside=False))
+    elif refused:
+        code = command.result.removeprefix(REFUSED_PREFIX)
+        events.append(_compensate(after, f"{command.step} refused: {code}", outside=False))
+    elif next_step(after) is None:
+        if state.phase is Phase.RESERVING:
+            events.append(
+                PaymentAwaited(plan=(REQUEST_PAYMENT, ASK_PROVIDER), due_at=command.at + payment_timeout)
+            )
+        elif state.phase is Phase.CONFIRMING:
+            events.append(SagaCompleted(outcome=Outcome.CONFIRMED, at=command.at))
+    return events
+
+
+def _receive_reply(state: Saga, command: ReceiveReply) -> list[SagaEvent]:
+    if state.replied and (state.provider_reference, state.decline_reason) == (
+        command.provider_reference,
+        command.reason,
+    ):
+        return []  # the provider delivered the same answer again
+    if state.phase is not Phase.PAYING or state.replied:
+        return [
+            ReplyIgnored(
+                authorized=command.authorized,
+                provider_reference=command.provider_reference,
+                reason=command.reason,
+                why=_why_not_waiting(state),
+                at=command.at,
+            )
+        ]
+    replied = ProviderReplied(
+        authorized=command.authorized,
+        provider_reference=command.provider_reference,
+        reason=command.reason,
+        at=command.at,
+    )
+    if command.authorized:
+        commits = tuple(f"commit:{line.sku}" for line in state.lines)
+        return [replied, ConfirmationStarted(plan=(RECORD_AUTHORIZATION, *commits, CONFIRM))]
+    reason = f"payment declined: {command.reason or 'no reason given'}"
+    return [replied, _compensate(state, reason, declined=True)]
+
+
+def _why_not_waiting(state: Saga) -> str:
+    if state.replied:
+        return "the provider already answered"
+    if state.phase is Phase.COMPENSATING or (state.phase is Phase.DONE and state.outcome is not None):
+        return f"the saga no longer waits for payment ({state.reason or state.outcome})"
+    return f"the saga is not waiting for payment ({state.phase})"
+
+
+def _cancel(state: Saga, command: Cancel) -> list[SagaEvent]:
+    if state.cancelled:
+        return []
+    received = CancellationReceived(reason=command.reason, at=command.at)
+    if state.phase in (Phase.RESERVING, Phase.PAYING, Phase.CONFIRMING) or (
+        state.phase is Phase.DONE and state.outcome is Outcome.CONFIRMED
+    ):
+        cancelled = msgspec.structs.replace(state, cancelled=True)
+        return [received, _compensate(cancelled, "the customer cancelled the order")]
+    # Compensating already (its reject will find the order cancelled), or over: only note it.
+    return [received]
+
+
+def _abort(state: Saga, command: Abort) -> list[SagaEvent]:
+    if state.phase is Phase.DONE:
+        raise SagaRefused(f"the saga is over ({state.outcome})")
+    requested = AbortRequested(actor=command.actor, reason=command.reason, at=command.at)
+    if state.phase is Phase.COMPENSATING:
+        # Already undoing, and stuck at a step: aborting gives up on the rest.
+        return [requested, SagaCompleted(outcome=Outcome.ABORTED, at=command.at)]
+    return [requested, _compensate(state, f"aborted by {command.actor}: {command.reason}")]
+
+
+# --- evolve ----------------------------------------------------------------------------------
+
+
+def evolve(state: Saga | None, event: SagaEvent) -> Saga | None:
+    """The saga after `event`."""
+    if isinstance(event, SagaStarted):
+        return Saga(
+            order_id=event.order_id,
+            customer_id=event.customer_id,
+            lines=event.lines,
+            currency=event.currency,
+            total=event.total,
+            phase=Phase.RESERVING,
+            plan=event.plan,
+        )
+    if state is None:
+        raise ValueError(f"{type(event).__name__} before SagaStarted")
+    replace = msgspec.structs.replace
+    match event:
+        case StepCompleted():
+            return replace(state, done={**state.done, event.step: event.result})
+        case PaymentAwaited():
+            return replace(state, phase=Phase.PAYING, plan=event.plan, payment_due_at=event.due_at)
+        case ProviderReplied():
+            return replace(
+                state, replied=True, provider_reference=event.provider_reference, decline_reason=event.reason
+            )
+        case ReplyIgnored() | DeadlineFired() | AbortRequested():
+            return state
+        case ConfirmationStarted():
+            return replace(state, phase=Phase.CONFIRMING, plan=event.plan)
+        case CompensationStarted():
+            return replace(
+                state,
+                phase=Phase.COMPENSATING,
+                plan=event.plan,
+                reason=event.reason,
+                cancelled=state.cancelled or event.cancelled,
+                parked=None,
+                # A compensation starting after confirmation (a cancelled order) is a new saga phase.
+                outcome=None,
+            )
+        case CancellationReceived():
+            return replace(state, cancelled=True)
+        case SagaParked():
+            parked = Parked(step=event.step, status=event.status, code=event.code, detail=event.detail)
+            return replace(state, parked=parked)
+        case SagaResumed():
+            return replace(state, parked=None)
+        case SagaCompleted():
+            return replace(state, phase=Phase.DONE, outcome=event.outcome, parked=None)
+    raise AssertionError(f"unknown event {event!r}")  # pragma: no cover

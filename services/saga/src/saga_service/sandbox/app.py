@@ -1,0 +1,139 @@
+"""The sandbox provider's app: accept an authorisation, answer it later through the signed webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator
+from typing import Literal
+from uuid import UUID
+
+import httpx
+import msgspec
+from litestar import Litestar, get, post
+from litestar.params import FromPath, JSONBody
+from servicekit.observability import Observability
+from servicekit.problems import ProblemTable, problem
+from servicekit.requests import ServiceRequest
+from servicekit.telemetry import current_traceparent
+
+from saga_service.providers import AuthorizationRequest, WebhookBody
+from saga_service.sandbox.settings import SandboxSettings
+from saga_service.signatures import SIGNATURE_HEADER, sign
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("saga_service.sandbox")
+
+
+class Authorization(msgspec.Struct, kw_only=True):
+    """One request and what became of it (`silent`: it will never be answered)."""
+
+    payment_id: UUID
+    amount: int
+    currency: str
+    outcome: Literal["pending", "authorized", "declined", "silent"] = "pending"
+    delivered: bool = False
+    deliveries: int = 0
+
+
+class UnknownPayment(Exception):
+    pass
+
+
+def create_app(settings: SandboxSettings) -> Litestar:
+    """The sandbox as an ASGI app; its answers go out from background tasks."""
+    observability = Observability(settings, "payment-sandbox", trace_postgres=False)
+    chance = random.Random(settings.sandbox_seed)
+    requests: dict[UUID, Authorization] = {}
+    tasks: set[asyncio.Task[None]] = set()
+    clients: dict[str, httpx.AsyncClient] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        clients["http"] = httpx.AsyncClient(timeout=5.0)
+        try:
+            yield
+        finally:
+            for task in list(tasks):
+                task.cancel()
+            for task in list(tasks):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await clients["http"].aclose()
+            observability.shutdown()
+
+    async def answer(authorization: Authorization, callback_url: str, traceparent: str | None) -> None:
+        delay = settings.sandbox_latency_ms + chance.uniform(0, settings.sandbox_jitter_ms)
+        await asyncio.sleep(delay / 1000)
+        draw = chance.random()
+        if draw < settings.sandbox_silence_rate:
+            authorization.outcome = "silent"
+            return
+        declined = draw < settings.sandbox_silence_rate + settings.sandbox_decline_rate
+        authorization.outcome = "declined" if declined else "authorized"
+        body = msgspec.json.encode(
+            WebhookBody(
+                payment_id=authorization.payment_id,
+                status=authorization.outcome,
+                reference=None if declined else f"sbx_{uuid.uuid4().hex[:16]}",
+                reason="card declined by the sandbox" if declined else None,
+            )
+        )
+        for attempt in range(1, settings.sandbox_callback_attempts + 1):
+            authorization.deliveries += 1
+            headers = {
+                "content-type": "application/json",
+                SIGNATURE_HEADER: sign(settings.sandbox_secret, body),
+            }
+            if traceparent:
+                headers["traceparent"] = traceparent
+            try:
+                response = await clients["http"].post(callback_url, content=body, headers=headers)
+                if response.is_success:
+                    authorization.delivered = True
+                    return
+                if response.status_code < 500 and response.status_code != 429:
+                    log.warning("webhook refused with %s: %s", response.status_code, response.text[:300])
+                    return
+            except httpx.TransportError as error:
+                log.info("webhook delivery %d failed: %s", attempt, error)
+            # Like a real provider: keep trying for a while, further apart each time.
+            await asyncio.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)))
+        log.warning("gave up delivering the answer for %s", authorization.payment_id)
+
+    @post("/authorizations", status_code=202, operation_id="requestAuthorization")
+    async def authorize(data: JSONBody[AuthorizationRequest]) -> Authorization:
+        existing = requests.get(data.payment_id)
+        if existing is not None:
+            return existing  # a retried request: it is already being answered
+        authorization = Authorization(payment_id=data.payment_id, amount=data.amount, currency=data.currency)
+        requests[data.payment_id] = authorization
+        task = asyncio.create_task(answer(authorization, data.callback_url, current_traceparent()))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return authorization
+
+    @get("/authorizations/{payment_id:uuid}", operation_id="getAuthorization")
+    async def read(payment_id: FromPath[UUID]) -> Authorization:
+        found = requests.get(payment_id)
+        if found is None:
+            raise UnknownPayment(f"no authorisation for {payment_id}")
+        return found
+
+    problems = ProblemTable(
+        {UnknownPayment: lambda exc: problem(404, "payment-not-found", "Not found", str(exc))}
+    )
+    return Litestar(
+        route_handlers=[authorize, read, *observability.routes(ready={})],
+        lifespan=[lifespan],
+        middleware=[observability.middleware()],
+        before_send=[observability.before_send],
+        request_class=ServiceRequest,
+        exception_handlers={Exception: problems.handler},
+        logging_config=None,
+        openapi_config=None,
+    )
