@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
+import asyncpg
 import msgspec
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
-__all__ = ["CHECK_TIMEOUT_SECONDS", "Check", "Health", "evaluate", "health_routes"]
+__all__ = ["CHECK_TIMEOUT_SECONDS", "Check", "Health", "evaluate", "health_routes", "postgres_check"]
 
 CHECK_TIMEOUT_SECONDS = 2.0
 OK = "ok"
@@ -50,6 +51,19 @@ async def evaluate(checks: Mapping[str, Check]) -> Health:
     results = await asyncio.gather(*(_run(check) for check in checks.values()))
     named = dict(zip(checks, results, strict=True))
     return Health(status=OK if all(result == OK for result in results) else "unavailable", checks=named)
+
+
+def postgres_check(pool: Callable[[], asyncpg.Pool | None]) -> Check:
+    """A readiness check that PostgreSQL answers on the pool `pool()` returns (None: not opened yet)."""
+
+    async def check() -> str | None:
+        current = pool()
+        if current is None:
+            return "not connected yet"
+        await current.fetchval("SELECT 1")
+        return None
+
+    return check
 
 
 def health_routes(

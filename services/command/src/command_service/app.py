@@ -23,6 +23,7 @@ from litestar.types import Message, Scope
 from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.access import access_guard
 from servicekit.auth import build_verifier
+from servicekit.health import postgres_check
 from servicekit.observability import Observability
 from servicekit.openapi import StrictStructSchemaPlugin
 from servicekit.ratelimit import RateLimiter
@@ -96,13 +97,6 @@ def create_app(
             observability.shutdown()
             log.info("command service stopped")
 
-    async def postgres_answers() -> str | None:
-        pool = pools.get("postgres")
-        if pool is None:
-            return "not connected yet"
-        await pool.fetchval("SELECT 1")
-        return None
-
     commands = Router(
         path="/",
         route_handlers=[OrderController, StockController, PaymentController],
@@ -111,7 +105,10 @@ def create_app(
         response_headers=COMMAND_RESPONSE_HEADERS,
     )
     return Litestar(
-        route_handlers=[commands, *observability.routes(ready={"postgres": postgres_answers})],
+        route_handlers=[
+            commands,
+            *observability.routes(ready={"postgres": postgres_check(lambda: pools.get("postgres"))}),
+        ],
         lifespan=[lifespan],
         dependencies={
             "services": Provide(_services, sync_to_thread=False, use_cache=True),

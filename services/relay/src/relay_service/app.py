@@ -22,6 +22,7 @@ from litestar import Litestar, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from opentelemetry.sdk.trace.export import SpanExporter
+from servicekit.health import postgres_check
 from servicekit.observability import Observability
 from servicekit.problems import ProblemTable
 from servicekit.requests import ServiceRequest
@@ -71,13 +72,6 @@ def create_app(
             return f"the publishing loop ended: {error!r}"
         return None
 
-    async def postgres_answers() -> str | None:
-        pool: asyncpg.Pool | None = state.get("pool")
-        if pool is None:
-            return "not connected yet"
-        await pool.fetchval("SELECT 1")
-        return None
-
     async def publishing() -> str | None:
         # A standby is healthy: it is ready to take over. A leader is healthy while Kafka takes its messages.
         if status.role == "standby" or (status.role == "leader" and status.kafka_connected):
@@ -117,7 +111,7 @@ def create_app(
         return Response(text, media_type="application/schema+json")
 
     routes = observability.routes(
-        ready={"postgres": postgres_answers, "publishing": publishing},
+        ready={"postgres": postgres_check(lambda: state.get("pool")), "publishing": publishing},
         live={"publishing_loop": publishing_loop_runs},
         refresh_metrics=refresh_metrics,
     )

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import redis.asyncio as redis
 from eventstore import PostgresEventStore, connect
@@ -28,6 +27,7 @@ from litestar.di import Provide
 from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.access import access_guard
 from servicekit.auth import build_verifier
+from servicekit.health import postgres_check
 from servicekit.observability import Observability
 from servicekit.ratelimit import RateLimiter
 from servicekit.requests import ServiceRequest
@@ -145,13 +145,6 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
             observability.shutdown()
             log.info("saga service stopped")
 
-    async def postgres_answers() -> str | None:
-        pool: asyncpg.Pool | None = state.get("pool")
-        if pool is None:
-            return "not connected yet"
-        await pool.fetchval("SELECT 1")
-        return None
-
     async def consuming() -> str | None:
         return None if "broker" in state else "the Kafka consumer has not started"
 
@@ -172,7 +165,8 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
             admin,
             WebhookController,
             *observability.routes(
-                ready={"postgres": postgres_answers, "kafka": consuming}, live={"timers": timers_run}
+                ready={"postgres": postgres_check(lambda: state.get("pool")), "kafka": consuming},
+                live={"timers": timers_run},
             ),
         ],
         lifespan=[lifespan],

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import msgspec
 from eventstore import StoreUnavailable
+from fulfilment.values import whole
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter, SkipValidation
@@ -72,7 +73,7 @@ class SagaList(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AbortBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=whole(r"[^\x00-\x1f\x7f]+"))]
 
 
 class WebhookAnswer(msgspec.Struct, frozen=True, kw_only=True):

@@ -30,7 +30,8 @@ from query_service.views import (
 __all__ = ["CustomerController", "OrderController"]
 
 Status = Literal["pending", "confirmed", "rejected", "cancelled"]
-_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+# `$(?!\n)`: the true end of the text (a bare `$` also matches before a final newline).
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$(?!\n)"
 CustomerId = Annotated[
     str,
     Parameter(
@@ -155,7 +156,7 @@ class OrderController(Controller):
             Parameter(
                 min_length=1,
                 max_length=512,
-                pattern=r"^[A-Za-z0-9_-]+$",
+                pattern=r"^[A-Za-z0-9_-]+$(?!\n)",
                 description="`next_cursor` of the previous page, with the same filters and sort.",
             ),
         ] = None,

@@ -17,7 +17,7 @@ __all__ = ["StockController"]
 SkuPath = Annotated[
     str,
     PathParameter(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="The product's SKU (case-insensitive)."
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$(?!\n)", description="The product's SKU (case-insensitive)."
     ),
 ]
 
