@@ -45,13 +45,18 @@ __all__ = ["RebuildProgress", "rebuild"]
 
 COUNT = "SELECT count(*) FROM eventstore.events WHERE category = ANY($1::text[])"
 
-# The last event of the log that readers can see now (under the same horizon as read_all).
+# The last event of the projection's categories that readers can see now (under the same
+# horizon as read_all), so that reading up to it is exactly the work to do.
 HEAD = f"""
 SELECT transaction_id::text, position FROM eventstore.events
- WHERE transaction_id < {HORIZON}
+ WHERE transaction_id < {HORIZON} AND category = ANY($1::text[])
  ORDER BY transaction_id DESC, position DESC
  LIMIT 1
 """
+# How long to wait before reading again when the log shows nothing yet below the head.
+EMPTY_PAGE_PAUSE_SECONDS = 0.05
+# A head that stays invisible this long means something else is wrong: fail rather than hang.
+HEAD_VISIBLE_WITHIN_SECONDS = 120.0
 
 
 class RebuildProgress(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,7 +94,7 @@ async def rebuild(
     # Every event a live consumer applied without also writing it here was visible before
     # the building pointer was set, so reading up to the head seen now is enough; later
     # events reach the new generation through the live consumers.
-    row = await projector.pool.fetchrow(HEAD)
+    row = await projector.pool.fetchrow(HEAD, categories)
     head = LogPosition(int(row[0]), int(row[1])) if row else LogPosition.START
     total = int(await projector.pool.fetchval(COUNT, categories))
     started = time.monotonic()
@@ -116,6 +121,7 @@ async def rebuild(
         return progress
 
     cursor = after
+    waiting_since: float | None = None
     while cursor < head:
         page = await retry_transient(
             functools.partial(projector.store.read_all, cursor, limit=page_size, categories=categories),
@@ -123,7 +129,16 @@ async def rebuild(
             max_backoff=max_backoff,
         )
         if not page:
-            break
+            # The head is known to be visible, but the horizon a read computes can dip for a
+            # moment (a transaction of another database that ended between the snapshot and the
+            # activity look-up still counts): stopping here would swap in a model missing the
+            # events up to the head. Read again until the head is reached.
+            waiting_since = waiting_since or time.monotonic()
+            if time.monotonic() - waiting_since > HEAD_VISIBLE_WITHIN_SECONDS:
+                raise RuntimeError(f"the log up to {head} did not become readable; nothing was swapped")
+            await asyncio.sleep(EMPTY_PAGE_PAUSE_SECONDS)
+            continue
+        waiting_since = None
         events = [from_recorded(event) for event in page]
         failures = await retry_transient(
             functools.partial(projection.apply, events, [generation]), status, max_backoff=max_backoff
