@@ -95,7 +95,7 @@ async def test_a_rebuild_during_writes_and_reads_fails_no_read_and_ends_equal_to
     # Redis is read-your-writes; search is near real time (each index refreshes on its own),
     # so its count may lag by the last second's orders, never below what was there before.
     for (orders_before, _), (orders_after, _) in itertools.pairwise(seen):
-        assert orders_after >= orders_before
+        assert orders_after >= orders_before, (seen, results)
     assert min(documents for _, documents in seen) >= documents_before
     assert live_generation != "g0"
     assert await projector.search.indices(f"{projector.keyspace.prefix}orders-v1-g0") == []

@@ -57,8 +57,15 @@ async def test_no_order_is_repeated_or_skipped_while_writes_go_on(
     await models.refresh()
     current = {document.order_id: document for document in existing}
     placed = 0
+    # The background writer and the writes between pages take turns: each change is one version
+    # above the last, and two writers racing would send version n+2 before n+1.
+    turn = asyncio.Lock()
 
     async def write_some() -> None:
+        async with turn:
+            await write_three()
+
+    async def write_three() -> None:
         nonlocal placed
         for _ in range(3):
             # A status change (a new version of a document already seen or not yet seen) ...

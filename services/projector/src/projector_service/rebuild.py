@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Callable
 
@@ -42,6 +43,8 @@ from projector_service.runner import retry_transient
 from projector_service.status import ProjectionStatus
 
 __all__ = ["RebuildProgress", "rebuild"]
+
+log = logging.getLogger(__name__)
 
 COUNT = "SELECT count(*) FROM eventstore.events WHERE category = ANY($1::text[])"
 
@@ -97,6 +100,10 @@ async def rebuild(
     row = await projector.pool.fetchrow(HEAD, categories)
     head = LogPosition(int(row[0]), int(row[1])) if row else LogPosition.START
     total = int(await projector.pool.fetchval(COUNT, categories))
+    log.info(
+        "rebuild started",
+        extra={"projection": name, "generation": generation, "head": str(head), "total": total},
+    )
     started = time.monotonic()
     read = failed = 0
 
@@ -148,6 +155,10 @@ async def rebuild(
         read += len(page)
         await report("reading")
 
+    log.info(
+        "rebuild read up to its head",
+        extra={"projection": name, "generation": generation, "head": str(head), "read": read},
+    )
     await report("swapping")
     old = await projection.swap(generation)
     await redis.delete(keyspace.building(name))
