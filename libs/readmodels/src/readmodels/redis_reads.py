@@ -75,11 +75,16 @@ class LiveHashes:
         self._pointer = keyspace.live("redis")
         # The key layout stays `RedisModelKeys`'s: split a key built for a marker generation.
         self._marked = keyspace.models(_MARK)
+        # A client that decodes replies hands over strings already; converting them again is the
+        # larger part of a read's own work.
+        self._decoded = bool(redis.connection_pool.connection_kwargs.get("decode_responses"))
 
     async def _hash(self, key: str) -> dict[str, str]:
         before, _, after = key.partition(_MARK)
         flat = await self._script(keys=[self._pointer], args=[before, after, INITIAL_GENERATION])
-        return _strings(dict(zip(flat[::2], flat[1::2], strict=True)))
+        pairs = iter(flat)
+        fields = dict(zip(pairs, pairs, strict=True))
+        return fields if self._decoded else _strings(fields)
 
     async def order(self, order_id: str) -> OrderSummary | None:
         """The order's summary in the live generation, or None."""

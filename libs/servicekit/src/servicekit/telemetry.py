@@ -34,7 +34,15 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    DEFAULT_OFF,
+    DEFAULT_ON,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -45,7 +53,7 @@ from servicekit.logs import (
     set_correlation_id,
 )
 from servicekit.metrics import HttpMetrics
-from servicekit.settings import ServiceSettings
+from servicekit.settings import ServiceSettings, TracesSampler
 
 __all__ = [
     "RequestTelemetry",
@@ -55,6 +63,7 @@ __all__ = [
     "header_value",
     "instrument_asyncpg",
     "link_to",
+    "sampler",
     "traceparent_of",
     "tracer_provider",
 ]
@@ -69,18 +78,36 @@ type ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _propagator = TraceContextTextMapPropagator()
 _TRACE_HEADERS = {b"traceparent", b"tracestate"}
 _CORRELATION_HEADER = CORRELATION_HEADER.encode()
+_NEW_TRACE = Context()
+
+
+def sampler(name: TracesSampler, ratio: float = 1.0) -> Sampler:
+    """The SDK's sampler that OTEL_TRACES_SAMPLER `name` stands for; `ratio` is OTEL_TRACES_SAMPLER_ARG."""
+    match name:
+        case "always_on":
+            return ALWAYS_ON
+        case "always_off":
+            return ALWAYS_OFF
+        case "traceidratio":
+            return TraceIdRatioBased(ratio)
+        case "parentbased_always_on":
+            return DEFAULT_ON
+        case "parentbased_always_off":
+            return DEFAULT_OFF
+        case "parentbased_traceidratio":
+            return ParentBasedTraceIdRatio(ratio)
 
 
 def tracer_provider(
     settings: ServiceSettings, service: str, exporter: SpanExporter | None = None
 ) -> TracerProvider:
-    """A tracer provider exporting where the settings say (or to `exporter`, for tests).
+    """A tracer provider sampling and exporting where the settings say (or to `exporter`, for tests).
 
     `service` names the process in its spans unless OTEL_SERVICE_NAME says otherwise.
     """
     provider = TracerProvider(
         resource=Resource.create({"service.name": settings.otel_service_name or service}),
-        sampler=ParentBased(TraceIdRatioBased(settings.otel_sample_ratio)),
+        sampler=sampler(settings.otel_traces_sampler, settings.otel_traces_sampler_arg),
     )
     if exporter is None and settings.otel_exporter != "none":
         if settings.otel_exporter == "console":
@@ -185,8 +212,9 @@ class RequestTelemetry:
         headers = scope["headers"]
         incoming = incoming_correlation_id(headers)
         started = time.perf_counter()
+        path = scope["path"]
         # Health probes come every few seconds from the orchestrator; their spans would be noise.
-        if scope["path"].startswith("/health/"):
+        if path.startswith("/health/"):
             await self._serve(scope, receive, send, incoming or str(uuid.uuid4()), started)
             return
         carrier = {
@@ -195,21 +223,23 @@ class RequestTelemetry:
             if name in _TRACE_HEADERS
         }
         method = scope["method"]
+        attributes = {"http.request.method": method, "url.path": path}
+        # Litestar finds the route before any middleware runs: the span is named and tagged at
+        # its start, in one call, rather than updated attribute by attribute afterwards.
+        route = scope.get("path_template")
+        if route:
+            attributes["http.route"] = route
         with self._tracer.start_as_current_span(
-            method,
-            context=_propagator.extract(carrier),
+            f"{method} {route}" if route else method,
+            context=_propagator.extract(carrier) if carrier else _NEW_TRACE,
             kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope["path"]},
+            attributes=attributes,
         ) as span:
             # Without a caller's correlation id the trace id serves: it is unique, and it is what
             # the logs and the event metadata of this request carry anyway.
             correlation = incoming or format(span.get_span_context().trace_id, "032x")
             status = await self._serve(scope, receive, send, correlation, started)
             if span.is_recording():
-                route = scope.get("path_template")
-                if route:
-                    span.update_name(f"{method} {route}")
-                    span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
