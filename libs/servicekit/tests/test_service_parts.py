@@ -126,6 +126,8 @@ async def test_an_app_answers_problems_metrics_and_health_in_the_kit_shape() -> 
     assert ready.status_code == 503
     assert ready.json() == {"status": "unavailable", "checks": {"dependency": "no broker answers"}}
     assert 'http_requests_total{method="GET",route="/boom/{item}",status="409"} 1.0' in metrics, metrics
+    assert 'http_request_duration_seconds_bucket{le="+Inf",method="GET",route="/boom/{item}"} 1.0' in metrics
+    assert 'http_request_duration_seconds_count{method="GET",route="/boom/{item}"} 1.0' in metrics
     observability.shutdown()
 
 

@@ -24,7 +24,7 @@ from servicekit.requests import ServiceRequest
 
 from query_service.consistency import PositionWatch, SearchVisibility
 from query_service.problems import PROBLEMS
-from query_service.routes.conventions import CONSISTENCY_PARAMETERS, Reads
+from query_service.routes.conventions import Reads
 from query_service.routes.orders import CustomerController, OrderController
 from query_service.routes.stock import StockController
 from query_service.settings import QuerySettings
@@ -113,7 +113,6 @@ def create_app(
         path="/",
         route_handlers=[OrderController, CustomerController, StockController],
         before_request=access,
-        parameters=CONSISTENCY_PARAMETERS,
         security=[{"bearer": []}],
     )
     app = Litestar(

@@ -19,17 +19,18 @@ import re
 import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from litestar import Request
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter
+from litestar.openapi.spec import Parameter as OpenAPIParameter
 from readmodels.keyspace import Keyspace, RedisModelKeys
 from readmodels.order_queries import OrderSearchReader
 from readmodels.redis_reads import LiveHashes
 from redis.asyncio import Redis
 from servicekit.auth import SERVICE, STAFF, Principal, principal_of
 from servicekit.errors import InvalidHeader, NotAllowed
+from servicekit.openapi import HeadersOperation, header_parameter
 from servicekit.openapi import problem_responses as kit_problem_responses
 
 from query_service.consistency import PositionWatch, SearchVisibility
@@ -37,9 +38,10 @@ from query_service.errors import InvalidQuery, NotYetConsistent
 
 __all__ = [
     "CONSISTENCY_HEADER",
-    "CONSISTENCY_PARAMETERS",
+    "ReadOperation",
     "ReadRequest",
     "Reads",
+    "header",
     "needs",
     "problem_responses",
     "query_opt",
@@ -50,22 +52,21 @@ CONSISTENCY_HEADER = "X-Consistency-Token"
 _CONSISTENCY_HEADER = CONSISTENCY_HEADER.lower().encode()
 _TOKEN = re.compile(r"^[0-9]{1,18}$")
 
-# Declared once for every read route (a layered parameter of their router), so the OpenAPI document
-# shows it on each. Typed `str` with an empty default: `str | None` would document it as nullable.
-# `read_request` reads the header itself: an empty value is an error, an absent one is not.
-CONSISTENCY_PARAMETERS = {
-    "consistency_token": HeaderParameter(
-        name=CONSISTENCY_HEADER,
-        annotation=str,
-        required=False,
-        default="",
-        schema_extra={"pattern": _TOKEN.pattern},
-        description="Read your own writes: the `position` a command of the command service answered. "
-        "The read waits (bounded, 2 s by default) until the read model it reads has applied every event "
-        "up to that position, and answers 409 `not-yet-consistent` with `Retry-After` if it has not by "
-        "then. Without it the read answers at once from the read model as it is, which may lag.",
+
+class ReadOperation(HeadersOperation):
+    """Every read's OpenAPI operation: it lists X-Consistency-Token, which `read_request` reads itself."""
+
+    headers: ClassVar[tuple[OpenAPIParameter, ...]] = (
+        header_parameter(
+            CONSISTENCY_HEADER,
+            "Read your own writes: the `position` a command of the command service answered. The read "
+            "waits (bounded, 2 s by default) until the read model it reads has applied every event up to "
+            "that position, and answers 409 `not-yet-consistent` with `Retry-After` if it has not by "
+            "then. Without it the read answers at once from the read model as it is, which may lag.",
+            pattern=_TOKEN.pattern,
+        ),
     )
-}
+
 
 _DESCRIPTIONS = {
     400: "Invalid headers or query parameters (the errors name each), or a cursor of another query",
@@ -156,20 +157,21 @@ class ReadRequest:
 def read_request(request: Request[Any, Any, Any]) -> ReadRequest:
     """The read a request asks for: the authenticated caller, the token, and strict query parameters.
 
-    A plain call at the top of each handler rather than a Litestar dependency: a dependency with a
-    header parameter costs about 10 µs a request in Litestar's signature machinery, as much as the
-    rest of a read by id apart from its Redis call.
+    A plain call at the top of each handler rather than a Litestar dependency, and the token read
+    from the raw headers rather than as a header parameter (the route's `operation_class` documents
+    it): a dependency with a header parameter costs about 10 µs a request in Litestar's signature
+    machinery, as much as the rest of a read by id apart from its Redis call.
     """
     handler = request.route_handler
     if request.scope["query_string"]:
         _check_query(request, handler.opt.get("query", ()), handler.opt.get("repeatable", ()))
     reads: Reads = request.app.state.reads
-    return ReadRequest(reads, principal_of(request), _parse_token(_header(request, _CONSISTENCY_HEADER)))
+    return ReadRequest(reads, principal_of(request), _parse_token(header(request, _CONSISTENCY_HEADER)))
 
 
-def _header(request: Request[Any, Any, Any], name: bytes) -> str | None:
-    # Straight from the ASGI headers (names in lower case), the first of that name, as Litestar's own
-    # mapping would give it, without building that mapping.
+def header(request: Request[Any, Any, Any], name: bytes) -> str | None:
+    """The first value of the request header `name` (in lower case), as Litestar's mapping would give
+    it, read straight from the ASGI headers without building that mapping."""
     for key, value in request.scope["headers"]:
         if key == name:
             return value.decode("latin-1")

@@ -9,7 +9,7 @@ from litestar.params import FromPath, PathParameter
 from servicekit.auth import CUSTOMER, SERVICE, STAFF, allow
 
 from query_service.errors import ProductNotFound
-from query_service.routes.conventions import needs, problem_responses, query_opt, read_request
+from query_service.routes.conventions import ReadOperation, needs, problem_responses, query_opt, read_request
 from query_service.views import StockView, stock_view
 
 __all__ = ["StockController"]
@@ -33,6 +33,7 @@ class StockController(Controller):
         description=needs("From the Redis read model.", CUSTOMER, STAFF, SERVICE),
         opt=allow(CUSTOMER, STAFF, SERVICE) | query_opt(),
         responses=problem_responses(404),
+        operation_class=ReadOperation,
     )
     async def get_stock(self, sku: FromPath[SkuPath], request: Request[Any, Any, Any]) -> StockView:
         hashes = await read_request(request).live_hashes()
