@@ -134,10 +134,8 @@ class HttpClient:
         # The head in one read, not a line at a time: reading it costs the same however many
         # headers an answer has, so an answer with more of them does not slow its own load down.
         head = await self._reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.lower().split(b"\r\n"):
-            if line.startswith(b"content-length:"):
-                length = int(line[15:])
+        at = head.lower().find(b"\r\ncontent-length:")
+        length = int(head[at + 17 : head.index(b"\r\n", at + 2)]) if at >= 0 else 0
         return int(head[9:12]), await self._reader.readexactly(length)
 
     async def close(self) -> None:

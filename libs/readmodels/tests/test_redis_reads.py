@@ -50,23 +50,24 @@ async def redis(own_redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+def _order_hash(order_id: str, version: int) -> dict[str, str | int]:
+    return {
+        "order_id": order_id,
+        "customer_id": "alice",
+        "status": "pending",
+        "total": 300,
+        "currency": "EUR",
+        "lines": '[{"sku":"blue-mug","quantity":1,"unit_price":300,"line_total":300}]',
+        "placed_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "reason": "",
+        "version": version,
+    }
+
+
 async def test_an_order_is_read_whether_or_not_the_server_knows_the_script(redis: Redis) -> None:
     keyspace = Keyspace("t-")
-    await redis.hset(
-        keyspace.models(INITIAL_GENERATION).order("o-1"),
-        mapping={
-            "order_id": "o-1",
-            "customer_id": "alice",
-            "status": "pending",
-            "total": 300,
-            "currency": "EUR",
-            "lines": '[{"sku":"blue-mug","quantity":1,"unit_price":300,"line_total":300}]',
-            "placed_at": "2026-01-01T00:00:00Z",
-            "updated_at": "2026-01-01T00:00:00Z",
-            "reason": "",
-            "version": 1,
-        },
-    )
+    await redis.hset(keyspace.models(INITIAL_GENERATION).order("o-1"), mapping=_order_hash("o-1", 1))
     hashes = LiveHashes(redis, keyspace)
 
     # A server that never saw the script (this one is new), then one that lost it (a restart:
@@ -79,3 +80,16 @@ async def test_an_order_is_read_whether_or_not_the_server_knows_the_script(redis
     assert again is not None
     assert (first.customer_id, again.version) == ("alice", 1)
     assert await hashes.order("o-2") is None
+
+
+async def test_reads_follow_the_live_generation_pointer(redis: Redis) -> None:
+    keyspace = Keyspace("t-")
+    await redis.hset(keyspace.models(INITIAL_GENERATION).order("o-1"), mapping=_order_hash("o-1", 1))
+    await redis.hset(keyspace.models("g7").order("o-1"), mapping=_order_hash("o-1", 2))
+    hashes = LiveHashes(redis, keyspace)
+
+    before = await hashes.order("o-1")
+    await redis.set(keyspace.live("redis"), "g7")
+    after = await hashes.order("o-1")
+
+    assert (before.version if before else None, after.version if after else None) == (1, 2)

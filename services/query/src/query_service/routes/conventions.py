@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import msgspec
 from litestar import Request
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Parameter as OpenAPIParameter
@@ -103,9 +104,15 @@ class Reads:
     consistency_timeout: float
 
 
-@dataclass(frozen=True, slots=True)
-class ReadRequest:
-    """One read: the adapters, who asks, and the position the answer must include, if any."""
+_SEE_EVERYONE = frozenset({STAFF, SERVICE})
+
+
+class ReadRequest(msgspec.Struct, frozen=True):
+    """One read: the adapters, who asks, and the position the answer must include, if any.
+
+    A Struct rather than a frozen dataclass: made once per request, and a frozen dataclass's
+    `__init__` sets each field through `object.__setattr__`.
+    """
 
     reads: Reads
     principal: Principal
@@ -113,7 +120,7 @@ class ReadRequest:
 
     @property
     def sees_everyone(self) -> bool:
-        return bool(self.principal.roles & {STAFF, SERVICE})
+        return not self.principal.roles.isdisjoint(_SEE_EVERYONE)
 
     def own_customer(self, requested: str | None = None) -> str | None:
         """The customer a search must be limited to: the caller, unless staff or the saga asks.
