@@ -1,13 +1,14 @@
 """Query service throughput and latency through the real HTTP server, next to a bare handler.
 
-    .venv/bin/python bench/query_bench.py [--orders 20000] [--seconds 10]
+    .venv/bin/python bench/query_bench.py [--orders 20000] [--seconds 15] [--rounds 10]
 
 Needs REDIS_URL and SEARCH_URL (the environment, or .devstack/env after `./dev up`).
 The read models are written straight into Redis and the search engine in the
 projector's shapes, under a key prefix of this run's own, and removed afterwards.
 
 Compared in one run:
-  order by id, 32 clients
+  order by id, 32 clients, the three servers up at once and driven in turn, `--rounds`
+  slices of `--seconds / --rounds` each; with each server's own CPU per request (Linux)
     bare   a Litestar app with one handler, as its own uvicorn process: HGETALL of the
            order's key, return the hash as JSON (the practical limit of Litestar + Redis:
            no JWT, no rate limit, no generation lookup, no tracing, no problem table),
@@ -102,11 +103,13 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    server_cpu: float = 0.0  # seconds of the server process's CPU, where measured
 
     def merge(self, other: Run) -> None:
         self.latencies += other.latencies
         self.errors += other.errors
         self.seconds += other.seconds
+        self.server_cpu += other.server_cpu
 
     @property
     def rate(self) -> float:
@@ -276,14 +279,25 @@ async def wait_until_answering(port: int, path: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def process(argv: list[str], env: dict[str, str], port: int, ready: str) -> AsyncIterator[None]:
+async def process(argv: list[str], env: dict[str, str], port: int, ready: str) -> AsyncIterator[int]:
+    """The server process, started and answering; yields its pid."""
     started = await asyncio.create_subprocess_exec(*argv, env={**os.environ, **env})
     try:
         await wait_until_answering(port, ready)
-        yield
+        yield started.pid
     finally:
         started.terminate()
         await started.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def cpu_per_request(app: Litestar, path: str, token: str, requests: int = 3000) -> float:
@@ -348,9 +362,11 @@ async def cpu_table(redis_url: str, search_url: str, prefix: str, order_id: str,
 
 def row(name: str, run: Run, base: Run | None = None) -> str:
     ratio = f"{run.rate / base.rate:.0%}" if base else ""
+    answered = len(run.latencies) + run.errors
+    cpu = f"{run.server_cpu / answered * 1000:.3f}" if run.server_cpu and answered else ""
     return (
         f"| {name} | {run.rate:,.0f} | {run.percentile(50):.1f} | {run.percentile(99):.1f} | "
-        f"{run.errors} | {ratio} |"
+        f"{run.errors} | {ratio} | {cpu} |"
     )
 
 
@@ -358,7 +374,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=15.0, help="per contender, split over the rounds")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     redis_url, search_url = os.environ["REDIS_URL"], os.environ["SEARCH_URL"]
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
@@ -397,23 +413,26 @@ async def main() -> None:
         }
         query_argv = [sys.executable, "-m", "query_service"]
         async with (
-            process(bare_argv, {}, bare_port, f"/orders/{ids[0]}"),
-            process(query_argv, query_env, query_port, "/health/ready"),
-            process(query_argv, sampled_env, sampled_port, "/health/ready"),
+            process(bare_argv, {}, bare_port, f"/orders/{ids[0]}") as bare_pid,
+            process(query_argv, query_env, query_port, "/health/ready") as query_pid,
+            process(query_argv, sampled_env, sampled_port, "/health/ready") as sampled_pid,
         ):
-            # All three up at once, measured in alternating rounds: the machine's other load
-            # drifts, and each contender should see the same share of it.
+            # All three up at once, measured in many short alternating rounds: the machine's
+            # other load drifts, and each contender should see the same share of it. Each
+            # server's own CPU per request is measured too: it depends far less on that load.
             targets = {
-                "bare": (bare_port, None),
-                "query": (query_port, token),
-                "query-sampled": (sampled_port, token),
+                "bare": (bare_port, None, bare_pid),
+                "query": (query_port, token, query_pid),
+                "query-sampled": (sampled_port, token, sampled_pid),
             }
-            for port, credentials in targets.values():
+            for port, credentials, _ in targets.values():
                 await drive(port, credentials, 32, 2, by_id)  # warm-up
             for round_number in range(args.rounds):
-                for name, (port, credentials) in targets.items():
-                    progress(f"order by id, round {round_number + 1}: {name}, 32 clients")
+                progress(f"order by id, round {round_number + 1} of {args.rounds}: bare, query, query 1%")
+                for name, (port, credentials, pid) in targets.items():
+                    used = cpu_seconds(pid)
                     run = await drive(port, credentials, 32, args.seconds / args.rounds, by_id)
+                    run.server_cpu = cpu_seconds(pid) - used
                     results.setdefault(name, Run()).merge(run)
             deep = await deep_page_path(query_port, token, page=50)
 
@@ -467,8 +486,8 @@ def print_table(args: argparse.Namespace, results: dict[str, Run]) -> None:
         f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average {load:.1f}; {args.orders:,} orders; {args.seconds:g} s per measurement\n"
     )
-    print("| measurement | req/s | p50 ms | p99 ms | errors | vs bare |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| measurement | req/s | p50 ms | p99 ms | errors | vs bare | server CPU ms / request |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     print(row("order by id, bare Litestar + HGETALL (32 clients)", results["bare"]))
     print(row("order by id, query service (32 clients)", results["query"], results["bare"]))
     print(
