@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.testing import StoreReader
+from command_service.testing import StoreReader, register_products
 from eventstore.postgres import PostgresEventStore
 from fulfilment.registry import build_registry
 from litestar import Litestar
@@ -58,11 +58,13 @@ def app(settings: CommandSettings) -> Litestar:
 
 
 @pytest.fixture
-async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: Litestar, tokens: TokenFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app, whose catalogue holds `command_service.testing.CATALOGUE`."""
     # The app runs on the test's own event loop, so tests can race requests with asyncio.gather.
     async with lifespan_of(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://command.test") as http:
+            await register_products(http, tokens("catalogue-admin", roles=["staff"]))
             yield http
 
 
