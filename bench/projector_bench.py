@@ -192,7 +192,15 @@ SELECT 'order-' || o.id, 'order', v.version, gen_random_uuid(),
 async def fill_store(projector: Projector, total: int) -> None:
     for n in range(SKUS):
         await projector.store.append(
-            f"stock-sku{n}", [NewEvent(data=ProductRegistered(sku=f"sku{n}", name=f"Product number {n}"))]
+            f"stock-sku{n}",
+            # At the price the orders below pay.
+            [
+                NewEvent(
+                    data=ProductRegistered(
+                        sku=f"sku{n}", name=f"Product number {n}", unit_price=100, currency="EUR"
+                    )
+                )
+            ],
         )
     orders = total // 2
     chunk = 100_000
