@@ -168,8 +168,9 @@ def test_an_order_is_not_confirmed_without_its_payment_and_every_reservation(
     assert error.code == code
 
 
-def test_a_confirmed_order_is_left_to_its_own_rules() -> None:
-    check_confirmation(order(OrderStatus.CONFIRMED), None, {})
+@pytest.mark.parametrize("status", [OrderStatus.CONFIRMED, OrderStatus.CANCELLED, OrderStatus.REJECTED])
+def test_an_order_that_is_not_pending_is_left_to_its_own_rules(status: OrderStatus) -> None:
+    check_confirmation(order(status), None, {})
 
 
 # --- refunds -----------------------------------------------------------------------------------
