@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.testing import CATALOGUE, ORDER_BODY, StoreReader, command_headers, register_products
+from command_service.testing import CATALOGUE, ORDER_BODY, StoreReader, command_headers, stock_catalogue
 from eventstore.postgres import PostgresEventStore
 from fulfilment.registry import build_registry
 from litestar import Litestar
@@ -48,6 +48,13 @@ def settings_for(redis_url: str) -> Callable[..., CommandSettings]:
 
 
 @pytest.fixture
+async def fresh_database_url(fresh_database_url: str) -> str:
+    """A database of its own for each test, with the products of `CATALOGUE` for sale."""
+    await stock_catalogue(fresh_database_url)
+    return fresh_database_url
+
+
+@pytest.fixture
 def settings(fresh_database_url: str, redis_url: str) -> CommandSettings:
     return make_settings(fresh_database_url, redis_url)
 
@@ -58,13 +65,11 @@ def app(settings: CommandSettings) -> Litestar:
 
 
 @pytest.fixture
-async def client(app: Litestar, tokens: TokenFactory) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app, whose catalogue holds `command_service.testing.CATALOGUE`."""
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     # The app runs on the test's own event loop, so tests can race requests with asyncio.gather.
     async with lifespan_of(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://command.test") as http:
-            await register_products(http, tokens("catalogue-admin", roles=["staff"]))
             yield http
 
 
