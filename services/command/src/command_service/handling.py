@@ -24,6 +24,7 @@ this module adds is the HTTP service's policy:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -99,17 +100,22 @@ async def handle[S, C, E: msgspec.Struct](
     *,
     status_code: int,
     new_stream: bool = False,
+    check: Callable[[], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Run `command` against the stream `stream_id` as described in the module docstring.
 
     `status_code` is the endpoint's success status, stored with the key for replays.
     `new_stream`: the caller just made the stream id up (a fresh UUID), so there is
     nothing to load; the append still insists that the stream does not exist.
+    `check`: rules across streams (`fulfilment.rules`), run in the stream's turn just before
+    the command; what it refuses is answered like a refusal of the command itself.
     """
     claim = services.keys.claim(context.subject, context.idempotency_key, context.fingerprint, status_code)
     try:
         # A stream id just made up has nobody to queue behind.
         async with contextlib.nullcontext() if new_stream else services.queues.turn(stream_id):
+            if check is not None:
+                await check()
             executed = await execute(
                 services.store,
                 decider,

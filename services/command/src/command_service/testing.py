@@ -6,17 +6,33 @@ Tokens, processes and app lifespans come from `servicekit.testing`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
+import httpx
 from eventstore.store import EventStore
 from eventstore.types import RecordedEvent
 
-__all__ = ["ORDER_BODY", "StoreReader", "command_headers"]
+__all__ = ["CATALOGUE", "ORDER_BODY", "StoreReader", "command_headers", "register_products"]
 
-ORDER_BODY: dict[str, Any] = {
-    "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price": 1250}],
-    "currency": "EUR",
-}
+# Products for sale in tests: orders take their prices from here (ORDER_BODY totals 2500 EUR).
+CATALOGUE: tuple[dict[str, Any], ...] = (
+    {"sku": "SKU-1", "name": "Blue mug", "unit_price": 1250, "currency": "EUR"},
+    {"sku": "SKU-2", "name": "Green teapot", "unit_price": 3990, "currency": "EUR"},
+)
+
+ORDER_BODY: dict[str, Any] = {"lines": [{"sku": "SKU-1", "quantity": 2}], "currency": "EUR"}
+
+
+async def register_products(
+    client: httpx.AsyncClient, staff_token: str, products: Iterable[dict[str, Any]] = CATALOGUE
+) -> None:
+    """Register `products` (bodies of `POST /products`) through the API; one already there is fine."""
+    for product in products:
+        response = await client.post("/products", json=product, headers=command_headers(staff_token))
+        already = response.status_code == 409 and response.json().get("code") == "product-already-registered"
+        if response.status_code != 201 and not already:
+            raise AssertionError(f"registering {product['sku']}: {response.status_code} {response.text}")
 
 
 def command_headers(token: str, key: str | None = None, **extra: str) -> dict[str, str]:
