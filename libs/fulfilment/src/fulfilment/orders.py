@@ -159,7 +159,7 @@ def _place(state: Order | None, command: PlaceOrder) -> list[OrderEvent]:
         raise Conflict("order-already-placed", f"order {command.order_id} was already placed")
     if not 1 <= len(command.lines) <= MAX_LINES:
         raise InvalidCommand("order-lines-count", f"an order has 1 to {MAX_LINES} lines")
-    lines: list[PlacedLine] = []
+    # What the command says about itself first, then what the catalogue says of each line.
     seen: set[str] = set()
     for line in command.lines:
         sku = normalise_sku(line.sku)
@@ -168,6 +168,9 @@ def _place(state: Order | None, command: PlaceOrder) -> list[OrderEvent]:
         if line.quantity < 1:
             raise InvalidCommand("invalid-order-line", f"SKU {sku}: quantity must be at least 1")
         seen.add(sku)
+    lines: list[PlacedLine] = []
+    for line in command.lines:
+        sku = normalise_sku(line.sku)
         unit_price = _price(command.catalogue.get(sku), sku, command.currency)
         line_total = line.quantity * unit_price
         lines.append(

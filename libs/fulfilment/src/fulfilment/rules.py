@@ -78,10 +78,11 @@ def check_commit(order: Order | None, order_id: UUID, payment: Payment | None) -
 def check_confirmation(order: Order, payment: Payment | None, stock: Mapping[str, StockItem | None]) -> None:
     """An order is confirmed once its payment is authorised and every line's units are reserved.
 
-    `stock` holds the stock item of each SKU on the order. Confirming an order
-    confirmed already is left to the order's own rules (it decides nothing).
+    `stock` holds the stock item of each SKU on the order. An order that is not
+    pending is left to the order's own rules (confirmed already: nothing to do;
+    cancelled or rejected: refused as such).
     """
-    if order.status is OrderStatus.CONFIRMED:
+    if order.status is not OrderStatus.PENDING:
         return
     _require_paid(order, payment)
     for sku, quantity in order.lines.items():

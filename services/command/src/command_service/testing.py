@@ -9,11 +9,25 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import asyncpg
 import httpx
+import msgspec
+from eventstore import PostgresEventStore, execute, migrate
 from eventstore.store import EventStore
 from eventstore.types import RecordedEvent
+from fulfilment.deciders import STOCK
+from fulfilment.registry import build_registry
+from fulfilment.stock import RegisterProduct
+from fulfilment.values import stock_stream
 
-__all__ = ["CATALOGUE", "ORDER_BODY", "StoreReader", "command_headers", "register_products"]
+__all__ = [
+    "CATALOGUE",
+    "ORDER_BODY",
+    "StoreReader",
+    "command_headers",
+    "register_products",
+    "stock_catalogue",
+]
 
 # Products for sale in tests: orders take their prices from here (ORDER_BODY totals 2500 EUR).
 CATALOGUE: tuple[dict[str, Any], ...] = (
@@ -22,6 +36,23 @@ CATALOGUE: tuple[dict[str, Any], ...] = (
 )
 
 ORDER_BODY: dict[str, Any] = {"lines": [{"sku": "SKU-1", "quantity": 2}], "currency": "EUR"}
+
+
+async def stock_catalogue(database_url: str, products: Iterable[dict[str, Any]] = CATALOGUE) -> None:
+    """Register `products` straight into the event store at `database_url` (migrating it first).
+
+    For tests that start a command service of their own on a fresh database.
+    """
+    await migrate(database_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    store = PostgresEventStore(pool, build_registry())
+    try:
+        for product in products:
+            command = msgspec.convert(product, RegisterProduct)
+            await execute(store, STOCK, stock_stream(command.sku), command)
+    finally:
+        await store.close()
+        await pool.close()
 
 
 async def register_products(
