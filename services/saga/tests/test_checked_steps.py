@@ -17,7 +17,7 @@ import pytest
 from fulfilment import order_stream, payment_stream, stock_stream
 from saga_service.events import Outcome
 from saga_service.orchestrator import Orchestrator
-from saga_service.saga import Cancel, Phase, ReceiveReply, Saga
+from saga_service.saga import Abort, Cancel, Phase, ReceiveReply, Saga
 
 from services.saga.tests.conftest import World
 
@@ -103,6 +103,27 @@ async def test_a_reservation_reaching_the_command_service_after_the_cancellation
     assert late == "refused:order-not-pending"
     assert await of_order(world, stock_stream("mug"), order_id) == []
     assert await types(world, payment_stream(order_id)) == []
+
+
+async def test_a_reservation_reaching_the_command_service_after_an_abort_is_refused(world: World) -> None:
+    # The same race when an operator aborts: the order is still pending when the compensation
+    # starts, and the compensation rejects it before releasing, so the late reservation meets a
+    # rejected order and is refused; nothing stays held.
+    order_id = await world.place("ines", ("MUG", 1))
+    async with world.instance("a", payment_timeout=30) as saga:
+        await saga.record(order_id, await world.begin(order_id))
+        in_flight = (await saga.streams.load(order_id)).state
+        assert in_flight is not None
+        await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
+        state = (await saga.drive(order_id)).state
+        assert state is not None
+        assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED), state
+        assert list(state.done) == ["reject", "release:mug"]
+
+        late = await saga.commands.send(in_flight, "reserve:mug")
+    assert late == "refused:order-not-pending"
+    assert await of_order(world, stock_stream("mug"), order_id) == []
+    assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderRejected"]
 
 
 async def test_a_refund_waits_for_the_customer_to_cancel_the_confirmed_order(world: World) -> None:
