@@ -239,6 +239,7 @@ async def fill_store(projector: Projector, total: int) -> None:
     for n in range(SKUS):
         await projector.store.append(
             f"stock-sku{n}",
+            # At the price the orders below pay.
             [
                 NewEvent(
                     data=ProductRegistered(
