@@ -26,6 +26,9 @@
    search through the alias returning the order (one `terms` search every
    10 ms for all the orders not found yet), which adds the wait for the
    index's next refresh. The refresh interval in force is read from the index.
+   Printed beside: the rate reached, the load average, the CPU each process
+   used, and how late this process's event loop ran (a late loop sends late
+   and times late: the figures are then the load generator's, not the suite's).
 
 Uses its own databases, topics, keys and indexes, removed afterwards.
 """
@@ -309,6 +312,10 @@ class Sightings:
     found: dict[str, float] = field(default_factory=dict)  # order id -> first search that returned it
     # Answered orders no search has returned yet, oldest first (a dict keeps the order).
     unfound: dict[str, None] = field(default_factory=dict)
+    # How late this process's event loop woke from 10 ms sleeps (ms): when it is late, so are the
+    # requests it sends and the times it takes, and the figures say more about this process than
+    # about the services.
+    loop_lag: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -396,6 +403,14 @@ async def poll_search(search: SearchClient, alias: str, sightings: Sightings) ->
                 sightings.found.setdefault(hit["order_id"], now)
                 sightings.unfound.pop(hit["order_id"], None)
         await asyncio.sleep(SEARCH_POLL)
+
+
+async def watch_loop_lag(sightings: Sightings) -> None:
+    """How late this process's event loop wakes from a 10 ms sleep."""
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(0.010)
+        sightings.loop_lag.append((time.perf_counter() - started - 0.010) * 1000)
 
 
 async def place_orders(
@@ -556,7 +571,9 @@ async def bench_visibility(
         }
         pids["this process"] = os.getpid()
         cpu_before, started = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.monotonic()
+        lag = asyncio.create_task(watch_loop_lag(sightings))
         answers, failures, sending = await place_orders(clients, customers, rate, seconds, sightings)
+        await stop_tasks([lag])
         progress(f"  all answered after {time.monotonic() - started:.1f} s")
         await drain(answers, sightings, timeout=60)
         progress(f"  drained after {time.monotonic() - started:.1f} s")
@@ -590,7 +607,10 @@ def print_visibility(run: VisibilityRun, rate: float, seconds: float, engine: st
           f"{len(answers):,} accepted{failed}; "
           f"load average {run.load[0]:.1f} before, {run.load[1]:.1f} after")  # fmt: skip
     used = ", ".join(f"{name} {cpu:.1f}" for name, cpu in run.cpu.items())
-    print(f"CPU seconds in the {run.seconds:.1f} s of placing and draining: {used}\n")
+    print(f"CPU seconds in the {run.seconds:.1f} s of placing and draining: {used}")
+    lag = seen.loop_lag or [0.0]
+    print(f"this process's event loop while sending, late by: p50 {percentile(lag, 50):.1f} ms, "
+          f"p99 {percentile(lag, 99):.1f} ms, max {max(lag):.1f} ms\n")  # fmt: skip
     # Waits from an answer that came later than the thing it waits for are 0: already visible.
     print(f"| at {rate:g} orders/s | samples | visible at the answer | p50 | p99 | max |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
