@@ -9,7 +9,8 @@ Each run gets a database of its own on that server, dropped afterwards.
 Compared in one run, at the same concurrency, with the same pool size:
   direct  `eventstore.execute` in this process, reading what the service reads first: the
           products of an order's lines (their stock streams: prices come from the catalogue),
-          the order a reservation names (it must be for that order's line); then load the
+          the order a reservation names (it must be for that order's line), through a state
+          cache as the service does (`eventstore.StateCache`); then load the
           stream, decide, append (the practical limit of the write path: no HTTP, no auth, no
           idempotency key; a new order's stream is loaded too, two round trips that find
           nothing, which the service skips for the stream ids it makes up)
@@ -59,8 +60,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from command_service.related import order_of, stock_items
-from eventstore import Metadata, NewEvent, PostgresEventStore, connect, execute, load, migrate
+from command_service.related import Related
+from eventstore import Metadata, NewEvent, PostgresEventStore, StateCache, connect, execute, load, migrate
 from fulfilment.deciders import ORDERS, STOCK
 from fulfilment.events import StockReservationCommitted, StockReserved
 from fulfilment.orders import CancelOrder, OrderLine, PlaceOrder
@@ -170,7 +171,7 @@ async def prepare(store: PostgresEventStore, setup: Setup) -> list[uuid.UUID]:
     await execute(store, STOCK, hot, RegisterProduct(sku=HOT_SKU, name="Hot", unit_price=100, currency="EUR"))
     for _ in range(10):
         await execute(store, STOCK, hot, ReceiveStock(sku=HOT_SKU, quantity=100_000))
-    catalogue = await stock_items(store, [HOT_SKU])
+    catalogue = await Related(store).stock_items([HOT_SKU])
     line = (OrderLine(sku=HOT_SKU, quantity=1),)
     order_ids = [uuid.uuid4() for _ in range(setup.reserve_orders)]
 
@@ -206,12 +207,10 @@ async def settle_history(store: PostgresEventStore, sku: str, orders: int) -> No
 type Catalogue = Callable[[], Awaitable[dict[str, StockItem]]]
 
 
-async def catalogue_of(
-    store: PostgresEventStore, cached: bool
-) -> Callable[[], Awaitable[dict[str, StockItem]]]:
+async def catalogue_of(related: Related, cached: bool) -> Callable[[], Awaitable[dict[str, StockItem]]]:
     """How a place reads its lines' products: from the store each time, or once (`cached`)."""
     if cached:
-        items = await stock_items(store, PRICES)
+        items = await related.stock_items(PRICES)
 
         async def once() -> dict[str, StockItem]:
             return items
@@ -219,7 +218,7 @@ async def catalogue_of(
         return once
 
     async def every_time() -> dict[str, StockItem]:
-        return await stock_items(store, (line.sku for line in LINES))
+        return await related.stock_items(line.sku for line in LINES)
 
     return every_time
 
@@ -234,25 +233,29 @@ async def direct(database_url: str, setup: Setup, *, cached: bool = False) -> As
     metadata = Metadata(correlation_id="bench", actor="bench")
     workload = setup.workload
     orders = await prepare(store, setup)
-    catalogue = await catalogue_of(store, cached)
+    states = StateCache()  # as the service keeps one
+    related = Related(store, states)
+    catalogue = await catalogue_of(related, cached)
 
     async def one_round(client: int) -> int:
         if workload == "reserve":
             order_id = next_order(orders)
-            check_reservation(await order_of(store, order_id), order_id, HOT_SKU, 1)
+            check_reservation(await related.order(order_id), order_id, HOT_SKU, 1)
             reserve = ReserveStock(sku=HOT_SKU, order_id=order_id, quantity=1)
             stream = stock_stream(HOT_SKU)
-            await execute(store, STOCK, stream, reserve, metadata=metadata, max_attempts=MAX_ATTEMPTS)
+            await execute(
+                store, STOCK, stream, reserve, metadata=metadata, max_attempts=MAX_ATTEMPTS, cache=states
+            )
             return 1
         order_id, customer = uuid.uuid4(), f"customer-{client}"
         place = PlaceOrder(
             order_id=order_id, customer_id=customer, lines=LINES, currency="EUR", catalogue=await catalogue()
         )
-        await execute(store, ORDERS, order_stream(order_id), place, metadata=metadata)
+        await execute(store, ORDERS, order_stream(order_id), place, metadata=metadata, cache=states)
         if workload == "place":
             return 1
         cancel = CancelOrder(order_id=order_id, customer_id=customer)
-        await execute(store, ORDERS, order_stream(order_id), cancel, metadata=metadata)
+        await execute(store, ORDERS, order_stream(order_id), cancel, metadata=metadata, cache=states)
         return 2
 
     try:

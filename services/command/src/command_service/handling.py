@@ -16,6 +16,8 @@ this module adds is the HTTP service's policy:
   and never retried;
 - commands on one stream take turns within this process (`command_service.queues`),
   so they do not race each other at all;
+- the states this process last loaded or wrote are kept (`eventstore.StateCache`),
+  so a load reads only the events after them;
 - without If-Match a lost race (with another process) is decided again on fresh
   state, up to `max_attempts` times, because two clients acting on one stream at
   once is normal and the domain may well accept both; after that, 409.
@@ -30,12 +32,22 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from eventstore import ClaimRefused, ConcurrencyError, Decider, EventRegistry, EventStore, Metadata, execute
+from eventstore import (
+    ClaimRefused,
+    ConcurrencyError,
+    Decider,
+    EventRegistry,
+    EventStore,
+    Metadata,
+    StateCache,
+    execute,
+)
 from fulfilment.errors import DomainError
 
 from command_service.errors import PreconditionFailed, TooMuchContention
 from command_service.idempotency import IdempotencyKeys
 from command_service.queues import StreamQueues
+from command_service.related import Related
 
 __all__ = ["CommandAccepted", "CommandContext", "Outcome", "Services", "handle"]
 
@@ -89,6 +101,14 @@ class Services:
     keys: IdempotencyKeys
     max_attempts: int
     queues: StreamQueues = field(default_factory=StreamQueues)
+    # The states this process last loaded or wrote: a load reads only the events after them
+    # (a busy stock item's state is large, and placing an order reads every line's item).
+    states: StateCache = field(default_factory=StateCache)
+
+    @property
+    def related(self) -> Related:
+        """Reads of the streams a command names besides its own, through this process's state cache."""
+        return Related(self.store, self.states)
 
 
 async def handle[S, C, E: msgspec.Struct](
@@ -126,6 +146,7 @@ async def handle[S, C, E: msgspec.Struct](
                 new_stream=new_stream,
                 claim=claim,
                 max_attempts=services.max_attempts,
+                cache=services.states,
             )
     except (DomainError, ConcurrencyError, ClaimRefused) as error:
         # A retry of a command that already went through meets the state (or the key) it made itself.

@@ -16,7 +16,6 @@ from servicekit.auth import CUSTOMER, SERVICE, requires
 from servicekit.openapi import OptionalBodyOperation
 
 from command_service.handling import CommandAccepted
-from command_service.related import order_of, payment_of, stock_items
 from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
 
 __all__ = ["OrderController"]
@@ -63,7 +62,7 @@ class OrderController(Controller):
         self, data: JSONBody[PlaceOrderBody], command_request: CommandRequestDep
     ) -> Response[OrderAccepted]:
         order_id = uuid4()
-        catalogue = await stock_items(command_request.services.store, (line.sku for line in data.lines))
+        catalogue = await command_request.services.related.stock_items(line.sku for line in data.lines)
         command = PlaceOrder(
             order_id=order_id,
             customer_id=command_request.subject,
@@ -88,13 +87,13 @@ class OrderController(Controller):
     async def confirm(
         self, order_id: FromPath[UUID], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
-        store = command_request.services.store
+        related = command_request.services.related
 
         async def paid_and_reserved() -> None:
-            order = await order_of(store, order_id)
+            order = await related.order(order_id)
             if order is not None:  # a missing order is the order's own rule (404)
-                payment = await payment_of(store, order_id)
-                check_confirmation(order, payment, await stock_items(store, order.lines))
+                payment = await related.payment(order_id)
+                check_confirmation(order, payment, await related.stock_items(order.lines))
 
         command = ConfirmOrder(order_id=order_id)
         return await command_request.run(ORDERS, order_stream(order_id), command, check=paid_and_reserved)

@@ -15,7 +15,6 @@ from servicekit.auth import SERVICE, requires
 from servicekit.openapi import OptionalBodyOperation
 
 from command_service.handling import CommandAccepted
-from command_service.related import order_of, payment_of
 from command_service.routes.conventions import CommandRequestDep, problem_responses
 
 __all__ = ["PaymentController"]
@@ -60,10 +59,10 @@ class PaymentController(Controller):
     async def request(
         self, data: JSONBody[RequestPaymentBody], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
-        store = command_request.services.store
+        related = command_request.services.related
 
         async def the_order_total() -> None:
-            order = await order_of(store, data.order_id)
+            order = await related.order(data.order_id)
             check_payment_request(order, data.order_id, data.amount, data.currency)
 
         command = RequestPayment(order_id=data.order_id, amount=data.amount, currency=data.currency)
@@ -141,10 +140,10 @@ class PaymentController(Controller):
         data: JSONBody[RefundBody | None] = None,
     ) -> Response[CommandAccepted]:
         body = data or RefundBody()
-        store = command_request.services.store
+        related = command_request.services.related
 
         async def captured_and_not_confirmed() -> None:
-            order, payment = await order_of(store, order_id), await payment_of(store, order_id)
+            order, payment = await related.order(order_id), await related.payment(order_id)
             check_refund(order, payment, body.amount)
 
         command = RefundPayment(order_id=order_id)

@@ -36,7 +36,6 @@ from servicekit.auth import SERVICE, STAFF, requires
 from servicekit.openapi import OptionalBodyOperation
 
 from command_service.handling import CommandAccepted
-from command_service.related import order_of, payment_of
 from command_service.routes.conventions import CommandRequestDep, problem_responses
 
 __all__ = ["StockController"]
@@ -174,10 +173,10 @@ class StockController(Controller):
         data: JSONBody[ReserveStockBody],
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
-        store = command_request.services.store
+        related = command_request.services.related
 
         async def fits_the_order() -> None:
-            order = await order_of(store, data.order_id)
+            order = await related.order(data.order_id)
             check_reservation(order, data.order_id, normalise_sku(sku), data.quantity)
 
         command = ReserveStock(sku=sku, order_id=data.order_id, quantity=data.quantity)
@@ -214,10 +213,10 @@ class StockController(Controller):
         order_id: FromPath[UUID],
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
-        store = command_request.services.store
+        related = command_request.services.related
 
         async def paid_and_going_ahead() -> None:
-            check_commit(await order_of(store, order_id), order_id, await payment_of(store, order_id))
+            check_commit(await related.order(order_id), order_id, await related.payment(order_id))
 
         command = CommitReservation(sku=sku, order_id=order_id)
         return await command_request.run(STOCK, stock_stream(sku), command, check=paid_and_going_ahead)
