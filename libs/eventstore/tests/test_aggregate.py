@@ -19,6 +19,7 @@ from eventstore import (
     StreamTruncated,
     execute,
     load,
+    load_many,
 )
 
 
@@ -360,6 +361,7 @@ class CountingReads:
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self.reads_from: list[int | None] = []
+        self.many_reads: list[dict[str, int]] = []
         self.snapshot_lookups = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -368,6 +370,10 @@ class CountingReads:
     async def read_stream(self, stream_id: str, from_version: int | None = 0, **kw: Any) -> Any:
         self.reads_from.append(from_version)
         return await self.store.read_stream(stream_id, from_version, **kw)
+
+    async def read_streams(self, starts: dict[str, int]) -> Any:
+        self.many_reads.append(dict(starts))
+        return await self.store.read_streams(starts)
 
     async def load_snapshot(self, stream_id: str, state_type: Any) -> Any:
         self.snapshot_lookups += 1
@@ -433,3 +439,25 @@ def test_the_cache_keeps_the_most_recently_used_streams_and_never_an_older_state
     assert len(cache) == 2
     with pytest.raises(ValueError, match="max_streams"):
         StateCache(max_streams=0)
+
+
+async def test_load_many_catches_up_the_cached_streams_in_one_read_and_loads_the_others(
+    store: EventStore,
+) -> None:
+    cache = StateCache()
+    await execute(store, account, "account-1", Deposit(1), cache=cache)
+    await execute(store, account, "account-2", Deposit(2), cache=cache)
+    await store.append("account-1", [Deposited(10)])  # another process
+    await store.append("account-3", [Deposited(3)])  # never loaded here
+    counting = CountingReads(store)
+
+    loaded = await load_many(
+        counting, account, ["account-1", "account-2", "account-3", "account-4"], cache=cache
+    )  # type: ignore[arg-type]
+
+    for stream_id in ("account-1", "account-2", "account-3", "account-4"):
+        assert loaded[stream_id] == await load(store, account, stream_id)
+    assert counting.reads_from == [0, 0]  # the two streams it had not cached ...
+    assert counting.many_reads == [{"account-1": 1, "account-2": 1}]  # ... and the others in one call
+    assert cache.get(account, "account-3") == loaded["account-3"]
+    assert cache.get(account, "account-4") is None  # no stream: nothing to cache

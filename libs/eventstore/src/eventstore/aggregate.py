@@ -27,9 +27,9 @@ import msgspec
 
 from eventstore.errors import ConcurrencyError, EventDecodeError, EventStoreError, StreamTruncated
 from eventstore.store import EventStore
-from eventstore.types import Claim, Metadata, NewEvent
+from eventstore.types import Claim, Metadata, NewEvent, RecordedEvent
 
-__all__ = ["Decider", "Executed", "Loaded", "StateCache", "execute", "load"]
+__all__ = ["Decider", "Executed", "Loaded", "StateCache", "execute", "load", "load_many"]
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,36 @@ async def load[S, C, E: msgspec.Struct](
     return loaded
 
 
+async def load_many[S, C, E: msgspec.Struct](
+    store: EventStore, decider: Decider[S, C, E], stream_ids: Sequence[str], *, cache: StateCache
+) -> dict[str, Loaded[S]]:
+    """Several aggregates of one type, by stream id: those in ``cache`` caught up in one round trip.
+
+    The others are loaded as ``load`` does (concurrently), and cached.
+    """
+    cached = {stream_id: cache.get(decider, stream_id) for stream_id in stream_ids}
+    known = {stream_id: found for stream_id, found in cached.items() if found is not None}
+    fresh = [stream_id for stream_id, found in cached.items() if found is None]
+    loaded: dict[str, Loaded[S]] = {}
+    if known:
+        later = await store.read_streams({stream_id: found.version + 1 for stream_id, found in known.items()})
+        for stream_id, found in known.items():
+            loaded[stream_id] = _fold_after(decider, stream_id, found, later[stream_id])
+            cache.put(decider, stream_id, loaded[stream_id])
+    loads = await asyncio.gather(*(load(store, decider, stream_id, cache=cache) for stream_id in fresh))
+    loaded.update(zip(fresh, loads, strict=True))
+    return loaded
+
+
 async def _catch_up[S, C, E: msgspec.Struct](
     store: EventStore, decider: Decider[S, C, E], stream_id: str, cached: Loaded[S]
 ) -> Loaded[S]:
-    events = await store.read_stream(stream_id, cached.version + 1)
+    return _fold_after(decider, stream_id, cached, await store.read_stream(stream_id, cached.version + 1))
+
+
+def _fold_after[S, C, E: msgspec.Struct](
+    decider: Decider[S, C, E], stream_id: str, cached: Loaded[S], events: Sequence[RecordedEvent]
+) -> Loaded[S]:
     state, version, position = cached.state, cached.version, cached.position
     for recorded in events:
         if recorded.version != version + 1:
