@@ -164,7 +164,8 @@ SELECT s.deleted_at IS NOT NULL AS deleted, {EVENT_COLUMNS}
 READ_STREAMS = f"""
 SELECT CASE WHEN s.deleted_at IS NOT NULL THEN s.stream_id END AS deleted, {EVENT_COLUMNS}
   FROM unnest($1::text[], $2::bigint[]) AS w (stream_id, from_version)
-  JOIN eventstore.streams s ON s.stream_id = w.stream_id
+  -- Lateral: one primary-key look-up per stream asked for, never a scan of all streams.
+  CROSS JOIN LATERAL (SELECT * FROM eventstore.streams s WHERE s.stream_id = w.stream_id) s
   LEFT JOIN LATERAL (
         SELECT * FROM eventstore.events e
          WHERE e.stream_id = s.stream_id AND e.version >= w.from_version
