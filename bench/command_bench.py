@@ -337,7 +337,9 @@ async def start_service(
         "POOL_MIN_SIZE": str(POOL_SIZE // workers),
         "POOL_MAX_SIZE": str(POOL_SIZE // workers),
         "WORKERS": str(workers),
-        "OTEL_SAMPLE_RATIO": str(sample_ratio),
+        # Every trace recorded at 1.0 (the default), else that share of the traces callers start.
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": str(sample_ratio),
         "RATE_LIMIT_PER_SECOND": "1000000",
         "RATE_LIMIT_BURST": "1000000",
         "ACCESS_LOG": "false",
@@ -470,7 +472,7 @@ async def main() -> None:
         "--sample-ratio",
         type=float,
         default=1.0,
-        help="OTEL_SAMPLE_RATIO of the server (1.0: every trace recorded)",
+        help="share of traces the server records (parentbased_traceidratio; 1.0: every trace)",
     )
     parser.add_argument(
         "--cached-catalogue",

@@ -10,11 +10,14 @@ Compared in one run:
   order by id, 32 clients
     bare   a Litestar app with one handler, as its own uvicorn process: HGETALL of the
            order's key, return the hash as JSON (the practical limit of Litestar + Redis:
-           no JWT, no rate limit, no generation lookup, no tracing, no problem table)
+           no JWT, no rate limit, no generation lookup, no tracing, no problem table),
+           with the query service's Redis client settings (timeouts, decoded replies;
+           both parse replies with hiredis when it is installed, as it is here)
     query  the query service as its own process with everything on: JWT verification,
            Redis rate limiting per subject, the live generation resolved per request,
            the ETag, OpenTelemetry spans (recorded, not exported), JSON access log off;
-           once with every trace recorded (the default) and once with 1% (OTEL_SAMPLE_RATIO)
+           once with every trace recorded (the default sampler, parentbased_always_on) and
+           once with 1% (OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.01)
   search, 16 clients, against the query service
     text    `q=<a word of a product name>`, newest first
     filter  `status=confirmed&total_min=..&total_max=..`, by total
@@ -78,7 +81,7 @@ import uvicorn
 from litestar import Litestar, get
 from redis.asyncio import Redis
 
-redis = Redis.from_url(sys.argv[2], decode_responses=True)
+redis = Redis.from_url(sys.argv[2], decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0)
 base = sys.argv[3]
 
 @get("/orders/{order_id:str}")
@@ -128,13 +131,12 @@ class HttpClient:
             self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self._port)
         assert self._reader is not None
         self._writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n".encode() + self._auth + b"\r\n")
-        status_line = await self._reader.readline()
-        length = 0
-        while (line := await self._reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                length = int(value)
-        return int(status_line.split()[1]), await self._reader.readexactly(length)
+        # The head in one read, not a line at a time: reading it costs the same however many
+        # headers an answer has, so an answer with more of them does not slow its own load down.
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        at = head.lower().find(b"\r\ncontent-length:")
+        length = int(head[at + 17 : head.index(b"\r\n", at + 2)]) if at >= 0 else 0
+        return int(head[9:12]), await self._reader.readexactly(length)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -316,7 +318,8 @@ async def cpu_per_request(app: Litestar, path: str, token: str, requests: int = 
 
 
 async def cpu_table(redis_url: str, search_url: str, prefix: str, order_id: str, token: str) -> list[str]:
-    redis = Redis.from_url(redis_url, decode_responses=True)
+    # The query service's client settings (see BARE_APP).
+    redis = Redis.from_url(redis_url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0)
     base = Keyspace(prefix).models(INITIAL_GENERATION).order("")
 
     @get("/orders/{order_id:str}")
@@ -333,8 +336,9 @@ async def cpu_table(redis_url: str, search_url: str, prefix: str, order_id: str,
     try:
         bare_ms = await cpu_per_request(Litestar([bare], openapi_config=None), path, token)
         rows = [f"| bare Litestar + HGETALL | {bare_ms:.2f} | |"]
-        for name, ratio in (("every trace recorded", 1.0), ("no trace recorded", 0.0)):
-            app = create_app(msgspec.convert({**settings, "otel_sample_ratio": ratio}, QuerySettings))
+        samplers = (("every trace recorded", "parentbased_always_on"), ("no trace recorded", "always_off"))
+        for name, sampler in samplers:
+            app = create_app(msgspec.convert({**settings, "otel_traces_sampler": sampler}, QuerySettings))
             ms = await cpu_per_request(app, path, token)
             rows.append(f"| query service, {name} | {ms:.2f} | {bare_ms / ms:.0%} |")
         return rows
@@ -385,7 +389,12 @@ async def main() -> None:
             return f"/orders/{rng.choice(ids)}"
 
         sampled_port = free_port()
-        sampled_env = {**query_env, "QUERY_PORT": str(sampled_port), "OTEL_SAMPLE_RATIO": "0.01"}
+        sampled_env = {
+            **query_env,
+            "QUERY_PORT": str(sampled_port),
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.01",
+        }
         query_argv = [sys.executable, "-m", "query_service"]
         async with (
             process(bare_argv, {}, bare_port, f"/orders/{ids[0]}"),

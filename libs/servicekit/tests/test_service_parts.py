@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 import msgspec
-from litestar import Litestar, get
+import pytest
+from litestar import Litestar, Request, Router, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from redis.asyncio import Redis
+from servicekit.access import access_check, require_access_check
+from servicekit.auth import STAFF, TokenVerifier, allow
 from servicekit.errors import AuthenticationFailed, RateLimited
 from servicekit.health import CHECK_TIMEOUT_SECONDS, evaluate
 from servicekit.observability import Observability
 from servicekit.problems import Problem, ProblemTable, problem
-from servicekit.settings import ServiceSettings
+from servicekit.ratelimit import RateLimiter
+from servicekit.settings import ServiceSettings, SettingsError
 from servicekit.telemetry import context_of, header_value, link_to, traceparent_of
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -119,7 +126,64 @@ async def test_an_app_answers_problems_metrics_and_health_in_the_kit_shape() -> 
     assert ready.status_code == 503
     assert ready.json() == {"status": "unavailable", "checks": {"dependency": "no broker answers"}}
     assert 'http_requests_total{method="GET",route="/boom/{item}",status="409"} 1.0' in metrics, metrics
+    assert 'http_request_duration_seconds_bucket{le="+Inf",method="GET",route="/boom/{item}"} 1.0' in metrics
+    assert 'http_request_duration_seconds_count{method="GET",route="/boom/{item}"} 1.0' in metrics
     observability.shutdown()
+
+
+async def test_unsampled_requests_record_no_span_yet_a_callers_sampled_trace_is_recorded() -> None:
+    exporter = InMemorySpanExporter()
+    settings = ServiceSettings(access_log=False, otel_traces_sampler="parentbased_always_off")
+    observability = Observability(settings, "demo", span_exporter=exporter, trace_postgres=False)
+
+    @get("/items/{item:int}")
+    async def item(item: FromPath[int]) -> dict[str, int]:
+        return {"item": item}
+
+    middleware, before_send = [observability.middleware()], [observability.before_send]
+    app = Litestar(route_handlers=[item], middleware=middleware, before_send=before_send)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as client:
+        unsampled = await client.get("/items/1")
+        sampled = await client.get("/items/2", headers={"traceparent": TRACEPARENT})
+
+    [span] = exporter.get_finished_spans()
+    assert span.name == "GET /items/{item}"
+    assert span.attributes is not None
+    route, status = span.attributes["http.route"], span.attributes["http.response.status_code"]
+    assert (route, status) == ("/items/{item}", 200)
+    assert sampled.headers["x-correlation-id"] == format(span.context.trace_id, "032x") == TRACEPARENT[3:35]
+    # Not recorded, yet it has a trace id of its own: without a caller's id, that is the correlation id.
+    assert len(unsampled.headers["x-correlation-id"]) == 32
+    assert unsampled.headers["x-correlation-id"] != sampled.headers["x-correlation-id"]
+    observability.shutdown()
+
+
+async def _own_hook(request: Request[Any, Any, Any]) -> None:
+    return None
+
+
+def test_a_route_naming_roles_that_the_access_check_does_not_run_on_stops_start_up() -> None:
+    verifier = TokenVerifier(issuer="demo", audience="demo", algorithms=["HS256"], secret=b"s" * 32)
+    access = access_check(verifier, RateLimiter(Redis(), per_second=1, burst=1))
+
+    @get("/checked", opt=allow(STAFF))
+    async def checked() -> None:
+        return None
+
+    @get("/own-hook", opt=allow(STAFF), before_request=_own_hook)
+    async def own_hook() -> None:
+        return None
+
+    @get("/open")
+    async def open_route() -> None:
+        return None
+
+    def app(*handlers: Any) -> Litestar:
+        return Litestar([Router("/", route_handlers=list(handlers), before_request=access), open_route])
+
+    with pytest.raises(SettingsError, match=r"not access-checked: GET /own-hook$"):
+        require_access_check(app(checked, own_hook), access)
+    require_access_check(app(checked), access)
 
 
 def test_a_consumer_span_continues_the_trace_of_an_event_from_its_kafka_headers() -> None:

@@ -3,6 +3,8 @@ from typing import Annotated
 import msgspec
 import pytest
 from servicekit.settings import PostgresUrl, SettingsError, StackSettings, from_env
+from servicekit.settings import ServiceSettings as KitSettings
+from servicekit.telemetry import sampler
 
 STACK = {
     "DATABASE_URL": "postgresql://suite:suite@127.0.0.1:55432/suite",
@@ -85,3 +87,30 @@ def test_an_error_names_the_variable_that_was_read() -> None:
 def test_a_missing_prefixed_variable_names_both_spellings() -> None:
     with pytest.raises(SettingsError, match=r"RELAY_DATABASE_URL \(or DATABASE_URL\)"):
         from_env(PrefixedSettings, {}, prefix="RELAY_")
+
+
+def test_trace_sampling_is_read_from_the_standard_opentelemetry_variables() -> None:
+    assert (KitSettings().otel_traces_sampler, KitSettings().otel_traces_sampler_arg) == (
+        "parentbased_always_on",
+        1.0,
+    )
+    env = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}
+    settings = from_env(KitSettings, env, prefix="QUERY_")
+    name, ratio = settings.otel_traces_sampler, settings.otel_traces_sampler_arg
+    assert (name, ratio) == ("parentbased_traceidratio", 0.25)
+    description = sampler(name, ratio).get_description()
+    assert description.startswith("ParentBased{root:TraceIdRatioBased{0.25}")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+        ("OTEL_TRACES_SAMPLER_ARG", "half"),
+    ],
+)
+def test_a_sampler_the_kit_cannot_build_is_refused_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{variable}: "):
+        from_env(KitSettings, {variable: value})

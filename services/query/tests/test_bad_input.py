@@ -103,6 +103,22 @@ async def test_a_malformed_consistency_token_is_a_400_naming_the_header(
     assert response.json()["errors"][0]["field"] == "X-Consistency-Token"
 
 
+async def test_an_overlong_if_none_match_is_a_400_naming_the_header(
+    client: httpx.AsyncClient, tokens: TokenFactory, models: SeededModels
+) -> None:
+    document = order("alice")
+    await models.put(document)
+    tags = ", ".join(f'"{n}"' for n in range(300))
+
+    response = await client.get(
+        f"/orders/{document.order_id}", headers=bearer(tokens("alice"), **{"If-None-Match": tags})
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid-header"
+    assert response.json()["errors"][0]["field"] == "If-None-Match"
+
+
 @pytest.mark.parametrize("path", ["/orders/not-a-uuid", "/stock/bad%20sku", "/stock/-x"])
 async def test_malformed_path_parameters_are_400_or_404_problems(
     client: httpx.AsyncClient, tokens: TokenFactory, path: str

@@ -1,4 +1,4 @@
-"""Bearer-token authentication (PyJWT) and the role guards of the endpoints.
+"""Bearer-token authentication (PyJWT) and the roles each endpoint accepts.
 
 A token must carry a verifying signature, `exp`, `iss`, `aud` and `sub`; `nbf`
 is checked when present; `leeway` absorbs small clock differences. Only the
@@ -210,7 +210,7 @@ def bearer_token(authorization: str | None) -> str:
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    """The principal the access guard authenticated."""
+    """The principal the access check (`servicekit.access`) authenticated."""
     principal = connection.scope.get("user")
     if not isinstance(principal, Principal):
         raise AuthenticationFailed("send a bearer token in the Authorization header", error=None)
@@ -223,9 +223,9 @@ def allow(*roles: str) -> dict[str, Any]:
 
 
 def requires(*roles: str, scheme: str = "bearer") -> dict[str, Any]:
-    """Route keywords naming the roles that may call it, for the guard and the OpenAPI document alike.
+    """Route keywords naming the roles that may call it, for the access check and the OpenAPI document.
 
-    `@post(..., **requires(STAFF))`: the guard reads `opt` (see `allow`); the document gets a
+    `@post(..., **requires(STAFF))`: the access check reads `opt` (see `allow`); the document gets a
     security requirement on the bearer `scheme` listing the roles (OpenAPI 3.1 allows role names
     for non-OAuth schemes) and a description that says it in words.
     """

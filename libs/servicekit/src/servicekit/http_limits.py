@@ -73,12 +73,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         super().data_received(data)
+        # The deadline is armed only for a request whose headers did not all come in this read:
+        # almost every request's do, and then no timer is made or cancelled for it.
+        if self._in_request and self._header_timer is None and not self._refused:
+            self._arm_header_timer()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = self._header_count = 0
         self._in_request = True
-        self._arm_header_timer()
+        # The connection's first bytes: its deadline for sending anything at all is met.
+        self._disarm_header_timer()
 
     def on_url(self, url: bytes) -> None:
         if self._refused:
@@ -115,9 +120,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if not self._refused:
             super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
 
     def _arm_header_timer(self) -> None:
         self._disarm_header_timer()

@@ -13,11 +13,16 @@ where exact per-service totals matter.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import bisect
+import itertools
+import math
+from collections.abc import Awaitable, Callable, Iterator
 
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 __all__ = ["HttpMetrics", "metrics_route", "new_registry"]
 
@@ -29,27 +34,54 @@ def new_registry() -> CollectorRegistry:
     return CollectorRegistry(auto_describe=True)
 
 
-class HttpMetrics:
-    """Request counts and durations per route template, method and status."""
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, math.inf)
+# Each bucket's `le` label as prometheus-client writes it ("1.0", "+Inf").
+_LE = tuple("+Inf" if math.isinf(bound) else repr(bound) for bound in _BUCKETS)
+
+
+class HttpMetrics(Collector):
+    """Request counts (`http_requests_total`) per route template, method and status, and durations
+    (`http_request_duration_seconds`, a histogram) per route template and method.
+
+    Kept as plain numbers and turned into prometheus-client's metric families when scraped,
+    rather than as its `Counter` and `Histogram`: those take a lock for each increment (the
+    histogram's bucket too), which cost about 7 µs per request, as much as a fast route's own
+    work. The app serves requests on one event loop thread, the only writer, so nothing here
+    needs a lock; a scrape reads whole numbers that are at worst a request behind.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "http_requests",
-            "HTTP requests answered",
-            ["method", "route", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request",
-            ["method", "route"],
-            registry=registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-        )
+        self._answered: dict[tuple[str, str, int], int] = {}
+        # Per (method, route): the count of each bucket (not yet cumulative), then the sum.
+        self._durations: dict[tuple[str, str], list[float]] = {}
+        registry.register(self)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.duration.labels(method, route).observe(seconds)
+        """Count one answered request and its duration."""
+        key = (method, route, status)
+        self._answered[key] = self._answered.get(key, 0) + 1
+        durations = self._durations.get((method, route))
+        if durations is None:
+            durations = self._durations[(method, route)] = [0.0] * (len(_BUCKETS) + 1)
+        # The first bucket whose upper bound is at least `seconds`, as prometheus-client counts.
+        durations[bisect.bisect_left(_BUCKETS, seconds)] += 1
+        durations[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "http_requests", "HTTP requests answered", labels=["method", "route", "status"]
+        )
+        for (method, route, status), count in list(self._answered.items()):
+            requests.add_metric([method, route, str(status)], count)
+        yield requests
+        duration = HistogramMetricFamily(
+            "http_request_duration_seconds", "Time to answer an HTTP request", labels=["method", "route"]
+        )
+        for (method, route), durations in list(self._durations.items()):
+            cumulative = list(itertools.accumulate(durations[:-1]))
+            buckets = list(zip(_LE, cumulative, strict=True))
+            duration.add_metric([method, route], buckets, sum_value=durations[-1])
+        yield duration
 
 
 def metrics_route(registry: CollectorRegistry, refresh: Refresh | None = None) -> HTTPRouteHandler:

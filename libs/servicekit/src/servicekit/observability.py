@@ -10,9 +10,10 @@
         ...
     )
 
-It owns the tracer provider (exporting where the settings say), the app's
-Prometheus registry with the HTTP request metrics, and the request middleware
-(server span, correlation id, JSON access line). `shutdown()` flushes spans.
+It owns the tracer provider (sampling and exporting where the settings say), the
+app's Prometheus registry with the HTTP request metrics, the request middleware
+(server span, correlation id, JSON access line) and the `before_send` hook that
+echoes the correlation id. `shutdown()` flushes spans.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class Observability:
 
     @property
     def before_send(self) -> BeforeMessageSendHookHandler:
-        """A `before_send` hook adding X-Correlation-ID to answers no route's middleware saw (404, 405)."""
+        """The `before_send` hook that puts X-Correlation-ID (and nosniff) on every answer: without it,
+        answers carry no correlation id."""
         return cast("BeforeMessageSendHookHandler", add_correlation_header)
 
     def shutdown(self) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "ServiceSettings",
     "SettingsError",
     "StackSettings",
+    "TracesSampler",
     "from_env",
 ]
 
@@ -60,6 +61,15 @@ class StackSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+# The samplers of the OpenTelemetry SDK's OTEL_TRACES_SAMPLER that need no other component.
+TracesSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
 
 
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,9 +85,12 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     # (endpoint and headers from the standard OTEL_EXPORTER_OTLP_* variables).
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_service_name: str | None = None
-    # Share of traces recorded (a caller's sampling decision in traceparent wins). Unrecorded work
-    # still gets trace ids for its logs and events; it just skips building span attributes.
-    otel_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    # Which traces are recorded, read from OpenTelemetry's standard OTEL_TRACES_SAMPLER and
+    # OTEL_TRACES_SAMPLER_ARG (the ratio of the `traceidratio` samplers). The default is the
+    # standard's: `parentbased_always_on`, every trace recorded unless a caller's traceparent says
+    # it is not. Unrecorded work still gets trace ids for its logs and events; it skips the span.
+    otel_traces_sampler: TracesSampler = "parentbased_always_on"
+    otel_traces_sampler_arg: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
     access_log: bool = True
     # Limits on what a client sends before the app sees a request (see servicekit.http_limits).
     max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 16 * 1024

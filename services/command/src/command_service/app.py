@@ -21,7 +21,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.types import Message, Scope
 from opentelemetry.sdk.trace.export import SpanExporter
-from servicekit.access import access_guard
+from servicekit.access import access_check, require_access_check
 from servicekit.auth import build_verifier
 from servicekit.health import postgres_check
 from servicekit.observability import Observability
@@ -97,14 +97,15 @@ def create_app(
             observability.shutdown()
             log.info("command service stopped")
 
+    access = access_check(verifier, limiter)
     commands = Router(
         path="/",
         route_handlers=[OrderController, StockController, PaymentController],
-        guards=[access_guard(verifier, limiter)],
+        before_request=access,
         dependencies={"command_request": Provide(provide_command_request)},
         response_headers=COMMAND_RESPONSE_HEADERS,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             commands,
             *observability.routes(ready={"postgres": postgres_check(lambda: pools.get("postgres"))}),
@@ -122,6 +123,8 @@ def create_app(
         plugins=[StrictStructSchemaPlugin()],
         logging_config=None,
     )
+    require_access_check(app, access)
+    return app
 
 
 async def _no_store(message: Message, scope: Scope) -> None:

@@ -106,6 +106,7 @@ def create_app(
         route_handlers=[status_route, *routes],
         lifespan=[lifespan],
         middleware=[observability.middleware()],
+        before_send=[observability.before_send],
         exception_handlers={Exception: ProblemTable().handler},
         logging_config=None,
         openapi_config=None,

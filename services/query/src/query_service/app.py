@@ -10,13 +10,12 @@ from collections.abc import AsyncIterator
 import httpx
 import redis.asyncio as redis
 from litestar import Litestar, Router
-from litestar.di import Provide
 from opentelemetry.sdk.trace.export import SpanExporter
 from readmodels.keyspace import Keyspace
 from readmodels.order_queries import OrderSearchReader
 from readmodels.orders import orders_alias
 from readmodels.redis_reads import LiveHashes
-from servicekit.access import access_guard
+from servicekit.access import access_check, require_access_check
 from servicekit.auth import build_verifier
 from servicekit.observability import Observability
 from servicekit.openapi import StrictStructSchemaPlugin, api_openapi_config
@@ -25,7 +24,7 @@ from servicekit.requests import ServiceRequest
 
 from query_service.consistency import PositionWatch, SearchVisibility
 from query_service.problems import PROBLEMS
-from query_service.routes.conventions import Reads, provide_read_request
+from query_service.routes.conventions import Reads
 from query_service.routes.orders import CustomerController, OrderController
 from query_service.routes.stock import StockController
 from query_service.settings import QuerySettings
@@ -109,14 +108,14 @@ def create_app(
         await search.ping()
         return None
 
+    access = access_check(verifier, limiter)
     queries = Router(
         path="/",
         route_handlers=[OrderController, CustomerController, StockController],
-        guards=[access_guard(verifier, limiter)],
-        dependencies={"read": Provide(provide_read_request)},
+        before_request=access,
         security=[{"bearer": []}],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             queries,
             *observability.routes(ready={"redis": redis_answers, "search": search_answers}),
@@ -130,3 +129,5 @@ def create_app(
         plugins=[StrictStructSchemaPlugin()],
         logging_config=None,
     )
+    require_access_check(app, access)
+    return app

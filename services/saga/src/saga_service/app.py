@@ -25,7 +25,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from opentelemetry.sdk.trace.export import SpanExporter
-from servicekit.access import access_guard
+from servicekit.access import access_check, require_access_check
 from servicekit.auth import build_verifier
 from servicekit.health import postgres_check
 from servicekit.observability import Observability
@@ -155,12 +155,13 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
             return f"the timer loop ended: {error!r}"
         return None
 
+    access = access_check(verifier, limiter)
     admin = Router(
         path="/",
         route_handlers=[SagaController],
-        guards=[access_guard(verifier, limiter)],
+        before_request=access,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             admin,
             WebhookController,
@@ -178,6 +179,8 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
     )
+    require_access_check(app, access)
+    return app
 
 
 def _orchestrator(state: State) -> Orchestrator:

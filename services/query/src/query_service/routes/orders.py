@@ -9,15 +9,24 @@ from uuid import UUID
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, Parameter
+from litestar.params import FromPath, Parameter
 from readmodels.keyspace import RECENT_ORDERS
 from readmodels.order_queries import SORTS, OrderFilters, SortKey
 from readmodels.orders import ORDER_STATUSES
 from readmodels.redis_reads import order_counts, recent_orders
 from servicekit.auth import CUSTOMER, SERVICE, STAFF, allow
+from servicekit.errors import InvalidHeader
+from servicekit.openapi import header_parameter
 
 from query_service.errors import InvalidQuery, OrderNotFound
-from query_service.routes.conventions import ReadRequestDep, needs, problem_responses, query_opt
+from query_service.routes.conventions import (
+    ReadOperation,
+    header,
+    needs,
+    problem_responses,
+    query_opt,
+    read_request,
+)
 from query_service.views import (
     OrderPageView,
     OrderView,
@@ -44,15 +53,22 @@ CustomerId = Annotated[
 # Years a placement time can have: before the suite existed is as empty as after 9999 is invalid.
 _EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 _MAX_TOTAL = 2**53  # amounts in minor units; JSON numbers stay exact below this
-IfNoneMatchHeader = Annotated[
-    str,
-    HeaderParameter(
-        name="If-None-Match",
-        required=False,
-        max_length=1024,
-        description='ETags the client holds (e.g. `"3"`); the same version answers 304 without a body.',
-    ),
-]
+_IF_NONE_MATCH = b"if-none-match"
+_MAX_IF_NONE_MATCH = 1024
+
+
+class OrderByIdOperation(ReadOperation):
+    """The read by id's operation: it also lists If-None-Match, which the handler reads itself."""
+
+    headers = (
+        *ReadOperation.headers,
+        header_parameter(
+            "If-None-Match",
+            'ETags the client holds (e.g. `"3"`); the same version answers 304 without a body.',
+            max_length=_MAX_IF_NONE_MATCH,
+        ),
+    )
+
 
 ALL_ROLES = (CUSTOMER, STAFF, SERVICE)
 
@@ -78,21 +94,22 @@ class OrderController(Controller):
                 name="ETag", documentation_only=True, description='The stream version, e.g. `"3"`.'
             )
         ],
+        operation_class=OrderByIdOperation,
     )
     async def get_order(
-        self,
-        order_id: FromPath[UUID],
-        read: ReadRequestDep,
-        request: Request[Any, Any, Any],
-        if_none_match: IfNoneMatchHeader = "",
+        self, order_id: FromPath[UUID], request: Request[Any, Any, Any]
     ) -> Response[OrderView]:
+        if_none_match = header(request, _IF_NONE_MATCH)
+        if if_none_match is not None and len(if_none_match) > _MAX_IF_NONE_MATCH:
+            raise InvalidHeader("If-None-Match", f"at most {_MAX_IF_NONE_MATCH} characters")
+        read = read_request(request)
         hashes = await read.live_hashes()
         summary = await hashes.order(str(order_id))
         if summary is None or (not read.sees_everyone and summary.customer_id != read.principal.subject):
             raise OrderNotFound(f"order {order_id} is not known here (yet)")
         etag = f'"{summary.version}"'
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-        if _matches(request.headers.get("if-none-match"), etag):
+        if _matches(if_none_match, etag):
             # No body (Litestar sends none for 304); typed as the 200's so the document shows OrderView.
             return Response(cast(OrderView, None), status_code=304, headers=headers)
         return Response(order_from_summary(summary), headers=headers)
@@ -123,10 +140,11 @@ class OrderController(Controller):
             repeatable=["status"],
         ),
         responses=problem_responses(),
+        operation_class=ReadOperation,
     )
     async def search(
         self,
-        read: ReadRequestDep,
+        request: Request[Any, Any, Any],
         q: Annotated[
             str | None,
             Parameter(
@@ -161,6 +179,7 @@ class OrderController(Controller):
             ),
         ] = None,
     ) -> OrderPageView:
+        read = read_request(request)
         filters = OrderFilters(
             text=q,
             statuses=tuple(sorted(set(status or ()))),
@@ -187,12 +206,14 @@ class OrderController(Controller):
         ),
         opt=allow(*ALL_ROLES) | query_opt("customer"),
         responses=problem_responses(),
+        operation_class=ReadOperation,
     )
     async def counts(
         self,
-        read: ReadRequestDep,
+        request: Request[Any, Any, Any],
         customer: Annotated[str | None, Parameter(min_length=1, max_length=200, pattern=_PRINTABLE)] = None,
     ) -> StatusCountsView:
+        read = read_request(request)
         scope = read.own_customer(customer)
         if scope is None:
             keys = await read.redis_models()
@@ -218,13 +239,15 @@ class CustomerController(Controller):
         ),
         opt=allow(*ALL_ROLES) | query_opt("limit"),
         responses=problem_responses(),
+        operation_class=ReadOperation,
     )
     async def recent(
         self,
         customer_id: FromPath[CustomerId],
-        read: ReadRequestDep,
+        request: Request[Any, Any, Any],
         limit: Annotated[int, Parameter(ge=1, le=RECENT_ORDERS)] = 20,
     ) -> RecentOrdersView:
+        read = read_request(request)
         customer = read.own_customer(customer_id) or customer_id
         keys = await read.redis_models()
         summaries = await recent_orders(read.reads.redis, keys, customer, limit)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.params import FromPath, PathParameter
 from servicekit.auth import CUSTOMER, SERVICE, STAFF, allow
 
 from query_service.errors import ProductNotFound
-from query_service.routes.conventions import ReadRequestDep, needs, problem_responses, query_opt
+from query_service.routes.conventions import ReadOperation, needs, problem_responses, query_opt, read_request
 from query_service.views import StockView, stock_view
 
 __all__ = ["StockController"]
@@ -33,9 +33,10 @@ class StockController(Controller):
         description=needs("From the Redis read model.", CUSTOMER, STAFF, SERVICE),
         opt=allow(CUSTOMER, STAFF, SERVICE) | query_opt(),
         responses=problem_responses(404),
+        operation_class=ReadOperation,
     )
-    async def get_stock(self, sku: FromPath[SkuPath], read: ReadRequestDep) -> StockView:
-        hashes = await read.live_hashes()
+    async def get_stock(self, sku: FromPath[SkuPath], request: Request[Any, Any, Any]) -> StockView:
+        hashes = await read_request(request).live_hashes()
         level = await hashes.stock(sku)
         if level is None:
             raise ProductNotFound(f"product {sku.lower()} is not known here (yet)")
