@@ -1,15 +1,21 @@
 """Command throughput and latency through the real HTTP server, next to the same work done directly.
 
     .venv/bin/python bench/command_bench.py [--seconds 10] [--clients 32] [--workload place lifecycle]
+        [--cached-catalogue] [--settled 0]
 
 Needs DATABASE_URL and REDIS_URL (the environment, or .devstack/env after `./dev up`).
 Each run gets a database of its own on that server, dropped afterwards.
 
 Compared in one run, at the same concurrency, with the same pool size:
-  direct  `eventstore.execute` in this process: load the stream, decide, append (the
-          practical limit of the write path: no HTTP, no auth, no idempotency key; a new
-          order's stream is loaded too, two round trips that find nothing, which the
-          service skips for the stream ids it makes up)
+  direct  `eventstore.execute` in this process, reading what the service reads first: the
+          products of an order's lines (their stock streams: prices come from the catalogue),
+          the order a reservation names (it must be for that order's line), through a state
+          cache as the service does (`eventstore.StateCache`); then load the
+          stream, decide, append (the practical limit of the write path: no HTTP, no auth, no
+          idempotency key; a new order's stream is loaded too, two round trips that find
+          nothing, which the service skips for the stream ids it makes up)
+  cached  (with --cached-catalogue, place and lifecycle only) the same as direct with the
+          catalogue read once before the run instead of per command: the cost of the reads
   http    the command service as its own process (uvicorn, 1 or more workers) with everything
           on: JWT verification, Redis rate limiting, Idempotency-Key written in the append's
           own statement, OpenTelemetry tracing of HTTP and asyncpg (recorded, not exported),
@@ -19,10 +25,14 @@ Workloads:
   place      every command places a new order (a new stream)
   lifecycle  each client places an order, then cancels it (half the commands load and
              extend an existing stream)
-  reserve    every command reserves one unit of the same SKU (one stream, plenty of stock):
-             contention. The direct path retries a lost race up to 5 times, the service's
-             default, and counts the commands that still lost as errors; the service also
-             queues the commands of one stream within each worker, so only workers race
+  reserve    every command reserves one unit of the same SKU (one stream, plenty of stock)
+             for an order of one unit of it placed before the run (--reserve-orders of them
+             per path): contention. The direct path retries a lost race up to 5 times, the
+             service's default, and counts the commands that still lost as errors; the service
+             also queues the commands of one stream within each worker, so only workers race
+
+--settled N: before the run, N orders have been reserved and shipped from sku-1, so its
+state (which remembers every order's reservation) is as big as a busy product's.
 
 The HTTP clients are a minimal keep-alive HTTP/1.1 client on asyncio streams, so that
 on a small machine the load generator takes as little CPU from the server as possible.
@@ -50,11 +60,14 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from eventstore import Metadata, PostgresEventStore, connect, execute, migrate
+from command_service.related import Related
+from eventstore import Metadata, NewEvent, PostgresEventStore, StateCache, connect, execute, load, migrate
 from fulfilment.deciders import ORDERS, STOCK
+from fulfilment.events import StockReservationCommitted, StockReserved
 from fulfilment.orders import CancelOrder, OrderLine, PlaceOrder
 from fulfilment.registry import build_registry
-from fulfilment.stock import ReceiveStock, RegisterProduct, ReserveStock
+from fulfilment.rules import check_reservation
+from fulfilment.stock import ReceiveStock, RegisterProduct, ReserveStock, StockItem
 from fulfilment.values import order_stream, stock_stream
 from servicekit.testing import free_port
 from servicekit.tokens import mint
@@ -64,17 +77,11 @@ ISSUER, AUDIENCE = "https://bench.local", "command-api"
 POOL_SIZE = 16
 MAX_ATTEMPTS = 5  # the command service's default
 HOT_SKU = "hot-1"
-LINES = (
-    OrderLine(sku="sku-1", quantity=2, unit_price=1999),
-    OrderLine(sku="sku-2", quantity=1, unit_price=500),
-)
+# The products every order is for, at their catalogue prices (EUR cents).
+PRICES = {"sku-1": 1999, "sku-2": 500}
+LINES = (OrderLine(sku="sku-1", quantity=2), OrderLine(sku="sku-2", quantity=1))
 PLACE_BODY = json.dumps(
-    {
-        "lines": [
-            {"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price} for line in LINES
-        ],
-        "currency": "EUR",
-    }
+    {"lines": [{"sku": line.sku, "quantity": line.quantity} for line in LINES], "currency": "EUR"}
 ).encode()
 
 
@@ -139,38 +146,116 @@ async def drive(run: Run, clients: int, seconds: float, one_round: Callable[[int
 type OneRound = Callable[[int], Awaitable[int]]
 
 
-async def stock_up(store: PostgresEventStore) -> None:
-    """The hot SKU of the `reserve` workload, with far more units than a run reserves."""
-    await execute(store, STOCK, stock_stream(HOT_SKU), RegisterProduct(sku=HOT_SKU, name="Hot"))
+@dataclass(frozen=True)
+class Setup:
+    """What a run's database holds before it starts."""
+
+    workload: str
+    settled: int = 0
+    reserve_orders: int = 0
+
+
+async def prepare(store: PostgresEventStore, setup: Setup) -> list[uuid.UUID]:
+    """Register the products (and for `reserve`, stock the hot SKU and place the orders to reserve for).
+
+    Returns the ids of the orders placed for the `reserve` workload (none for the others).
+    """
+    for sku, price in PRICES.items():
+        register = RegisterProduct(sku=sku, name=sku, unit_price=price, currency="EUR")
+        await execute(store, STOCK, stock_stream(sku), register)
+    if setup.settled:
+        await settle_history(store, "sku-1", setup.settled)
+    if setup.workload != "reserve":
+        return []
+    hot = stock_stream(HOT_SKU)
+    await execute(store, STOCK, hot, RegisterProduct(sku=HOT_SKU, name="Hot", unit_price=100, currency="EUR"))
     for _ in range(10):
-        await execute(store, STOCK, stock_stream(HOT_SKU), ReceiveStock(sku=HOT_SKU, quantity=100_000))
+        await execute(store, STOCK, hot, ReceiveStock(sku=HOT_SKU, quantity=100_000))
+    catalogue = await Related(store).stock_items([HOT_SKU])
+    line = (OrderLine(sku=HOT_SKU, quantity=1),)
+    order_ids = [uuid.uuid4() for _ in range(setup.reserve_orders)]
+
+    async def place(chunk: list[uuid.UUID]) -> None:
+        for order_id in chunk:
+            command = PlaceOrder(
+                order_id=order_id, customer_id="bench", lines=line, currency="EUR", catalogue=catalogue
+            )
+            await execute(store, ORDERS, order_stream(order_id), command)
+
+    await asyncio.gather(*(place(order_ids[n::POOL_SIZE]) for n in range(POOL_SIZE)))
+    return order_ids
+
+
+async def settle_history(store: PostgresEventStore, sku: str, orders: int) -> None:
+    """`orders` orders reserved and shipped from `sku`, appended in batches, then snapshotted."""
+    stream = stock_stream(sku)
+    await execute(store, STOCK, stream, ReceiveStock(sku=sku, quantity=orders))
+    on_hand = orders
+    for start in range(0, orders, 250):
+        events: list[NewEvent] = []
+        for _ in range(start, min(start + 250, orders)):
+            order_id, on_hand = uuid.uuid4(), on_hand - 1
+            reserved = StockReserved(sku=sku, order_id=order_id, quantity=1, available=on_hand)
+            shipped = StockReservationCommitted(sku=sku, order_id=order_id, quantity=1, on_hand=on_hand)
+            events += [NewEvent(data=reserved), NewEvent(data=shipped)]
+        await store.append(stream, events)
+    loaded = await load(store, STOCK, stream)
+    assert loaded.state is not None
+    await store.save_snapshot(stream, loaded.version, loaded.state)
+
+
+type Catalogue = Callable[[], Awaitable[dict[str, StockItem]]]
+
+
+async def catalogue_of(related: Related, cached: bool) -> Callable[[], Awaitable[dict[str, StockItem]]]:
+    """How a place reads its lines' products: from the store each time, or once (`cached`)."""
+    if cached:
+        items = await related.stock_items(PRICES)
+
+        async def once() -> dict[str, StockItem]:
+            return items
+
+        return once
+
+    async def every_time() -> dict[str, StockItem]:
+        return await related.stock_items(line.sku for line in LINES)
+
+    return every_time
 
 
 # --- direct: decide and append on the event store in this process -------------------------------
 
 
 @contextlib.asynccontextmanager
-async def direct(database_url: str, workload: str) -> AsyncIterator[OneRound]:
+async def direct(database_url: str, setup: Setup, *, cached: bool = False) -> AsyncIterator[OneRound]:
     pool = await connect(database_url, min_size=POOL_SIZE, max_size=POOL_SIZE)
     store = PostgresEventStore(pool, build_registry())
     metadata = Metadata(correlation_id="bench", actor="bench")
-
-    if workload == "reserve":
-        await stock_up(store)
+    workload = setup.workload
+    orders = await prepare(store, setup)
+    states = StateCache()  # as the service keeps one
+    related = Related(store, states)
+    catalogue = await catalogue_of(related, cached)
 
     async def one_round(client: int) -> int:
-        order_id, customer = uuid.uuid4(), f"customer-{client}"
         if workload == "reserve":
+            order_id = next_order(orders)
+            check_reservation(await related.order(order_id), order_id, HOT_SKU, 1)
             reserve = ReserveStock(sku=HOT_SKU, order_id=order_id, quantity=1)
             stream = stock_stream(HOT_SKU)
-            await execute(store, STOCK, stream, reserve, metadata=metadata, max_attempts=MAX_ATTEMPTS)
+            await execute(
+                store, STOCK, stream, reserve, metadata=metadata, max_attempts=MAX_ATTEMPTS, cache=states
+            )
             return 1
-        place = PlaceOrder(order_id=order_id, customer_id=customer, lines=LINES, currency="EUR")
-        await execute(store, ORDERS, order_stream(order_id), place, metadata=metadata)
+        order_id, customer = uuid.uuid4(), f"customer-{client}"
+        place = PlaceOrder(
+            order_id=order_id, customer_id=customer, lines=LINES, currency="EUR", catalogue=await catalogue()
+        )
+        await execute(store, ORDERS, order_stream(order_id), place, metadata=metadata, cache=states)
         if workload == "place":
             return 1
         cancel = CancelOrder(order_id=order_id, customer_id=customer)
-        await execute(store, ORDERS, order_stream(order_id), cancel, metadata=metadata)
+        await execute(store, ORDERS, order_stream(order_id), cancel, metadata=metadata, cache=states)
         return 2
 
     try:
@@ -178,6 +263,13 @@ async def direct(database_url: str, workload: str) -> AsyncIterator[OneRound]:
     finally:
         await store.close()
         await pool.close()
+
+
+def next_order(orders: list[uuid.UUID]) -> uuid.UUID:
+    """An order placed before the run that nothing has reserved for yet."""
+    if not orders:
+        raise RuntimeError("no order left to reserve for: raise --reserve-orders")
+    return orders.pop()
 
 
 # --- http: the same through the command service ---------------------------------------------------
@@ -193,15 +285,27 @@ class HttpClient:
         self._writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self._port)
-        assert self._reader is not None
         head = (
             f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
             f"Idempotency-Key: {uuid.uuid4()}\r\nContent-Length: {len(body)}\r\n"
         ).encode()
-        self._writer.write(head + self._auth + b"\r\n" + body)
-        status_line = await self._reader.readline()
+        # The server closes a connection left idle longer than its keep-alive timeout (uvicorn: 5 s),
+        # which happens while the other paths take their turns: then connect again, once.
+        for _ in range(2):
+            if self._writer is None:
+                self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self._port)
+            assert self._reader is not None
+            try:
+                self._writer.write(head + self._auth + b"\r\n" + body)
+                status_line = await self._reader.readline()
+            except ConnectionError:
+                status_line = b""
+            if status_line:
+                break
+            await self.close()
+        else:
+            raise ConnectionError("the server closed the connection without answering")
+        assert self._reader is not None
         length = 0
         while (line := await self._reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
@@ -212,8 +316,10 @@ class HttpClient:
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            await self._writer.wait_closed()
+            writer, self._reader, self._writer = self._writer, None, None
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
 
 async def start_service(
@@ -258,14 +364,14 @@ async def start_service(
 
 @contextlib.asynccontextmanager
 async def http(
-    database_url: str, redis_url: str, workload: str, clients: int, *, workers: int, sample_ratio: float
+    database_url: str, redis_url: str, setup: Setup, clients: int, *, workers: int, sample_ratio: float
 ) -> AsyncIterator[OneRound]:
-    if workload == "reserve":
-        pool = await connect(database_url, min_size=1, max_size=1)
-        try:
-            await stock_up(PostgresEventStore(pool, build_registry()))
-        finally:
-            await pool.close()
+    workload = setup.workload
+    pool = await connect(database_url, min_size=POOL_SIZE, max_size=POOL_SIZE)
+    try:
+        orders = await prepare(PostgresEventStore(pool, build_registry()), setup)
+    finally:
+        await pool.close()
     port = free_port()
     service = await start_service(database_url, redis_url, port, workers=workers, sample_ratio=sample_ratio)
     connections = [
@@ -286,7 +392,7 @@ async def http(
     async def one_round(client: int) -> int:
         connection = connections[client]
         if workload == "reserve":
-            reserve = json.dumps({"order_id": str(uuid.uuid4()), "quantity": 1}).encode()
+            reserve = json.dumps({"order_id": str(next_order(orders)), "quantity": 1}).encode()
             status, body = await connection.post(f"/products/{HOT_SKU}/reservations", reserve)
             if status != 200:
                 raise RuntimeError(f"reserve: {status} {body[:200]!r}")
@@ -368,6 +474,20 @@ async def main() -> None:
         default=1.0,
         help="share of traces the server records (parentbased_traceidratio; 1.0: every trace)",
     )
+    parser.add_argument(
+        "--cached-catalogue",
+        action="store_true",
+        help="add a direct row that reads the catalogue once, not per order (place, lifecycle)",
+    )
+    parser.add_argument(
+        "--settled", type=int, default=0, help="orders already reserved and shipped from sku-1"
+    )
+    parser.add_argument(
+        "--reserve-orders",
+        type=int,
+        default=5000,
+        help="orders placed before a reserve run, per path: more than the path reserves",
+    )
     args = parser.parse_args()
     admin_url, redis_url = server_urls()
     connection = await asyncpg.connect(admin_url)
@@ -376,21 +496,26 @@ async def main() -> None:
 
     rows: list[tuple[str, Run]] = []
     for workload in args.workload:
-        paths = ["direct", *(f"http x{workers}" for workers in args.workers)]
+        setup = Setup(workload, settled=args.settled, reserve_orders=args.reserve_orders)
+        cached = ["cached"] if args.cached_catalogue and workload != "reserve" else []
+        paths = ["direct", *cached, *(f"http x{workers}" for workers in args.workers)]
         databases = [await fresh_database(admin_url) for _ in paths]
         try:
             async with contextlib.AsyncExitStack() as stack:
                 rounds: dict[str, OneRound] = {}
                 for path, url in zip(paths, databases, strict=True):
-                    if path == "direct":
-                        rounds[path] = await stack.enter_async_context(direct(url, workload))
+                    progress(f"{workload}: preparing {path}")
+                    if path in ("direct", "cached"):
+                        rounds[path] = await stack.enter_async_context(
+                            direct(url, setup, cached=path == "cached")
+                        )
                     else:
                         workers = int(path.rpartition("x")[2])
                         rounds[path] = await stack.enter_async_context(
                             http(
                                 url,
                                 redis_url,
-                                workload,
+                                setup,
                                 args.clients,
                                 workers=workers,
                                 sample_ratio=args.sample_ratio,
@@ -414,7 +539,8 @@ async def main() -> None:
     print(machine(server_version))
     print(
         f"{args.clients} concurrent clients, {args.seconds:.0f} s per row in {args.rounds} turns; "
-        f"http xN: N uvicorn worker processes; traces recorded: {args.sample_ratio:.0%}\n"
+        f"http xN: N uvicorn worker processes; traces recorded: {args.sample_ratio:.0%}; "
+        f"sku-1 has {args.settled} orders settled; load average {os.getloadavg()[0]:.1f}\n"
     )
     print("| workload  | path    | commands | commands/s | p50 ms | p99 ms | errors | http/direct |")
     print("|-----------|---------|---------:|-----------:|-------:|-------:|-------:|------------:|")
@@ -422,7 +548,7 @@ async def main() -> None:
     for workload, run in rows:
         ratio = (
             f"{run.rate / direct_rates[workload]:.0%}"
-            if run.name != "direct" and direct_rates[workload]
+            if run.name.startswith("http") and direct_rates[workload]
             else ""
         )
         print(

@@ -52,7 +52,7 @@ async def fill(store: PostgresEventStore, total: int, per_append: int = 100, wri
         nonlocal done
         for n in range(offset, streams, writers):
             sku = f"b{n}"
-            events = [NewEvent(data=ProductRegistered(sku=sku, name="bench"))]
+            events = [NewEvent(data=ProductRegistered(sku=sku, name="bench", unit_price=100, currency="EUR"))]
             events += [
                 NewEvent(data=StockReceived(sku=sku, quantity=1, on_hand=k)) for k in range(1, per_append)
             ]

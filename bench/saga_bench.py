@@ -150,10 +150,10 @@ async def suite(
         yield {"command": command, "saga": saga}
 
 
-async def seed(client: httpx.AsyncClient, staff: str, skus: list[str]) -> None:
-    for sku in skus:
+async def seed(client: httpx.AsyncClient, staff: str, prices: dict[str, int]) -> None:
+    for sku, price in prices.items():
         for path, body in (
-            ("/products", {"sku": sku, "name": sku}),
+            ("/products", {"sku": sku, "name": sku, "unit_price": price, "currency": "EUR"}),
             (f"/products/{sku}/receipts", {"quantity": 100_000}),
         ):
             response = await client.post(path, json=body, headers=headers(staff))
@@ -166,16 +166,19 @@ def headers(token: str) -> dict[str, str]:
 
 # Orders of two lines drawn from this many products: enough that two orders rarely contend for a
 # stock stream (a few hot SKUs measure the command service's contention retries instead).
-SKUS = [f"P{n}" for n in range(50)]
+# Their catalogue prices (EUR cents), which orders pay.
+PRICES = {f"P{n}": 100 + 10 * n for n in range(50)}
 
 
 def an_order() -> dict[str, Any]:
-    first, second = random.sample(SKUS, 2)
-    lines = [
-        {"sku": first, "quantity": 1, "unit_price": 100},
-        {"sku": second, "quantity": 1, "unit_price": 200},
-    ]
+    """One unit each of two products; no prices: the catalogue's are paid."""
+    lines = [{"sku": sku, "quantity": 1} for sku in random.sample(list(PRICES), 2)]
     return {"lines": lines, "currency": "EUR"}
+
+
+def total_of(order: dict[str, Any]) -> int:
+    """What the order costs at the catalogue's prices: the payment the script requests."""
+    return sum(PRICES[line["sku"]] * line["quantity"] for line in order["lines"])
 
 
 async def offer(count: int, clients: int, rate: float | None, job: Callable[[], Awaitable[None]]) -> None:
@@ -252,10 +255,10 @@ async def run_direct(
             body = an_order()
             order = (await post("/orders", body, customer)).json()["order_id"]
             for line in body["lines"]:
-                await post(
-                    f"/products/{line['sku']}/reservations", {"order_id": order, "quantity": 1}, service
-                )
-            await post("/payments", {"order_id": order, "amount": 300, "currency": "EUR"}, service)
+                reservation = {"order_id": order, "quantity": line["quantity"]}
+                await post(f"/products/{line['sku']}/reservations", reservation, service)
+            payment = {"order_id": order, "amount": total_of(body), "currency": "EUR"}
+            await post("/payments", payment, service)
             await post(f"/payments/{order}/authorization", {"provider_reference": "direct"}, service)
             for line in body["lines"]:
                 await post(f"/products/{line['sku']}/reservations/{order}/commit", None, service)
@@ -277,7 +280,7 @@ async def end_to_end(server: str, orders: int, clients: int, rate: float | None)
             command_url = processes["command"].url
             staff = token_factory(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)("bench-staff", ["staff"])
             async with httpx.AsyncClient(base_url=command_url, timeout=30) as client:
-                await seed(client, staff, SKUS)
+                await seed(client, staff, PRICES)
             progress(f"saga: {orders} orders, {clients} clients")
             saga_rate, saga_durations = await run_saga(command_url, saga_url, orders, clients, rate)
             # The saga would take the script's orders too: it stops first.

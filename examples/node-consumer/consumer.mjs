@@ -18,10 +18,11 @@
 import { parseArgs } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
 
-// The types and schema versions asyncapi.yaml declared when this consumer was written.
+// The types and schema versions asyncapi.yaml declares (its info.version 2.0.0).
 const KNOWN = {
   OrderPlaced: 1, OrderConfirmed: 1, OrderRejected: 1, OrderCancelled: 1,
-  ProductRegistered: 1, StockReceived: 1, StockReserved: 1, StockReservationFailed: 1,
+  ProductRegistered: 2, ProductPriceChanged: 1, ProductDeactivated: 1, ProductActivated: 1,
+  StockReceived: 1, StockReserved: 1, StockReservationFailed: 1,
   StockReservationReleased: 1, StockReservationCommitted: 1,
   PaymentRequested: 1, PaymentAuthorized: 1, PaymentDeclined: 1, PaymentVoided: 1,
   PaymentRefunded: 1,

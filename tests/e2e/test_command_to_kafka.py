@@ -10,6 +10,7 @@ request's `traceparent` trace id and correlation id travel into the Kafka header
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -70,7 +71,7 @@ async def test_a_command_arrives_on_kafka_with_its_trace_and_correlation(process
     async with httpx.AsyncClient(base_url=processes["command"], timeout=10) as client:
         response = await client.post(
             "/products",
-            json={"sku": "E2E-Mug", "name": "End-to-end mug"},
+            json={"sku": "E2E-Mug", "name": "End-to-end mug", "unit_price": 1250, "currency": "EUR"},
             headers=command_headers(token, traceparent=traceparent, **{"X-Correlation-Id": correlation}),
         )
     assert response.status_code == 201, response.text
@@ -99,6 +100,9 @@ async def test_a_command_arrives_on_kafka_with_its_trace_and_correlation(process
     headers = {name: value.decode() for name, value in record.headers}
     assert record.key == b"stock-e2e-mug"
     assert headers["ce_type"] == "ProductRegistered"
+    assert headers["ce_schemaversion"] == "2"
+    payload = json.loads(record.value)
+    assert (payload["sku"], payload["unit_price"], payload["currency"]) == ("e2e-mug", 1250, "EUR")
     assert headers["ce_subject"] == accepted["stream_id"]
     assert int(headers["ce_streamversion"]) == accepted["version"]
     assert int(headers["ce_position"]) == accepted["position"]

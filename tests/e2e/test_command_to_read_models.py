@@ -70,12 +70,13 @@ async def test_a_placed_order_is_in_both_read_models_once_its_position_is_reache
 ) -> None:
     tokens = token_factory(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
     async with httpx.AsyncClient(base_url=suite["command"], timeout=10) as client:
+        pot = {"sku": "E2E-Pot", "name": "Cast iron tea pot", "unit_price": 3990, "currency": "EUR"}
         product = await client.post(
-            "/products", json={"sku": "E2E-Pot", "name": "Cast iron tea pot"},
-            headers=command_headers(tokens("staff-1", roles=("staff",))),
-        )  # fmt: skip
+            "/products", json=pot, headers=command_headers(tokens("staff-1", roles=("staff",)))
+        )
         assert product.status_code == 201, product.text
-        lines = [{"sku": "E2E-Pot", "quantity": 2, "unit_price": 3990}]
+        # No price on the line: the order pays the catalogue's.
+        lines = [{"sku": "E2E-Pot", "quantity": 2}]
         placed = await client.post(
             "/orders", json={"lines": lines, "currency": "EUR"}, headers=command_headers(tokens("customer-7"))
         )
@@ -96,7 +97,9 @@ async def test_a_placed_order_is_in_both_read_models_once_its_position_is_reache
         await search.refresh(orders_alias(suite["keys"]))
         hits = await search.search(orders_alias(suite["keys"]), {"match": {"lines.product_name": "tea pots"}})
         assert [hit["order_id"] for hit in hits] == [order["order_id"]]
-        assert hits[0]["lines"][0]["product_name"] == "Cast iron tea pot"
+        [line] = hits[0]["lines"]
+        assert line["product_name"] == "Cast iron tea pot"
+        assert (line["unit_price"], line["line_total"], hits[0]["total"]) == (3990, 7980, 7980)
     finally:
         await redis.aclose()
         await search.close()

@@ -136,9 +136,13 @@ class Load:
         if self.pending:
             return self.pending.pop(0)  # a careful client retries with the same key
         if not self.skus or serial % 4 == 0:
-            write = Write(
-                "/products", {"sku": f"F{worker}-{serial}", "name": f"fault item {worker}-{serial}"}
-            )
+            product = {
+                "sku": f"F{worker}-{serial}",
+                "name": f"fault item {worker}-{serial}",
+                "unit_price": 100 + serial,
+                "currency": "EUR",
+            }
+            write = Write("/products", product)
         else:
             write = Write(f"/products/{random.choice(self.skus)}/receipts", {"quantity": 1})
         self.writes.append(write)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
-from command_service.testing import command_headers
+from command_service.testing import command_headers, register_products
 from eventstore import migrate
 from servicekit.testing import TokenFactory, running_service, token_factory
 
@@ -29,7 +29,9 @@ pytestmark = pytest.mark.slow
 
 SECRET = "e2e-secret-that-is-long-enough-for-hs256!"
 ISSUER, AUDIENCE = "https://issuer.e2e", "fulfilment-e2e"
-ORDER = {"lines": [{"sku": "E2E-MUG", "quantity": 2, "unit_price": 1250}], "currency": "EUR"}
+# The order pays the catalogue's price: 2 x 12.50 EUR.
+MUG = {"sku": "E2E-MUG", "name": "End-to-end mug", "unit_price": 1250, "currency": "EUR"}
+ORDER = {"lines": [{"sku": "E2E-MUG", "quantity": 2}], "currency": "EUR"}
 
 
 @pytest.fixture
@@ -106,6 +108,9 @@ async def suite(
         ) as query,
     ):
         await asyncio.gather(*(service.ready() for service in (command, relay, projector, query)))
+        staff = token_factory(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)("staff-1", ("staff",))
+        async with httpx.AsyncClient(base_url=command.url, timeout=10) as client:
+            await register_products(client, staff, [MUG])
         yield {"command": command.url, "query": query.url}
 
 
@@ -138,6 +143,7 @@ async def test_an_order_is_readable_with_its_token_on_the_very_next_request(
             assert by_id.status_code == 200, by_id.text
             assert by_id.json()["customer_id"] == "alice"
             assert by_id.json()["total"] == 2500
+            assert by_id.json()["lines"][0]["unit_price"] == MUG["unit_price"]
             assert by_id.headers["etag"] == f'"{accepted["version"]}"'
             assert accepted["order_id"] in [found["order_id"] for found in search.json()["orders"]]
             assert counts.json()["counts"]["pending"] >= 1

@@ -15,9 +15,11 @@ from eventstore import (
     Loaded,
     Metadata,
     NewEvent,
+    StateCache,
     StreamTruncated,
     execute,
     load,
+    load_many,
 )
 
 
@@ -348,3 +350,114 @@ async def test_authorize_refuses_before_the_expected_version_is_checked(store: E
     with pytest.raises(ConcurrencyError):
         await execute(store, guarded_account, "account-1", Withdraw(20), expected_version=5)
     assert len(await store.read_stream("account-1")) == 1
+
+
+# --- the state cache ---------------------------------------------------------------------------
+
+
+class CountingReads:
+    """A store that records where each stream read starts, and counts snapshot look-ups."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.reads_from: list[int | None] = []
+        self.many_reads: list[dict[str, int]] = []
+        self.snapshot_lookups = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def read_stream(self, stream_id: str, from_version: int | None = 0, **kw: Any) -> Any:
+        self.reads_from.append(from_version)
+        return await self.store.read_stream(stream_id, from_version, **kw)
+
+    async def read_streams(self, starts: dict[str, int]) -> Any:
+        self.many_reads.append(dict(starts))
+        return await self.store.read_streams(starts)
+
+    async def load_snapshot(self, stream_id: str, state_type: Any) -> Any:
+        self.snapshot_lookups += 1
+        return await self.store.load_snapshot(stream_id, state_type)
+
+
+async def test_a_cached_load_reads_only_what_came_after_and_sees_other_writers(store: EventStore) -> None:
+    cache = StateCache()
+    for _ in range(4):
+        await execute(store, snapshotting_account, "account-1", Deposit(5), cache=cache)
+    await store.append("account-1", [Deposited(100)])  # another process, without this cache
+    counting = CountingReads(store)
+
+    cached = await load(counting, snapshotting_account, "account-1", cache=cache)  # type: ignore[arg-type]
+
+    assert cached == await load(store, snapshotting_account, "account-1")
+    assert cached.state == Account(120, 5)
+    assert (counting.reads_from, counting.snapshot_lookups) == ([4], 0)
+    assert cache.get(snapshotting_account, "account-1") == cached
+
+
+async def test_execute_caches_the_state_its_command_made(store: EventStore) -> None:
+    cache = StateCache()
+
+    executed = await execute(store, account, "account-1", Deposit(7), cache=cache)
+
+    assert cache.get(account, "account-1") == Loaded(Account(7, 1), 0, executed.position)
+
+
+async def test_a_lost_race_with_a_cache_is_decided_again_on_the_fresh_state(store: EventStore) -> None:
+    cache = StateCache()
+    await execute(store, account, "account-1", Deposit(10), cache=cache)
+
+    await execute(CompetingWriter(store), account, "account-1", Deposit(5), cache=cache)  # type: ignore[arg-type]
+
+    assert (await load(store, account, "account-1")).state == Account(1015, 3)
+    cached = cache.get(account, "account-1")
+    assert cached is not None
+    assert (cached.state, cached.version) == (Account(1015, 3), 2)
+
+
+async def test_a_cached_load_of_a_truncated_stream_is_refused(store: EventStore) -> None:
+    cache = StateCache()
+    await execute(store, account, "account-1", Deposit(1), cache=cache)
+    await store.append("account-1", [Deposited(1), Deposited(1)])
+    await store.truncate_before("account-1", 2)
+
+    with pytest.raises(StreamTruncated):
+        await load(store, account, "account-1", cache=cache)
+
+
+def test_the_cache_keeps_the_most_recently_used_streams_and_never_an_older_state() -> None:
+    cache = StateCache(max_streams=2)
+    cache.put(account, "a", Loaded(Account(1), 0, 1))
+    cache.put(account, "b", Loaded(Account(2), 0, 2))
+    assert cache.get(account, "a") is not None  # a is now the most recently used
+    cache.put(account, "c", Loaded(Account(3), 0, 3))
+    cache.put(account, "a", Loaded(Account(0), -1, None))  # older than what is cached
+
+    assert cache.get(account, "b") is None
+    assert cache.get(account, "a") == Loaded(Account(1), 0, 1)
+    assert cache.get(snapshotting_account, "a") is None  # another decider's states are its own
+    assert len(cache) == 2
+    with pytest.raises(ValueError, match="max_streams"):
+        StateCache(max_streams=0)
+
+
+async def test_load_many_catches_up_the_cached_streams_in_one_read_and_loads_the_others(
+    store: EventStore,
+) -> None:
+    cache = StateCache()
+    await execute(store, account, "account-1", Deposit(1), cache=cache)
+    await execute(store, account, "account-2", Deposit(2), cache=cache)
+    await store.append("account-1", [Deposited(10)])  # another process
+    await store.append("account-3", [Deposited(3)])  # never loaded here
+    counting = CountingReads(store)
+
+    loaded = await load_many(
+        counting, account, ["account-1", "account-2", "account-3", "account-4"], cache=cache
+    )  # type: ignore[arg-type]
+
+    for stream_id in ("account-1", "account-2", "account-3", "account-4"):
+        assert loaded[stream_id] == await load(store, account, stream_id)
+    assert counting.reads_from == [0, 0]  # the two streams it had not cached ...
+    assert counting.many_reads == [{"account-1": 1, "account-2": 1}]  # ... and the others in one call
+    assert cache.get(account, "account-3") == loaded["account-3"]
+    assert cache.get(account, "account-4") is None  # no stream: nothing to cache

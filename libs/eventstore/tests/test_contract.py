@@ -654,6 +654,29 @@ async def test_a_snapshot_that_does_not_fit_the_type_is_a_decode_error(store: Ev
         await store.load_snapshot("cart-1", ItemAdded)
 
 
+async def test_several_streams_are_read_each_from_its_own_version_in_one_call(store: EventStore) -> None:
+    await store.append("cart-1", added("a", "b", "c"))
+    await store.append("cart-2", added("d"))
+
+    found = await store.read_streams({"cart-1": 1, "cart-2": 1, "cart-3": 0})
+
+    assert [(e.version, e.data) for e in found["cart-1"]] == [(1, ItemAdded("b")), (2, ItemAdded("c"))]
+    assert found["cart-2"] == []  # nothing after its start
+    assert found["cart-3"] == []  # no such stream
+    assert await store.read_streams({}) == {}
+    with pytest.raises(ValueError, match="from_version"):
+        await store.read_streams({"cart-1": -1})
+
+
+async def test_reading_several_streams_with_a_deleted_one_is_refused(store: EventStore) -> None:
+    await store.append("cart-1", added("a"))
+    await store.append("cart-2", added("b"))
+    await store.delete_stream("cart-2", 0)
+
+    with pytest.raises(StreamDeleted):
+        await store.read_streams({"cart-1": 0, "cart-2": 0})
+
+
 # --- deleting streams ------------------------------------------------------------------------
 
 

@@ -12,7 +12,9 @@ from fulfilment.values import stock_stream
 async def test_a_busy_stock_item_is_snapshotted_and_loads_the_same_from_its_snapshot() -> None:
     store = MemoryEventStore(build_registry())
     stream = stock_stream("SKU-9")
-    await execute(store, STOCK, stream, RegisterProduct(sku="SKU-9", name="Widget"))
+    await execute(
+        store, STOCK, stream, RegisterProduct(sku="SKU-9", name="Widget", unit_price=500, currency="EUR")
+    )
     await execute(store, STOCK, stream, ReceiveStock(sku="SKU-9", quantity=1000))
     for _ in range(150):
         await execute(store, STOCK, stream, ReserveStock(sku="sku-9", order_id=uuid4(), quantity=2))

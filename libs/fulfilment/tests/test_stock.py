@@ -6,6 +6,9 @@ from uuid import UUID, uuid4
 import pytest
 from fulfilment import Conflict, NotFound
 from fulfilment.events import (
+    ProductActivated,
+    ProductDeactivated,
+    ProductPriceChanged,
     ProductRegistered,
     StockEvent,
     StockReceived,
@@ -15,7 +18,10 @@ from fulfilment.events import (
     StockReserved,
 )
 from fulfilment.stock import (
+    ActivateProduct,
+    ChangePrice,
     CommitReservation,
+    DeactivateProduct,
     ReceiveStock,
     RegisterProduct,
     ReleaseReservation,
@@ -38,7 +44,7 @@ def given_events(*events: StockEvent) -> StockItem | None:
 
 def with_stock(on_hand: int, *more: StockEvent) -> StockItem | None:
     return given_events(
-        ProductRegistered(sku="sku-1", name="Widget"),
+        ProductRegistered(sku="sku-1", name="Widget", unit_price=500, currency="EUR"),
         StockReceived(sku="sku-1", quantity=on_hand, on_hand=on_hand),
         *more,
     )
@@ -48,15 +54,80 @@ def reserved(order_id: UUID, quantity: int, available: int) -> StockReserved:
     return StockReserved(sku="sku-1", order_id=order_id, quantity=quantity, available=available)
 
 
-def test_registering_a_product_normalises_its_sku() -> None:
-    assert decide(None, RegisterProduct(sku="SKU-1", name="Widget")) == [
-        ProductRegistered(sku="sku-1", name="Widget")
+def test_registering_a_product_normalises_its_sku_and_records_its_price() -> None:
+    command = RegisterProduct(sku="SKU-1", name="Widget", unit_price=500, currency="EUR")
+
+    assert decide(None, command) == [
+        ProductRegistered(sku="sku-1", name="Widget", unit_price=500, currency="EUR")
     ]
 
 
 def test_a_product_cannot_be_registered_twice() -> None:
     with pytest.raises(Conflict):
-        decide(with_stock(0), RegisterProduct(sku="sku-1", name="Again"))
+        decide(with_stock(0), RegisterProduct(sku="sku-1", name="Again", unit_price=1, currency="EUR"))
+
+
+def test_a_new_price_is_recorded_and_the_same_price_again_decides_nothing() -> None:
+    item = with_stock(0)
+
+    [changed] = decide(item, ChangePrice(sku="SKU-1", unit_price=650, currency="USD"))
+    after = evolve(item, changed)
+
+    assert changed == ProductPriceChanged(sku="sku-1", unit_price=650, currency="USD")
+    assert after is not None
+    assert (after.unit_price, after.currency) == (650, "USD")
+    assert decide(after, ChangePrice(sku="sku-1", unit_price=650, currency="USD")) == []
+
+
+def test_a_product_is_deactivated_and_activated_once_each() -> None:
+    item = with_stock(0)
+    assert item is not None
+    assert item.for_sale
+
+    [deactivated] = decide(item, DeactivateProduct(sku="sku-1", reason="discontinued"))
+    inactive = evolve(item, deactivated)
+    assert inactive is not None
+    assert not inactive.for_sale
+    assert decide(inactive, DeactivateProduct(sku="sku-1")) == []
+
+    [activated] = decide(inactive, ActivateProduct(sku="sku-1"))
+    active = evolve(inactive, activated)
+    assert activated == ProductActivated(sku="sku-1")
+    assert active is not None
+    assert active.for_sale
+    assert decide(active, ActivateProduct(sku="sku-1")) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ChangePrice(sku="nope", unit_price=1, currency="EUR"),
+        DeactivateProduct(sku="nope"),
+        ActivateProduct(sku="nope"),
+    ],
+)
+def test_catalogue_commands_on_an_unregistered_product_are_refused(command: StockCommand) -> None:
+    with pytest.raises(NotFound) as refused:
+        decide(None, command)
+    assert refused.value.code == "product-not-found"
+
+
+def test_a_product_registered_before_prices_is_not_for_sale_until_priced() -> None:
+    unpriced = given_events(ProductRegistered(sku="old", name="Old", unit_price=None, currency=None))
+    assert unpriced is not None
+    assert not unpriced.for_sale
+
+    priced = evolve(unpriced, ProductPriceChanged(sku="old", unit_price=100, currency="EUR"))
+    assert priced is not None
+    assert priced.for_sale
+
+
+def test_a_deactivated_product_still_reserves_for_orders_placed_before() -> None:
+    item = with_stock(5, ProductDeactivated(sku="sku-1"))
+
+    assert decide(item, ReserveStock(sku="sku-1", order_id=ORDER, quantity=2)) == [
+        StockReserved(sku="sku-1", order_id=ORDER, quantity=2, available=3)
+    ]
 
 
 def test_receiving_stock_adds_to_what_is_on_hand() -> None:

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.testing import StoreReader
+from command_service.testing import CATALOGUE, ORDER_BODY, StoreReader, command_headers, stock_catalogue
 from eventstore.postgres import PostgresEventStore
 from fulfilment.registry import build_registry
 from litestar import Litestar
@@ -48,6 +48,13 @@ def settings_for(redis_url: str) -> Callable[..., CommandSettings]:
 
 
 @pytest.fixture
+async def fresh_database_url(fresh_database_url: str) -> str:
+    """A database of its own for each test, with the products of `CATALOGUE` for sale."""
+    await stock_catalogue(fresh_database_url)
+    return fresh_database_url
+
+
+@pytest.fixture
 def settings(fresh_database_url: str, redis_url: str) -> CommandSettings:
     return make_settings(fresh_database_url, redis_url)
 
@@ -80,3 +87,41 @@ async def reader(client: httpx.AsyncClient, settings: CommandSettings) -> AsyncI
     finally:
         await store.close()
         await pool.close()
+
+
+async def place_order(
+    client: httpx.AsyncClient, tokens: TokenFactory, customer: str = "alice", body: Any = ORDER_BODY
+) -> str:
+    """Place an order (of `CATALOGUE` products) for `customer`; its id."""
+    response = await client.post("/orders", json=body, headers=command_headers(tokens(customer)))
+    assert response.status_code == 201, response.text
+    order_id: str = response.json()["order_id"]
+    return order_id
+
+
+async def pay_and_reserve(
+    client: httpx.AsyncClient, tokens: TokenFactory, order_id: str, body: Any = ORDER_BODY
+) -> None:
+    """What the saga does before it confirms an order: stock received and reserved, payment authorised."""
+    staff, saga = tokens("clerk", roles=["staff"]), tokens("saga", roles=["service"])
+    prices = {product["sku"].lower(): product["unit_price"] for product in CATALOGUE}
+    total = 0
+    for line in body["lines"]:
+        sku, quantity = line["sku"].lower(), line["quantity"]
+        total += quantity * prices[sku]
+        steps = [
+            (f"/products/{sku}/receipts", {"quantity": quantity}, staff),
+            (f"/products/{sku}/reservations", {"order_id": order_id, "quantity": quantity}, saga),
+        ]
+        for path, json, token in steps:
+            response = await client.post(path, json=json, headers=command_headers(token))
+            assert response.status_code == 200, response.text
+    payment = {"order_id": order_id, "amount": total, "currency": body["currency"]}
+    requested = await client.post("/payments", json=payment, headers=command_headers(saga))
+    assert requested.status_code == 201, requested.text
+    authorised = await client.post(
+        f"/payments/{order_id}/authorization",
+        json={"provider_reference": "psp-1"},
+        headers=command_headers(saga),
+    )
+    assert authorised.status_code == 200, authorised.text

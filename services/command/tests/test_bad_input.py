@@ -12,7 +12,7 @@ from servicekit.testing import TokenFactory
 
 
 def line(**fields: Any) -> dict[str, Any]:
-    return {"lines": [{"sku": "a", "quantity": 1, "unit_price": 1, **fields}], "currency": "EUR"}
+    return {"lines": [{"sku": "a", "quantity": 1, **fields}], "currency": "EUR"}
 
 
 @pytest.mark.parametrize(
@@ -20,13 +20,16 @@ def line(**fields: Any) -> dict[str, Any]:
     [
         (line(quantity="two"), "lines[0].quantity", "Expected `int`, got `str`"),
         (line(quantity=0), "lines[0].quantity", "Expected `int` >= 1"),
-        (line(unit_price=-5), "lines[0].unit_price", "Expected `int` >= 0"),
-        (line(unit_price=1.5), "lines[0].unit_price", "Expected `int`, got `float`"),
         (line(sku="has space"), "lines[0].sku", "Expected `str` matching regex"),
         ({"lines": [], "currency": "EUR"}, "lines", "Expected `array` of length >= 1"),
         ({**ORDER_BODY, "currency": "euro"}, "currency", "Expected `str` matching regex"),
         ({**ORDER_BODY, "total": 1}, "", "Object contains unknown field `total`"),
         (line(line_total=1), "lines[0]", "Object contains unknown field `line_total`"),
+        (
+            line(sku="SKU-1", quantity=1, unit_price=0),
+            "lines[0]",
+            "Object contains unknown field `unit_price`",
+        ),
         ({"currency": "EUR"}, "", "Object missing required field `lines`"),
         ([1, 2], "", "Expected `object`, got `array`"),
     ],
@@ -57,9 +60,7 @@ async def test_a_body_that_is_not_json_is_400(client: httpx.AsyncClient, tokens:
 
 
 async def test_the_same_sku_twice_is_a_domain_422(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
-    body = {
-        "lines": [{"sku": "A", "quantity": 1, "unit_price": 1}, {"sku": "a", "quantity": 1, "unit_price": 1}]
-    }
+    body = {"lines": [{"sku": "SKU-1", "quantity": 1}, {"sku": "sku-1", "quantity": 1}]}
 
     response = await client.post(
         "/orders", json={**body, "currency": "EUR"}, headers=command_headers(tokens())
@@ -71,7 +72,7 @@ async def test_the_same_sku_twice_is_a_domain_422(client: httpx.AsyncClient, tok
 
 async def test_a_body_over_the_size_limit_is_413(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
     body = {
-        "lines": [{"sku": f"sku-{i}", "quantity": 1, "unit_price": 1} for i in range(5000)],
+        "lines": [{"sku": f"sku-{i}", "quantity": 1} for i in range(5000)],
         "currency": "EUR",
     }
 

@@ -7,6 +7,8 @@ from command_service.testing import ORDER_BODY, StoreReader
 from command_service.testing import command_headers as headers
 from servicekit.testing import TokenFactory as Tokens
 
+from services.command.tests.conftest import pay_and_reserve, place_order
+
 
 async def test_a_customer_places_an_order_and_gets_its_stream_version_and_position(
     client: httpx.AsyncClient, tokens: Tokens, reader: StoreReader
@@ -49,7 +51,8 @@ async def test_the_saga_confirms_and_the_customer_cancels_their_own_order(
     client: httpx.AsyncClient, tokens: Tokens, reader: StoreReader
 ) -> None:
     alice, saga = tokens("alice"), tokens("saga", roles=["service"])
-    order_id = (await client.post("/orders", json=ORDER_BODY, headers=headers(alice))).json()["order_id"]
+    order_id = await place_order(client, tokens)
+    await pay_and_reserve(client, tokens, order_id)
 
     confirmed = await client.post(f"/orders/{order_id}/confirm", headers=headers(saga))
     cancelled = await client.post(
@@ -132,10 +135,14 @@ async def test_staff_stock_the_shelves_and_a_shortage_is_recorded_not_refused(
 ) -> None:
     staff, saga = tokens("clerk", roles=["staff"]), tokens("saga", roles=["service"])
     registered = await client.post(
-        "/products", json={"sku": "Widget-9", "name": "Widget"}, headers=headers(staff)
+        "/products",
+        json={"sku": "Widget-9", "name": "Widget", "unit_price": 700, "currency": "EUR"},
+        headers=headers(staff),
     )
     received = await client.post("/products/WIDGET-9/receipts", json={"quantity": 3}, headers=headers(staff))
-    first, second = uuid.uuid4(), uuid.uuid4()
+    widgets = {"lines": [{"sku": "widget-9", "quantity": 2}], "currency": "EUR"}
+    first, second = [await place_order(client, tokens, body=widgets) for _ in range(2)]
+    await pay(client, tokens, first, 1400)
     reserved = await client.post(
         "/products/widget-9/reservations", json={"order_id": str(first), "quantity": 2}, headers=headers(saga)
     )
@@ -167,8 +174,8 @@ async def test_staff_stock_the_shelves_and_a_shortage_is_recorded_not_refused(
 async def test_a_payment_is_requested_authorised_and_refunded_by_the_saga(
     client: httpx.AsyncClient, tokens: Tokens, reader: StoreReader
 ) -> None:
-    saga, order_id = tokens("saga", roles=["service"]), uuid.uuid4()
-    body = {"order_id": str(order_id), "amount": 2500, "currency": "EUR"}
+    saga, order_id = tokens("saga", roles=["service"]), await place_order(client, tokens)
+    body = {"order_id": order_id, "amount": 2500, "currency": "EUR"}
 
     requested = await client.post("/payments", json=body, headers=headers(saga))
     authorised = await client.post(
@@ -208,7 +215,8 @@ async def test_a_stock_item_with_many_events_is_snapshotted_by_the_write_path(
     from fulfilment.stock import StockItem
 
     staff = tokens("clerk", roles=["staff"])
-    await client.post("/products", json={"sku": "bolt", "name": "Bolt"}, headers=headers(staff))
+    bolt = {"sku": "bolt", "name": "Bolt", "unit_price": 5, "currency": "EUR"}
+    await client.post("/products", json=bolt, headers=headers(staff))
     for _ in range(100):
         response = await client.post("/products/bolt/receipts", json={"quantity": 1}, headers=headers(staff))
         assert response.status_code == 200
@@ -218,3 +226,15 @@ async def test_a_stock_item_with_many_events_is_snapshotted_by_the_write_path(
     assert snapshot is not None
     assert snapshot[0] == 99
     assert snapshot[1].on_hand == 99
+
+
+async def pay(client: httpx.AsyncClient, tokens: Tokens, order_id: str, amount: int) -> None:
+    saga = headers(tokens("saga", roles=["service"]))
+    body = {"order_id": order_id, "amount": amount, "currency": "EUR"}
+    assert (await client.post("/payments", json=body, headers=saga)).status_code == 201
+    authorised = await client.post(
+        f"/payments/{order_id}/authorization",
+        json={"provider_reference": "p"},
+        headers=headers(tokens("saga", roles=["service"])),
+    )
+    assert authorised.status_code == 200

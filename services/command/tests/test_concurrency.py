@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import httpx
 from command_service.testing import ORDER_BODY, StoreReader, command_headers
 from servicekit.testing import TokenFactory
+
+from services.command.tests.conftest import pay_and_reserve, place_order
 
 
 async def place(client: httpx.AsyncClient, token: str) -> str:
@@ -36,7 +37,9 @@ async def test_a_stale_if_match_is_412_with_the_current_version_and_appends_noth
 ) -> None:
     alice, saga = tokens("alice"), tokens("saga", roles=["service"])
     order_id = await place(client, alice)
-    await client.post(f"/orders/{order_id}/confirm", headers=command_headers(saga))
+    await client.post(
+        f"/orders/{order_id}/reject", json={"reason": "no stock"}, headers=command_headers(saga)
+    )
 
     response = await client.post(
         f"/orders/{order_id}/cancel", json={}, headers=command_headers(alice, **{"If-Match": '"0"'})
@@ -46,7 +49,7 @@ async def test_a_stale_if_match_is_412_with_the_current_version_and_appends_noth
     assert response.headers["etag"] == '"1"'
     assert response.json()["code"] == "stale-version"
     assert response.json()["current_version"] == 1
-    assert await reader.event_types(f"order-{order_id}") == ["OrderPlaced", "OrderConfirmed"]
+    assert await reader.event_types(f"order-{order_id}") == ["OrderPlaced", "OrderRejected"]
 
 
 async def test_a_malformed_if_match_is_400(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
@@ -65,6 +68,7 @@ async def test_racing_confirmations_of_one_order_confirm_it_once(
     client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
 ) -> None:
     order_id = await place(client, tokens("alice"))
+    await pay_and_reserve(client, tokens, order_id)
     saga = tokens("saga", roles=["service"])
 
     responses = await asyncio.gather(
@@ -100,17 +104,20 @@ async def test_racing_reservations_never_reserve_more_than_on_hand(
     client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
 ) -> None:
     staff, saga = tokens("clerk", roles=["staff"]), tokens("saga", roles=["service"])
-    await client.post("/products", json={"sku": "hot-1", "name": "Hot"}, headers=command_headers(staff))
+    hot = {"sku": "hot-1", "name": "Hot", "unit_price": 10, "currency": "EUR"}
+    await client.post("/products", json=hot, headers=command_headers(staff))
     await client.post("/products/hot-1/receipts", json={"quantity": 5}, headers=command_headers(staff))
+    one = {"lines": [{"sku": "hot-1", "quantity": 1}], "currency": "EUR"}
+    orders = [await place_order(client, tokens, f"c{n}", one) for n in range(10)]
 
     responses = await asyncio.gather(
         *(
             client.post(
                 "/products/hot-1/reservations",
-                json={"order_id": str(uuid.uuid4()), "quantity": 1},
+                json={"order_id": order_id, "quantity": 1},
                 headers=command_headers(saga),
             )
-            for _ in range(10)
+            for order_id in orders
         )
     )
 
@@ -126,7 +133,7 @@ async def test_racing_registrations_of_one_sku_create_it_once_and_never_fail(
     client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
 ) -> None:
     staff = tokens("clerk", roles=["staff"])
-    body = {"sku": "new-1", "name": "New"}
+    body = {"sku": "new-1", "name": "New", "unit_price": 10, "currency": "EUR"}
 
     responses = await asyncio.gather(
         *(client.post("/products", json=body, headers=command_headers(staff)) for _ in range(20))
@@ -142,7 +149,7 @@ async def test_racing_payment_requests_for_one_order_request_it_once_and_never_f
     client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
 ) -> None:
     saga = tokens("saga", roles=["service"])
-    body = {"order_id": str(uuid.uuid4()), "amount": 2500, "currency": "EUR"}
+    body = {"order_id": await place(client, tokens("alice")), "amount": 2500, "currency": "EUR"}
 
     responses = await asyncio.gather(
         *(client.post("/payments", json=body, headers=command_headers(saga)) for _ in range(20))
@@ -153,6 +160,9 @@ async def test_racing_payment_requests_for_one_order_request_it_once_and_never_f
     assert await reader.event_types(f"payment-{body['order_id']}") == ["PaymentRequested"]
 
 
+NEW_2 = {"sku": "new-2", "name": "New", "unit_price": 10, "currency": "EUR"}
+
+
 async def test_racing_retries_of_one_registration_answer_created_or_replay(
     client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
 ) -> None:
@@ -160,7 +170,7 @@ async def test_racing_retries_of_one_registration_answer_created_or_replay(
     headers = command_headers(staff)
 
     responses = await asyncio.gather(
-        *(client.post("/products", json={"sku": "new-2", "name": "New"}, headers=headers) for _ in range(20))
+        *(client.post("/products", json=NEW_2, headers=headers) for _ in range(20))
     )
 
     assert {r.status_code for r in responses} == {201}, [r.text for r in responses if r.status_code != 201]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 
 import httpx
@@ -12,6 +11,8 @@ from command_service.queues import StreamQueues
 from command_service.settings import CommandSettings
 from command_service.testing import StoreReader, command_headers
 from servicekit.testing import TokenFactory
+
+from services.command.tests.conftest import place_order
 
 
 @pytest.fixture
@@ -24,17 +25,20 @@ async def test_racing_reservations_with_enough_stock_all_succeed_and_the_stock_i
     client: httpx.AsyncClient, tokens: TokenFactory, reader: StoreReader
 ) -> None:
     staff, saga = tokens("clerk", roles=["staff"]), tokens("saga", roles=["service"])
-    await client.post("/products", json={"sku": "busy-1", "name": "Busy"}, headers=command_headers(staff))
+    busy = {"sku": "busy-1", "name": "Busy", "unit_price": 10, "currency": "EUR"}
+    await client.post("/products", json=busy, headers=command_headers(staff))
     await client.post("/products/busy-1/receipts", json={"quantity": 1000}, headers=command_headers(staff))
+    one = {"lines": [{"sku": "busy-1", "quantity": 1}], "currency": "EUR"}
+    orders = [await place_order(client, tokens, f"c{n}", one) for n in range(20)]
 
     responses = await asyncio.gather(
         *(
             client.post(
                 "/products/busy-1/reservations",
-                json={"order_id": str(uuid.uuid4()), "quantity": 1},
+                json={"order_id": order_id, "quantity": 1},
                 headers=command_headers(saga),
             )
-            for _ in range(20)
+            for order_id in orders
         )
     )
 

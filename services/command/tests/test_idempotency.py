@@ -113,14 +113,16 @@ async def test_a_command_without_an_idempotency_key_is_400_naming_the_header(
 
 async def test_a_refused_command_is_not_remembered(client: httpx.AsyncClient, tokens: TokenFactory) -> None:
     saga = tokens("saga", roles=["service"])
-    order_id = uuid.uuid4()
+    order_id = (await client.post("/orders", json=ORDER_BODY, headers=command_headers(tokens()))).json()[
+        "order_id"
+    ]
     key = command_headers(saga, key="authorise")
     body = {"provider_reference": "psp-1"}
 
     before = await client.post(f"/payments/{order_id}/authorization", json=body, headers=key)
     await client.post(
         "/payments",
-        json={"order_id": str(order_id), "amount": 5, "currency": "EUR"},
+        json={"order_id": order_id, "amount": 2500, "currency": "EUR"},
         headers=command_headers(saga),
     )
     after = await client.post(f"/payments/{order_id}/authorization", json=body, headers=key)
@@ -136,14 +138,18 @@ async def test_an_expired_key_can_be_used_again_and_expired_keys_are_purged(
     connection = await asyncpg.connect(settings.database_url)
     try:
         await connection.execute(
-            "UPDATE command.idempotency_keys SET expires_at = now() - interval '1 second'"
+            "UPDATE command.idempotency_keys SET expires_at = now() - interval '1 second' "
+            "WHERE subject = 'alice'"
         )
         again = await client.post("/orders", json=ORDER_BODY, headers=request_headers)
         await connection.execute(
-            "UPDATE command.idempotency_keys SET expires_at = now() - interval '1 second'"
+            "UPDATE command.idempotency_keys SET expires_at = now() - interval '1 second' "
+            "WHERE subject = 'alice'"
         )
         purged = await app.state.services.keys.purge_expired()
-        left = await connection.fetchval("SELECT count(*) FROM command.idempotency_keys")
+        left = await connection.fetchval(
+            "SELECT count(*) FROM command.idempotency_keys WHERE subject = 'alice'"
+        )
     finally:
         await connection.close()
 

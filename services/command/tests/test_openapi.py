@@ -32,7 +32,7 @@ async def test_every_command_operation_names_the_role_it_requires(client: httpx.
         for operation in item.values()
     ]
 
-    assert len(commands) == 14
+    assert len(commands) == 17
     for operation in commands:
         [requirement] = operation["security"]
         [role] = requirement["bearer"]

@@ -8,13 +8,25 @@ from typing import Any
 
 import asyncpg
 import pytest
-from eventstore import LogPosition, NewEvent, PostgresEventStore, connect, migrate
+from eventstore import (
+    AppendResult,
+    EventRegistry,
+    LogPosition,
+    NewEvent,
+    PostgresEventStore,
+    connect,
+    migrate,
+)
+from fulfilment import superseded
 from fulfilment.events import (
     Event,
     OrderCancelled,
     OrderConfirmed,
     OrderPlaced,
     PlacedLine,
+    ProductActivated,
+    ProductDeactivated,
+    ProductPriceChanged,
     ProductRegistered,
     StockReceived,
     StockReserved,
@@ -79,17 +91,46 @@ def line(sku: str, quantity: int = 1, price: int = 250) -> PlacedLine:
     return PlacedLine(sku=sku, quantity=quantity, unit_price=price, line_total=quantity * price)
 
 
+def unpriced_products_registry() -> EventRegistry:
+    """The registry as it was before products had prices: `ProductRegistered` at schema version 1."""
+    registry = EventRegistry()
+    registry.register(superseded.ProductRegistered, name="ProductRegistered", version=1)
+    return registry
+
+
+async def append_unpriced_registration(store: PostgresEventStore, sku: str, name: str) -> AppendResult:
+    """Register `sku` as a store written before prices existed holds it: a version 1 payload."""
+    old = PostgresEventStore(store.pool, unpriced_products_registry())
+    try:
+        return await old.append(f"stock-{sku}", [superseded.ProductRegistered(sku=sku, name=name)])
+    finally:
+        await old.close()
+
+
 async def write_scenario(store: PostgresEventStore, *, orders: int = 12, tag: str = "") -> list[uuid.UUID]:
-    """Products with stock, and orders in every status; returns the order ids."""
+    """Products with prices and stock, and orders in every status; returns the order ids.
+
+    The catalogue takes every path the stock model shows: the mug is deactivated and
+    activated again, the teapot ends deactivated, and the kettle was registered before
+    products had prices (a stored version 1 payload, upcast on reading) and priced later.
+    """
     skus = [f"mug{tag}", f"teapot{tag}", f"kettle{tag}"]
     for number, sku in enumerate(skus):
+        name = f"Blue {sku} number {number}"
+        catalogue: list[Event]
+        if number == 2:
+            await append_unpriced_registration(store, sku, name)
+            catalogue = [ProductPriceChanged(sku=sku, unit_price=4000, currency="EUR")]
+        else:
+            catalogue = [ProductRegistered(sku=sku, name=name, unit_price=250 * (number + 1), currency="EUR")]
+        if number == 0:
+            catalogue += [ProductDeactivated(sku=sku, reason="recall"), ProductActivated(sku=sku)]
         await store.append(
             f"stock-{sku}",
-            [
-                NewEvent(data=ProductRegistered(sku=sku, name=f"Blue {sku} number {number}")),
-                NewEvent(data=StockReceived(sku=sku, quantity=100, on_hand=100)),
-            ],
+            [NewEvent(data=e) for e in [*catalogue, StockReceived(sku=sku, quantity=100, on_hand=100)]],
         )
+        if number == 1:
+            await store.append(f"stock-{sku}", [NewEvent(data=ProductDeactivated(sku=sku))])
     ids = []
     for n in range(orders):
         order_id = uuid.uuid4()

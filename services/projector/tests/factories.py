@@ -32,6 +32,11 @@ def projected(stream_id: str, version: int, data: Event, *, position: int | None
     )
 
 
+def registered(sku: str, name: str, *, unit_price: int = 1250, currency: str = "EUR") -> ProductRegistered:
+    """A product registered with a price, as the command service registers them."""
+    return ProductRegistered(sku=sku, name=name, unit_price=unit_price, currency=currency)
+
+
 def placed(order_id: uuid.UUID, *, customer: str = "c1", skus: tuple[str, ...] = ("mug",)) -> OrderPlaced:
     lines = tuple(PlacedLine(sku=sku, quantity=2, unit_price=500, line_total=1000) for sku in skus)
     return OrderPlaced(
@@ -49,7 +54,7 @@ def order_history(order_id: uuid.UUID, *, customer: str = "c1", cancel: bool = F
 
 def stock_history(sku: str, order_id: uuid.UUID) -> list[ProjectedEvent]:
     events: list[Event] = [
-        ProductRegistered(sku=sku, name=f"Blue {sku}"),
+        registered(sku, f"Blue {sku}"),
         StockReceived(sku=sku, quantity=10, on_hand=10),
         StockReserved(sku=sku, order_id=order_id, quantity=3, available=7),
     ]

@@ -88,9 +88,19 @@ async def test_events_appended_to_the_store_reach_both_models_through_kafka(
 ) -> None:
     async with running(ProjectorService(projector)) as service:
         await write_scenario(store, orders=20)
-        last = (await log_events(store))[-1].position
-        await reached(projector, last)
+        events = await log_events(store)
+        await reached(projector, events[-1].position)
         assert all(status.applied_total > 0 for status in service.statuses.values())
+        # The catalogue's events, a stored version 1 registration among them: none is dead-lettered.
+        stored = await store.read_all_stored(categories=["stock"])
+        assert {(e.event_type, e.schema_version) for e in stored} >= {
+            ("ProductRegistered", 1), ("ProductRegistered", 2), ("ProductPriceChanged", 1),
+            ("ProductDeactivated", 1), ("ProductActivated", 1),
+        }  # fmt: skip
+        assert {name: status.dead_letters for name, status in service.statuses.items()} == {
+            "redis": 0,
+            "search": 0,
+        }
         report = await service.report()
         assert report["projections"]["redis"]["lag_events"] == 0
     assert await live_models(projector) == await clean_models(projector, store)

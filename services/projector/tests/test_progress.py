@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from eventstore import NewEvent, PostgresEventStore
-from fulfilment.events import PaymentRequested, ProductRegistered, StockReceived
+from fulfilment.events import PaymentRequested, StockReceived
 from projector_service.bootstrap import Projector
 from readmodels.keyspace import read_position, wait_for_position
 
 from services.projector.tests.conftest import log_events, write_scenario
+from services.projector.tests.factories import registered
 
 
 async def test_the_position_stops_below_the_first_event_not_applied(
@@ -35,7 +36,7 @@ async def test_events_of_categories_the_projection_does_not_read_do_not_hold_it_
     import uuid
 
     order_id = uuid.uuid4()
-    await store.append("stock-cup", [NewEvent(data=ProductRegistered(sku="cup", name="Cup"))])
+    await store.append("stock-cup", [NewEvent(data=registered("cup", "Cup"))])
     payment = await store.append(
         f"payment-{order_id}", [NewEvent(data=PaymentRequested(order_id=order_id, amount=5, currency="EUR"))]
     )
@@ -69,15 +70,13 @@ async def test_a_position_taken_by_a_transaction_still_open_is_not_reported_as_r
 ) -> None:
     # An append that took a lower position but has not committed: positions above it are
     # applied, yet "reached P" must wait for it.
-    await store.append("stock-a", [NewEvent(data=ProductRegistered(sku="a", name="A"))])
+    await store.append("stock-a", [NewEvent(data=registered("a", "A"))])
     connection = await projector.pool.acquire()
     transaction = connection.transaction()
     await transaction.start()
     try:
-        slow = await store.append(
-            "stock-b", [NewEvent(data=ProductRegistered(sku="b", name="B"))], connection=connection
-        )
-        fast = await store.append("stock-c", [NewEvent(data=ProductRegistered(sku="c", name="C"))])
+        slow = await store.append("stock-b", [NewEvent(data=registered("b", "B"))], connection=connection)
+        fast = await store.append("stock-c", [NewEvent(data=registered("c", "C"))])
         assert slow.positions[0] < fast.positions[0]
         tracker = projector.trackers["redis"]
         await tracker.mark_applied([1, fast.positions[0]])

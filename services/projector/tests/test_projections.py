@@ -5,7 +5,16 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from fulfilment.events import OrderConfirmed, PaymentRequested, StockReceived
+from fulfilment.events import (
+    OrderConfirmed,
+    PaymentRequested,
+    ProductActivated,
+    ProductDeactivated,
+    ProductPriceChanged,
+    ProductRegistered,
+    StockReceived,
+)
+from fulfilment.registry import build_registry
 from projector_service.documents import OutOfOrder, evolve_document, with_names
 from projector_service.summaries import summary_writes
 
@@ -76,6 +85,9 @@ def test_received_stock_grows_what_is_available_by_the_quantity() -> None:
         "name": "Blue mug",
         "on_hand": "0",
         "available": "0",
+        "active": "1",
+        "unit_price": "1250",
+        "currency": "EUR",
     }
     (write,) = summary_writes(received)
     assert write.set == {"on_hand": "10"}
@@ -91,3 +103,33 @@ def test_events_the_read_models_do_not_show_cause_no_writes() -> None:
         summary_writes(projected("stock-x", 1, StockReceived(sku="x", quantity=1, on_hand=1)))[0].kind
         == "stock"
     )
+
+
+def test_a_product_registered_before_prices_existed_is_written_without_a_price() -> None:
+    # A stored version 1 payload, decoded as every reader decodes it: upcast, with no price.
+    stored = b'{"type": "ProductRegistered", "sku": "old-lamp", "name": "Old lamp"}'
+    upcast = build_registry().decode("ProductRegistered", 1, stored)
+    assert isinstance(upcast, ProductRegistered)
+    (write,) = summary_writes(projected("stock-old-lamp", 0, upcast))
+    assert write.set == {
+        "sku": "old-lamp",
+        "name": "Old lamp",
+        "on_hand": "0",
+        "available": "0",
+        "active": "1",
+    }
+
+
+def test_price_changes_deactivation_and_activation_write_the_catalogue_fields_in_stream_order() -> None:
+    changes = [
+        projected("stock-mug", 3, ProductPriceChanged(sku="mug", unit_price=1400, currency="USD")),
+        projected("stock-mug", 4, ProductDeactivated(sku="mug", reason="discontinued")),
+        projected("stock-mug", 5, ProductActivated(sku="mug")),
+    ]
+    writes = [write for event in changes for write in summary_writes(event)]
+    assert [(w.kind, w.ident, w.version, w.set, w.incr) for w in writes] == [
+        ("stock", "mug", 3, {"unit_price": "1400", "currency": "USD"}, {}),
+        ("stock", "mug", 4, {"active": "0"}, {}),
+        ("stock", "mug", 5, {"active": "1"}, {}),
+    ]
+    assert not any(w.count_status for w in writes)

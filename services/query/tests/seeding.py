@@ -117,8 +117,25 @@ class SeededModels:
     async def refresh(self) -> None:
         await self.search.refresh(self.index)
 
-    async def stock(self, sku: str, name: str, on_hand: int, available: int, version: int = 1) -> None:
-        fields = {"sku": sku, "name": name, "on_hand": on_hand, "available": available, "version": version}
+    async def stock(
+        self,
+        sku: str,
+        name: str,
+        on_hand: int,
+        available: int,
+        version: int = 1,
+        *,
+        unit_price: int | None = 1250,
+        currency: str | None = "EUR",
+        active: bool = True,
+    ) -> None:
+        """Write a SKU's hash as the projector does: no price fields while it has no price."""
+        fields: dict[str, str | int] = {
+            "sku": sku, "name": name, "on_hand": on_hand, "available": available, "version": version,
+            "active": "1" if active else "0",
+        }  # fmt: skip
+        if unit_price is not None and currency is not None:
+            fields |= {"unit_price": unit_price, "currency": currency}
         await self.redis.hset(self.keys.stock(sku), mapping=fields)  # type: ignore[misc]
 
     async def advance(self, projection: str, position: int) -> None:

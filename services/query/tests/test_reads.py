@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from servicekit.testing import TokenFactory
@@ -182,12 +184,59 @@ async def test_stock_by_sku_is_case_insensitive_and_unknown_skus_are_404(
     assert found.json() == {
         "sku": "blue-mug",
         "name": "Blue mug",
+        "unit_price": 1250,
+        "currency": "EUR",
+        "active": True,
+        "for_sale": True,
         "on_hand": 10,
         "available": 7,
         "version": 3,
     }
     assert missing.status_code == 404
     assert missing.json()["code"] == "product-not-found"
+
+
+@pytest.mark.parametrize(
+    ("seeded", "shown"),
+    [
+        ({"unit_price": 990, "currency": "GBP"}, (990, "GBP", True, True)),
+        ({"active": False}, (1250, "EUR", False, False)),
+        ({"unit_price": None, "currency": None}, (None, None, True, False)),
+        ({"unit_price": None, "currency": None, "active": False}, (None, None, False, False)),
+    ],
+    ids=["priced", "deactivated", "not-priced-yet", "neither"],
+)
+async def test_a_product_shows_its_price_and_is_for_sale_only_while_active_and_priced(
+    client: httpx.AsyncClient,
+    models: SeededModels,
+    tokens: TokenFactory,
+    seeded: dict[str, Any],
+    shown: tuple[int | None, str | None, bool, bool],
+) -> None:
+    await models.stock("lamp", "Lamp", on_hand=1, available=1, **seeded)
+
+    body = (await client.get("/stock/lamp", headers=bearer(tokens("alice")))).json()
+
+    assert (body["unit_price"], body["currency"], body["active"], body["for_sale"]) == shown
+
+
+async def test_a_stock_hash_from_before_products_had_prices_reads_as_active_and_not_priced(
+    client: httpx.AsyncClient, models: SeededModels, tokens: TokenFactory
+) -> None:
+    # The fields an older projector wrote, and no more: a product registered without a price.
+    fields = {"sku": "old-mug", "name": "Old mug", "on_hand": 4, "available": 4, "version": 2}
+    await models.redis.hset(models.keys.stock("old-mug"), mapping=fields)  # type: ignore[misc]
+
+    response = await client.get("/stock/old-mug", headers=bearer(tokens("s", roles=["staff"])))
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        **fields,
+        "unit_price": None,
+        "currency": None,
+        "active": True,
+        "for_sale": False,
+    }
 
 
 async def test_reads_follow_the_live_generation_when_a_rebuild_swaps_it(
@@ -212,3 +261,15 @@ async def test_reads_follow_the_live_generation_when_a_rebuild_swaps_it(
     assert stock_before.status_code == 404
     assert after.json()["status"] == "confirmed"
     assert stock_after.status_code == 200
+
+
+async def test_the_openapi_document_shows_a_products_price_and_whether_it_is_for_sale(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    stock = document["components"]["schemas"]["StockView"]
+
+    assert {"unit_price", "currency", "active", "for_sale"} <= set(stock["required"])
+    assert {"type": "null"} in stock["properties"]["unit_price"]["oneOf"]
+    assert stock["properties"]["for_sale"]["type"] == "boolean"
+    assert "active and priced" in stock["properties"]["for_sale"]["description"]

@@ -13,7 +13,8 @@ import asyncpg
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from eventstore import NewEvent, PostgresEventStore, connect, migrate
+from eventstore import EventRegistry, NewEvent, PostgresEventStore, connect, migrate
+from fulfilment import superseded
 from fulfilment.events import ProductRegistered, StockReceived
 from fulfilment.registry import build_registry
 from relay_service.settings import RelaySettings
@@ -53,9 +54,30 @@ def relay_settings(store_url: str, kafka_bootstrap_servers: str) -> RelaySetting
     )
 
 
+def unpriced_products_registry() -> EventRegistry:
+    """The registry as it was before products had prices: `ProductRegistered` at schema version 1."""
+    registry = EventRegistry()
+    registry.register(superseded.ProductRegistered, name="ProductRegistered", version=1)
+    return registry
+
+
+async def append_unpriced_registration(store: PostgresEventStore, sku: str, name: str) -> None:
+    """Register `sku` as a store written before prices existed holds it: a version 1 payload."""
+    old = PostgresEventStore(store.pool, unpriced_products_registry())
+    try:
+        await old.append(f"stock-{sku}", [superseded.ProductRegistered(sku=sku, name=name)])
+    finally:
+        await old.close()
+
+
+def registered(sku: str, name: str) -> ProductRegistered:
+    """A product registered with a price, as the command service registers them."""
+    return ProductRegistered(sku=sku, name=name, unit_price=1250, currency="EUR")
+
+
 def stock_events(sku: str, count: int) -> list[NewEvent]:
     """A registration and `count - 1` receipts: a stream whose versions are easy to check."""
-    events: list[msgspec.Struct] = [ProductRegistered(sku=sku, name=f"product {sku}")]
+    events: list[msgspec.Struct] = [registered(sku, f"product {sku}")]
     events += [StockReceived(sku=sku, quantity=1, on_hand=n) for n in range(1, count)]
     return [NewEvent(data=event) for event in events]
 

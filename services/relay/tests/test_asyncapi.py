@@ -110,7 +110,9 @@ def test_every_message_has_an_example_valid_against_its_own_headers_payload_and_
     for name, message in document["components"]["messages"].items():
         (example,) = message["examples"]
         jsonschema.validate(example["headers"], message["headers"], format_checker=FORMATS)
-        schema = json.loads((ROOT / "schemas" / f"{name}.v1.json").read_text())
+        version = example["headers"]["ce_schemaversion"]
+        assert example["headers"]["ce_dataschema"].endswith(f"/{name}.v{version}.json")
+        schema = json.loads((ROOT / "schemas" / f"{name}.v{version}.json").read_text())
         jsonschema.validate(example["payload"], schema, format_checker=FORMATS)
         key = message["bindings"]["kafka"]["key"]
         assert key["examples"] == [example["headers"]["ce_subject"]]
@@ -161,3 +163,36 @@ def test_the_document_states_retention_replay_offsets_keys_and_positions() -> No
         assert phrase in text, phrase
     for channel in document["channels"].values():
         assert channel["bindings"]["kafka"]["topicConfiguration"]["retention.ms"] == 604_800_000
+
+
+def test_each_message_is_at_its_types_current_schema_version() -> None:
+    messages = _document()["components"]["messages"]
+    for event_type in ALL_EVENTS:
+        headers = messages[event_name(event_type)]["examples"][0]["headers"]
+        assert headers["ce_schemaversion"] == str(event_type.schema_version), event_name(event_type)
+    assert _example_headers("ProductRegistered")["ce_schemaversion"] == "2"
+
+
+def test_the_stock_channel_carries_the_catalogue_events() -> None:
+    stock = _document()["channels"]["stock"]["messages"]
+    assert {"ProductRegistered", "ProductPriceChanged", "ProductDeactivated", "ProductActivated"} <= set(
+        stock
+    )
+
+
+def test_the_document_says_version_1_registrations_are_published_upcast_to_version_2() -> None:
+    document = _document()
+    message = document["components"]["messages"]["ProductRegistered"]
+    text = " ".join(message["description"].split())
+    assert "Events stored at v1" in text
+    assert "published upcast to v2: `ce_schemaversion` 2" in text
+    assert "/schemas/ProductRegistered.v1.json" in text
+    assert "`ProductRegistered` (v2; v1 published upcast to v2)" in " ".join(
+        document["info"]["description"].split()
+    )
+    # The payload schema says what an upcast registration holds: no price.
+    schema = document["components"]["schemas"]["ProductRegistered"]
+    assert {"type": "null"} in schema["properties"]["unit_price"]["anyOf"]
+    assert "version 1 event" in schema["description"]
+    # A message without earlier versions says nothing of upcasting.
+    assert "upcast" not in document["components"]["messages"]["ProductPriceChanged"]["description"]

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import msgspec
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from eventstore import PostgresEventStore
+from eventstore import NewEvent, PostgresEventStore
+from fulfilment.events import StockReceived
 from fulfilment.registry import build_registry
 from relay_service.app import create_app
 from relay_service.asyncapi import VARYING_HEADERS
@@ -29,7 +31,7 @@ from relay_service.settings import RelaySettings
 from relay_service.topics import contract_topics
 from servicekit.testing import lifespan_of
 
-from services.relay.tests.conftest import collect
+from services.relay.tests.conftest import append_unpriced_registration, collect
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -122,8 +124,15 @@ async def test_each_dataschema_uri_resolves_at_the_relay(
                 assert response.headers["content-type"].startswith("application/schema+json")
                 committed = json.loads((ROOT / "schemas" / uri.rsplit("/", 1)[1]).read_text())
                 assert response.json() == committed, name
+            # Every schema file is served, the versions no message is sent at any more among them.
+            for path in sorted((ROOT / "schemas").glob("*.json")):
+                served = await client.get(f"/schemas/{path.name}")
+                assert served.status_code == 200, path.name
+                assert served.json() == json.loads(path.read_text()), path.name
+            first = (await client.get("/schemas/ProductRegistered.v1.json")).json()
             missing = await client.get("/schemas/OrderPlaced.v99.json")
             traversal = await client.get("/schemas/..%2Fpyproject.toml")
+    assert set(first["$defs"]["ProductRegistered"]["required"]) == {"type", "sku", "name"}
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert traversal.status_code == 404
@@ -135,6 +144,7 @@ async def test_a_replay_relay_republishes_the_whole_log_into_topics_of_its_own(
     # The replay path the document gives consumers who need more than the topics keep.
     for stream, events in sample_events().items():
         await store.append(stream, events)
+    expected = sum(len(events) for events in sample_events().values())
     live = asyncio.create_task(Relay(relay_settings, store).run())
     replay_settings = msgspec.structs.replace(
         relay_settings,
@@ -146,14 +156,14 @@ async def test_a_replay_relay_republishes_the_whole_log_into_topics_of_its_own(
         await collect(
             relay_settings.kafka_bootstrap_servers,
             contract_topics(relay_settings.relay_topic_prefix),
-            expected=15,
+            expected=expected,
         )
         replay = asyncio.create_task(Relay(replay_settings, store).run())
         try:
             records = await collect(
                 replay_settings.kafka_bootstrap_servers,
                 contract_topics(replay_settings.relay_topic_prefix),
-                expected=15,
+                expected=expected,
             )
         finally:
             replay.cancel()
@@ -163,3 +173,37 @@ async def test_a_replay_relay_republishes_the_whole_log_into_topics_of_its_own(
         await asyncio.gather(live, return_exceptions=True)
     ids = {dict(record.headers)["ce_id"].decode() for record in records}
     assert ids == {str(event.event_id) for events in sample_events().values() for event in events}
+
+
+async def test_a_registration_stored_at_version_1_is_published_upcast_to_version_2(
+    store: PostgresEventStore, relay_settings: RelaySettings
+) -> None:
+    await append_unpriced_registration(store, "old-lamp", "Old lamp")
+    await store.append(
+        "stock-old-lamp", [NewEvent(data=StockReceived(sku="old-lamp", quantity=2, on_hand=2))]
+    )
+    task = asyncio.create_task(Relay(relay_settings, store).run())
+    try:
+        records = await collect(
+            relay_settings.kafka_bootstrap_servers, [f"{relay_settings.relay_topic_prefix}stock"], expected=2
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    (stored, _) = await store.read_all_stored()
+    assert (stored.event_type, stored.schema_version) == ("ProductRegistered", 1)
+    registration = next(r for r in records if dict(r.headers)["ce_type"] == b"ProductRegistered")
+    headers = {name: value.decode() for name, value in registration.headers}
+    assert headers["ce_schemaversion"] == "2"
+    assert headers["ce_dataschema"] == f"{relay_settings.relay_dataschema_base}ProductRegistered.v2.json"
+    payload = msgspec.json.decode(registration.value)
+    assert payload == {
+        "type": "ProductRegistered",
+        "sku": "old-lamp",
+        "name": "Old lamp",
+        "unit_price": None,
+        "currency": None,
+    }
+    schema = json.loads((ROOT / "schemas" / "ProductRegistered.v2.json").read_text())
+    jsonschema.validate(payload, schema)

@@ -14,14 +14,19 @@ from relay_service.envelope import HEADERS, to_message, topic_for
 
 REGISTRY = build_registry()
 # As PostgreSQL returns a jsonb payload: keys reordered, spaces after separators.
-STORED_JSON = b'{"sku": "blue-mug", "name": "Blue mug", "type": "ProductRegistered"}'
+STORED_JSON = (
+    b'{"sku": "blue-mug", "name": "Blue mug", "type": "ProductRegistered", '
+    b'"currency": "EUR", "unit_price": 1250}'
+)
+# A registration stored before products had prices: schema version 1.
+STORED_V1_JSON = b'{"sku": "blue-mug", "name": "Blue mug", "type": "ProductRegistered"}'
 
 
 def recorded(
     metadata: Metadata,
     *,
     event_type: str = "ProductRegistered",
-    schema_version: int = 1,
+    schema_version: int = 2,
     data: bytes = STORED_JSON,
 ) -> StoredEvent:
     return StoredEvent(
@@ -77,8 +82,8 @@ def test_binary_mode_puts_attributes_in_headers_and_the_event_json_in_the_value(
         "content-type": "application/json",
         "ce_streamversion": "4",
         "ce_position": "1234",
-        "ce_schemaversion": "1",
-        "ce_dataschema": "http://relay.test/schemas/ProductRegistered.v1.json",
+        "ce_schemaversion": "2",
+        "ce_dataschema": "http://relay.test/schemas/ProductRegistered.v2.json",
         "ce_correlationid": "c-1",
         "ce_causationid": "k-9",
         "ce_traceparent": "00-ab-cd-01",
@@ -89,6 +94,8 @@ def test_binary_mode_puts_attributes_in_headers_and_the_event_json_in_the_value(
         "type": "ProductRegistered",
         "sku": "blue-mug",
         "name": "Blue mug",
+        "unit_price": 1250,
+        "currency": "EUR",
     }
 
 
@@ -123,6 +130,23 @@ def test_an_older_payload_is_upcast_and_the_header_names_the_version_sent() -> N
     assert dict(message.headers)["ce_schemaversion"] == b"2"
     assert dict(message.headers)["ce_dataschema"] == b"/x/Greeted.v2.json"
     assert msgspec.json.decode(message.value) == {"type": "Greeted", "name": "x", "loud": False}
+
+
+def test_a_registration_stored_before_prices_existed_is_published_as_version_2_without_a_price() -> None:
+    old = recorded(Metadata(), schema_version=1, data=STORED_V1_JSON)
+    message = to_message(old, REGISTRY, source="/s", topic_prefix="p.", dataschema_base="/schemas/")
+    headers = dict(message.headers)
+    assert (headers["ce_schemaversion"], headers["ce_dataschema"]) == (
+        b"2",
+        b"/schemas/ProductRegistered.v2.json",
+    )
+    assert msgspec.json.decode(message.value) == {
+        "type": "ProductRegistered",
+        "sku": "blue-mug",
+        "name": "Blue mug",
+        "unit_price": None,
+        "currency": None,
+    }
 
 
 def test_an_older_payload_that_cannot_be_upcast_names_its_stream_and_position() -> None:

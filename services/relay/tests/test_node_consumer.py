@@ -2,7 +2,7 @@
 
 It was written from asyncapi.yaml alone; here it must print every sample event
 once, in stream order, although the relay delivered some twice, and skip a record
-of a type the document did not declare.
+of a type the document did not declare, or of a schema version above the document's.
 """
 
 from __future__ import annotations
@@ -79,6 +79,13 @@ async def test_the_node_example_prints_each_event_once_in_stream_order(
             key=b"stock-blue-mug",
             headers=[("ce_type", b"StockCounted"), ("ce_schemaversion", b"1"), ("ce_position", b"999")],
         )
+        # And a known type at a schema version above the one the consumer was written for.
+        await producer.send_and_wait(
+            f"{relay_settings.relay_topic_prefix}stock",
+            b'{"type": "ProductRegistered"}',
+            key=b"stock-blue-mug",
+            headers=[("ce_type", b"ProductRegistered"), ("ce_schemaversion", b"3"), ("ce_position", b"1000")],
+        )
     finally:
         await producer.stop()
 
@@ -116,3 +123,7 @@ async def test_the_node_example_prints_each_event_once_in_stream_order(
     first = next(line for line in lines if " OrderPlaced " in line)
     assert '"customer_id":"alice"' in first
     assert "skipped StockCounted schema v1 at position 999" in errors.decode()
+    assert "skipped ProductRegistered schema v3 at position 1000" in errors.decode()
+    registered = next(line for line in lines if " ProductRegistered " in line)
+    assert "(schema v2)" in registered
+    assert '"currency":"EUR"' in registered

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import httpx
 from eventstore import Metadata, NewEvent, PostgresEventStore
-from fulfilment.events import ProductRegistered
 from fulfilment.registry import build_registry
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from relay_service.app import create_app
 from relay_service.settings import RelaySettings
 from servicekit.testing import lifespan_of
 
+from services.relay.tests.conftest import registered
 from services.relay.tests.test_relay_process import RelayProcess
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -40,7 +40,7 @@ def test_a_bad_variable_stops_start_up_with_status_2_naming_it(relay_settings: R
 async def test_the_process_logs_json_and_serves_prometheus_metrics(
     store: PostgresEventStore, relay_settings: RelaySettings, tmp_path: Path
 ) -> None:
-    await store.append("stock-metrics", [NewEvent(data=ProductRegistered(sku="metrics", name="Metrics"))])
+    await store.append("stock-metrics", [NewEvent(data=registered("metrics", "Metrics"))])
     relay = RelayProcess(relay_settings, tmp_path / "relay.log").start()
     try:
         await relay.wait(lambda _, body: body["published_total"] == 1 and body["lag_events"] == 0)
@@ -80,9 +80,7 @@ async def test_the_publishing_span_links_to_the_trace_that_caused_each_event(
     app = create_app(relay_settings, build_registry(), span_exporter=exporter)
     traceparent = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
     metadata = Metadata(traceparent=traceparent, correlation_id="c-1")
-    await store.append(
-        "stock-traced", [NewEvent(data=ProductRegistered(sku="traced", name="T"), metadata=metadata)]
-    )
+    await store.append("stock-traced", [NewEvent(data=registered("traced", "T"), metadata=metadata)])
     async with lifespan_of(app):
         async with asyncio.timeout(30):
             while True:

@@ -1,8 +1,10 @@
-"""The suite around the saga, as real processes: command service, relay, payment sandbox, saga.
+"""The suite around the saga, as real processes (command service, relay, payment sandbox, saga:
+`start_suite`), or with the command service and the sandbox in-process and saga instances driven
+directly (`world`).
 
 Each test gets its own event store database, its own saga database (the saga's
 streams and timers may live apart from the domain's store: `SAGA_DATABASE_URL`),
-its own topics and consumer group.
+and, with processes, its own topics and consumer group.
 """
 
 from __future__ import annotations
@@ -13,17 +15,42 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from command_service.app import create_app as create_command_app
+from command_service.settings import CommandSettings
 from eventstore import PostgresEventStore, RecordedEvent, connect, migrate
+from fulfilment import order_stream
 from fulfilment.registry import build_registry
-from servicekit.testing import ServiceProcess, TokenFactory, running_service, token_factory
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+from saga_service.commands import CommandClient, ServiceToken
+from saga_service.consumer import to_input
+from saga_service.events import build_registry as build_saga_registry
+from saga_service.migrations import migrate as migrate_saga
+from saga_service.orchestrator import Orchestrator
+from saga_service.providers import SandboxProvider
+from saga_service.resilience import BreakerMetrics, CircuitBreaker, RetryPolicy
+from saga_service.saga import Begin, saga_decider
+from saga_service.sagas import SagaStreams
+from saga_service.sandbox.app import create_app as create_sandbox_app
+from saga_service.sandbox.settings import SandboxSettings
+from saga_service.timers import Timers
+from servicekit.testing import (
+    ServiceProcess,
+    TokenFactory,
+    lifespan_of,
+    running_service,
+    token_factory,
+)
 
 SECRET = "saga-test-secret-that-is-long-enough!"
 ISSUER, AUDIENCE = "https://issuer.saga-test", "fulfilment-saga-test"
@@ -104,9 +131,10 @@ class Suite:
                 headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4()), **headers},
             )
 
-    async def stock(self, sku: str, quantity: int) -> None:
-        """Register a product and receive `quantity` units of it."""
-        response = await self.post(self.command.url, "/products", self.staff, {"sku": sku, "name": sku})
+    async def stock(self, sku: str, quantity: int, *, price: int = 500) -> None:
+        """Register a product for sale at `price` EUR cents and receive `quantity` units of it."""
+        body = {"sku": sku, "name": sku, "unit_price": price, "currency": "EUR"}
+        response = await self.post(self.command.url, "/products", self.staff, body)
         assert response.status_code == 201, response.text
         await self.receive(sku, quantity)
 
@@ -116,12 +144,9 @@ class Suite:
         )
         assert response.status_code == 200, response.text
 
-    async def place(self, customer: str, *lines: tuple[str, int], price: int = 500) -> uuid.UUID:
-        """Place an order as `customer`; returns its id."""
-        body = {
-            "lines": [{"sku": sku, "quantity": quantity, "unit_price": price} for sku, quantity in lines],
-            "currency": "EUR",
-        }
+    async def place(self, customer: str, *lines: tuple[str, int]) -> uuid.UUID:
+        """Place an order as `customer` (prices are the catalogue's); returns its id."""
+        body = {"lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines], "currency": "EUR"}
         response = await self.post(self.command.url, "/orders", self.tokens(customer, ["customer"]), body)
         assert response.status_code == 201, response.text
         return uuid.UUID(response.json()["order_id"])
@@ -261,3 +286,130 @@ def start_suite(
             )
 
     return start
+
+
+class World:
+    """The command service and the sandbox in-process (the sandbox never answers), and saga instances.
+
+    Sagas are started and driven directly, without Kafka: `begin` turns the order's `OrderPlaced`,
+    as stored, into the saga's input exactly as the consumer does.
+    """
+
+    def __init__(
+        self,
+        store_url: str,
+        saga_url: str,
+        command: httpx.AsyncClient,
+        sandbox: httpx.AsyncClient,
+        store: PostgresEventStore,
+        tokens: TokenFactory,
+    ) -> None:
+        self.store_url = store_url
+        self.saga_url = saga_url
+        self.command = command
+        self.sandbox = sandbox
+        self.store = store
+        self.tokens = tokens
+
+    async def post(self, path: str, token: str, body: Any = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
+        return await self.command.post(path, json=body, headers=headers)
+
+    async def staff(self, path: str, body: Any = None) -> None:
+        """A staff command that must succeed (registering, pricing, receiving...)."""
+        response = await self.post(path, self.tokens("staff-1", ["staff"]), body)
+        assert response.is_success, response.text
+
+    async def place(self, customer: str, *lines: tuple[str, int]) -> uuid.UUID:
+        """Place an order as `customer` (prices are the catalogue's); returns its id."""
+        body = {"lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines], "currency": "EUR"}
+        response = await self.post("/orders", self.tokens(customer, ["customer"]), body)
+        assert response.status_code == 201, response.text
+        return uuid.UUID(response.json()["order_id"])
+
+    async def begin(self, order_id: uuid.UUID) -> Begin:
+        """The saga's input for the order, from its `OrderPlaced` as the relay would publish it."""
+        placed = (await self.store.read_stream(order_stream(order_id)))[0]
+        begin = to_input(placed.event_type, msgspec.json.encode(placed.data))
+        assert isinstance(begin, Begin)
+        return begin
+
+    @contextlib.asynccontextmanager
+    async def instance(
+        self, owner: str, *, payment_timeout: float, command: httpx.AsyncClient | None = None
+    ) -> AsyncIterator[Orchestrator]:
+        pool = await connect(self.saga_url, min_size=1, max_size=8)
+        store = PostgresEventStore(pool, build_saga_registry())
+        timers = Timers(pool, owner=owner, lease_seconds=30, wake_grace=0.5)
+        metrics = BreakerMetrics(CollectorRegistry())
+        policy = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.1)
+        token = ServiceToken(fixed=None, secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
+        orchestrator = Orchestrator(
+            SagaStreams(store, timers, saga_decider(timedelta(seconds=payment_timeout)).decide),
+            CommandClient(
+                command or self.command,
+                token,
+                CircuitBreaker("command", metrics, failures=5, reset_seconds=1),
+                policy,
+            ),
+            SandboxProvider(
+                self.sandbox,
+                PROVIDER_SECRET,
+                CircuitBreaker("provider", metrics, failures=5, reset_seconds=1),
+                policy,
+            ),
+            TracerProvider().get_tracer("test"),
+            callback_url="http://127.0.0.1:9/never-called",
+            concurrency=16,
+        )
+        try:
+            yield orchestrator
+        finally:
+            await orchestrator.close()
+            await store.close()
+            await pool.close()
+
+
+@pytest.fixture
+async def world(
+    fresh_database_url: str, saga_database_url: str, redis_url: str, tokens: TokenFactory
+) -> AsyncIterator[World]:
+    """MUG (3.00 EUR, 1000 units) for sale; the command service and a silent sandbox in-process."""
+    await migrate(fresh_database_url)
+    await migrate(saga_database_url)
+    await migrate_saga(saga_database_url)
+    command_settings = msgspec.convert(
+        {
+            "database_url": fresh_database_url,
+            "redis_url": redis_url,
+            "jwt_issuer": ISSUER,
+            "jwt_audience": AUDIENCE,
+            "jwt_secret": SECRET,
+            "rate_limit_per_second": 10000.0,
+            "rate_limit_burst": 10000,
+        },
+        CommandSettings,
+    )
+    command_app = create_command_app(command_settings)
+    sandbox_app = create_sandbox_app(
+        SandboxSettings(sandbox_secret=PROVIDER_SECRET, sandbox_silence_rate=1.0)
+    )
+    async with (
+        lifespan_of(command_app),
+        lifespan_of(sandbox_app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=command_app), base_url="http://command"
+        ) as command,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=sandbox_app), base_url="http://sandbox"
+        ) as sandbox,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        pool = await connect(fresh_database_url, min_size=1, max_size=2)
+        stack.push_async_callback(pool.close)
+        store = PostgresEventStore(pool, build_registry())
+        stack.push_async_callback(store.close)
+        world = World(fresh_database_url, saga_database_url, command, sandbox, store, tokens)
+        await world.staff("/products", {"sku": "MUG", "name": "Mug", "unit_price": 300, "currency": "EUR"})
+        await world.staff("/products/MUG/receipts", {"quantity": 1000})
+        yield world

@@ -101,20 +101,29 @@ async def test_redelivered_events_never_command_twice(start_suite, kafka_bootstr
         assert await suite.types(order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed"]
 
 
-async def test_a_parked_saga_is_listed_retried_or_aborted(start_suite) -> None:
-    async with start_suite() as suite:
-        # GHOST is not a registered product: reserving it is refused with 404, which no retry fixes.
-        first = await suite.place("ivy", ("GHOST", 1))
-        second = await suite.place("ivy", ("GHOST", 2))
+async def test_a_parked_saga_is_listed_retried_or_aborted(start_suite, tokens) -> None:
+    # The saga is given a token without the service role: every command is refused with 403,
+    # which no retry fixes until an operator mends the configuration.
+    customer_token = tokens("saga", ["customer"])
+    async with start_suite(saga={"SAGA_SERVICE_TOKEN": customer_token}) as suite:
+        await suite.stock("MUG", 5)
+        first = await suite.place("ivy", ("MUG", 1))
+        second = await suite.place("ivy", ("MUG", 2))
         for order_id in (first, second):
             view = await suite.wait_for_saga(order_id, lambda view: view["parked"] is not None)
-            assert view["parked"]["step"] == "reserve:ghost"
-            assert view["parked"]["code"] == "product-not-found"
+            assert view["parked"]["step"] == "reserve:mug"
+            assert (view["parked"]["status"], view["parked"]["code"]) == (403, "forbidden")
         staff = {"Authorization": f"Bearer {suite.staff}"}
         listed = (await suite.saga.get("/sagas", params={"status": "parked"}, headers=staff)).json()
         assert {saga["saga_id"] for saga in listed["sagas"]} == {str(first), str(second)}
 
-        await suite.stock("GHOST", 1)
+        # Restarted with a token of its own (minted with the service role), the saga stays parked
+        # until told to carry on.
+        suite.saga.kill()
+        del suite.saga.env["SAGA_SERVICE_TOKEN"]
+        suite.saga.start()
+        await suite.saga.ready()
+        assert (await suite.view(first)).json()["parked"] is not None
         response = await suite.post(suite.saga.url, f"/sagas/{first}/retry", suite.staff)
         assert response.status_code == 200, response.text
         assert (await suite.finished(first))["outcome"] == "confirmed"

@@ -104,7 +104,7 @@ def test_a_shortage_releases_what_was_reserved_and_rejects() -> None:
     )
     assert state is not None
     assert state.phase is Phase.COMPENSATING
-    assert state.plan == ("release:mug", "reject")
+    assert state.plan == ("reject", "release:mug")
     assert state.reason == "insufficient stock of pot"
     state = drive(state)
     assert state is not None
@@ -115,7 +115,7 @@ def test_a_decline_is_recorded_then_compensated_in_reverse() -> None:
     state, _ = run(paying(), step("request-payment"), step("ask-provider"))
     state, _ = run(state, ReceiveReply(authorized=False, reason="insufficient funds", at=T0))
     assert state is not None
-    assert state.plan == ("record-decline", "release:pot", "release:mug", "reject")
+    assert state.plan == ("record-decline", "reject", "release:pot", "release:mug")
 
 
 def test_the_deadline_voids_the_payment_releases_and_rejects() -> None:
@@ -123,7 +123,7 @@ def test_the_deadline_voids_the_payment_releases_and_rejects() -> None:
     state, events = run(state, FireDeadline(deadline="payment", at=T0 + TIMEOUT))
     assert state is not None
     assert isinstance(events[0], DeadlineFired)
-    assert state.plan == ("void-payment", "release:pot", "release:mug", "reject")
+    assert state.plan == ("void-payment", "reject", "release:pot", "release:mug")
 
 
 def test_a_reply_after_the_deadline_fired_is_ignored_and_recorded() -> None:
@@ -221,7 +221,7 @@ def test_aborting_a_parked_saga_compensates() -> None:
     assert state is not None
     assert any(isinstance(event, CompensationStarted) for event in events)
     assert state.parked is None
-    assert state.plan == ("void-payment", "release:pot", "release:mug", "reject")
+    assert state.plan == ("void-payment", "reject", "release:pot", "release:mug")
 
 
 def test_aborting_a_finished_saga_is_refused() -> None:

@@ -8,7 +8,7 @@ errors that mean "connection or timeout" with the context manager that translate
 See ``docs/event-store.md``.
 """
 
-from eventstore.aggregate import Decider, Executed, Loaded, execute, load
+from eventstore.aggregate import Decider, Executed, Loaded, StateCache, execute, load, load_many
 from eventstore.connection import TRANSIENT_ERRORS, connect, translated
 from eventstore.errors import (
     ClaimRefused,
@@ -79,6 +79,7 @@ __all__ = [
     "NewEvent",
     "PostgresEventStore",
     "RecordedEvent",
+    "StateCache",
     "StoreUnavailable",
     "StoredEvent",
     "StreamDeleted",
@@ -94,6 +95,7 @@ __all__ = [
     "execute",
     "leadership",
     "load",
+    "load_many",
     "migrate",
     "translated",
 ]

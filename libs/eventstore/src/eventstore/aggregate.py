@@ -7,6 +7,10 @@ snapshot + later events), decide, append with the loaded version, and on a lost 
 reload and decide again, a bounded number of times. It is the one write loop: the
 command service runs its commands through it too, adding its idempotency key as a
 ``Claim`` written in the append's own statement.
+
+A long-lived process can keep the states it loaded and wrote in a ``StateCache``:
+a load then reads only the events after the cached version (one round trip, as
+before) instead of the snapshot and every event after it.
 """
 
 from __future__ import annotations
@@ -14,16 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
 from eventstore.errors import ConcurrencyError, EventDecodeError, EventStoreError, StreamTruncated
 from eventstore.store import EventStore
-from eventstore.types import Claim, Metadata, NewEvent
+from eventstore.types import Claim, Metadata, NewEvent, RecordedEvent
 
-__all__ = ["Decider", "Executed", "Loaded", "execute", "load"]
+__all__ = ["Decider", "Executed", "Loaded", "StateCache", "execute", "load", "load_many"]
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +103,107 @@ class Executed[E]:
     positions: list[int]
 
 
+class StateCache:
+    """The states this process last loaded or wrote, by decider and stream id, least recently used dropped.
+
+    A cached state is where a load starts, never its answer: ``load`` still reads the
+    stream from the cached version on, in one round trip, so what it returns is as
+    current as a load without the cache, also when other processes write to the
+    stream. What the cache saves is the snapshot look-up and decoding the snapshot
+    and the events after it: for an aggregate whose state grows (a stock item keeps
+    an entry for every order it served) that is most of a load. States are frozen, so
+    sharing one between concurrent commands is safe.
+
+    Keyed by the decider's identity: deciders are long-lived module constants, and
+    two deciders never read each other's states.
+    """
+
+    def __init__(self, max_streams: int = 10_000) -> None:
+        if max_streams < 1:
+            raise ValueError("max_streams must be >= 1")
+        self._max = max_streams
+        self._states: OrderedDict[tuple[int, str], Loaded[Any]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get[S](self, decider: Decider[S, Any, Any], stream_id: str) -> Loaded[S] | None:
+        key = (id(decider), stream_id)
+        found = self._states.get(key)
+        if found is not None:
+            self._states.move_to_end(key)
+        return found
+
+    def put[S](self, decider: Decider[S, Any, Any], stream_id: str, loaded: Loaded[S]) -> None:
+        key = (id(decider), stream_id)
+        current = self._states.get(key)
+        if current is not None and current.version > loaded.version:
+            return  # a concurrent command cached a later state already
+        self._states[key] = loaded
+        self._states.move_to_end(key)
+        while len(self._states) > self._max:
+            self._states.popitem(last=False)
+
+
 async def load[S, C, E: msgspec.Struct](
+    store: EventStore, decider: Decider[S, C, E], stream_id: str, *, cache: StateCache | None = None
+) -> Loaded[S]:
+    """The aggregate's current state, the stream version it reflects and that version's global position.
+
+    With a ``cache``: from the cached state on, if there is one, and the result is cached.
+    """
+    cached = cache.get(decider, stream_id) if cache is not None else None
+    if cached is not None:
+        loaded = await _catch_up(store, decider, stream_id, cached)
+    else:
+        loaded = await _load(store, decider, stream_id)
+    if cache is not None and loaded.version >= 0:
+        cache.put(decider, stream_id, loaded)
+    return loaded
+
+
+async def load_many[S, C, E: msgspec.Struct](
+    store: EventStore, decider: Decider[S, C, E], stream_ids: Sequence[str], *, cache: StateCache
+) -> dict[str, Loaded[S]]:
+    """Several aggregates of one type, by stream id: those in ``cache`` caught up in one round trip.
+
+    The others are loaded as ``load`` does (concurrently), and cached.
+    """
+    cached = {stream_id: cache.get(decider, stream_id) for stream_id in stream_ids}
+    known = {stream_id: found for stream_id, found in cached.items() if found is not None}
+    fresh = [stream_id for stream_id, found in cached.items() if found is None]
+    loaded: dict[str, Loaded[S]] = {}
+    if known:
+        later = await store.read_streams({stream_id: found.version + 1 for stream_id, found in known.items()})
+        for stream_id, found in known.items():
+            loaded[stream_id] = _fold_after(decider, stream_id, found, later[stream_id])
+            cache.put(decider, stream_id, loaded[stream_id])
+    loads = await asyncio.gather(*(load(store, decider, stream_id, cache=cache) for stream_id in fresh))
+    loaded.update(zip(fresh, loads, strict=True))
+    return loaded
+
+
+async def _catch_up[S, C, E: msgspec.Struct](
+    store: EventStore, decider: Decider[S, C, E], stream_id: str, cached: Loaded[S]
+) -> Loaded[S]:
+    return _fold_after(decider, stream_id, cached, await store.read_stream(stream_id, cached.version + 1))
+
+
+def _fold_after[S, C, E: msgspec.Struct](
+    decider: Decider[S, C, E], stream_id: str, cached: Loaded[S], events: Sequence[RecordedEvent]
+) -> Loaded[S]:
+    state, version, position = cached.state, cached.version, cached.position
+    for recorded in events:
+        if recorded.version != version + 1:
+            raise StreamTruncated(stream_id, version + 1, recorded.version)
+        state = decider.evolve(state, recorded.data)  # type: ignore[arg-type]
+        version, position = recorded.version, recorded.position
+    return Loaded(state, version, position)
+
+
+async def _load[S, C, E: msgspec.Struct](
     store: EventStore, decider: Decider[S, C, E], stream_id: str
 ) -> Loaded[S]:
-    """The aggregate's current state, the stream version it reflects and that version's global position."""
     state, version = decider.initial_state, -1
     if decider.snapshot_every:
         snapshot = await _load_snapshot(store, decider, stream_id)
@@ -144,6 +247,7 @@ async def execute[S, C, E: msgspec.Struct](
     new_stream: bool = False,
     claim: Claim | None = None,
     max_attempts: int = 3,
+    cache: StateCache | None = None,
 ) -> Executed[E]:
     """Load, decide, append; on ``ConcurrencyError`` reload and decide again, up to ``max_attempts`` times.
 
@@ -155,6 +259,7 @@ async def execute[S, C, E: msgspec.Struct](
     - ``claim``: written in the append's own statement (PostgreSQL, see ``Claim``).
       A command that decides nothing still makes its claim, on the stream as loaded.
       A refused claim raises ``ClaimRefused``; nothing is appended and it is not retried.
+    - ``cache``: load from it (see ``StateCache``), and cache the state the command made.
 
     A command that decides nothing appends nothing and costs no round trip beyond
     the load (unless it has a claim). Domain errors from ``decide`` propagate.
@@ -165,7 +270,7 @@ async def execute[S, C, E: msgspec.Struct](
         if new_stream:
             loaded = Loaded(decider.initial_state, -1, None)
         else:
-            loaded = await load(store, decider, stream_id)
+            loaded = await load(store, decider, stream_id, cache=cache)
         if decider.authorize is not None:
             decider.authorize(loaded.state, command)
         if expected_version is not None and loaded.version != expected_version:
@@ -185,6 +290,9 @@ async def execute[S, C, E: msgspec.Struct](
         if not decided:
             return Executed(stream_id, loaded.version, loaded.position, [], [])
         await _maybe_snapshot(store, decider, stream_id, loaded, result.version, decided)
+        if cache is not None:
+            after = Loaded(decider.fold(loaded.state, decided), result.version, result.positions[-1])
+            cache.put(decider, stream_id, after)
         return Executed(stream_id, result.version, result.positions[-1], decided, result.positions)
     raise AssertionError("unreachable")  # pragma: no cover
 

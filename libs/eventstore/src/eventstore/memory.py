@@ -12,7 +12,7 @@ import bisect
 import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -187,6 +187,14 @@ class MemoryEventStore:
             start = from_version or 0
             rows = [row for row in stream.rows if row.version >= start]
         return [self._decode(row) for row in rows[:limit]]
+
+    async def read_streams(self, starts: Mapping[str, int]) -> dict[str, list[RecordedEvent]]:
+        """Several streams' events, each from its own start version on."""
+        for stream_id, start in starts.items():
+            check_stream_id(stream_id)
+            if start < 0:
+                raise ValueError(f"from_version must be >= 0, got {start} for {stream_id!r}")
+        return {stream_id: await self.read_stream(stream_id, start) for stream_id, start in starts.items()}
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version, -1 when it has no events."""

@@ -9,7 +9,7 @@ retries and inserts the events. Reads of the global log are gap-safe: see
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -219,6 +219,24 @@ class PostgresEventStore:
         if rows and rows[0]["deleted"]:
             raise StreamDeleted(stream_id)
         return decode_rows(self.registry, rows)
+
+    async def read_streams(self, starts: Mapping[str, int]) -> dict[str, list[RecordedEvent]]:
+        """Several streams' events, each from its own start version on, in one round trip."""
+        for stream_id, start in starts.items():
+            check_stream_id(stream_id)
+            if start < 0:
+                raise ValueError(f"from_version must be >= 0, got {start} for {stream_id!r}")
+        found: dict[str, list[RecordedEvent]] = {stream_id: [] for stream_id in starts}
+        if not starts:
+            return found
+        ids, versions = list(starts), list(starts.values())
+        rows = await self._retrying(lambda: self.pool.fetch(queries.READ_STREAMS, ids, versions))
+        for row in rows:
+            if row["deleted"] is not None:
+                raise StreamDeleted(row["deleted"])
+        for event in decode_rows(self.registry, rows):
+            found[event.stream_id].append(event)
+        return found
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version, -1 when it has no events."""

@@ -20,6 +20,7 @@ __all__ = [
     "LOCK_STREAM",
     "READ_ALL",
     "READ_CATEGORIES",
+    "READ_STREAMS",
     "READ_STREAM_BACKWARD",
     "READ_STREAM_FORWARD",
     "SAVE_CHECKPOINT",
@@ -157,6 +158,20 @@ SELECT s.deleted_at IS NOT NULL AS deleted, {EVENT_COLUMNS}
          LIMIT $3
        ) e ON true
  WHERE s.stream_id = $1
+"""
+
+# Several streams at once, each from its own version; the first column names a deleted stream.
+READ_STREAMS = f"""
+SELECT CASE WHEN s.deleted_at IS NOT NULL THEN s.stream_id END AS deleted, {EVENT_COLUMNS}
+  FROM unnest($1::text[], $2::bigint[]) AS w (stream_id, from_version)
+  -- Lateral: one primary-key look-up per stream asked for, never a scan of all streams.
+  CROSS JOIN LATERAL (SELECT * FROM eventstore.streams s WHERE s.stream_id = w.stream_id) s
+  LEFT JOIN LATERAL (
+        SELECT * FROM eventstore.events e
+         WHERE e.stream_id = s.stream_id AND e.version >= w.from_version
+         ORDER BY e.version
+       ) e ON true
+ ORDER BY s.stream_id, e.version
 """
 
 READ_STREAM_BACKWARD = f"""

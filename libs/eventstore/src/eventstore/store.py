@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 import msgspec
@@ -55,6 +55,14 @@ class EventStore(Protocol):
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         """Events of one stream from ``from_version`` on (backward: down from it; -1/None: the end)."""
+        ...
+
+    async def read_streams(self, starts: Mapping[str, int]) -> dict[str, list[RecordedEvent]]:
+        """Several streams' events, each from its own start version on, in one round trip.
+
+        Keyed by every stream id asked for (no events after its start, or no stream: an
+        empty list). ``StreamDeleted`` if one of them is deleted.
+        """
         ...
 
     async def stream_version(self, stream_id: str) -> int:

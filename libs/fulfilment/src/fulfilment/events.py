@@ -22,6 +22,7 @@ from fulfilment.values import (
     Amount,
     CanonicalSku,
     MinorUnits,
+    Price,
     Quantity,
     RecordedCurrencyCode,
     RecordedCustomerId,
@@ -47,6 +48,9 @@ __all__ = [
     "PaymentRequested",
     "PaymentVoided",
     "PlacedLine",
+    "ProductActivated",
+    "ProductDeactivated",
+    "ProductPriceChanged",
     "ProductRegistered",
     "StockEvent",
     "StockReceived",
@@ -122,10 +126,40 @@ type OrderEvent = OrderPlaced | OrderConfirmed | OrderRejected | OrderCancelled
 
 
 class ProductRegistered(Event, frozen=True):
-    """A SKU became known; it starts with no stock."""
+    """A SKU became known, for sale at `unit_price` in `currency`; it starts with no stock.
+
+    `unit_price` and `currency` are null only for a product registered before
+    products had prices (a version 1 event): it is not for sale until
+    `ProductPriceChanged` prices it.
+    """
+
+    schema_version: ClassVar[int] = 2
 
     sku: CanonicalSku
     name: RecordedProductName
+    unit_price: Price | None
+    currency: RecordedCurrencyCode | None
+
+
+class ProductPriceChanged(Event, frozen=True):
+    """Staff set the product's price: orders placed from now on pay `unit_price` in `currency`."""
+
+    sku: CanonicalSku
+    unit_price: Price
+    currency: RecordedCurrencyCode
+
+
+class ProductDeactivated(Event, frozen=True):
+    """The product is no longer for sale; orders placed before keep their lines."""
+
+    sku: CanonicalSku
+    reason: RecordedReason | None = None
+
+
+class ProductActivated(Event, frozen=True):
+    """A deactivated product is for sale again."""
+
+    sku: CanonicalSku
 
 
 class StockReceived(Event, frozen=True):
@@ -174,6 +208,9 @@ class StockReservationCommitted(Event, frozen=True):
 
 type StockEvent = (
     ProductRegistered
+    | ProductPriceChanged
+    | ProductDeactivated
+    | ProductActivated
     | StockReceived
     | StockReserved
     | StockReservationFailed
@@ -232,6 +269,9 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     OrderRejected,
     OrderCancelled,
     ProductRegistered,
+    ProductPriceChanged,
+    ProductDeactivated,
+    ProductActivated,
     StockReceived,
     StockReserved,
     StockReservationFailed,

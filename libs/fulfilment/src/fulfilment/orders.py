@@ -13,6 +13,7 @@ taken from a command.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
@@ -28,11 +29,11 @@ from fulfilment.events import (
     OrderRejected,
     PlacedLine,
 )
+from fulfilment.stock import StockItem
 from fulfilment.values import (
     MAX_LINES,
     CurrencyCode,
     CustomerId,
-    MinorUnits,
     Quantity,
     Reason,
     Sku,
@@ -54,18 +55,23 @@ __all__ = [
 
 
 class OrderLine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What the customer asks for: a SKU, how many, at which unit price."""
+    """What the customer asks for: a SKU and how many. The price is the catalogue's."""
 
     sku: Sku
     quantity: Quantity
-    unit_price: MinorUnits
 
 
 class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Place an order; `catalogue` holds the stock item of each line's SKU (canonical) as read now.
+
+    A SKU missing from `catalogue` is not registered.
+    """
+
     order_id: UUID
     customer_id: CustomerId
     lines: Annotated[tuple[OrderLine, ...], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
     currency: CurrencyCode
+    catalogue: Mapping[str, StockItem] = msgspec.field(default_factory=dict)
 
 
 class ConfirmOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -94,13 +100,17 @@ class OrderStatus(StrEnum):
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):
-    """An order as far as deciding needs it; `None` stands for an order not placed yet."""
+    """An order as far as deciding needs it; `None` stands for an order not placed yet.
+
+    `lines` maps each SKU on the order to the quantity ordered.
+    """
 
     order_id: UUID
     customer_id: str
     currency: str
     total: int
     status: OrderStatus
+    lines: Mapping[str, int] = msgspec.field(default_factory=dict)
 
 
 def decide(state: Order | None, command: OrderCommand) -> list[OrderEvent]:
@@ -134,6 +144,7 @@ def evolve(state: Order | None, event: OrderEvent) -> Order | None:
                 currency=event.currency,
                 total=event.total,
                 status=OrderStatus.PENDING,
+                lines={line.sku: line.quantity for line in event.lines},
             )
         case OrderConfirmed():
             return msgspec.structs.replace(_placed(state), status=OrderStatus.CONFIRMED)
@@ -148,18 +159,22 @@ def _place(state: Order | None, command: PlaceOrder) -> list[OrderEvent]:
         raise Conflict("order-already-placed", f"order {command.order_id} was already placed")
     if not 1 <= len(command.lines) <= MAX_LINES:
         raise InvalidCommand("order-lines-count", f"an order has 1 to {MAX_LINES} lines")
-    lines: list[PlacedLine] = []
+    # What the command says about itself first, then what the catalogue says of each line.
     seen: set[str] = set()
     for line in command.lines:
         sku = normalise_sku(line.sku)
         if sku in seen:
             raise InvalidCommand("duplicate-order-line", f"SKU {sku} appears on more than one line")
-        if line.quantity < 1 or line.unit_price < 0:
-            raise InvalidCommand("invalid-order-line", f"SKU {sku}: quantity must be >= 1 and price >= 0")
+        if line.quantity < 1:
+            raise InvalidCommand("invalid-order-line", f"SKU {sku}: quantity must be at least 1")
         seen.add(sku)
-        line_total = line.quantity * line.unit_price
+    lines: list[PlacedLine] = []
+    for line in command.lines:
+        sku = normalise_sku(line.sku)
+        unit_price = _price(command.catalogue.get(sku), sku, command.currency)
+        line_total = line.quantity * unit_price
         lines.append(
-            PlacedLine(sku=sku, quantity=line.quantity, unit_price=line.unit_price, line_total=line_total)
+            PlacedLine(sku=sku, quantity=line.quantity, unit_price=unit_price, line_total=line_total)
         )
     return [
         OrderPlaced(
@@ -170,6 +185,22 @@ def _place(state: Order | None, command: PlaceOrder) -> list[OrderEvent]:
             total=sum(line.line_total for line in lines),
         )
     ]
+
+
+def _price(item: StockItem | None, sku: str, currency: str) -> int:
+    """The unit price of `sku` for an order in `currency`, or why it cannot be ordered."""
+    if item is None:
+        raise InvalidCommand("unknown-product", f"product {sku} is not in the catalogue")
+    if not item.active:
+        raise Conflict("product-inactive", f"product {sku} is no longer for sale")
+    if item.unit_price is None or item.currency is None:
+        raise Conflict("product-not-priced", f"product {sku} has no price yet, so it is not for sale")
+    if item.currency != currency:
+        raise Conflict(
+            "product-currency-mismatch",
+            f"product {sku} is priced in {item.currency}, the order is in {currency}",
+        )
+    return item.unit_price
 
 
 def authorize(state: Order | None, command: OrderCommand) -> None:

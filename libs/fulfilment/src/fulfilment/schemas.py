@@ -19,6 +19,7 @@ import msgspec
 
 from fulfilment.compatibility import unversioned_breaking_changes
 from fulfilment.events import ALL_EVENTS, Event, event_name
+from fulfilment.superseded import SUPERSEDED_EVENTS
 
 __all__ = ["check", "file_name", "main", "schema_documents", "write"]
 
@@ -31,8 +32,10 @@ def file_name(event_type: type[Event]) -> str:
     return f"{event_name(event_type)}.v{event_type.schema_version}.json"
 
 
-def schema_documents(event_types: Sequence[type[Event]] = ALL_EVENTS) -> dict[str, str]:
-    """The text of every schema file, by file name."""
+def schema_documents(
+    event_types: Sequence[type[Event]] = (*ALL_EVENTS, *SUPERSEDED_EVENTS),
+) -> dict[str, str]:
+    """The text of every schema file, by file name: each current version, and the versions before."""
     documents: dict[str, str] = {}
     for event_type in event_types:
         schema = msgspec.json.schema(event_type)

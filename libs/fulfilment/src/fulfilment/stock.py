@@ -1,4 +1,8 @@
-"""The stock item aggregate, one per SKU: register, receive, reserve, release, commit.
+"""The stock item aggregate, one per SKU: the product's catalogue entry and its stock.
+
+Staff register a product with its price, change the price, deactivate it (no
+longer for sale) and activate it again, and receive stock. The saga reserves,
+releases and commits units for orders.
 
 `on_hand` counts the units physically in the warehouse; reservations set units
 aside for orders, so what can still be reserved is `on_hand - reserved`.
@@ -10,6 +14,9 @@ retries them: the first outcome for an order stands (a second reserve for the
 same order decides nothing, even after a failure), releasing what is not
 reserved decides nothing, and committing twice decides nothing. Asking for more
 than is available is recorded as `StockReservationFailed`, not raised.
+Reservations do not ask whether the product is still for sale: deactivating a
+product stops new orders, not the ones already placed. Whether a reservation
+fits its order is checked against the order (`fulfilment.rules`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ import msgspec
 
 from fulfilment.errors import Conflict, NotFound
 from fulfilment.events import (
+    ProductActivated,
+    ProductDeactivated,
+    ProductPriceChanged,
     ProductRegistered,
     StockEvent,
     StockReceived,
@@ -30,10 +40,13 @@ from fulfilment.events import (
     StockReservationReleased,
     StockReserved,
 )
-from fulfilment.values import ProductName, Quantity, Sku, normalise_sku
+from fulfilment.values import CurrencyCode, Price, ProductName, Quantity, Reason, Sku, normalise_sku
 
 __all__ = [
+    "ActivateProduct",
+    "ChangePrice",
     "CommitReservation",
+    "DeactivateProduct",
     "ReceiveStock",
     "RegisterProduct",
     "ReleaseReservation",
@@ -49,6 +62,23 @@ __all__ = [
 class RegisterProduct(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     sku: Sku
     name: ProductName
+    unit_price: Price
+    currency: CurrencyCode
+
+
+class ChangePrice(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    sku: Sku
+    unit_price: Price
+    currency: CurrencyCode
+
+
+class DeactivateProduct(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    sku: Sku
+    reason: Reason | None = None
+
+
+class ActivateProduct(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    sku: Sku
 
 
 class ReceiveStock(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -72,7 +102,16 @@ class CommitReservation(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     order_id: UUID
 
 
-type StockCommand = RegisterProduct | ReceiveStock | ReserveStock | ReleaseReservation | CommitReservation
+type StockCommand = (
+    RegisterProduct
+    | ChangePrice
+    | DeactivateProduct
+    | ActivateProduct
+    | ReceiveStock
+    | ReserveStock
+    | ReleaseReservation
+    | CommitReservation
+)
 
 
 class Settlement(StrEnum):
@@ -84,10 +123,17 @@ class Settlement(StrEnum):
 
 
 class StockItem(msgspec.Struct, frozen=True, kw_only=True):
-    """A SKU's stock as far as deciding needs it; `None` stands for a SKU not registered yet."""
+    """A SKU's catalogue entry and stock as far as deciding needs it; `None`: not registered yet.
+
+    Snapshots of this state taken before products had prices decode with no price and
+    active, which is what those products were.
+    """
 
     sku: str
     name: str
+    unit_price: int | None = None
+    currency: str | None = None
+    active: bool = True
     on_hand: int = 0
     reservations: Mapping[UUID, int] = msgspec.field(default_factory=dict)
     settled: Mapping[UUID, Settlement] = msgspec.field(default_factory=dict)
@@ -100,6 +146,11 @@ class StockItem(msgspec.Struct, frozen=True, kw_only=True):
     def available(self) -> int:
         return self.on_hand - self.reserved
 
+    @property
+    def for_sale(self) -> bool:
+        """Can an order be placed for it now: active and priced."""
+        return self.active and self.unit_price is not None
+
 
 def decide(state: StockItem | None, command: StockCommand) -> list[StockEvent]:
     """The events `command` causes on a stock item in `state`, or a `DomainError` refusing it."""
@@ -108,7 +159,22 @@ def decide(state: StockItem | None, command: StockCommand) -> list[StockEvent]:
         case RegisterProduct():
             if state is not None:
                 raise Conflict("product-already-registered", f"product {sku} is already registered")
-            return [ProductRegistered(sku=sku, name=command.name)]
+            return [
+                ProductRegistered(
+                    sku=sku, name=command.name, unit_price=command.unit_price, currency=command.currency
+                )
+            ]
+        case ChangePrice():
+            item = _registered(state, sku)
+            if (item.unit_price, item.currency) == (command.unit_price, command.currency):
+                return []
+            return [ProductPriceChanged(sku=sku, unit_price=command.unit_price, currency=command.currency)]
+        case DeactivateProduct():
+            item = _registered(state, sku)
+            return [ProductDeactivated(sku=sku, reason=command.reason)] if item.active else []
+        case ActivateProduct():
+            item = _registered(state, sku)
+            return [] if item.active else [ProductActivated(sku=sku)]
         case ReceiveStock():
             item = _registered(state, sku)
             return [
@@ -126,7 +192,17 @@ def evolve(state: StockItem | None, event: StockEvent) -> StockItem | None:
     """The stock item after `event`."""
     match event:
         case ProductRegistered():
-            return StockItem(sku=event.sku, name=event.name)
+            return StockItem(
+                sku=event.sku, name=event.name, unit_price=event.unit_price, currency=event.currency
+            )
+        case ProductPriceChanged():
+            return msgspec.structs.replace(
+                _known(state), unit_price=event.unit_price, currency=event.currency
+            )
+        case ProductDeactivated():
+            return msgspec.structs.replace(_known(state), active=False)
+        case ProductActivated():
+            return msgspec.structs.replace(_known(state), active=True)
         case StockReceived():
             item = _known(state)
             return msgspec.structs.replace(item, on_hand=item.on_hand + event.quantity)

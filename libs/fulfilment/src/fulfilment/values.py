@@ -25,6 +25,7 @@ __all__ = [
     "CurrencyCode",
     "CustomerId",
     "MinorUnits",
+    "Price",
     "ProductName",
     "ProviderReference",
     "Quantity",
@@ -79,6 +80,10 @@ StockLevel = Annotated[int, Meta(ge=0, description="A count of units, possibly 0
 MinorUnits = Annotated[
     int,
     Meta(ge=0, le=100_000_000, description="An amount in the currency's minor units (cents), never a float."),
+]
+Price = Annotated[
+    int,
+    Meta(ge=1, le=100_000_000, description="A product's unit price in minor units (cents): at least 1."),
 ]
 Amount = Annotated[
     int,

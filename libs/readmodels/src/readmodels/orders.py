@@ -84,16 +84,32 @@ class OrderSummary(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StockLevel(msgspec.Struct, frozen=True, kw_only=True):
-    """One SKU's stock in Redis: physical count and what can still be reserved."""
+    """One SKU in Redis: its catalogue entry (name, price, active) and stock (physical, reservable).
+
+    `unit_price` (minor units of `currency`) and `currency` are None while the
+    product has no price: registered before products had prices, until it is
+    priced. `active` is False while the product is deactivated. A hash written
+    before these fields existed reads as unpriced and active, which is what its
+    product was then.
+    """
 
     sku: str
     name: str
     on_hand: int
     available: int
+    unit_price: int | None = None
+    currency: str | None = None
+    active: bool = True
     version: int
+
+    @property
+    def for_sale(self) -> bool:
+        """Can an order be placed for it now: active and priced (the command service's rule too)."""
+        return self.active and self.unit_price is not None and self.currency is not None
 
     @classmethod
     def from_hash(cls, fields: dict[str, str]) -> StockLevel:
+        """Decode the hash Redis returns (strings only; `active` is "1" or "0")."""
         return msgspec.convert(fields, cls, strict=False)
 
 

@@ -16,6 +16,8 @@ this module adds is the HTTP service's policy:
   and never retried;
 - commands on one stream take turns within this process (`command_service.queues`),
   so they do not race each other at all;
+- the states this process last loaded or wrote are kept (`eventstore.StateCache`),
+  so a load reads only the events after them;
 - without If-Match a lost race (with another process) is decided again on fresh
   state, up to `max_attempts` times, because two clients acting on one stream at
   once is normal and the domain may well accept both; after that, 409.
@@ -24,17 +26,28 @@ this module adds is the HTTP service's policy:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from eventstore import ClaimRefused, ConcurrencyError, Decider, EventRegistry, EventStore, Metadata, execute
+from eventstore import (
+    ClaimRefused,
+    ConcurrencyError,
+    Decider,
+    EventRegistry,
+    EventStore,
+    Metadata,
+    StateCache,
+    execute,
+)
 from fulfilment.errors import DomainError
 
 from command_service.errors import PreconditionFailed, TooMuchContention
 from command_service.idempotency import IdempotencyKeys
 from command_service.queues import StreamQueues
+from command_service.related import Related
 
 __all__ = ["CommandAccepted", "CommandContext", "Outcome", "Services", "handle"]
 
@@ -88,6 +101,14 @@ class Services:
     keys: IdempotencyKeys
     max_attempts: int
     queues: StreamQueues = field(default_factory=StreamQueues)
+    # The states this process last loaded or wrote: a load reads only the events after them
+    # (a busy stock item's state is large, and placing an order reads every line's item).
+    states: StateCache = field(default_factory=StateCache)
+
+    @property
+    def related(self) -> Related:
+        """Reads of the streams a command names besides its own, through this process's state cache."""
+        return Related(self.store, self.states)
 
 
 async def handle[S, C, E: msgspec.Struct](
@@ -99,17 +120,22 @@ async def handle[S, C, E: msgspec.Struct](
     *,
     status_code: int,
     new_stream: bool = False,
+    check: Callable[[], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Run `command` against the stream `stream_id` as described in the module docstring.
 
     `status_code` is the endpoint's success status, stored with the key for replays.
     `new_stream`: the caller just made the stream id up (a fresh UUID), so there is
     nothing to load; the append still insists that the stream does not exist.
+    `check`: rules across streams (`fulfilment.rules`), run in the stream's turn just before
+    the command; what it refuses is answered like a refusal of the command itself.
     """
     claim = services.keys.claim(context.subject, context.idempotency_key, context.fingerprint, status_code)
     try:
         # A stream id just made up has nobody to queue behind.
         async with contextlib.nullcontext() if new_stream else services.queues.turn(stream_id):
+            if check is not None:
+                await check()
             executed = await execute(
                 services.store,
                 decider,
@@ -120,6 +146,7 @@ async def handle[S, C, E: msgspec.Struct](
                 new_stream=new_stream,
                 claim=claim,
                 max_attempts=services.max_attempts,
+                cache=services.states,
             )
     except (DomainError, ConcurrencyError, ClaimRefused) as error:
         # A retry of a command that already went through meets the state (or the key) it made itself.

@@ -9,12 +9,12 @@
    projection code. Live writes racing with these are harmless: every write is
    guarded by the stream version, and a writer that meets a gap fills it from the
    store first.
-3. The rebuild reads up to the head of the log as it was right after the
-   pointer was set. Then every event is in the new generation: any event a live
-   consumer applied without seeing the pointer was published by the relay, so
-   visible in the log, before the pointer was set, and is at or before that head;
-   every later event is dual-written by the live consumers. So the rebuild ends
-   even while writes go on.
+3. The rebuild reads up to the head of the log (its last visible event in log
+   order) as it was right after the pointer was set. Then every event is in the
+   new generation: any event a live consumer applied without seeing the pointer
+   was published by the relay, so visible in the log, before the pointer was
+   set, and is at or before that head; every later event is dual-written by the
+   live consumers. So the rebuild ends even while writes go on.
 4. Swap atomically: the alias moves to the new index in one request; the Redis
    pointer `rm:redis:live` is replaced with one `SET`. Readers resolve the alias
    or the pointer once per request, so none sees a half-built model.
@@ -49,11 +49,15 @@ log = logging.getLogger(__name__)
 COUNT = "SELECT count(*) FROM eventstore.events WHERE category = ANY($1::text[])"
 
 # The last event of the projection's categories that readers can see now (under the same
-# horizon as read_all), so that reading up to it is exactly the work to do.
+# horizon as read_all), so that reading up to it is exactly the work to do. The ORDER BY
+# names the table's column: a bare `transaction_id` would name the output column, the
+# text, and sort '998' after '1237' (a young cluster's ids cross such powers of ten in
+# minutes), which made the rebuild stop long before the end of the log.
 HEAD = f"""
-SELECT transaction_id::text, position FROM eventstore.events
- WHERE transaction_id < {HORIZON} AND category = ANY($1::text[])
- ORDER BY transaction_id DESC, position DESC
+SELECT e.transaction_id::text AS head_transaction_id, e.position AS head_position
+  FROM eventstore.events e
+ WHERE e.transaction_id < {HORIZON} AND e.category = ANY($1::text[])
+ ORDER BY e.transaction_id DESC, e.position DESC
  LIMIT 1
 """
 # How long to wait before reading again when the log shows nothing yet below the head.

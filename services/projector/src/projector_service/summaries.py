@@ -7,6 +7,12 @@ every event is applied exactly once and in stream order, whatever Kafka
 redelivers; that is what makes the relative change of `StockReceived`
 (`available` grows by the quantity) and the per-status order counts exact.
 The guard runs inside Redis (`redis_writer.APPLY`), atomically with the write.
+
+A SKU's hash is its catalogue entry too: name, price and whether it is active.
+A hash field is never null, so an unpriced product (registered by a version 1
+`ProductRegistered`, upcast with no price) has no `unit_price` and `currency`
+fields until its first `ProductPriceChanged`; readers take a missing field as
+"no price" (`readmodels.orders.StockLevel`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from fulfilment.events import (
     OrderConfirmed,
     OrderPlaced,
     OrderRejected,
+    ProductActivated,
+    ProductDeactivated,
+    ProductPriceChanged,
     ProductRegistered,
     StockReceived,
     StockReservationCommitted,
@@ -91,8 +100,17 @@ def summary_writes(event: ProjectedEvent) -> list[GuardedWrite]:
         case OrderCancelled():
             return [_order(event, {"status": "cancelled", "reason": data.reason or "", "updated_at": at})]
         case ProductRegistered():
-            fields = {"sku": data.sku, "name": data.name, "on_hand": "0", "available": "0"}
+            fields = {"sku": data.sku, "name": data.name, "on_hand": "0", "available": "0", "active": "1"}
+            if data.unit_price is not None and data.currency is not None:
+                fields |= {"unit_price": str(data.unit_price), "currency": data.currency}
             return [_stock(event, data.sku, fields)]
+        case ProductPriceChanged():
+            price = {"unit_price": str(data.unit_price), "currency": data.currency}
+            return [_stock(event, data.sku, price)]
+        case ProductDeactivated():
+            return [_stock(event, data.sku, {"active": "0"})]
+        case ProductActivated():
+            return [_stock(event, data.sku, {"active": "1"})]
         case StockReceived():
             # The event carries the new physical count but not what is available: that grows
             # by the quantity, a relative change the version guard keeps exact.

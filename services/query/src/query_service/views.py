@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from readmodels.orders import OrderDocument, OrderSummary, StockLevel
 
@@ -62,10 +64,29 @@ class StatusCountsView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StockView(msgspec.Struct, frozen=True, kw_only=True):
+    """A product as a customer sees it before ordering: its price, whether it can be ordered, its stock.
+
+    An order pays the catalogue's price at the moment it is placed; the command
+    service refuses an order for a product that is not `for_sale`.
+    """
+
     sku: str
     name: str
-    on_hand: int
-    available: int
+    unit_price: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="What an order placed now pays per unit, in minor units; null: no price yet."
+        ),
+    ]
+    currency: Annotated[str | None, msgspec.Meta(description="ISO 4217 code of `unit_price`; null with it.")]
+    active: Annotated[bool, msgspec.Meta(description="False while staff have deactivated the product.")]
+    for_sale: Annotated[
+        bool, msgspec.Meta(description="Can it be ordered now: active and priced (else orders are refused).")
+    ]
+    on_hand: Annotated[int, msgspec.Meta(description="Units in the warehouse.")]
+    available: Annotated[
+        int, msgspec.Meta(description="Units on hand not reserved for orders: what can still be reserved.")
+    ]
     version: int
 
 
@@ -115,6 +136,10 @@ def stock_view(level: StockLevel) -> StockView:
     return StockView(
         sku=level.sku,
         name=level.name,
+        unit_price=level.unit_price,
+        currency=level.currency,
+        active=level.active,
+        for_sale=level.for_sale,
         on_hand=level.on_hand,
         available=level.available,
         version=level.version,

@@ -19,6 +19,7 @@ import msgspec
 import yaml
 from fulfilment.events import event_name
 from fulfilment.registry import build_registry
+from fulfilment.superseded import SUPERSEDED_EVENTS
 
 from relay_service.envelope import HEADERS, KafkaMessage
 from relay_service.examples import example_messages
@@ -28,6 +29,9 @@ from relay_service.topics import CHANNELS, contract_topics
 __all__ = ["STREAM_IDS", "VARYING_HEADERS", "build_document", "main"]
 
 KAFKA_BINDING = "0.5.0"
+# The document's own version (semver): the major moves when a message's payload gets a new
+# schema version (2: ProductRegistered v2), the minor when messages or optional fields are added.
+CONTRACT_VERSION = "2.0.0"
 _OPTIONAL_HEADERS = {"ce_correlationid", "ce_causationid", "ce_traceparent", "ce_actor"}
 _REQUIRED_HEADERS = [name for name in HEADERS if name not in _OPTIONAL_HEADERS]
 # Made anew for every event: an example shows their form, not a value to expect.
@@ -90,8 +94,10 @@ repository as `schemas/<type>.v<N>.json`). Versions are not published side by si
 upcasts events stored at an older version, so every record carries its type's current version.
 Additive changes (new optional fields) keep the version: ignore fields you do not know. A
 breaking change gets the next version and a new schema file, and from then on the relay sends
-only that one. A consumer meeting a `ce_type` it does not know, or a `ce_schemaversion` above
-the one it was written for, must not guess: it skips and records the record (a dead letter, a
+only that one; the earlier version's schema stays published (in `schemas/` and at the relay)
+for consumers that still hold it. Types past their first version: {superseded}.
+A consumer meeting a `ce_type` it does not know, or a `ce_schemaversion` above the one it was
+written for, must not guess: it skips and records the record (a dead letter, a
 metric) or stops and alerts, as its needs demand, and never passes silently over an event it
 depends on.
 """
@@ -104,13 +110,50 @@ def _duration(ms: int) -> str:
     return f"{days} days" if days and not rest else f"{ms} ms"
 
 
+def _earlier_versions() -> dict[str, list[int]]:
+    """Each event type that has had a breaking change: the schema versions it had before."""
+    earlier: dict[str, list[int]] = {}
+    for event_type in SUPERSEDED_EVENTS:
+        earlier.setdefault(event_name(event_type), []).append(event_type.schema_version)
+    return {name: sorted(versions) for name, versions in sorted(earlier.items())}
+
+
+def _versions(versions: list[int]) -> str:
+    return ", ".join(f"v{version}" for version in versions)
+
+
 def _description(settings: RelaySettings) -> str:
+    current = {event_name(t): int(getattr(t, "schema_version", 1)) for ts in CHANNELS.values() for t in ts}
+    superseded = [
+        f"`{name}` (v{current[name]}; {_versions(versions)} published upcast to v{current[name]})"
+        for name, versions in _earlier_versions().items()
+    ]
     return _DESCRIPTION.format(
         topics=", ".join(f"`{topic}`" for topic in sorted(contract_topics(settings.relay_topic_prefix))),
         partitions=settings.relay_partitions,
         retention_ms=settings.relay_retention_ms,
         retention=_duration(settings.relay_retention_ms),
+        superseded=", ".join(superseded) or "none",
     )
+
+
+def _message_description(name: str, version: int, dataschema_base: str) -> str:
+    text = (
+        f"Payload schema: the URI in `ce_dataschema` (by default "
+        f"`{dataschema_base}{name}.v{version}.json`, served by the relay), "
+        f"also the file `schemas/{name}.v{version}.json`."
+    )
+    earlier = _earlier_versions().get(name)
+    if earlier:
+        text += (
+            f"\n\nEvents stored at {_versions(earlier)}, before the type's last breaking change, are "
+            f"published upcast to v{version}: `ce_schemaversion` {version}, the v{version} `ce_dataschema` "
+            f"and payload. Nothing is sent at an earlier version; the earlier schemas stay published "
+            f"for consumers that still hold them: "
+            + ", ".join(f"`{dataschema_base}{name}.v{v}.json`" for v in earlier)
+            + "."
+        )
+    return text
 
 
 def _headers_schema(category: str, event_type: type[msgspec.Struct], version: int) -> dict[str, Any]:
@@ -184,11 +227,7 @@ def build_document(settings: RelaySettings) -> dict[str, Any]:
                         "bindingVersion": KAFKA_BINDING,
                     }
                 },
-                "description": (
-                    f"Payload schema: the URI in `ce_dataschema` (by default "
-                    f"`{settings.relay_dataschema_base}{name}.v{version}.json`, served by the relay), "
-                    f"also the file `schemas/{name}.v{version}.json`."
-                ),
+                "description": _message_description(name, version, settings.relay_dataschema_base),
                 "examples": [_example(examples[name])],
             }
             refs[name] = {"$ref": f"#/components/messages/{name}"}
@@ -232,7 +271,7 @@ def build_document(settings: RelaySettings) -> dict[str, Any]:
         "asyncapi": "3.0.0",
         "info": {
             "title": "Fulfilment events",
-            "version": "1.0.0",
+            "version": CONTRACT_VERSION,
             "description": _description(settings),
         },
         "defaultContentType": "application/json",

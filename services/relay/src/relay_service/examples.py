@@ -1,7 +1,7 @@
 """One sample event of every published type: the examples asyncapi.yaml shows, and a test's input.
 
 The document's examples are not written by hand: they are what `to_message`
-makes of these samples, and `tests/test_contract_examples.py` appends the same
+makes of these samples, and `tests/test_contract.py` appends the same
 samples to a real store, runs the relay and checks that what Kafka holds equals
 the examples except for the values each run makes anew (event ids, times,
 positions). The samples read like a real flow: the metadata is what the command
@@ -27,6 +27,9 @@ from fulfilment.events import (
     PaymentRequested,
     PaymentVoided,
     PlacedLine,
+    ProductActivated,
+    ProductDeactivated,
+    ProductPriceChanged,
     ProductRegistered,
     StockReceived,
     StockReservationCommitted,
@@ -63,7 +66,10 @@ SAMPLE_STREAMS: dict[str, list[msgspec.Struct]] = {
         OrderCancelled(order_id=ORDER_ID, cancelled_by="alice", reason="ordered twice"),
     ],
     stock_stream(SKU): [
-        ProductRegistered(sku=SKU, name="Blue mug"),
+        ProductRegistered(sku=SKU, name="Blue mug", unit_price=1250, currency="EUR"),
+        ProductPriceChanged(sku=SKU, unit_price=1390, currency="EUR"),
+        ProductDeactivated(sku=SKU, reason="glaze recall"),
+        ProductActivated(sku=SKU),
         StockReceived(sku=SKU, quantity=10, on_hand=10),
         StockReserved(sku=SKU, order_id=ORDER_ID, quantity=2, available=8),
         StockReservationFailed(sku=SKU, order_id=ORDER_ID, requested=20, available=8),

@@ -10,9 +10,13 @@ back (`RecordStep`). Phases follow each other like this:
         └──shortage / refused─────┴──────────────▶ compensating ──▶ rejected
 
 A cancellation by the customer, or an operator's abort, also leads to
-`compensating`. A compensation plan undoes what was done in reverse: the payment
-(void, or refund once authorised), then the reservations, last line first, then
-the order is rejected (not when the customer cancelled it: it is over already).
+`compensating`. A compensation plan undoes what was done: the payment (void, or
+refund once authorised), then the order is rejected (not when the customer
+cancelled it: it is over already), then the reservations are released, last
+line first. Rejecting before releasing means the order is no longer pending when
+its stock is given back, so a reservation still on its way is refused by the
+command service (a reservation is only for a pending order) instead of being
+made after its release and staying held.
 
 Every input is checked against the state, so a duplicate (a redelivered event,
 a step answered twice, a webhook retried) decides nothing, and two instances
@@ -205,14 +209,16 @@ def _compensation(saga: Saga, *, reject: bool, declined: bool, in_flight: str | 
     # A reservation whose answer is still on its way (the step in flight when an outside input turned
     # the saga) may have been made: releasing it is harmless if not, and the driver that sent it sends
     # the release after it, so the release cannot overtake it.
+    # The order is rejected before its stock is released: a late reservation then meets an order
+    # that is not pending and is refused, where after the releases it would be made and stay held.
+    if reject:
+        steps.append(REJECT)
     for line in reversed(saga.lines):
         reserve = f"reserve:{line.sku}"
         if (
             saga.done.get(reserve) == RESERVED or in_flight == reserve
         ) and f"commit:{line.sku}" not in saga.done:
             steps.append(f"release:{line.sku}")
-    if reject:
-        steps.append(REJECT)
     return tuple(steps)
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -151,6 +152,7 @@ class CommandRequest:
         body: msgspec.Struct | None = None,
         *,
         new_stream: bool = False,
+        check: Callable[[], Awaitable[None]] | None = None,
     ) -> Outcome:
         """Handle `command` on `stream_id` (see `command_service.handling.handle`)."""
         return await handle(
@@ -161,6 +163,7 @@ class CommandRequest:
             self.context(body),
             status_code=self.status_code,
             new_stream=new_stream,
+            check=check,
         )
 
     async def run[S, C, E: msgspec.Struct](
@@ -169,9 +172,11 @@ class CommandRequest:
         stream_id: str,
         command: C,
         body: msgspec.Struct | None = None,
+        *,
+        check: Callable[[], Awaitable[None]] | None = None,
     ) -> Response[CommandAccepted]:
         """Handle `command` on `stream_id` and answer as every command endpoint does."""
-        outcome = await self.handle(decider, stream_id, command, body)
+        outcome = await self.handle(decider, stream_id, command, body, check=check)
         return accepted(outcome, outcome.accepted)
 
 

@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 import msgspec
 from fulfilment.deciders import ORDERS
 from fulfilment.orders import CancelOrder, ConfirmOrder, OrderLine, PlaceOrder, RejectOrder
+from fulfilment.rules import check_confirmation
 from fulfilment.values import MAX_LINES, CurrencyCode, Reason, order_id_of, order_stream
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
@@ -21,7 +22,11 @@ __all__ = ["OrderController"]
 
 
 class PlaceOrderBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """An order to place for the calling customer. There is no total: the service computes it."""
+    """An order to place for the calling customer, paid in `currency`.
+
+    There is no price and no total: each line's unit price is the catalogue's at
+    placement, and the service computes the totals.
+    """
 
     lines: Annotated[list[OrderLine], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
     currency: CurrencyCode
@@ -57,11 +62,13 @@ class OrderController(Controller):
         self, data: JSONBody[PlaceOrderBody], command_request: CommandRequestDep
     ) -> Response[OrderAccepted]:
         order_id = uuid4()
+        catalogue = await command_request.services.related.stock_items(line.sku for line in data.lines)
         command = PlaceOrder(
             order_id=order_id,
             customer_id=command_request.subject,
             lines=tuple(data.lines),
             currency=data.currency,
+            catalogue=catalogue,
         )
         outcome = await command_request.handle(ORDERS, order_stream(order_id), command, data, new_stream=True)
         # A replay answers with the order of the first request, whose id is in its stream id.
@@ -73,15 +80,23 @@ class OrderController(Controller):
         "/{order_id:uuid}/confirm",
         status_code=200,
         operation_id="confirmOrder",
-        summary="Confirm a pending order (stock reserved, payment authorised)",
+        summary="Confirm a pending order once its payment is authorised and every line is reserved",
         **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def confirm(
         self, order_id: FromPath[UUID], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
+        related = command_request.services.related
+
+        async def paid_and_reserved() -> None:
+            order = await related.order(order_id)
+            if order is not None:  # a missing order is the order's own rule (404)
+                payment = await related.payment(order_id)
+                check_confirmation(order, payment, await related.stock_items(order.lines))
+
         command = ConfirmOrder(order_id=order_id)
-        return await command_request.run(ORDERS, order_stream(order_id), command)
+        return await command_request.run(ORDERS, order_stream(order_id), command, check=paid_and_reserved)
 
     @post(
         "/{order_id:uuid}/reject",

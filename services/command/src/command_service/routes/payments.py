@@ -7,6 +7,7 @@ from uuid import UUID
 import msgspec
 from fulfilment.deciders import PAYMENTS
 from fulfilment.payments import RecordAuthorization, RecordDecline, RefundPayment, RequestPayment, VoidPayment
+from fulfilment.rules import check_payment_request, check_refund
 from fulfilment.values import Amount, CurrencyCode, ProviderReference, Reason, payment_stream
 from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
@@ -37,6 +38,12 @@ class VoidBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     reason: Reason | None = None
 
 
+class RefundBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the caller expects to pay back: if given, it must be the whole amount captured."""
+
+    amount: Amount | None = None
+
+
 class PaymentController(Controller):
     path = "/payments"
     tags = ["payments"]
@@ -44,7 +51,7 @@ class PaymentController(Controller):
     @post(
         "/",
         operation_id="requestPayment",
-        summary="Request payment of an order's total",
+        summary="Request payment of a pending order's total, in its currency",
         status_code=201,
         **requires(SERVICE),
         responses=problem_responses(409, 412),
@@ -52,9 +59,15 @@ class PaymentController(Controller):
     async def request(
         self, data: JSONBody[RequestPaymentBody], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
+        related = command_request.services.related
+
+        async def the_order_total() -> None:
+            order = await related.order(data.order_id)
+            check_payment_request(order, data.order_id, data.amount, data.currency)
+
         command = RequestPayment(order_id=data.order_id, amount=data.amount, currency=data.currency)
         stream_id = payment_stream(data.order_id)
-        return await command_request.run(PAYMENTS, stream_id, command, data)
+        return await command_request.run(PAYMENTS, stream_id, command, data, check=the_order_total)
 
     @post(
         "/{order_id:uuid}/authorization",
@@ -114,12 +127,25 @@ class PaymentController(Controller):
         "/{order_id:uuid}/refund",
         status_code=200,
         operation_id="refundPayment",
-        summary="Pay an authorised payment back in full",
+        operation_class=OptionalBodyOperation,
+        summary="Pay an authorised payment back in full (not while its order is confirmed)",
         **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
     async def refund(
-        self, order_id: FromPath[UUID], command_request: CommandRequestDep
+        self,
+        order_id: FromPath[UUID],
+        command_request: CommandRequestDep,
+        # Every field is optional, so is the body: no body (or `null`) is the same as `{}`.
+        data: JSONBody[RefundBody | None] = None,
     ) -> Response[CommandAccepted]:
+        body = data or RefundBody()
+        related = command_request.services.related
+
+        async def captured_and_not_confirmed() -> None:
+            order, payment = await related.order(order_id), await related.payment(order_id)
+            check_refund(order, payment, body.amount)
+
         command = RefundPayment(order_id=order_id)
-        return await command_request.run(PAYMENTS, payment_stream(order_id), command)
+        stream_id = payment_stream(order_id)
+        return await command_request.run(PAYMENTS, stream_id, command, body, check=captured_and_not_confirmed)

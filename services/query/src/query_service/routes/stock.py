@@ -1,4 +1,4 @@
-"""Stock reads: what a SKU has on hand and can still be reserved (Redis)."""
+"""Product reads: a SKU's price, whether it is for sale, what is on hand and can still be reserved (Redis)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class StockController(Controller):
     @get(
         "/{sku:str}",
         operation_id="getStock",
-        summary="A SKU's stock: on hand and still available to reserve",
+        summary="A product: its price, whether it is for sale, on hand and still available to reserve",
         description=needs("From the Redis read model.", CUSTOMER, STAFF, SERVICE),
         opt=allow(CUSTOMER, STAFF, SERVICE) | query_opt(),
         responses=problem_responses(404),
