@@ -21,7 +21,10 @@ from servicekit.testing import free_port
 def own_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin")
     if server is None:
-        pytest.skip("needs redis-server (the local stack's Debian package)")
+        pytest.fail(
+            "needs the redis-server binary to start a server of its own: run `./dev up` "
+            "(which installs the redis-server Debian package) or `apt-get install redis-server`"
+        )
     port = free_port()
     argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     directory = tmp_path_factory.mktemp("redis")
