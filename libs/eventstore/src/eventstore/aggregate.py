@@ -16,6 +16,7 @@ before) instead of the snapshot and every event after it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections import OrderedDict
@@ -163,13 +164,17 @@ async def load[S, C, E: msgspec.Struct](
 
 
 async def load_many[S, C, E: msgspec.Struct](
-    store: EventStore, decider: Decider[S, C, E], stream_ids: Sequence[str], *, cache: StateCache
+    store: EventStore,
+    decider: Decider[S, C, E],
+    stream_ids: Sequence[str],
+    *,
+    cache: StateCache | None = None,
 ) -> dict[str, Loaded[S]]:
     """Several aggregates of one type, by stream id: those in ``cache`` caught up in one round trip.
 
     The others are loaded as ``load`` does (concurrently), and cached.
     """
-    cached = {stream_id: cache.get(decider, stream_id) for stream_id in stream_ids}
+    cached = {stream_id: cache.get(decider, stream_id) if cache else None for stream_id in stream_ids}
     known = {stream_id: found for stream_id, found in cached.items() if found is not None}
     fresh = [stream_id for stream_id, found in cached.items() if found is None]
     loaded: dict[str, Loaded[S]] = {}
@@ -177,7 +182,7 @@ async def load_many[S, C, E: msgspec.Struct](
         later = await store.read_streams({stream_id: found.version + 1 for stream_id, found in known.items()})
         for stream_id, found in known.items():
             loaded[stream_id] = _fold_after(decider, stream_id, found, later[stream_id])
-            cache.put(decider, stream_id, loaded[stream_id])
+            cache.put(decider, stream_id, loaded[stream_id])  # type: ignore[union-attr]
     loads = await asyncio.gather(*(load(store, decider, stream_id, cache=cache) for stream_id in fresh))
     loaded.update(zip(fresh, loads, strict=True))
     return loaded
@@ -289,10 +294,11 @@ async def execute[S, C, E: msgspec.Struct](
             continue
         if not decided:
             return Executed(stream_id, loaded.version, loaded.position, [], [])
-        await _maybe_snapshot(store, decider, stream_id, loaded, result.version, decided)
+        # The state after the command, folded at most once: for the snapshot and for the cache.
+        state_after = functools.cache(functools.partial(decider.fold, loaded.state, decided))
+        await _maybe_snapshot(store, decider, stream_id, loaded.version, result.version, state_after)
         if cache is not None:
-            after = Loaded(decider.fold(loaded.state, decided), result.version, result.positions[-1])
-            cache.put(decider, stream_id, after)
+            cache.put(decider, stream_id, Loaded(state_after(), result.version, result.positions[-1]))
         return Executed(stream_id, result.version, result.positions[-1], decided, result.positions)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -314,15 +320,15 @@ async def _maybe_snapshot[S, C, E: msgspec.Struct](
     store: EventStore,
     decider: Decider[S, C, E],
     stream_id: str,
-    loaded: Loaded[S],
+    before: int,
     after: int,
-    decided: Sequence[E],
+    state_after: Callable[[], S],
 ) -> None:
-    """Snapshot the state after ``decided`` if the append crossed a multiple of ``snapshot_every``."""
+    """Snapshot the state at ``after`` if the append from ``before`` crossed a ``snapshot_every``."""
     every = decider.snapshot_every
-    if not every or (loaded.version + 1) // every == (after + 1) // every:
+    if not every or (before + 1) // every == (after + 1) // every:
         return
-    new_state = decider.fold(loaded.state, decided)
+    new_state = state_after()
     if not isinstance(new_state, msgspec.Struct):
         return  # None: nothing worth caching (the type itself was checked with the Decider)
     try:

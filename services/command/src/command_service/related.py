@@ -10,12 +10,11 @@ the last one.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
-from eventstore import EventStore, StateCache, load
+from eventstore import EventStore, StateCache, load, load_many
 from fulfilment.deciders import ORDERS, PAYMENTS, STOCK
 from fulfilment.orders import Order
 from fulfilment.payments import Payment
@@ -42,10 +41,8 @@ class Related:
 
     async def stock_items(self, skus: Iterable[str]) -> dict[str, StockItem]:
         """The stock item of each registered SKU among `skus`, by canonical SKU (unregistered ones absent)."""
-        canonical = sorted({normalise_sku(sku) for sku in skus})
-        loaded = await asyncio.gather(
-            *(load(self.store, STOCK, stock_stream(sku), cache=self.cache) for sku in canonical)
-        )
-        return {
-            sku: found.state for sku, found in zip(canonical, loaded, strict=True) if found.state is not None
-        }
+        streams = {stock_stream(sku): normalise_sku(sku) for sku in skus}
+        # The items this process has seen are brought up to date in one round trip.
+        loaded = await load_many(self.store, STOCK, list(streams), cache=self.cache)
+        items = {streams[stream_id]: found.state for stream_id, found in loaded.items()}
+        return {sku: item for sku, item in items.items() if item is not None}
