@@ -27,6 +27,7 @@ local at = string.find(ARGV[1], '\\0', 1, true)
 return redis.call('HGETALL', string.sub(ARGV[1], 1, at - 1) .. generation .. string.sub(ARGV[1], at + 1))
 """
 _MARK = "\x00"
+_ONE_KEY = b"1"  # EVALSHA's number of keys
 
 
 def _strings(fields: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
@@ -74,8 +75,8 @@ class LiveHashes:
 
     def __init__(self, redis: Redis, keyspace: Keyspace) -> None:
         self._redis = redis
-        self._sha = redis.register_script(_LIVE_HASH).sha
-        self._pointer = keyspace.live("redis")
+        self._sha = redis.register_script(_LIVE_HASH).sha.encode()
+        self._pointer = keyspace.live("redis").encode()
         # The key layout stays `RedisModelKeys`'s: keys are built for a marker generation, which the
         # script replaces with the live one.
         self._marked = keyspace.models(_MARK)
@@ -85,13 +86,15 @@ class LiveHashes:
 
     async def _hash(self, marked_key: str) -> dict[str, str]:
         # EVALSHA itself rather than the registered script object, whose call costs a few µs more
-        # (an import and argument copies per call), with as few arguments as will do: redis-py
-        # encodes and frames each one in Python. A server that lost its scripts gets it again.
+        # (an import and argument copies per call), with as few arguments as will do, the fixed
+        # ones encoded once: redis-py encodes and frames each one in Python. A server that lost
+        # its scripts gets it again.
         try:
-            flat = await self._redis.evalsha(self._sha, 1, self._pointer, marked_key)
+            flat = await self._redis.execute_command("EVALSHA", self._sha, _ONE_KEY, self._pointer, marked_key)
         except NoScriptError:
-            self._sha = await self._redis.script_load(_LIVE_HASH)
-            flat = await self._redis.evalsha(self._sha, 1, self._pointer, marked_key)
+            loaded: str | bytes = await self._redis.script_load(_LIVE_HASH)
+            self._sha = loaded.encode() if isinstance(loaded, str) else loaded
+            flat = await self._redis.execute_command("EVALSHA", self._sha, _ONE_KEY, self._pointer, marked_key)
         pairs = iter(flat)
         fields = dict(zip(pairs, pairs, strict=True))
         return fields if self._decoded else _strings(fields)

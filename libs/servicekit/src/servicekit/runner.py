@@ -15,6 +15,7 @@ its pools and stops its background tasks.
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 from collections.abc import Callable
@@ -57,6 +58,11 @@ def serve[S: ServiceSettings](
         print(f"{name}: WORKERS: this service runs one process; run more instances", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     app: Litestar | str = built if settings.workers == 1 else factory  # type: ignore[assignment]
+    # What start-up made (modules, the app) lives as long as the process: out of the cyclic
+    # collector's reach, a full collection no longer walks it every time requests fill the
+    # young generations (about 2% of the query service's instructions per read).
+    gc.collect()
+    gc.freeze()
     config = LimitedConfig(
         app,
         factory=isinstance(app, str),
