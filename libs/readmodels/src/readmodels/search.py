@@ -64,7 +64,7 @@ class SearchUnavailable(RuntimeError):
 
 
 class SearchRejected(RuntimeError):
-    """The engine refused a request as malformed (a 4xx but 404 and 429): a fault of the caller's code."""
+    """The engine refused a request as malformed (a 4xx, not 404 or 429): a fault of the caller's code."""
 
 
 class VersionConflict(Exception):
