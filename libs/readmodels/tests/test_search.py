@@ -13,17 +13,22 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
 
+import msgspec
 import pytest
 from readmodels.search import (
     BulkFailed,
     BulkWrite,
     IndexNotFound,
     SearchClient,
+    SearchRejected,
     SearchUnavailable,
     VersionConflict,
     connect_search,
 )
+from servicekit.testing import TcpProxy
 
 
 @pytest.fixture
@@ -300,6 +305,124 @@ async def test_reading_an_index_that_does_not_exist_is_a_clear_error(search: Sea
     await search.delete_index(missing)  # deleting what is not there is fine
 
 
+class _Sorted(msgspec.Struct):
+    sort: tuple[int, str]
+
+
+class _Hits(msgspec.Struct):
+    hits: list[_Sorted]
+    total: dict[str, Any] | None = None
+
+
+class _Bucket(msgspec.Struct):
+    key: str
+    doc_count: int
+
+
+class _Terms(msgspec.Struct):
+    buckets: list[_Bucket]
+
+
+class _Answer(msgspec.Struct):
+    hits: _Hits
+    aggregations: dict[str, _Terms] = {}
+
+
+async def test_search_as_sends_the_body_as_prepared_and_converts_the_answer(
+    search: SearchClient, index: str
+) -> None:
+    await search.create_index(
+        index,
+        mappings={
+            "properties": {
+                "order_id": {"type": "keyword"},
+                "total": {"type": "long"},
+                "status": {"type": "keyword"},
+            }
+        },
+    )
+    documents = [
+        {"order_id": f"o-{n}", "total": 100 * (n % 3), "status": "odd" if n % 2 else "even"} for n in range(6)
+    ]
+    await search.put_many(index, [BulkWrite(d["order_id"], d) for d in documents], refresh=True)
+    body = {
+        "query": {"match_all": {}},
+        "size": 2,
+        "sort": [{"total": {"order": "desc"}}, {"order_id": {"order": "desc"}}],
+        "search_after": [200, "o-5"],
+        "track_total_hits": False,
+        "aggs": {"statuses": {"terms": {"field": "status"}}},
+    }
+
+    answer = await search.search_as(index, body, _Answer)
+
+    assert [hit.sort for hit in answer.hits.hits] == [(200, "o-2"), (100, "o-4")]
+    assert answer.hits.total is None  # not tracked: the body went as it was
+    assert {b.key: b.doc_count for b in answer.aggregations["statuses"].buckets} == {"odd": 3, "even": 3}
+
+
+async def test_reads_of_a_missing_index_are_index_not_found(search: SearchClient) -> None:
+    missing = f"missing-{uuid.uuid4().hex[:10]}"
+    with pytest.raises(IndexNotFound):
+        await search.search_as(missing, {"query": {"match_all": {}}}, _Answer)
+    with pytest.raises(IndexNotFound):
+        await search.refresh(missing)
+    with pytest.raises(IndexNotFound):
+        await search.count(missing)
+
+
+async def test_a_malformed_body_is_rejected(search: SearchClient, index: str) -> None:
+    await search.create_index(index)
+    with pytest.raises(SearchRejected, match="no_such_query"):
+        await search.search_as(index, {"query": {"no_such_query": {}}}, _Answer)
+    with pytest.raises(SearchRejected):
+        await search.search_page(index, {"no_such_query": {}})
+    with pytest.raises(SearchRejected):
+        await search.count(index, {"no_such_query": {}})
+
+
+@pytest.fixture
+async def proxied(search_engine_url: str) -> AsyncIterator[tuple[TcpProxy, SearchClient]]:
+    """A client whose engine a test can take away (`stop`, `freeze`) and give back (`start`)."""
+    target = urlsplit(search_engine_url)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 9200).start()
+    client = await connect_search(f"http://127.0.0.1:{proxy.port}", timeout=1, retries=0)
+    yield proxy, client
+    await client.close()
+    await proxy.stop()
+
+
+async def test_an_engine_gone_after_connecting_is_unavailable_until_it_is_back(
+    proxied: tuple[TcpProxy, SearchClient], search: SearchClient, index: str
+) -> None:
+    proxy, client = proxied
+    await search.create_index(index)
+    body = {"query": {"match_all": {}}, "size": 1}
+
+    await proxy.stop()
+    with pytest.raises(SearchUnavailable, match="unreachable"):
+        await client.search_as(index, body, _Answer)
+    with pytest.raises(SearchUnavailable):
+        await client.refresh(index)
+    with pytest.raises(SearchUnavailable):
+        await client.count(index)
+
+    await proxy.start()
+    assert await client.count(index) == 0
+
+
+async def test_a_request_the_engine_does_not_answer_in_time_is_unavailable(
+    proxied: tuple[TcpProxy, SearchClient], search: SearchClient, index: str
+) -> None:
+    proxy, client = proxied
+    await search.create_index(index)
+
+    proxy.freeze()  # the request reaches the proxy and is held there
+    with pytest.raises(SearchUnavailable, match="Timeout"):
+        await client.count(index)
+    assert proxy.held == 1  # sent once: a timed-out request is not repeated
+
+
 async def test_an_unreachable_engine_is_a_clear_error() -> None:
     with pytest.raises(SearchUnavailable, match=r"127\.0\.0\.1:9"):
         await connect_search("http://127.0.0.1:9", timeout=1)
@@ -333,3 +456,71 @@ def other_http_server() -> Iterator[str]:
 async def test_a_server_that_is_neither_engine_is_refused(other_http_server: str) -> None:
     with pytest.raises(SearchUnavailable, match="neither Elasticsearch 9 nor OpenSearch"):
         await connect_search(other_http_server, timeout=2)
+
+
+class _OverloadedEngine(BaseHTTPRequestHandler):
+    """Identifies itself as its server's `engine`, then answers every search with its server's `status`.
+
+    A real engine cannot be made to answer 429 or 503 on demand without harming
+    the other tests sharing it (an index without its primary shard turns the
+    whole cluster red), so this stands in for one in the failure that is checked:
+    what the client does with such an answer.
+    """
+
+    server: _OverloadedServer
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/_nodes"):
+            self._answer(200, {"nodes": {"n": {"version": self.server.version}}})
+        else:  # OpenSearch names itself in `GET /`
+            self._answer(200, {"version": {"distribution": "opensearch", "number": self.server.version}})
+
+    def do_POST(self) -> None:
+        self.server.searches += 1
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        error = {"type": "es_rejected_execution_exception", "reason": "overloaded"}
+        self._answer(self.server.status, {"error": error, "status": self.server.status})
+
+    def _answer(self, status: int, document: dict[str, Any]) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        if self.server.engine == "elasticsearch":
+            self.send_header("x-elastic-product", "Elasticsearch")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+class _OverloadedServer(ThreadingHTTPServer):
+    def __init__(self, engine: str, status: int) -> None:
+        super().__init__(("127.0.0.1", 0), _OverloadedEngine)
+        self.engine = engine
+        self.version = "9.2.0" if engine == "elasticsearch" else "2.19.0"
+        self.status = status
+        self.searches = 0
+
+
+@pytest.mark.parametrize("engine", ["opensearch", "elasticsearch"])
+@pytest.mark.parametrize(("status", "retries", "sent"), [(503, 0, 1), (429, 0, 1), (502, 2, 3)])
+async def test_an_overloaded_or_failing_engine_is_unavailable_and_retried_only_as_asked(
+    engine: str, status: int, retries: int, sent: int
+) -> None:
+    server = _OverloadedServer(engine, status)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = await connect_search(f"http://127.0.0.1:{server.server_port}", timeout=2, retries=retries)
+        assert client.engine == engine
+        try:
+            with pytest.raises(SearchUnavailable, match=str(status)):
+                await client.search_as("orders", {"query": {"match_all": {}}}, _Answer)
+        finally:
+            await client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.searches == sent

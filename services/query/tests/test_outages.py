@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from query_service.app import create_app
 from query_service.settings import QuerySettings
-from servicekit.testing import TokenFactory, free_port
+from servicekit.testing import TcpProxy, TokenFactory, free_port
 
 from services.query.tests.conftest import bearer, client_of
 from services.query.tests.seeding import SeededModels, order
@@ -63,6 +64,27 @@ async def test_with_the_search_engine_down_redis_reads_answer_and_searches_are_5
     assert ready.status_code == 503
     assert ready.json()["checks"]["redis"] == "ok"
     assert ready.json()["checks"]["search"] != "ok"
+
+
+async def test_a_service_started_before_the_search_engine_searches_once_the_engine_answers(
+    settings_for: Callable[..., QuerySettings], engine_url: str, placed: str, tokens: TokenFactory
+) -> None:
+    target = urlsplit(engine_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 9200)  # the engine, not there yet
+    app = create_app(settings_for(search_url=f"http://127.0.0.1:{proxy.port}"))
+    alice = bearer(tokens("alice"))
+    try:
+        async for http in client_of(app):
+            assert_unavailable(await http.get("/orders", headers=alice))
+            assert (await http.get("/health/ready")).status_code == 503
+
+            await proxy.start()
+            search = await http.get("/orders", headers=alice)
+            assert search.status_code == 200, search.text
+            assert [found["order_id"] for found in search.json()["orders"]] == [placed]
+            assert (await http.get("/health/ready")).status_code == 200
+    finally:
+        await proxy.stop()
 
 
 async def test_with_redis_down_searches_answer_and_redis_reads_are_503(

@@ -14,26 +14,28 @@ fresh query. That needs no point-in-time on the engine (which would hold
 resources per client and break at a rebuild's alias swap), and it is why
 relevance and `updated_at` are not offered as sort orders: both move.
 
-The reader speaks the engines' REST `_search` API over one pooled HTTP
-connection: query, sort, `search_after` and aggregations are spelled the same
-by OpenSearch and Elasticsearch, so there is nothing to branch on, and results
-decode straight into `OrderDocument`s.
+The reader sends the bodies built here through the suite's one search client,
+`readmodels.search.SearchClient` (the engine's official client, found by
+`connect_search`): query, sort, `search_after` and aggregations are spelled the
+same by OpenSearch and Elasticsearch, so nothing here branches on the engine,
+and msgspec converts the answers into `OrderDocument`s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import httpx
 import msgspec
 
 from readmodels.orders import OrderDocument
-from readmodels.search import SearchUnavailable
+from readmodels.search import IndexNotFound, SearchClient, SearchRejected, SearchUnavailable, connect_search
 
 __all__ = [
     "SORTS",
@@ -56,10 +58,6 @@ _LONG = msgspec.Meta(ge=-(2**63), le=2**63 - 1)
 
 class InvalidCursor(ValueError):
     """A cursor that this query did not hand out (malformed, or made for another sort or filters)."""
-
-
-class SearchRejected(RuntimeError):
-    """The engine refused a query as malformed: a fault of the reader, not of the caller."""
 
 
 class OrderFilters(msgspec.Struct, frozen=True, kw_only=True):
@@ -214,28 +212,39 @@ class _SearchResponse(msgspec.Struct):
     aggregations: _Aggregations | None = None
 
 
-_decode_response = msgspec.json.Decoder(_SearchResponse).decode
-
-
 class OrderSearchReader:
-    """Runs order searches against the index (or alias) `index` at `url`.
+    """Runs order searches against the index (or alias) `index` of the engine at `url`.
 
     Unreachable, overloaded or failing engines raise `SearchUnavailable`, as does a
     missing index (the projector has not created it yet); a query the engine calls
     malformed raises `SearchRejected`.
+
+    The engine is identified (`connect_search`) on first use, not when the reader
+    is made: a service builds its reader before its event loop runs, and must
+    start while the engine is down. Until an identification succeeds every call
+    raises `SearchUnavailable` and the next call tries again; calls made while
+    one attempt is under way wait for that attempt instead of starting their own.
+    Each request is bounded by `timeout` and never repeated by the driver (the
+    caller answers 503 and its client retries), over at most `connections`
+    pooled connections.
     """
 
     def __init__(self, url: str, index: str, *, timeout: float = 5.0, connections: int = 32) -> None:
+        self.url = url
         self.index = index
-        self._http = httpx.AsyncClient(
-            base_url=url,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            headers={"content-type": "application/json"},
-        )
+        self._timeout = timeout
+        self._connections = connections
+        self._client: SearchClient | None = None
+        self._identifying: asyncio.Task[SearchClient] | None = None
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._identifying is not None and not self._identifying.done():
+            self._identifying.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SearchUnavailable):
+                await self._identifying
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def page(
         self, filters: OrderFilters, sort: SortKey, limit: int, cursor: str | None = None
@@ -259,25 +268,39 @@ class OrderSearchReader:
 
     async def refresh(self) -> None:
         """Make every write acknowledged so far visible to searches."""
-        await self._call("POST", f"/{self.index}/_refresh")
+        engine = await self._engine()
+        with self._index_present():
+            await engine.refresh(self.index)
 
     async def ping(self) -> None:
         """Raise `SearchUnavailable` unless the engine answers and the index exists."""
-        await self._call("GET", f"/{self.index}/_count")
+        engine = await self._engine()
+        with self._index_present():
+            await engine.count(self.index)
 
     async def _search(self, body: Mapping[str, Any]) -> _SearchResponse:
-        response = await self._call("POST", f"/{self.index}/_search", content=msgspec.json.encode(body))
-        return _decode_response(response.content)
+        engine = await self._engine()
+        with self._index_present():
+            return await engine.search_as(self.index, body, _SearchResponse)
 
-    async def _call(self, method: str, path: str, *, content: bytes | None = None) -> httpx.Response:
+    async def _engine(self) -> SearchClient:
+        if self._client is not None:
+            return self._client
+        if self._identifying is None or self._identifying.done():
+            self._identifying = asyncio.create_task(self._identify(), name="identify-search-engine")
+        # Shielded: a caller giving up (its request cancelled) must not cancel the others' attempt.
+        return await asyncio.shield(self._identifying)
+
+    async def _identify(self) -> SearchClient:
+        client = await connect_search(
+            self.url, timeout=self._timeout, connections=self._connections, retries=0
+        )
+        self._client = client
+        return client
+
+    @contextlib.contextmanager
+    def _index_present(self) -> Iterator[None]:
         try:
-            response = await self._http.request(method, path, content=content)
-        except httpx.TransportError as error:  # connection refused, reset, timed out
-            raise SearchUnavailable(f"search engine unreachable: {type(error).__name__}: {error}") from error
-        if response.status_code == 404:
-            raise SearchUnavailable(f"the index {self.index} does not exist (yet)")
-        if response.status_code == 429 or response.status_code >= 500:
-            raise SearchUnavailable(f"search engine answered {response.status_code}")
-        if response.status_code >= 400:
-            raise SearchRejected(f"search engine refused the query: {response.text[:500]}")
-        return response
+            yield
+        except IndexNotFound as error:
+            raise SearchUnavailable(f"the index {self.index} does not exist (yet)") from error

@@ -22,14 +22,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import elastic_transport
 import httpx
 import msgspec
+from elasticsearch import ApiError as EsApiError
 from elasticsearch import AsyncElasticsearch
 from elasticsearch import ConflictError as EsConflict
 from elasticsearch import NotFoundError as EsNotFound
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import ConflictError as OsConflict
+from opensearchpy.exceptions import ConnectionError as OsConnectionError
 from opensearchpy.exceptions import NotFoundError as OsNotFound
+from opensearchpy.exceptions import TransportError as OsTransportError
 
 __all__ = [
     "BulkFailed",
@@ -39,6 +43,7 @@ __all__ = [
     "IndexNotFound",
     "SearchClient",
     "SearchPage",
+    "SearchRejected",
     "SearchUnavailable",
     "StoredDocument",
     "VersionConflict",
@@ -52,7 +57,14 @@ ELASTICSEARCH_MAJOR = 9
 
 
 class SearchUnavailable(RuntimeError):
-    """The search engine could not be reached or identified."""
+    """The search engine could not be reached or identified, or answered that it cannot serve now.
+
+    Unreachable, timed out, overloaded (429) or failing (5xx): worth trying again later.
+    """
+
+
+class SearchRejected(RuntimeError):
+    """The engine refused a request as malformed (a 4xx, not 404 or 429): a fault of the caller's code."""
 
 
 class VersionConflict(Exception):
@@ -114,12 +126,36 @@ class SearchPage(msgspec.Struct, frozen=True):
     next_after: list[Any] | None
 
 
+# What the drivers raise for a request that failed: elastic_transport's errors are the
+# Elasticsearch client's transport failures (refused, reset, timed out), its `ApiError`s are
+# answers with an error status; opensearch-py raises `TransportError` for both, its
+# `ConnectionError` (timeouts included) for the transport failures.
+_DRIVER_ERRORS = (elastic_transport.TransportError, EsApiError, OsTransportError)
+
+
+def _translated(error: Exception, index: str) -> Exception:
+    """The suite's error for a driver's failure of a request about `index`."""
+    if isinstance(error, elastic_transport.TransportError | OsConnectionError):
+        return SearchUnavailable(f"search engine unreachable: {type(error).__name__}: {error}")
+    status = error.meta.status if isinstance(error, EsApiError) else getattr(error, "status_code", None)
+    if status == 404:
+        return IndexNotFound(index)
+    if not isinstance(status, int) or status == 429 or status >= 500:
+        return SearchUnavailable(f"search engine answered {status}: {error}")
+    return SearchRejected(f"search engine refused the request: {str(error)[:500]}")
+
+
 class SearchClient:
     """The operations the read models need, on either engine.
 
     Both official clients still take a request body as `body=` and the query
     parameters (`refresh`, `version`, `version_type`) as keywords, so one call
     serves both engines; only their exception classes differ.
+
+    The reads (`search_as`, `search_page`, `aggregate`, `count`) and `refresh`
+    translate the drivers' errors: a missing index or alias is `IndexNotFound`;
+    an engine that cannot be reached, times out, or answers 429 or 5xx is
+    `SearchUnavailable`; any other refusal (a malformed query) is `SearchRejected`.
     """
 
     def __init__(self, engine: Engine, version: str, client: AsyncOpenSearch | AsyncElasticsearch) -> None:
@@ -306,8 +342,8 @@ class SearchClient:
             body["aggs"] = dict(aggregations)
         try:
             response = await self._client.search(index=index, body=body)
-        except (OsNotFound, EsNotFound) as error:
-            raise IndexNotFound(index) from error
+        except _DRIVER_ERRORS as error:
+            raise _translated(error, index) from error
         hits = [Hit(hit["_id"], hit["_source"], hit.get("sort")) for hit in response["hits"]["hits"]]
         next_after = hits[-1].sort if sort and len(hits) == size else None
         return SearchPage(hits=hits, total=int(response["hits"]["total"]["value"]), next_after=next_after)
@@ -319,22 +355,48 @@ class SearchClient:
         body = {"query": dict(query or {"match_all": {}}), "size": 0, "aggs": dict(aggregations)}
         try:
             response = await self._client.search(index=index, body=body)
-        except (OsNotFound, EsNotFound) as error:
-            raise IndexNotFound(index) from error
+        except _DRIVER_ERRORS as error:
+            raise _translated(error, index) from error
         results: dict[str, Any] = dict(response["aggregations"])
         return results
 
+    async def search_as[T](self, index: str, body: Mapping[str, Any], answer: type[T]) -> T:
+        """Run a `_search` body the caller prepared, as it is, and convert the answer into `answer`.
+
+        Nothing is added to the body: `track_total_hits`, `search_after`, sort
+        and aggregations are the caller's. `answer` is a msgspec type naming the
+        parts of the response the caller reads (e.g. `hits.hits[]._source` as
+        its document Struct); the rest is ignored. Both drivers decode the
+        response body into dicts before they hand it back (neither returns the
+        raw bytes per request, only a client-wide serializer could), so the
+        answer is converted from those with `msgspec.convert`.
+        """
+        try:
+            response = await self._client.search(index=index, body=dict(body))
+        except _DRIVER_ERRORS as error:
+            raise _translated(error, index) from error
+        decoded = response.body if isinstance(response, elastic_transport.ObjectApiResponse) else response
+        return msgspec.convert(decoded, answer)
+
     async def count(self, index: str, query: Mapping[str, Any] | None = None) -> int:
-        """How many documents match `query` (all of them without one)."""
+        """How many documents match `query` (all of them without one).
+
+        Without a query it is also the cheapest check that the engine answers
+        and `index` exists (a readiness probe): it reads no documents.
+        """
         body = {"query": dict(query)} if query else None
         try:
             response = await self._client.count(index=index, body=body)
-        except (OsNotFound, EsNotFound) as error:
-            raise IndexNotFound(index) from error
+        except _DRIVER_ERRORS as error:
+            raise _translated(error, index) from error
         return int(response["count"])
 
     async def refresh(self, index: str) -> None:
-        await self._client.indices.refresh(index=index)
+        """Make every write to `index` acknowledged so far visible to searches."""
+        try:
+            await self._client.indices.refresh(index=index)
+        except _DRIVER_ERRORS as error:
+            raise _translated(error, index) from error
 
     async def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
         """Apply alias actions (`{"add": {...}}`, `{"remove": {...}}`) in one atomic request.
@@ -372,13 +434,24 @@ class SearchClient:
         return sorted(current)
 
 
-async def connect_search(url: str, *, timeout: float = 10.0) -> SearchClient:
+async def connect_search(
+    url: str, *, timeout: float = 10.0, connections: int = 10, retries: int = 3
+) -> SearchClient:
     """Identify the engine at `url` and return a client for it.
 
     Elasticsearch names itself in the `X-Elastic-Product` header of every
     response; OpenSearch never sends it and names itself in `GET /`, which the
     Elasticsearch the local stack runs does not serve. The version comes from
     the node info, which both serve.
+
+    `timeout` bounds each request, identification included; `connections` is
+    the size of the client's connection pool (further requests wait for a
+    free connection). `retries` is how often the driver repeats a request that
+    found no connection or an overloaded engine (both drivers: 502, 503, 504;
+    Elasticsearch's also 429), defaulting to the drivers' own 3. A caller that
+    answers such a failure itself, or retries in its own loop, passes 0: the
+    driver's retries would multiply its wait. A request that timed out is never
+    repeated.
     """
     base = url.rstrip("/")
     try:
@@ -400,9 +473,23 @@ async def connect_search(url: str, *, timeout: float = 10.0) -> SearchClient:
             raise SearchUnavailable(
                 f"{url} runs Elasticsearch {version}; the suite's client speaks to {ELASTICSEARCH_MAJOR}.x"
             )
-        return SearchClient("elasticsearch", version, AsyncElasticsearch(base, request_timeout=timeout))
+        elasticsearch = AsyncElasticsearch(
+            base,
+            request_timeout=timeout,
+            connections_per_node=connections,
+            max_retries=retries,
+            retry_on_timeout=False,
+        )
+        return SearchClient("elasticsearch", version, elasticsearch)
     if distribution == "opensearch":
-        return SearchClient("opensearch", version, AsyncOpenSearch(hosts=[base], timeout=timeout))
+        opensearch = AsyncOpenSearch(
+            hosts=[base],
+            timeout=timeout,
+            pool_maxsize=connections,  # the aiohttp connector's limit
+            max_retries=retries,
+            retry_on_timeout=False,
+        )
+        return SearchClient("opensearch", version, opensearch)
     raise SearchUnavailable(
         f"{url} answers, but is neither Elasticsearch {ELASTICSEARCH_MAJOR} nor OpenSearch"
     )
