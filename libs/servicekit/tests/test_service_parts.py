@@ -24,7 +24,7 @@ from servicekit.observability import Observability
 from servicekit.problems import Problem, ProblemTable, problem
 from servicekit.ratelimit import RateLimiter
 from servicekit.settings import ServiceSettings, SettingsError
-from servicekit.telemetry import context_of, header_value, link_to, traceparent_of
+from servicekit.telemetry import add_response_headers, context_of, header_value, link_to, traceparent_of
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -155,6 +155,36 @@ async def test_unsampled_requests_record_no_span_yet_a_callers_sampled_trace_is_
     # Not recorded, yet it has a trace id of its own: without a caller's id, that is the correlation id.
     assert len(unsampled.headers["x-correlation-id"]) == 32
     assert unsampled.headers["x-correlation-id"] != sampled.headers["x-correlation-id"]
+    observability.shutdown()
+
+
+async def test_headers_a_handler_queues_go_out_with_its_answer_and_no_other() -> None:
+    observability = Observability(ServiceSettings(access_log=False), "demo", trace_postgres=False)
+
+    @get("/items/{item:int}")
+    async def item(item: FromPath[int], request: Request[Any, Any, Any]) -> dict[str, int]:
+        if item == 0:
+            raise NotFoundException("no item 0")
+        add_response_headers(request, (b"etag", f'"{item}"'.encode()))
+        add_response_headers(request, (b"cache-control", b"private, no-cache"))
+        return {"item": item}
+
+    app = Litestar(
+        route_handlers=[item],
+        middleware=[observability.middleware()],
+        before_send=[observability.before_send],
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as client:
+        found, second, missing = [await client.get(f"/items/{n}") for n in (7, 8, 0)]
+    assert (found.status_code, found.json()) == (200, {"item": 7})
+    assert (found.headers["etag"], found.headers["cache-control"]) == ('"7"', "private, no-cache")
+    assert found.headers["content-type"] == "application/json"
+    assert found.headers["x-content-type-options"] == "nosniff"
+    # Each request has its own: nothing of the first answer's leaks into the next one.
+    assert second.headers.get_list("etag") == ['"8"']
+    assert missing.status_code == 404
+    assert "etag" not in missing.headers
+    assert "cache-control" not in missing.headers
     observability.shutdown()
 
 

@@ -90,11 +90,15 @@ class LiveHashes:
         # ones encoded once: redis-py encodes and frames each one in Python. A server that lost
         # its scripts gets it again.
         try:
-            flat = await self._redis.execute_command("EVALSHA", self._sha, _ONE_KEY, self._pointer, marked_key)
+            flat = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                "EVALSHA", self._sha, _ONE_KEY, self._pointer, marked_key
+            )
         except NoScriptError:
             loaded: str | bytes = await self._redis.script_load(_LIVE_HASH)
             self._sha = loaded.encode() if isinstance(loaded, str) else loaded
-            flat = await self._redis.execute_command("EVALSHA", self._sha, _ONE_KEY, self._pointer, marked_key)
+            flat = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                "EVALSHA", self._sha, _ONE_KEY, self._pointer, marked_key
+            )
         pairs = iter(flat)
         fields = dict(zip(pairs, pairs, strict=True))
         return fields if self._decoded else _strings(fields)

@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -57,9 +57,13 @@ from servicekit.logs import (
 from servicekit.metrics import HttpMetrics
 from servicekit.settings import ServiceSettings, TracesSampler
 
+if TYPE_CHECKING:
+    from litestar.connection import ASGIConnection
+
 __all__ = [
     "RequestTelemetry",
     "add_correlation_header",
+    "add_response_headers",
     "context_of",
     "current_traceparent",
     "header_value",
@@ -174,14 +178,33 @@ def traceparent_of(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
 
 
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
+_QUEUED = "servicekit.response_headers"
+
+
+def add_response_headers(request: ASGIConnection[Any, Any, Any, Any], *headers: tuple[bytes, bytes]) -> None:
+    """Headers (lower-case names, encoded values) for the answer a handler returns as plain data.
+
+    For a handler on the hot path: a Litestar `Response` made only to carry headers
+    costs more than the rest of a read by id's own work (each header is normalised, and
+    every one already there is decoded again to check for content-type and length).
+    These are added as they are by `add_correlation_header`. Call it only once
+    nothing can go wrong any more: an error answer would carry them too.
+    """
+    scope = cast("Scope", request.scope)  # Litestar's typed scope has no key of the kit's own
+    queued: list[tuple[bytes, bytes]] | None = scope.get(_QUEUED)
+    if queued is None:
+        scope[_QUEUED] = list(headers)
+    else:
+        queued.extend(headers)
 
 
 async def add_correlation_header(message: Message, scope: Scope) -> None:
     """A `before_send` hook: every answer carries `X-Correlation-ID` and `X-Content-Type-Options: nosniff`
-    (no browser reads a JSON answer as something else).
+    (no browser reads a JSON answer as something else), and the headers its handler queued with
+    `add_response_headers`.
 
     The id is the request's, as `RequestTelemetry` set it; an answer the router gives before any
-    route's middleware runs (404, 405) carries the caller's sane id, or a new one. The header is
+    route's middleware runs (404, 405) carries the caller's sane id, or a new one. The headers are
     added here alone, in the one copy of the header list this hook makes anyway.
     """
     if message["type"] != "http.response.start":
@@ -189,6 +212,7 @@ async def add_correlation_header(message: Message, scope: Scope) -> None:
     correlation = correlation_id() or incoming_correlation_id(scope.get("headers", ())) or str(uuid.uuid4())
     message["headers"] = [
         *message.get("headers", ()),
+        *scope.get(_QUEUED, ()),
         _NOSNIFF,
         (_CORRELATION_HEADER, correlation.encode()),
     ]

@@ -17,6 +17,7 @@ from readmodels.redis_reads import order_counts, recent_orders
 from servicekit.auth import CUSTOMER, SERVICE, STAFF, allow
 from servicekit.errors import InvalidHeader
 from servicekit.openapi import header_parameter
+from servicekit.telemetry import add_response_headers
 
 from query_service.errors import InvalidQuery, OrderNotFound
 from query_service.routes.conventions import (
@@ -55,6 +56,8 @@ _EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzin
 _MAX_TOTAL = 2**53  # amounts in minor units; JSON numbers stay exact below this
 _IF_NONE_MATCH = b"if-none-match"
 _MAX_IF_NONE_MATCH = 1024
+_NO_CACHE = "private, no-cache"  # the client may keep it, but asks each time (If-None-Match)
+_NO_CACHE_BYTES = _NO_CACHE.encode()
 
 
 class OrderByIdOperation(ReadOperation):
@@ -96,9 +99,7 @@ class OrderController(Controller):
         ],
         operation_class=OrderByIdOperation,
     )
-    async def get_order(
-        self, order_id: FromPath[UUID], request: Request[Any, Any, Any]
-    ) -> Response[OrderView]:
+    async def get_order(self, order_id: FromPath[UUID], request: Request[Any, Any, Any]) -> OrderView:
         if_none_match = header(request, _IF_NONE_MATCH)
         if if_none_match is not None and len(if_none_match) > _MAX_IF_NONE_MATCH:
             raise InvalidHeader("If-None-Match", f"at most {_MAX_IF_NONE_MATCH} characters")
@@ -108,11 +109,15 @@ class OrderController(Controller):
         if summary is None or (not read.sees_everyone and summary.customer_id != read.principal.subject):
             raise OrderNotFound(f"order {order_id} is not known here (yet)")
         etag = f'"{summary.version}"'
-        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         if _matches(if_none_match, etag):
-            # No body (Litestar sends none for 304); typed as the 200's so the document shows OrderView.
-            return Response(cast(OrderView, None), status_code=304, headers=headers)
-        return Response(order_from_summary(summary), headers=headers)
+            # Litestar sends a Response it is handed whatever the annotation says, which documents the
+            # 200; a 304 has no body.
+            not_modified = Response(None, status_code=304, headers={"ETag": etag, "Cache-Control": _NO_CACHE})
+            return cast(OrderView, not_modified)
+        view = order_from_summary(summary)
+        # The 200, the common answer, as plain data: its headers go out without a Response object.
+        add_response_headers(request, (b"etag", etag.encode()), (b"cache-control", _NO_CACHE_BYTES))
+        return view
 
     @get(
         "/",
