@@ -10,7 +10,9 @@ combination `create_app` refuses with `SettingsError`) prints the variable's
 name and exits with status 2, before anything starts. On SIGTERM or SIGINT
 uvicorn stops accepting connections, lets in-flight requests finish for up to
 `shutdown_timeout_seconds`, then runs the app's lifespan shutdown, which closes
-its pools and stops its background tasks.
+its pools and stops its background tasks. What start-up built (the modules, the
+app) is frozen out of the cyclic garbage collector's reach (`freeze_startup`),
+which then walks only what requests make; a worker's factory calls it itself.
 """
 
 from __future__ import annotations
@@ -28,9 +30,20 @@ from servicekit.http_limits import HeaderLimits, LimitedConfig
 from servicekit.logs import configure_logging
 from servicekit.settings import ServiceSettings, SettingsError
 
-__all__ = ["EXIT_BAD_SETTINGS", "serve"]
+__all__ = ["EXIT_BAD_SETTINGS", "freeze_startup", "serve"]
 
 EXIT_BAD_SETTINGS = 2
+
+
+def freeze_startup() -> None:
+    """Put what exists now (the modules, the app just built) out of the cyclic collector's reach.
+
+    It lives as long as the process, yet a full collection would walk all of it again
+    and again as requests fill the young generations (about 2% of a read's instructions
+    in the query service). Call it once the app is built, before serving.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def serve[S: ServiceSettings](
@@ -58,11 +71,7 @@ def serve[S: ServiceSettings](
         print(f"{name}: WORKERS: this service runs one process; run more instances", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     app: Litestar | str = built if settings.workers == 1 else factory  # type: ignore[assignment]
-    # What start-up made (modules, the app) lives as long as the process: out of the cyclic
-    # collector's reach, a full collection no longer walks it every time requests fill the
-    # young generations (about 2% of the query service's instructions per read).
-    gc.collect()
-    gc.freeze()
+    freeze_startup()  # worker processes build their app themselves and call it then
     config = LimitedConfig(
         app,
         factory=isinstance(app, str),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from litestar import Litestar
 from servicekit.logs import configure_logging
-from servicekit.runner import serve
+from servicekit.runner import freeze_startup, serve
 
 from command_service.app import create_app
 from command_service.settings import load_settings
@@ -21,7 +21,9 @@ def app_from_environment() -> Litestar:
     """The app as each worker process builds it (uvicorn imports this by name when WORKERS > 1)."""
     settings = load_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_startup()
+    return app
 
 
 def main() -> int:
