@@ -17,7 +17,8 @@ import pytest
 from fulfilment import order_stream, payment_stream, stock_stream
 from saga_service.events import Outcome
 from saga_service.orchestrator import Orchestrator
-from saga_service.saga import Abort, Cancel, Phase, ReceiveReply, Saga
+from saga_service.routes import view_of
+from saga_service.saga import Abort, Cancel, Phase, ReceiveReply, RecordStep, Saga, next_step
 
 from services.saga.tests.conftest import World
 
@@ -39,6 +40,29 @@ async def authorise(saga: Orchestrator, order_id: uuid.UUID) -> Saga:
     await saga.record(order_id, reply)
     state = (await saga.drive(order_id)).state
     assert state is not None
+    return state
+
+
+async def hold_confirm(world: World, saga: Orchestrator, order_id: uuid.UUID) -> Saga:
+    """Drive the saga by hand through its confirmation up to `confirm`, which is left unsent.
+
+    The test then plays the driver that sends it: what the command service answers is not
+    recorded until the test says so, as when a driver is slow to record the answer.
+    """
+    await start(world, saga, order_id)
+    await saga.record(
+        order_id, ReceiveReply(authorized=True, provider_reference="ref-1", at=datetime.now(UTC))
+    )
+    state = (await saga.streams.load(order_id)).state
+    while (step := next_step(state)) != "confirm":
+        assert state is not None, order_id
+        assert step is not None, state  # the saga must not wait or end before its `confirm`
+        result = await saga.commands.send(state, step)
+        state = (
+            await saga.record(order_id, RecordStep(step=step, result=result, at=datetime.now(UTC)))
+        ).state
+    assert state is not None
+    assert state.phase is Phase.CONFIRMING, state
     return state
 
 
@@ -151,4 +175,124 @@ async def test_a_refund_waits_for_the_customer_to_cancel_the_confirmed_order(wor
     assert await of_order(world, stock_stream("mug"), order_id) == [
         "StockReserved",
         "StockReservationCommitted",
+    ]
+
+
+async def test_an_abort_reaching_the_order_after_its_confirm_ends_the_saga_confirmed(world: World) -> None:
+    # The race of an abort with the `confirm`: the command service confirms the order, and before
+    # the saga records that answer an operator aborts. The compensation's refund meets a confirmed
+    # order and is refused; the saga ends confirmed and says the abort came too late, and nothing
+    # of the order is undone: not rejected, the payment captured, the stock committed.
+    order_id = await world.place("olga", ("MUG", 2))
+    async with world.instance("a", payment_timeout=30) as saga:
+        in_flight = await hold_confirm(world, saga, order_id)
+        assert await saga.commands.send(in_flight, "confirm") == "ok"  # accepted, not recorded
+
+        await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
+        state = (await saga.drive(order_id)).state
+        assert state is not None
+        assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED), state
+        late = await saga.record(order_id, RecordStep(step="confirm", result="ok", at=datetime.now(UTC)))
+        assert late.events == []
+
+        view = await view_of(saga, order_id)
+        failed = await saga.streams.listing("failed", stuck_after=120)
+    assert (view.phase, view.outcome, view.next_step) == ("done", "confirmed", None)
+    assert view.reason == (
+        "aborted by staff-1: fraud check: too late, the order was confirmed first "
+        "(refund-payment refused: order-confirmed)"
+    )
+    history = [entry.type for entry in view.history]
+    assert history[-5:] == [
+        "AbortRequested",
+        "CompensationStarted",
+        "StepCompleted",
+        "ConfirmationPrevailed",
+        "SagaCompleted",
+    ]
+    assert view.history[-3].data["result"] == "refused:order-confirmed"
+    assert [step.step for step in view.steps if step.step in ("reject", "refund-payment")] == []
+    assert order_id not in {summary.saga_id for summary in failed}
+
+    assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed"]
+    assert await types(world, payment_stream(order_id)) == ["PaymentRequested", "PaymentAuthorized"]
+    assert await of_order(world, stock_stream("mug"), order_id) == [
+        "StockReserved",
+        "StockReservationCommitted",
+    ]
+
+
+async def test_a_customer_cancelling_after_an_abort_came_too_late_is_refunded(world: World) -> None:
+    # The saga that ended confirmed after a late abort is a confirmed order's saga like any other:
+    # the customer's cancellation refunds the payment (its refund is not the refused one).
+    order_id = await world.place("piet", ("MUG", 1))
+    async with world.instance("a", payment_timeout=30) as saga:
+        in_flight = await hold_confirm(world, saga, order_id)
+        assert await saga.commands.send(in_flight, "confirm") == "ok"
+        await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
+        confirmed = (await saga.drive(order_id)).state
+        assert confirmed is not None
+        assert confirmed.outcome is Outcome.CONFIRMED, confirmed
+
+        response = await world.post(f"/orders/{order_id}/cancel", world.tokens("piet"), {"reason": "late"})
+        assert response.status_code == 200, response.text
+        await saga.record(order_id, Cancel(reason="late", at=datetime.now(UTC)))
+        state = (await saga.drive(order_id)).state
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED), state
+    assert state.done["refund-payment"] == "ok"
+    assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed", "OrderCancelled"]
+    assert await types(world, payment_stream(order_id)) == [
+        "PaymentRequested",
+        "PaymentAuthorized",
+        "PaymentRefunded",
+    ]
+
+
+async def test_an_abort_reaching_the_order_before_its_confirm_rejects_it(world: World) -> None:
+    # The other way round: the compensation refunds and rejects before the `confirm` arrives,
+    # which is then refused, and the saga ends rejected as the order is.
+    order_id = await world.place("quin", ("MUG", 1))
+    async with world.instance("a", payment_timeout=30) as saga:
+        in_flight = await hold_confirm(world, saga, order_id)
+        await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
+        state = (await saga.drive(order_id)).state
+        assert state is not None
+        assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED), state
+        assert (state.done["refund-payment"], state.done["reject"]) == ("ok", "ok")
+
+        late = await saga.commands.send(in_flight, "confirm")
+    assert late == "refused:order-not-pending"
+    assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderRejected"]
+    assert await types(world, payment_stream(order_id)) == [
+        "PaymentRequested",
+        "PaymentAuthorized",
+        "PaymentRefunded",
+    ]
+
+
+async def test_a_cancellation_reaching_a_confirmed_order_before_the_saga_recorded_it_refunds(
+    world: World,
+) -> None:
+    # A customer's cancellation does not race the `confirm` like an abort: it is in the order's
+    # stream before the saga hears of it, so the confirmed order is already cancelled when the
+    # refund arrives, and the refund goes through.
+    order_id = await world.place("ravi", ("MUG", 1))
+    async with world.instance("a", payment_timeout=30) as saga:
+        in_flight = await hold_confirm(world, saga, order_id)
+        assert await saga.commands.send(in_flight, "confirm") == "ok"
+        response = await world.post(f"/orders/{order_id}/cancel", world.tokens("ravi"), {"reason": "no"})
+        assert response.status_code == 200, response.text
+
+        await saga.record(order_id, Cancel(reason="no", at=datetime.now(UTC)))
+        state = (await saga.drive(order_id)).state
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED), state
+    assert list(state.done)[-1:] == ["refund-payment"]
+    assert state.done["refund-payment"] == "ok"
+    assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed", "OrderCancelled"]
+    assert await types(world, payment_stream(order_id)) == [
+        "PaymentRequested",
+        "PaymentAuthorized",
+        "PaymentRefunded",
     ]

@@ -5,15 +5,19 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from saga_service.events import (
     CompensationStarted,
+    ConfirmationPrevailed,
     DeadlineFired,
     Outcome,
     ReplyIgnored,
     SagaCompleted,
     SagaEvent,
     SagaLine,
+    StepCompleted,
+    build_registry,
 )
 from saga_service.saga import (
     Abort,
@@ -252,3 +256,217 @@ def test_a_cancellation_while_a_reservation_is_in_flight_releases_that_line_too(
     # The late answer of the reservation is stale; the release that follows undoes it.
     _, events = run(state, step("reserve:pot", "reserved"))
     assert events == []
+
+
+# --- an abort (or a cancellation) racing the `confirm` ------------------------------------------
+
+
+def confirming() -> Saga:
+    """Authorised, every line committed: `confirm` is the step on its way to the command service."""
+    state, _ = run(paying(), step("request-payment"), step("ask-provider"))
+    state, _ = run(state, ReceiveReply(authorized=True, provider_reference="r", at=T0))
+    state, _ = run(state, step("record-authorization"), step("commit:mug"), step("commit:pot"))
+    assert state is not None
+    assert next_step(state) == "confirm"
+    return state
+
+
+def aborted_while_confirming() -> Saga:
+    state, _ = run(confirming(), Abort(actor="staff-1", reason="fraud check", at=T0))
+    assert state is not None
+    return state
+
+
+def test_an_abort_while_confirming_plans_a_refund_and_a_reject_and_no_release() -> None:
+    state = aborted_while_confirming()
+    assert state.phase is Phase.COMPENSATING
+    # Every line was committed before `confirm` went out: none is planned to be released.
+    assert state.plan == ("refund-payment", "reject")
+
+
+def test_an_abort_after_the_confirm_was_accepted_ends_confirmed_and_says_it_came_too_late() -> None:
+    state, events = run(aborted_while_confirming(), step("refund-payment", "refused:order-confirmed"))
+    assert [type(event) for event in events] == [StepCompleted, ConfirmationPrevailed, SagaCompleted]
+    prevailed = events[1]
+    assert isinstance(prevailed, ConfirmationPrevailed)
+    assert (prevailed.compensation, prevailed.step, prevailed.code) == (
+        "aborted by staff-1: fraud check",
+        "refund-payment",
+        "order-confirmed",
+    )
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED)
+    assert state.reason == (
+        "aborted by staff-1: fraud check: too late, the order was confirmed first "
+        "(refund-payment refused: order-confirmed)"
+    )
+    # The reject after the refund is never sent; the saga shows the confirmation it completed.
+    assert next_step(state) is None
+    assert state.plan == ("record-authorization", "commit:mug", "commit:pot", "confirm")
+    assert state.done == {
+        "reserve:mug": "reserved",
+        "reserve:pot": "reserved",
+        "request-payment": "ok",
+        "ask-provider": "ok",
+        "record-authorization": "ok",
+        "commit:mug": "ok",
+        "commit:pot": "ok",
+        "confirm": "ok",
+    }
+    # The answer of the `confirm` that won arrives last and decides nothing.
+    _, late = run(state, step("confirm"))
+    assert late == []
+
+
+def test_an_abort_reaching_the_order_before_its_confirm_still_rejects_it() -> None:
+    # The refund went through, so the `confirm` arriving after it is refused (the payment is no
+    # longer authorised, then the order no longer pending): the compensation stands.
+    state = drive(aborted_while_confirming())
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED)
+    assert (state.done["refund-payment"], state.done["reject"]) == ("ok", "ok")
+    _, late = run(state, step("confirm", "refused:order-not-pending"))
+    assert late == []
+
+
+def test_aborting_a_saga_that_ended_confirmed_because_its_abort_came_too_late_is_refused() -> None:
+    state, _ = run(aborted_while_confirming(), step("refund-payment", "refused:order-confirmed"))
+    with pytest.raises(SagaRefused):
+        run(state, Abort(actor="staff-2", reason="again", at=T0))
+
+
+def test_a_cancellation_after_an_abort_came_too_late_refunds_the_confirmed_order() -> None:
+    state, _ = run(aborted_while_confirming(), step("refund-payment", "refused:order-confirmed"))
+    state, _ = run(state, Cancel(reason="changed my mind", at=T0))
+    assert state is not None
+    assert state.plan == ("refund-payment",)
+    # The refused refund of the dropped compensation is not taken for this one's answer.
+    assert next_step(state) == "refund-payment"
+    state = drive(state)
+    assert state is not None
+    assert (state.outcome, state.done["refund-payment"]) == (Outcome.CANCELLED, "ok")
+
+
+def test_a_cancellation_noted_while_a_late_abort_compensates_is_refunded_once_the_confirmation_wins() -> None:
+    # The customer cancelled the order after it was confirmed; the saga, compensating for the
+    # abort, only notes it. Its refund was refused while the order stood confirmed: the abort
+    # came too late, and the cancellation is then compensated like any of a confirmed order.
+    state, _ = run(aborted_while_confirming(), Cancel(reason="changed my mind", at=T0))
+    state, events = run(state, step("refund-payment", "refused:order-confirmed"))
+    assert [type(event) for event in events] == [
+        StepCompleted,
+        ConfirmationPrevailed,
+        SagaCompleted,
+        CompensationStarted,
+    ]
+    assert state is not None
+    assert (state.phase, state.plan, state.reason) == (
+        Phase.COMPENSATING,
+        ("refund-payment",),
+        "the customer cancelled the order",
+    )
+    state = drive(state)
+    assert state is not None
+    assert (state.outcome, state.done["refund-payment"]) == (Outcome.CANCELLED, "ok")
+
+
+def test_a_cancellation_while_confirming_refunds_without_rejecting() -> None:
+    # The customer's cancellation is in the order's stream before the saga hears of it: a
+    # `confirm` in flight is refused, or, confirmed first, the order is cancelled after it; either
+    # way the refund finds the order cancelled and goes through.
+    state, _ = run(confirming(), Cancel(reason="changed my mind", at=T0))
+    assert state is not None
+    assert state.plan == ("refund-payment",)
+    state = drive(state)
+    assert state is not None
+    assert state.outcome is Outcome.CANCELLED
+
+
+def test_a_refund_refused_after_the_confirmation_was_recorded_counts_as_done() -> None:
+    # Only a compensation that overtook an unrecorded `confirm` is dropped; a refused refund of an
+    # order the saga saw confirmed is the refused compensation it always was (no loop of refunds).
+    state, _ = run(paying(), step("request-payment"), step("ask-provider"))
+    state = drive(run(state, ReceiveReply(authorized=True, provider_reference="r", at=T0))[0])
+    state, _ = run(state, Cancel(at=T0))
+    state, events = run(state, step("refund-payment", "refused:order-confirmed"))
+    assert [type(event) for event in events] == [StepCompleted, SagaCompleted]
+    assert state is not None
+    assert state.outcome is Outcome.CANCELLED
+
+
+def test_a_stream_stored_before_late_aborts_were_recognised_replays_as_it_ended() -> None:
+    # Sagas whose abort came too late used to end rejected, their refund and reject refused. Their
+    # streams replay unchanged: the new event type is only ever appended, never inferred.
+    order_id = uuid.uuid4()
+    stored: list[dict[str, object]] = [
+        {
+            "type": "SagaStarted",
+            "order_id": str(order_id),
+            "customer_id": "c-1",
+            "lines": [{"sku": "mug", "quantity": 2}],
+            "currency": "EUR",
+            "total": 600,
+            "plan": ["reserve:mug"],
+            "at": "2026-01-01T00:00:00Z",
+        },
+        {"type": "StepCompleted", "step": "reserve:mug", "result": "reserved", "at": "2026-01-01T00:00:01Z"},
+        {
+            "type": "PaymentAwaited",
+            "plan": ["request-payment", "ask-provider"],
+            "due_at": "2026-01-01T00:00:31Z",
+        },
+        {"type": "StepCompleted", "step": "request-payment", "result": "ok", "at": "2026-01-01T00:00:02Z"},
+        {"type": "StepCompleted", "step": "ask-provider", "result": "ok", "at": "2026-01-01T00:00:02Z"},
+        {
+            "type": "ProviderReplied",
+            "authorized": True,
+            "provider_reference": "r",
+            "at": "2026-01-01T00:00:03Z",
+        },
+        {"type": "ConfirmationStarted", "plan": ["record-authorization", "commit:mug", "confirm"]},
+        {
+            "type": "StepCompleted",
+            "step": "record-authorization",
+            "result": "ok",
+            "at": "2026-01-01T00:00:04Z",
+        },
+        {"type": "StepCompleted", "step": "commit:mug", "result": "ok", "at": "2026-01-01T00:00:04Z"},
+        {"type": "AbortRequested", "actor": "staff-1", "reason": "fraud", "at": "2026-01-01T00:00:05Z"},
+        {
+            "type": "CompensationStarted",
+            "reason": "aborted by staff-1: fraud",
+            "plan": ["refund-payment", "reject"],
+        },
+        {
+            "type": "StepCompleted",
+            "step": "refund-payment",
+            "result": "refused:order-confirmed",
+            "at": "2026-01-01T00:00:06Z",
+        },
+        {
+            "type": "StepCompleted",
+            "step": "reject",
+            "result": "refused:order-not-pending",
+            "at": "2026-01-01T00:00:06Z",
+        },
+        {"type": "SagaCompleted", "outcome": "rejected", "at": "2026-01-01T00:00:06Z"},
+    ]
+    registry = build_registry()
+    state: Saga | None = None
+    for payload in stored:
+        name = str(payload["type"])
+        event = registry.decode(name, registry.current_version(name), msgspec.json.encode(payload))
+        state = evolve(state, event)  # type: ignore[arg-type]
+    assert state is not None
+    assert (state.phase, state.outcome, state.reason) == (
+        Phase.DONE,
+        Outcome.REJECTED,
+        "aborted by staff-1: fraud",
+    )
+    assert (state.done["refund-payment"], state.done["reject"]) == (
+        "refused:order-confirmed",
+        "refused:order-not-pending",
+    )
+    # A cancellation after it is only noted, as before.
+    _, events = run(state, Cancel(at=T0))
+    assert [type(event).__name__ for event in events] == ["CancellationReceived"]

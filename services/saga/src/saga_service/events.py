@@ -20,6 +20,7 @@ __all__ = [
     "AbortRequested",
     "CancellationReceived",
     "CompensationStarted",
+    "ConfirmationPrevailed",
     "ConfirmationStarted",
     "DeadlineFired",
     "Outcome",
@@ -131,6 +132,23 @@ class CompensationStarted(_SagaEvent, frozen=True, kw_only=True):
     cancelled: bool = False
 
 
+class ConfirmationPrevailed(_SagaEvent, frozen=True, kw_only=True):
+    """The order was confirmed before the compensation reached it: the compensation is dropped.
+
+    An operator's abort while the saga was confirming turned it after its `confirm` had
+    gone out; the command service accepted that `confirm`, and the compensation's first step
+    was refused because the order is confirmed (`step` refused with `code`). Nothing of a
+    confirmed order is undone, so the saga ends confirmed. `compensation` is why the saga had
+    turned to compensating (the abort, its actor and reason), kept so the history says which
+    request came too late.
+    """
+
+    compensation: str
+    step: str
+    code: str
+    at: datetime
+
+
 class CancellationReceived(_SagaEvent, frozen=True, kw_only=True):
     """The customer cancelled the order."""
 
@@ -178,6 +196,7 @@ type SagaEvent = (
     | ReplyIgnored
     | DeadlineFired
     | ConfirmationStarted
+    | ConfirmationPrevailed
     | CompensationStarted
     | CancellationReceived
     | SagaParked
@@ -194,6 +213,7 @@ ALL_EVENTS: tuple[type[_SagaEvent], ...] = (
     ReplyIgnored,
     DeadlineFired,
     ConfirmationStarted,
+    ConfirmationPrevailed,
     CompensationStarted,
     CancellationReceived,
     SagaParked,

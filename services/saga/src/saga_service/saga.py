@@ -8,6 +8,7 @@ back (`RecordStep`). Phases follow each other like this:
     reserving ──all reserved──▶ paying ──authorised──▶ confirming ──▶ confirmed
         │                         │ declined / deadline / refused
         └──shortage / refused─────┴──────────────▶ compensating ──▶ rejected
+                                                                └─▶ confirmed (the order was confirmed first)
 
 A cancellation by the customer, or an operator's abort, also leads to
 `compensating`. A compensation plan undoes what was done: the payment (void, or
@@ -17,6 +18,12 @@ line first. Rejecting before releasing means the order is no longer pending when
 its stock is given back, so a reservation still on its way is refused by the
 command service (a reservation is only for a pending order) instead of being
 made after its release and staying held.
+
+An abort while confirming may come after the `confirm` command went out and was
+accepted, before its answer is recorded. The compensation then meets a confirmed
+order: its refund, the first step, is refused (`order-confirmed`). The
+confirmation won: the saga drops the compensation and ends confirmed
+(`ConfirmationPrevailed`), undoing nothing of the confirmed order.
 
 Every input is checked against the state, so a duplicate (a redelivered event,
 a step answered twice, a webhook retried) decides nothing, and two instances
@@ -38,6 +45,7 @@ from saga_service.events import (
     AbortRequested,
     CancellationReceived,
     CompensationStarted,
+    ConfirmationPrevailed,
     ConfirmationStarted,
     DeadlineFired,
     Outcome,
@@ -88,6 +96,8 @@ REJECT = "reject"
 
 RESERVED, SHORTAGE, OK = "reserved", "shortage", "ok"
 REFUSED_PREFIX = "refused:"
+# The command service's refusal of a refund while the order is confirmed (`fulfilment.rules.check_refund`).
+ORDER_CONFIRMED = "order-confirmed"
 
 
 class SagaRefused(Exception):
@@ -195,6 +205,10 @@ def next_step(saga: Saga | None) -> str | None:
     if saga is None or saga.parked is not None or saga.phase is Phase.DONE:
         return None
     return next((step for step in saga.plan if step not in saga.done), None)
+
+
+def _confirmation_plan(lines: tuple[SagaLine, ...]) -> tuple[str, ...]:
+    return (RECORD_AUTHORIZATION, *(f"commit:{line.sku}" for line in lines), CONFIRM)
 
 
 def _compensation(saga: Saga, *, reject: bool, declined: bool, in_flight: str | None) -> tuple[str, ...]:
@@ -305,6 +319,11 @@ def _record_step(state: Saga, command: RecordStep, payment_timeout: timedelta) -
     events: list[SagaEvent] = [completed]
     refused = command.result.startswith(REFUSED_PREFIX)
     if state.phase is Phase.COMPENSATING:
+        # The order is confirmed though the saga never recorded its `confirm`: that one was in
+        # flight when the compensation started, and it won. (Once `confirm` is recorded, a refused
+        # refund is an ordinary refused compensation.)
+        if command.result == REFUSED_PREFIX + ORDER_CONFIRMED and CONFIRM not in state.done:
+            return [completed, *_confirmed_first(after, command)]
         # A refused compensation had nothing to undo (already released, order already over).
         if next_step(after) is None:
             outcome = Outcome.CANCELLED if state.cancelled else Outcome.REJECTED
@@ -323,6 +342,31 @@ def _record_step(state: Saga, command: RecordStep, payment_timeout: timedelta) -
             )
         elif state.phase is Phase.CONFIRMING:
             events.append(SagaCompleted(outcome=Outcome.CONFIRMED, at=command.at))
+    return events
+
+
+def _confirmed_first(state: Saga, command: RecordStep) -> list[SagaEvent]:
+    """The compensation met a confirmed order: the `confirm` sent before it started went through.
+
+    Only a compensation that turned the saga while its `confirm` was in flight gets here (an
+    operator's abort; a customer's cancellation is appended to the order before the saga hears
+    of it, so its refund finds the order cancelled, not confirmed). Nothing of the confirmed
+    order is undone: the refund was refused, so the payment stays captured; every line was
+    committed before `confirm` went out, so the plan holds no release (and the command service
+    refuses to release a committed reservation); the refund is the plan's first step, so the
+    reject after it is never sent. A cancellation noted while compensating (the customer
+    cancelled the order once it was confirmed) is then compensated like any cancellation of a
+    confirmed order: its refund goes out again, and is accepted now that the order is cancelled.
+    """
+    prevailed = ConfirmationPrevailed(
+        compensation=state.reason or "compensation", step=command.step, code=ORDER_CONFIRMED, at=command.at
+    )
+    completed = SagaCompleted(outcome=Outcome.CONFIRMED, at=command.at)
+    events: list[SagaEvent] = [prevailed, completed]
+    if state.cancelled:
+        confirmed = evolve(evolve(state, prevailed), completed)
+        assert confirmed is not None
+        events.append(_compensate(confirmed, "the customer cancelled the order", outside=False))
     return events
 
 
@@ -349,8 +393,7 @@ def _receive_reply(state: Saga, command: ReceiveReply) -> list[SagaEvent]:
         at=command.at,
     )
     if command.authorized:
-        commits = tuple(f"commit:{line.sku}" for line in state.lines)
-        return [replied, ConfirmationStarted(plan=(RECORD_AUTHORIZATION, *commits, CONFIRM))]
+        return [replied, ConfirmationStarted(plan=_confirmation_plan(state.lines))]
     reason = f"payment declined: {command.reason or 'no reason given'}"
     return [replied, _compensate(state, reason, declined=True)]
 
@@ -417,6 +460,18 @@ def evolve(state: Saga | None, event: SagaEvent) -> Saga | None:
             return state
         case ConfirmationStarted():
             return replace(state, phase=Phase.CONFIRMING, plan=event.plan)
+        case ConfirmationPrevailed():
+            # Back to the confirmation, its `confirm` done (the refusal shows the command service
+            # accepted it). The dropped compensation's steps leave `done`, so a refund after a later
+            # cancellation is a step still to send, not one already answered.
+            done = {step: result for step, result in state.done.items() if step not in state.plan}
+            return replace(
+                state,
+                plan=_confirmation_plan(state.lines),
+                done={**done, CONFIRM: OK},
+                reason=f"{event.compensation}: too late, the order was confirmed first "
+                f"({event.step} refused: {event.code})",
+            )
         case CompensationStarted():
             return replace(
                 state,
