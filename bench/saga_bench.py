@@ -6,7 +6,7 @@
    and the saga run as processes. `--clients` clients place `--orders` orders as
    fast as the command service takes them; the saga drives each to confirmation.
    Side by side, on the same services, a script drives the same flow itself:
-   place, reserve, request payment, record the authorisation, commit, confirm
+   place, reserve, request payment, record the authorisation, confirm, commit
    (no provider round trip). Reported: sagas completed per second, the ratio,
    p50/p99 duration from placing the order to its confirmation. With `--rate`
    the orders (and the script's flows) start at that steady rate instead.
@@ -260,9 +260,9 @@ async def run_direct(
             payment = {"order_id": order, "amount": total_of(body), "currency": "EUR"}
             await post("/payments", payment, service)
             await post(f"/payments/{order}/authorization", {"provider_reference": "direct"}, service)
+            await post(f"/orders/{order}/confirm", None, service)
             for line in body["lines"]:
                 await post(f"/products/{line['sku']}/reservations/{order}/commit", None, service)
-            await post(f"/orders/{order}/confirm", None, service)
             durations.append(time.time() - begun)
 
         started = time.time()

@@ -17,8 +17,17 @@ import pytest
 from fulfilment import order_stream, payment_stream, stock_stream
 from saga_service.events import Outcome
 from saga_service.orchestrator import Orchestrator
-from saga_service.routes import view_of
-from saga_service.saga import Abort, Cancel, Phase, ReceiveReply, RecordStep, Saga, next_step
+from saga_service.routes import PROBLEMS, view_of
+from saga_service.saga import (
+    Abort,
+    Cancel,
+    Phase,
+    ReceiveReply,
+    RecordStep,
+    Saga,
+    SagaRefused,
+    next_step,
+)
 
 from services.saga.tests.conftest import World
 
@@ -74,6 +83,12 @@ async def of_order(world: World, stream_id: str, order_id: uuid.UUID) -> list[st
 
 async def types(world: World, stream_id: str) -> list[str]:
     return [event.event_type for event in await world.store.read_stream(stream_id)]
+
+
+async def stock_pot(world: World) -> None:
+    """A second product for orders of two lines: POT, 5.00 EUR, 100 units."""
+    await world.staff("/products", {"sku": "POT", "name": "Pot", "unit_price": 500, "currency": "EUR"})
+    await world.staff("/products/POT/receipts", {"quantity": 100})
 
 
 async def test_a_product_deactivated_and_repriced_after_the_order_was_placed_still_ships_at_the_placed_price(
@@ -178,11 +193,70 @@ async def test_a_refund_waits_for_the_customer_to_cancel_the_confirmed_order(wor
     ]
 
 
-async def test_an_abort_reaching_the_order_after_its_confirm_ends_the_saga_confirmed(world: World) -> None:
+async def test_an_abort_before_the_confirm_goes_out_releases_every_line_and_commits_nothing(
+    world: World,
+) -> None:
+    # The order is confirmed before its stock is committed: an abort while confirming, before the
+    # `confirm` goes out, finds every line still reserved and gives each back. Nothing shipped
+    # for an order that ends rejected and refunded.
+    await stock_pot(world)
+    order_id = await world.place("uma", ("MUG", 2), ("POT", 1))
+    async with world.instance("a", payment_timeout=30) as saga:
+        in_flight = await hold_confirm(world, saga, order_id)
+        assert list(in_flight.done)[-1] == "record-authorization"
+        await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
+        state = (await saga.drive(order_id)).state
+        assert state is not None
+        assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED), state
+        assert list(state.done)[-4:] == ["refund-payment", "reject", "release:pot", "release:mug"]
+
+        # The `confirm` a slow driver sends now is refused: the order is rejected.
+        assert await saga.commands.send(in_flight, "confirm") == "refused:order-not-pending"
+    assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderRejected"]
+    assert await types(world, payment_stream(order_id)) == [
+        "PaymentRequested",
+        "PaymentAuthorized",
+        "PaymentRefunded",
+    ]
+    for sku in ("mug", "pot"):
+        assert await of_order(world, stock_stream(sku), order_id) == [
+            "StockReserved",
+            "StockReservationReleased",
+        ], sku
+
+
+async def test_an_abort_after_the_confirm_is_recorded_is_refused_and_the_stock_ships(world: World) -> None:
+    order_id = await world.place("vera", ("MUG", 2))
+    async with world.instance("a", payment_timeout=30) as saga:
+        in_flight = await hold_confirm(world, saga, order_id)
+        result = await saga.commands.send(in_flight, "confirm")
+        await saga.record(order_id, RecordStep(step="confirm", result=result, at=datetime.now(UTC)))
+
+        with pytest.raises(SagaRefused) as refused:
+            await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
+        # What the admin API answers, as for a saga that is over.
+        answer, _headers = PROBLEMS.answer(refused.value)
+        assert (answer.status, answer.code) == (409, "saga-refused")
+        assert answer.detail is not None
+        assert "the order is confirmed" in answer.detail
+        assert [entry.event_type for entry in await saga.streams.read(order_id)][-1] == "StepCompleted"
+
+        state = (await saga.drive(order_id)).state
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED), state
+    assert list(state.done)[-2:] == ["confirm", "commit:mug"]
+    assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed"]
+    assert await of_order(world, stock_stream("mug"), order_id) == [
+        "StockReserved",
+        "StockReservationCommitted",
+    ]
+
+
+async def test_an_abort_reaching_the_order_after_its_confirm_goes_on_with_the_commits(world: World) -> None:
     # The race of an abort with the `confirm`: the command service confirms the order, and before
     # the saga records that answer an operator aborts. The compensation's refund meets a confirmed
-    # order and is refused; the saga ends confirmed and says the abort came too late, and nothing
-    # of the order is undone: not rejected, the payment captured, the stock committed.
+    # order and is refused; the saga says the abort came too late, undoes nothing of the order
+    # (not rejected, nothing released, the payment captured) and commits its stock.
     order_id = await world.place("olga", ("MUG", 2))
     async with world.instance("a", payment_timeout=30) as saga:
         in_flight = await hold_confirm(world, saga, order_id)
@@ -203,15 +277,18 @@ async def test_an_abort_reaching_the_order_after_its_confirm_ends_the_saga_confi
         "(refund-payment refused: order-confirmed)"
     )
     history = [entry.type for entry in view.history]
-    assert history[-5:] == [
+    assert history[-6:] == [
         "AbortRequested",
         "CompensationStarted",
         "StepCompleted",
         "ConfirmationPrevailed",
+        "StepCompleted",
         "SagaCompleted",
     ]
-    assert view.history[-3].data["result"] == "refused:order-confirmed"
-    assert [step.step for step in view.steps if step.step in ("reject", "refund-payment")] == []
+    assert view.history[-4].data["result"] == "refused:order-confirmed"
+    assert view.history[-2].data["step"] == "commit:mug"
+    assert view.plan == ["record-authorization", "confirm", "commit:mug"]
+    assert [step.step for step in view.steps if step.step.startswith(("reject", "refund", "release"))] == []
     assert order_id not in {summary.saga_id for summary in failed}
 
     assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed"]
@@ -247,11 +324,16 @@ async def test_a_customer_cancelling_after_an_abort_came_too_late_is_refunded(wo
         "PaymentAuthorized",
         "PaymentRefunded",
     ]
+    # Shipped before the cancellation: it stays shipped.
+    assert await of_order(world, stock_stream("mug"), order_id) == [
+        "StockReserved",
+        "StockReservationCommitted",
+    ]
 
 
 async def test_an_abort_reaching_the_order_before_its_confirm_rejects_it(world: World) -> None:
-    # The other way round: the compensation refunds and rejects before the `confirm` arrives,
-    # which is then refused, and the saga ends rejected as the order is.
+    # The other way round: the compensation refunds, rejects and releases before the `confirm`
+    # arrives, which is then refused, and the saga ends rejected as the order is.
     order_id = await world.place("quin", ("MUG", 1))
     async with world.instance("a", payment_timeout=30) as saga:
         in_flight = await hold_confirm(world, saga, order_id)
@@ -269,14 +351,18 @@ async def test_an_abort_reaching_the_order_before_its_confirm_rejects_it(world: 
         "PaymentAuthorized",
         "PaymentRefunded",
     ]
+    assert await of_order(world, stock_stream("mug"), order_id) == [
+        "StockReserved",
+        "StockReservationReleased",
+    ]
 
 
-async def test_a_cancellation_reaching_a_confirmed_order_before_the_saga_recorded_it_refunds(
+async def test_a_cancellation_reaching_a_confirmed_order_before_the_saga_recorded_it_refunds_and_releases(
     world: World,
 ) -> None:
     # A customer's cancellation does not race the `confirm` like an abort: it is in the order's
     # stream before the saga hears of it, so the confirmed order is already cancelled when the
-    # refund arrives, and the refund goes through.
+    # refund arrives, and the refund goes through. No line was committed yet: all are released.
     order_id = await world.place("ravi", ("MUG", 1))
     async with world.instance("a", payment_timeout=30) as saga:
         in_flight = await hold_confirm(world, saga, order_id)
@@ -288,11 +374,66 @@ async def test_a_cancellation_reaching_a_confirmed_order_before_the_saga_recorde
         state = (await saga.drive(order_id)).state
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED), state
-    assert list(state.done)[-1:] == ["refund-payment"]
-    assert state.done["refund-payment"] == "ok"
+    assert list(state.done)[-2:] == ["refund-payment", "release:mug"]
+    assert (state.done["refund-payment"], state.done["release:mug"]) == ("ok", "ok")
     assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed", "OrderCancelled"]
     assert await types(world, payment_stream(order_id)) == [
         "PaymentRequested",
         "PaymentAuthorized",
         "PaymentRefunded",
+    ]
+    assert await of_order(world, stock_stream("mug"), order_id) == [
+        "StockReserved",
+        "StockReservationReleased",
+    ]
+
+
+async def test_a_cancellation_between_the_commits_keeps_what_shipped_and_releases_the_rest(
+    world: World,
+) -> None:
+    # The customer cancels a confirmed order while its stock is being committed. The next commit
+    # is refused (`order-not-active`) before the saga hears of the cancellation: the saga parks
+    # rather than undo a confirmed order on its own, then the cancellation compensates it: the
+    # payment is refunded, the line not committed released, the committed one stays shipped.
+    await stock_pot(world)
+    order_id = await world.place("wim", ("MUG", 1), ("POT", 2))
+    async with world.instance("a", payment_timeout=30) as saga:
+        state: Saga | None = await hold_confirm(world, saga, order_id)
+        for name in ("confirm", "commit:mug"):
+            assert state is not None
+            result = await saga.commands.send(state, name)
+            assert result == "ok", (name, result)
+            state = (
+                await saga.record(order_id, RecordStep(step=name, result=result, at=datetime.now(UTC)))
+            ).state
+        assert state is not None
+        response = await world.post(f"/orders/{order_id}/cancel", world.tokens("wim"), {"reason": "no"})
+        assert response.status_code == 200, response.text
+
+        parked = (await saga.drive(order_id)).state
+        assert parked is not None
+        assert parked.parked is not None, parked
+        assert (parked.phase, parked.parked.step, parked.parked.code) == (
+            Phase.CONFIRMING,
+            "commit:pot",
+            "order-not-active",
+        )
+        await saga.record(order_id, Cancel(reason="no", at=datetime.now(UTC)))
+        state = (await saga.drive(order_id)).state
+    assert state is not None
+    assert (state.phase, state.outcome, state.parked) == (Phase.DONE, Outcome.CANCELLED, None), state
+    assert list(state.done)[-2:] == ["refund-payment", "release:pot"]
+    assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed", "OrderCancelled"]
+    assert await types(world, payment_stream(order_id)) == [
+        "PaymentRequested",
+        "PaymentAuthorized",
+        "PaymentRefunded",
+    ]
+    assert await of_order(world, stock_stream("mug"), order_id) == [
+        "StockReserved",
+        "StockReservationCommitted",
+    ]
+    assert await of_order(world, stock_stream("pot"), order_id) == [
+        "StockReserved",
+        "StockReservationReleased",
     ]

@@ -26,7 +26,7 @@ async def test_happy_path_confirms_the_order_in_one_trace(start_suite) -> None:
         assert view["outcome"] == "confirmed"
         assert [step["step"] for step in view["steps"]] == [
             "reserve:mug", "reserve:pot", "request-payment", "ask-provider",
-            "record-authorization", "commit:mug", "commit:pot", "confirm",
+            "record-authorization", "confirm", "commit:mug", "commit:pot",
         ]  # fmt: skip
         assert await suite.types(order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed"]
         assert await suite.types(payment_stream(order_id)) == ["PaymentRequested", "PaymentAuthorized"]

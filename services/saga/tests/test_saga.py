@@ -16,6 +16,7 @@ from saga_service.events import (
     SagaCompleted,
     SagaEvent,
     SagaLine,
+    SagaParked,
     StepCompleted,
     build_registry,
 )
@@ -92,12 +93,17 @@ def test_all_lines_reserved_requests_payment_with_a_deadline() -> None:
     assert next_step(state) is None  # waiting for the provider
 
 
-def test_authorisation_commits_stock_and_confirms_the_order() -> None:
+def test_authorisation_confirms_the_order_then_commits_its_stock() -> None:
     state, _ = run(paying(), step("request-payment"), step("ask-provider"))
     state, _ = run(state, ReceiveReply(authorized=True, provider_reference="ref-1", at=T0))
     assert state is not None
-    assert state.plan == ("record-authorization", "commit:mug", "commit:pot", "confirm")
-    state = drive(state)
+    assert state.plan == ("record-authorization", "confirm", "commit:mug", "commit:pot")
+    state, _ = run(state, step("record-authorization"), step("confirm"), step("commit:mug"))
+    assert state is not None
+    # Confirmed, but not over until every line is committed.
+    assert (state.phase, state.outcome, next_step(state)) == (Phase.CONFIRMING, None, "commit:pot")
+    state, events = run(state, step("commit:pot"))
+    assert [type(event) for event in events] == [StepCompleted, SagaCompleted]
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED)
 
@@ -258,16 +264,24 @@ def test_a_cancellation_while_a_reservation_is_in_flight_releases_that_line_too(
     assert events == []
 
 
-# --- an abort (or a cancellation) racing the `confirm` ------------------------------------------
+# --- confirming: the order is confirmed, then its stock committed -------------------------------
 
 
 def confirming() -> Saga:
-    """Authorised, every line committed: `confirm` is the step on its way to the command service."""
+    """Authorised and recorded: `confirm` is the step on its way to the command service."""
     state, _ = run(paying(), step("request-payment"), step("ask-provider"))
     state, _ = run(state, ReceiveReply(authorized=True, provider_reference="r", at=T0))
-    state, _ = run(state, step("record-authorization"), step("commit:mug"), step("commit:pot"))
+    state, _ = run(state, step("record-authorization"))
     assert state is not None
     assert next_step(state) == "confirm"
+    return state
+
+
+def confirmed() -> Saga:
+    """`confirm` recorded: the order is confirmed and `commit:mug` is the step on its way."""
+    state, _ = run(confirming(), step("confirm"))
+    assert state is not None
+    assert (state.phase, next_step(state)) == (Phase.CONFIRMING, "commit:mug")
     return state
 
 
@@ -277,16 +291,52 @@ def aborted_while_confirming() -> Saga:
     return state
 
 
-def test_an_abort_while_confirming_plans_a_refund_and_a_reject_and_no_release() -> None:
+def sent(state: Saga | None) -> list[str]:
+    """Every step the saga had answered, in order."""
+    assert state is not None
+    return list(state.done)
+
+
+def test_an_abort_before_the_confirm_is_recorded_releases_every_line_and_commits_nothing() -> None:
     state = aborted_while_confirming()
     assert state.phase is Phase.COMPENSATING
-    # Every line was committed before `confirm` went out: none is planned to be released.
-    assert state.plan == ("refund-payment", "reject")
+    # Nothing is committed before `confirm`: every reservation is given back.
+    assert state.plan == ("refund-payment", "reject", "release:pot", "release:mug")
+    state = drive(state)
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED)
+    assert not [name for name in sent(state) if name.startswith("commit:")]
+    assert sent(state)[-4:] == ["refund-payment", "reject", "release:pot", "release:mug"]
 
 
-def test_an_abort_after_the_confirm_was_accepted_ends_confirmed_and_says_it_came_too_late() -> None:
+def test_a_refused_confirm_compensates_with_every_line_still_reserved() -> None:
+    # The customer cancelled before the saga heard of it: the `confirm` is refused, and no line
+    # was committed before it.
+    state, events = run(confirming(), step("confirm", "refused:order-not-pending"))
+    assert isinstance(events[-1], CompensationStarted)
+    assert state is not None
+    assert state.plan == ("refund-payment", "reject", "release:pot", "release:mug")
+
+
+def test_an_abort_after_the_confirm_is_recorded_is_refused_and_the_commits_go_on() -> None:
+    state = confirmed()
+    with pytest.raises(SagaRefused, match="the order is confirmed"):
+        run(state, Abort(actor="staff-1", reason="fraud check", at=T0))
+    # Refused as well half-way through the commits, and once parked at one.
+    state, _ = run(state, step("commit:mug"))
+    with pytest.raises(SagaRefused, match="the order is confirmed"):
+        run(state, Abort(actor="staff-1", reason="fraud check", at=T0))
+    parked, _ = run(state, Park(step="commit:pot", status=403, code="forbidden", at=T0))
+    with pytest.raises(SagaRefused, match="the order is confirmed"):
+        run(parked, Abort(actor="staff-1", reason="fraud check", at=T0))
+    state = drive(state)
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED)
+
+
+def test_an_abort_after_the_confirm_was_accepted_goes_on_with_the_commits_and_says_it_came_too_late() -> None:
     state, events = run(aborted_while_confirming(), step("refund-payment", "refused:order-confirmed"))
-    assert [type(event) for event in events] == [StepCompleted, ConfirmationPrevailed, SagaCompleted]
+    assert [type(event) for event in events] == [StepCompleted, ConfirmationPrevailed]
     prevailed = events[1]
     assert isinstance(prevailed, ConfirmationPrevailed)
     assert (prevailed.compensation, prevailed.step, prevailed.code) == (
@@ -295,51 +345,45 @@ def test_an_abort_after_the_confirm_was_accepted_ends_confirmed_and_says_it_came
         "order-confirmed",
     )
     assert state is not None
-    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED)
     assert state.reason == (
         "aborted by staff-1: fraud check: too late, the order was confirmed first "
         "(refund-payment refused: order-confirmed)"
     )
-    # The reject after the refund is never sent; the saga shows the confirmation it completed.
-    assert next_step(state) is None
-    assert state.plan == ("record-authorization", "commit:mug", "commit:pot", "confirm")
-    assert state.done == {
-        "reserve:mug": "reserved",
-        "reserve:pot": "reserved",
-        "request-payment": "ok",
-        "ask-provider": "ok",
-        "record-authorization": "ok",
-        "commit:mug": "ok",
-        "commit:pot": "ok",
-        "confirm": "ok",
-    }
-    # The answer of the `confirm` that won arrives last and decides nothing.
+    # Back to the confirmation, `confirm` done: the reject and the releases are never sent, the
+    # commits are.
+    assert (state.phase, state.outcome) == (Phase.CONFIRMING, None)
+    assert state.plan == ("record-authorization", "confirm", "commit:mug", "commit:pot")
+    assert next_step(state) == "commit:mug"
+    assert "refund-payment" not in state.done
+    # The answer of the `confirm` that won arrives late and decides nothing.
     _, late = run(state, step("confirm"))
     assert late == []
+    with pytest.raises(SagaRefused, match="the order is confirmed"):
+        run(state, Abort(actor="staff-2", reason="again", at=T0))
+    state = drive(state)
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED)
+    assert sent(state)[-2:] == ["commit:mug", "commit:pot"]
+    assert not [name for name in sent(state) if name.startswith(("release:", "reject"))]
 
 
 def test_an_abort_reaching_the_order_before_its_confirm_still_rejects_it() -> None:
     # The refund went through, so the `confirm` arriving after it is refused (the payment is no
-    # longer authorised, then the order no longer pending): the compensation stands.
+    # longer authorised): the compensation stands, and every line is released.
     state = drive(aborted_while_confirming())
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED)
     assert (state.done["refund-payment"], state.done["reject"]) == ("ok", "ok")
-    _, late = run(state, step("confirm", "refused:order-not-pending"))
+    _, late = run(state, step("confirm", "refused:order-not-paid"))
     assert late == []
 
 
-def test_aborting_a_saga_that_ended_confirmed_because_its_abort_came_too_late_is_refused() -> None:
+def test_a_cancellation_after_an_abort_came_too_late_refunds_and_releases_what_is_not_committed() -> None:
     state, _ = run(aborted_while_confirming(), step("refund-payment", "refused:order-confirmed"))
-    with pytest.raises(SagaRefused):
-        run(state, Abort(actor="staff-2", reason="again", at=T0))
-
-
-def test_a_cancellation_after_an_abort_came_too_late_refunds_the_confirmed_order() -> None:
-    state, _ = run(aborted_while_confirming(), step("refund-payment", "refused:order-confirmed"))
-    state, _ = run(state, Cancel(reason="changed my mind", at=T0))
+    state, _ = run(state, step("commit:mug"), Cancel(reason="changed my mind", at=T0))
     assert state is not None
-    assert state.plan == ("refund-payment",)
+    # `commit:pot` was on its way: released too (refused if that commit went through).
+    assert state.plan == ("refund-payment", "release:pot")
     # The refused refund of the dropped compensation is not taken for this one's answer.
     assert next_step(state) == "refund-payment"
     state = drive(state)
@@ -347,36 +391,89 @@ def test_a_cancellation_after_an_abort_came_too_late_refunds_the_confirmed_order
     assert (state.outcome, state.done["refund-payment"]) == (Outcome.CANCELLED, "ok")
 
 
-def test_a_cancellation_noted_while_a_late_abort_compensates_is_refunded_once_the_confirmation_wins() -> None:
+def test_a_cancellation_noted_while_a_late_abort_compensates_is_compensated_once_the_confirmation_wins() -> (
+    None
+):
     # The customer cancelled the order after it was confirmed; the saga, compensating for the
     # abort, only notes it. Its refund was refused while the order stood confirmed: the abort
-    # came too late, and the cancellation is then compensated like any of a confirmed order.
+    # came too late, and the cancellation is then compensated like any of a confirmed order,
+    # before a single line is committed.
     state, _ = run(aborted_while_confirming(), Cancel(reason="changed my mind", at=T0))
     state, events = run(state, step("refund-payment", "refused:order-confirmed"))
-    assert [type(event) for event in events] == [
-        StepCompleted,
-        ConfirmationPrevailed,
-        SagaCompleted,
-        CompensationStarted,
-    ]
+    assert [type(event) for event in events] == [StepCompleted, ConfirmationPrevailed, CompensationStarted]
     assert state is not None
     assert (state.phase, state.plan, state.reason) == (
         Phase.COMPENSATING,
-        ("refund-payment",),
+        ("refund-payment", "release:pot", "release:mug"),
         "the customer cancelled the order",
     )
     state = drive(state)
     assert state is not None
     assert (state.outcome, state.done["refund-payment"]) == (Outcome.CANCELLED, "ok")
+    assert not [name for name in sent(state) if name.startswith("commit:")]
 
 
-def test_a_cancellation_while_confirming_refunds_without_rejecting() -> None:
+def test_a_cancellation_before_the_confirm_is_recorded_refunds_and_releases_every_line() -> None:
     # The customer's cancellation is in the order's stream before the saga hears of it: a
     # `confirm` in flight is refused, or, confirmed first, the order is cancelled after it; either
-    # way the refund finds the order cancelled and goes through.
+    # way the refund finds the order cancelled and goes through, and nothing was committed.
     state, _ = run(confirming(), Cancel(reason="changed my mind", at=T0))
     assert state is not None
+    assert state.plan == ("refund-payment", "release:pot", "release:mug")
+    state = drive(state)
+    assert state is not None
+    assert state.outcome is Outcome.CANCELLED
+
+
+def test_a_cancellation_between_the_commits_refunds_and_releases_the_lines_not_committed() -> None:
+    # A confirmed order may be cancelled by its customer (`fulfilment.orders`); the lines not
+    # committed yet are given back (their commits are refused now, `order-not-active`), the
+    # committed ones have shipped and stay so.
+    state, _ = run(confirmed(), step("commit:mug"))
+    assert next_step(state) == "commit:pot"  # sent, its answer not recorded yet
+    state, _ = run(state, Cancel(reason="changed my mind", at=T0))
+    assert state is not None
+    assert (state.phase, state.plan) == (Phase.COMPENSATING, ("refund-payment", "release:pot"))
+    _, late = run(state, step("commit:pot", "refused:order-not-active"))
+    assert late == []  # stale: the release that follows gives the line back
+    state = drive(state)
+    assert state is not None
+    assert (state.outcome, state.done["release:pot"]) == (Outcome.CANCELLED, "ok")
+
+
+def test_a_commit_that_went_through_before_the_cancellation_stays_shipped() -> None:
+    # The commit in flight was accepted just before the cancellation: its release is refused and
+    # counts as nothing to undo.
+    state, _ = run(confirmed(), step("commit:mug"), Cancel(at=T0))
+    state = drive(state, {"release:pot": "refused:reservation-committed"})
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED)
+
+
+def test_cancellation_after_every_line_is_committed_only_refunds() -> None:
+    state = drive(confirmed())
+    state, _ = run(state, Cancel(at=T0))
+    assert state is not None
     assert state.plan == ("refund-payment",)
+
+
+def test_a_commit_refused_after_the_confirm_parks_until_the_cancellation_compensates() -> None:
+    # The saga does not undo a confirmed order on its own: a refused commit waits for the
+    # customer's cancellation it most likely comes from (or for an operator's retry).
+    state, events = run(confirmed(), step("commit:mug", "refused:order-not-active"))
+    assert [type(event) for event in events] == [SagaParked]
+    assert state is not None
+    assert state.parked is not None
+    assert (state.parked.step, state.parked.status, state.parked.code) == (
+        "commit:mug",
+        409,
+        "order-not-active",
+    )
+    assert (state.phase, next_step(state)) == (Phase.CONFIRMING, None)
+    state, _ = run(state, Cancel(reason="changed my mind", at=T0))
+    assert state is not None
+    assert (state.phase, state.parked) == (Phase.COMPENSATING, None)
+    assert state.plan == ("refund-payment", "release:pot", "release:mug")
     state = drive(state)
     assert state is not None
     assert state.outcome is Outcome.CANCELLED
@@ -385,8 +482,7 @@ def test_a_cancellation_while_confirming_refunds_without_rejecting() -> None:
 def test_a_refund_refused_after_the_confirmation_was_recorded_counts_as_done() -> None:
     # Only a compensation that overtook an unrecorded `confirm` is dropped; a refused refund of an
     # order the saga saw confirmed is the refused compensation it always was (no loop of refunds).
-    state, _ = run(paying(), step("request-payment"), step("ask-provider"))
-    state = drive(run(state, ReceiveReply(authorized=True, provider_reference="r", at=T0))[0])
+    state = drive(confirmed())
     state, _ = run(state, Cancel(at=T0))
     state, events = run(state, step("refund-payment", "refused:order-confirmed"))
     assert [type(event) for event in events] == [StepCompleted, SagaCompleted]
@@ -394,43 +490,111 @@ def test_a_refund_refused_after_the_confirmation_was_recorded_counts_as_done() -
     assert state.outcome is Outcome.CANCELLED
 
 
-def test_a_stream_stored_before_late_aborts_were_recognised_replays_as_it_ended() -> None:
-    # Sagas whose abort came too late used to end rejected, their refund and reject refused. Their
-    # streams replay unchanged: the new event type is only ever appended, never inferred.
-    order_id = uuid.uuid4()
-    stored: list[dict[str, object]] = [
+# --- streams stored before the order was confirmed before its commits ---------------------------
+
+
+def replay(stored: list[dict[str, object]]) -> Saga:
+    """The saga of a stored stream, decoded as the store decodes it."""
+    registry = build_registry()
+    state: Saga | None = None
+    for payload in stored:
+        name = str(payload["type"])
+        event = registry.decode(name, registry.current_version(name), msgspec.json.encode(payload))
+        state = evolve(state, event)  # type: ignore[arg-type]
+    assert state is not None
+    return state
+
+
+def stored_until_committed(
+    order_id: uuid.UUID, *, skus: tuple[str, ...], committed: int
+) -> list[dict[str, object]]:
+    """A stream of the earlier plan (commits, then `confirm`), its first `committed` lines committed."""
+    lines = [{"sku": sku, "quantity": 2} for sku in skus]
+    at = "2026-01-01T00:00:00Z"
+    return [
         {
             "type": "SagaStarted",
             "order_id": str(order_id),
             "customer_id": "c-1",
-            "lines": [{"sku": "mug", "quantity": 2}],
+            "lines": lines,
             "currency": "EUR",
-            "total": 600,
-            "plan": ["reserve:mug"],
-            "at": "2026-01-01T00:00:00Z",
+            "total": 600 * len(skus),
+            "plan": [f"reserve:{sku}" for sku in skus],
+            "at": at,
         },
-        {"type": "StepCompleted", "step": "reserve:mug", "result": "reserved", "at": "2026-01-01T00:00:01Z"},
+        *(
+            {"type": "StepCompleted", "step": f"reserve:{sku}", "result": "reserved", "at": at}
+            for sku in skus
+        ),
+        {"type": "PaymentAwaited", "plan": ["request-payment", "ask-provider"], "due_at": at},
+        {"type": "StepCompleted", "step": "request-payment", "result": "ok", "at": at},
+        {"type": "StepCompleted", "step": "ask-provider", "result": "ok", "at": at},
+        {"type": "ProviderReplied", "authorized": True, "provider_reference": "r", "at": at},
         {
-            "type": "PaymentAwaited",
-            "plan": ["request-payment", "ask-provider"],
-            "due_at": "2026-01-01T00:00:31Z",
+            "type": "ConfirmationStarted",
+            "plan": ["record-authorization", *(f"commit:{sku}" for sku in skus), "confirm"],
         },
-        {"type": "StepCompleted", "step": "request-payment", "result": "ok", "at": "2026-01-01T00:00:02Z"},
-        {"type": "StepCompleted", "step": "ask-provider", "result": "ok", "at": "2026-01-01T00:00:02Z"},
-        {
-            "type": "ProviderReplied",
-            "authorized": True,
-            "provider_reference": "r",
-            "at": "2026-01-01T00:00:03Z",
-        },
-        {"type": "ConfirmationStarted", "plan": ["record-authorization", "commit:mug", "confirm"]},
-        {
-            "type": "StepCompleted",
-            "step": "record-authorization",
-            "result": "ok",
-            "at": "2026-01-01T00:00:04Z",
-        },
-        {"type": "StepCompleted", "step": "commit:mug", "result": "ok", "at": "2026-01-01T00:00:04Z"},
+        {"type": "StepCompleted", "step": "record-authorization", "result": "ok", "at": at},
+        *(
+            {"type": "StepCompleted", "step": f"commit:{sku}", "result": "ok", "at": at}
+            for sku in skus[:committed]
+        ),
+    ]
+
+
+def test_a_stream_of_the_earlier_plan_replayed_mid_way_carries_on_with_its_own_plan() -> None:
+    state = replay(stored_until_committed(uuid.uuid4(), skus=("mug", "pot"), committed=1))
+    assert (state.phase, next_step(state)) == (Phase.CONFIRMING, "commit:pot")
+    state, _ = run(state, step("commit:pot"))
+    assert next_step(state) == "confirm"
+    state, events = run(state, step("confirm"))
+    assert [type(event) for event in events] == [StepCompleted, SagaCompleted]
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED)
+    assert sent(state)[-4:] == ["record-authorization", "commit:mug", "commit:pot", "confirm"]
+
+
+def test_an_abort_of_a_stream_of_the_earlier_plan_compensates_as_before() -> None:
+    # Its committed line has shipped (the command service cannot take it back); the others are
+    # released, as they always were.
+    state = replay(stored_until_committed(uuid.uuid4(), skus=("mug", "pot"), committed=1))
+    state, _ = run(state, Abort(actor="staff-1", reason="fraud", at=T0))
+    assert state is not None
+    assert state.plan == ("refund-payment", "reject", "release:pot")
+    state = drive(state)
+    assert state is not None
+    assert state.outcome is Outcome.REJECTED
+
+
+def test_a_late_abort_of_a_stream_of_the_earlier_plan_ends_confirmed_at_once() -> None:
+    # Its `confirm` was the last step: everything was committed before it went out.
+    state = replay(stored_until_committed(uuid.uuid4(), skus=("mug", "pot"), committed=2))
+    assert next_step(state) == "confirm"
+    state, _ = run(state, Abort(actor="staff-1", reason="fraud", at=T0))
+    assert state is not None
+    assert state.plan == ("refund-payment", "reject")
+    state, events = run(state, step("refund-payment", "refused:order-confirmed"))
+    assert [type(event) for event in events] == [StepCompleted, ConfirmationPrevailed, SagaCompleted]
+    assert state is not None
+    assert (state.phase, state.outcome, next_step(state)) == (Phase.DONE, Outcome.CONFIRMED, None)
+    assert state.plan == ("record-authorization", "commit:mug", "commit:pot", "confirm")
+
+
+def test_a_refused_commit_of_the_earlier_plan_releases_its_line() -> None:
+    # The customer cancelled while the stock was being committed: the refused commit's line still
+    # holds its reservation and is released with the others not committed.
+    state = replay(stored_until_committed(uuid.uuid4(), skus=("mug", "pot"), committed=1))
+    state, events = run(state, step("commit:pot", "refused:order-not-active"))
+    assert isinstance(events[-1], CompensationStarted)
+    assert state is not None
+    assert state.plan == ("refund-payment", "reject", "release:pot")
+
+
+def test_a_stream_stored_before_late_aborts_were_recognised_replays_as_it_ended() -> None:
+    # Sagas whose abort came too late used to end rejected, their refund and reject refused. Their
+    # streams replay unchanged: the new event type is only ever appended, never inferred.
+    stored = stored_until_committed(uuid.uuid4(), skus=("mug",), committed=1)
+    stored += [
         {"type": "AbortRequested", "actor": "staff-1", "reason": "fraud", "at": "2026-01-01T00:00:05Z"},
         {
             "type": "CompensationStarted",
@@ -451,13 +615,7 @@ def test_a_stream_stored_before_late_aborts_were_recognised_replays_as_it_ended(
         },
         {"type": "SagaCompleted", "outcome": "rejected", "at": "2026-01-01T00:00:06Z"},
     ]
-    registry = build_registry()
-    state: Saga | None = None
-    for payload in stored:
-        name = str(payload["type"])
-        event = registry.decode(name, registry.current_version(name), msgspec.json.encode(payload))
-        state = evolve(state, event)  # type: ignore[arg-type]
-    assert state is not None
+    state = replay(stored)
     assert (state.phase, state.outcome, state.reason) == (
         Phase.DONE,
         Outcome.REJECTED,
@@ -470,3 +628,33 @@ def test_a_stream_stored_before_late_aborts_were_recognised_replays_as_it_ended(
     # A cancellation after it is only noted, as before.
     _, events = run(state, Cancel(at=T0))
     assert [type(event).__name__ for event in events] == ["CancellationReceived"]
+
+
+def test_a_stream_where_a_late_abort_prevailed_under_the_earlier_plan_replays_as_it_ended() -> None:
+    stored = stored_until_committed(uuid.uuid4(), skus=("mug",), committed=1)
+    stored += [
+        {"type": "AbortRequested", "actor": "staff-1", "reason": "fraud", "at": "2026-01-01T00:00:05Z"},
+        {
+            "type": "CompensationStarted",
+            "reason": "aborted by staff-1: fraud",
+            "plan": ["refund-payment", "reject"],
+        },
+        {
+            "type": "StepCompleted",
+            "step": "refund-payment",
+            "result": "refused:order-confirmed",
+            "at": "2026-01-01T00:00:06Z",
+        },
+        {
+            "type": "ConfirmationPrevailed",
+            "compensation": "aborted by staff-1: fraud",
+            "step": "refund-payment",
+            "code": "order-confirmed",
+            "at": "2026-01-01T00:00:06Z",
+        },
+        {"type": "SagaCompleted", "outcome": "confirmed", "at": "2026-01-01T00:00:06Z"},
+    ]
+    state = replay(stored)
+    assert (state.phase, state.outcome, next_step(state)) == (Phase.DONE, Outcome.CONFIRMED, None)
+    assert state.plan == ("record-authorization", "commit:mug", "confirm")
+    assert state.done["confirm"] == "ok"

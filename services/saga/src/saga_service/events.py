@@ -119,7 +119,11 @@ class DeadlineFired(_SagaEvent, frozen=True, kw_only=True):
 
 
 class ConfirmationStarted(_SagaEvent, frozen=True, kw_only=True):
-    """The payment was authorised: record it, commit the stock, confirm the order."""
+    """The payment was authorised: record it, confirm the order, commit each line's stock.
+
+    `plan` is the order of these steps. Streams written before the order was confirmed first
+    hold the commits before `confirm`, and are carried on with that plan.
+    """
 
     plan: tuple[str, ...]
 
@@ -138,9 +142,11 @@ class ConfirmationPrevailed(_SagaEvent, frozen=True, kw_only=True):
     An operator's abort while the saga was confirming turned it after its `confirm` had
     gone out; the command service accepted that `confirm`, and the compensation's first step
     was refused because the order is confirmed (`step` refused with `code`). Nothing of a
-    confirmed order is undone, so the saga ends confirmed. `compensation` is why the saga had
-    turned to compensating (the abort, its actor and reason), kept so the history says which
-    request came too late.
+    confirmed order is undone, so the saga goes back to its confirmation, `confirm` done, and
+    commits the lines it has not committed yet (none left in streams whose plan committed them
+    before `confirm`: those end confirmed at once). `compensation` is why the saga had turned to
+    compensating (the abort, its actor and reason), kept so the history says which request came
+    too late.
     """
 
     compensation: str

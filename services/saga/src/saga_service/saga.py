@@ -5,25 +5,36 @@ command service or the payment provider. `next_step(state)` is the first step of
 the current plan not done yet; the orchestrator sends it and reports the answer
 back (`RecordStep`). Phases follow each other like this:
 
-    reserving ──all reserved──▶ paying ──authorised──▶ confirming ──▶ confirmed
-        │                         │ declined / deadline / refused
-        └──shortage / refused─────┴──────────────▶ compensating ──▶ rejected
-                                                                └─▶ confirmed (the order was confirmed first)
+    reserving ──all reserved──▶ paying ──authorised──▶ confirming ──every line committed──▶ confirmed
+        │                         │                        │ refused / abort / cancel
+        │                         │ declined / deadline    │ (abort: only before `confirm` is recorded)
+        └──shortage / refused─────┴────────────────────────┴──▶ compensating ──▶ rejected / cancelled
+                                                                      └─▶ confirming (its `confirm`
+                                                                          went through first)
+
+Confirming records the authorisation, confirms the order, then commits each
+line's stock (the units leave the warehouse for a confirmed order). Until its
+`confirm` is accepted nothing is committed, so a compensation gives every
+reservation back; once it is recorded the order is confirmed, and the saga ends
+only when every line is committed. An operator cannot abort it then (`SagaRefused`):
+only the customer's cancellation undoes a confirmed order, refunding it and
+releasing the lines not committed yet. Streams whose confirmation started before
+this order carry their own plan (the commits, then `confirm`) and go on with it.
 
 A cancellation by the customer, or an operator's abort, also leads to
 `compensating`. A compensation plan undoes what was done: the payment (void, or
 refund once authorised), then the order is rejected (not when the customer
-cancelled it: it is over already), then the reservations are released, last
-line first. Rejecting before releasing means the order is no longer pending when
-its stock is given back, so a reservation still on its way is refused by the
-command service (a reservation is only for a pending order) instead of being
-made after its release and staying held.
+cancelled it: it is over already), then the reservations not committed are
+released, last line first. Rejecting before releasing means the order is no
+longer pending when its stock is given back, so a reservation still on its way
+is refused by the command service (a reservation is only for a pending order)
+instead of being made after its release and staying held.
 
 An abort while confirming may come after the `confirm` command went out and was
 accepted, before its answer is recorded. The compensation then meets a confirmed
 order: its refund, the first step, is refused (`order-confirmed`). The
-confirmation won: the saga drops the compensation and ends confirmed
-(`ConfirmationPrevailed`), undoing nothing of the confirmed order.
+confirmation won: the saga drops the compensation (`ConfirmationPrevailed`),
+undoing nothing of the confirmed order, and goes on with its commits.
 
 Every input is checked against the state, so a duplicate (a redelivered event,
 a step answered twice, a webhook retried) decides nothing, and two instances
@@ -138,6 +149,8 @@ class Saga(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
     parked: Parked | None = None
     outcome: Outcome | None = None
+    # The confirmation's plan as `ConfirmationStarted` gave it (a compensation replaces `plan`).
+    confirmation: tuple[str, ...] = ()
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -208,7 +221,16 @@ def next_step(saga: Saga | None) -> str | None:
 
 
 def _confirmation_plan(lines: tuple[SagaLine, ...]) -> tuple[str, ...]:
-    return (RECORD_AUTHORIZATION, *(f"commit:{line.sku}" for line in lines), CONFIRM)
+    # The order is confirmed before any of its stock is committed: a compensation before the
+    # `confirm` then has every reservation to release and nothing shipped to take back (there is
+    # no undoing a commit). Streams started earlier keep the plan they were given: the commits,
+    # then `confirm`.
+    return (RECORD_AUTHORIZATION, CONFIRM, *(f"commit:{line.sku}" for line in lines))
+
+
+def _confirmed(saga: Saga) -> bool:
+    """Is the order confirmed as far as the saga knows (its `confirm` accepted)?"""
+    return saga.done.get(CONFIRM) == OK
 
 
 def _compensation(saga: Saga, *, reject: bool, declined: bool, in_flight: str | None) -> tuple[str, ...]:
@@ -227,11 +249,13 @@ def _compensation(saga: Saga, *, reject: bool, declined: bool, in_flight: str | 
     # that is not pending and is refused, where after the releases it would be made and stay held.
     if reject:
         steps.append(REJECT)
+    # A committed line has shipped and stays so (the command service refuses to release it); a
+    # commit refused or still in flight is released (refused in turn if that commit went through).
     for line in reversed(saga.lines):
         reserve = f"reserve:{line.sku}"
-        if (
-            saga.done.get(reserve) == RESERVED or in_flight == reserve
-        ) and f"commit:{line.sku}" not in saga.done:
+        if (saga.done.get(reserve) == RESERVED or in_flight == reserve) and saga.done.get(
+            f"commit:{line.sku}"
+        ) != OK:
             steps.append(f"release:{line.sku}")
     return tuple(steps)
 
@@ -329,6 +353,19 @@ def _record_step(state: Saga, command: RecordStep, payment_timeout: timedelta) -
             outcome = Outcome.CANCELLED if state.cancelled else Outcome.REJECTED
             events.append(SagaCompleted(outcome=outcome, at=command.at))
         return events
+    if refused and state.phase is Phase.CONFIRMING and _confirmed(state):
+        # A commit of a confirmed order refused: the saga does not undo a confirmed order on its
+        # own. The likely cause is its customer's cancellation (`order-not-active`), on its way to
+        # the saga, which then compensates it; anything else is for an operator to look at.
+        return [
+            SagaParked(
+                step=command.step,
+                status=409,
+                code=command.result.removeprefix(REFUSED_PREFIX),
+                detail="refused after the order was confirmed: waiting for its cancellation or an operator",
+                at=command.at,
+            )
+        ]
     if command.result == SHORTAGE:
         sku = command.step.removeprefix("reserve:")
         events.append(_compensate(after, f"insufficient stock of {sku}", outside=False))
@@ -351,22 +388,27 @@ def _confirmed_first(state: Saga, command: RecordStep) -> list[SagaEvent]:
     Only a compensation that turned the saga while its `confirm` was in flight gets here (an
     operator's abort; a customer's cancellation is appended to the order before the saga hears
     of it, so its refund finds the order cancelled, not confirmed). Nothing of the confirmed
-    order is undone: the refund was refused, so the payment stays captured; every line was
-    committed before `confirm` went out, so the plan holds no release (and the command service
-    refuses to release a committed reservation); the refund is the plan's first step, so the
-    reject after it is never sent. A cancellation noted while compensating (the customer
-    cancelled the order once it was confirmed) is then compensated like any cancellation of a
-    confirmed order: its refund goes out again, and is accepted now that the order is cancelled.
+    order is undone: the refund was refused, so the payment stays captured; the refund is the
+    plan's first step, so neither the reject nor a release after it was sent. The saga goes back
+    to its confirmation, `confirm` done, and commits the lines (a confirmation started before
+    `confirm` came first committed them all already: the saga ends confirmed at once). A
+    cancellation noted while compensating (the customer cancelled the order once it was
+    confirmed) is then compensated like any cancellation of a confirmed order: its refund goes
+    out again, and is accepted now that the order is cancelled.
     """
     prevailed = ConfirmationPrevailed(
         compensation=state.reason or "compensation", step=command.step, code=ORDER_CONFIRMED, at=command.at
     )
-    completed = SagaCompleted(outcome=Outcome.CONFIRMED, at=command.at)
-    events: list[SagaEvent] = [prevailed, completed]
-    if state.cancelled:
-        confirmed = evolve(evolve(state, prevailed), completed)
-        assert confirmed is not None
-        events.append(_compensate(confirmed, "the customer cancelled the order", outside=False))
+    confirming = evolve(state, prevailed)
+    assert confirming is not None
+    events: list[SagaEvent] = [prevailed]
+    if next_step(confirming) is None:
+        completed = SagaCompleted(outcome=Outcome.CONFIRMED, at=command.at)
+        events.append(completed)
+        confirming = evolve(confirming, completed)
+        assert confirming is not None
+    if confirming.cancelled:
+        events.append(_compensate(confirming, "the customer cancelled the order", outside=False))
     return events
 
 
@@ -422,6 +464,10 @@ def _cancel(state: Saga, command: Cancel) -> list[SagaEvent]:
 def _abort(state: Saga, command: Abort) -> list[SagaEvent]:
     if state.phase is Phase.DONE:
         raise SagaRefused(f"the saga is over ({state.outcome})")
+    if state.phase is Phase.CONFIRMING and _confirmed(state):
+        # Its stock is being committed: nothing the saga could undo now would stop it shipping,
+        # and a confirmed order is undone by its customer's cancellation only.
+        raise SagaRefused("the order is confirmed: its stock is being committed, it cannot be aborted")
     requested = AbortRequested(actor=command.actor, reason=command.reason, at=command.at)
     if state.phase is Phase.COMPENSATING:
         # Already undoing, and stuck at a step: aborting gives up on the rest.
@@ -459,15 +505,17 @@ def evolve(state: Saga | None, event: SagaEvent) -> Saga | None:
         case ReplyIgnored() | DeadlineFired() | AbortRequested():
             return state
         case ConfirmationStarted():
-            return replace(state, phase=Phase.CONFIRMING, plan=event.plan)
+            return replace(state, phase=Phase.CONFIRMING, plan=event.plan, confirmation=event.plan)
         case ConfirmationPrevailed():
             # Back to the confirmation, its `confirm` done (the refusal shows the command service
-            # accepted it). The dropped compensation's steps leave `done`, so a refund after a later
-            # cancellation is a step still to send, not one already answered.
+            # accepted it), with the plan it started with. The dropped compensation's steps leave
+            # `done`, so a refund after a later cancellation is a step still to send, not one
+            # already answered.
             done = {step: result for step, result in state.done.items() if step not in state.plan}
             return replace(
                 state,
-                plan=_confirmation_plan(state.lines),
+                phase=Phase.CONFIRMING,
+                plan=state.confirmation,
                 done={**done, CONFIRM: OK},
                 reason=f"{event.compensation}: too late, the order was confirmed first "
                 f"({event.step} refused: {event.code})",
