@@ -297,6 +297,28 @@ def sent(state: Saga | None) -> list[str]:
     return list(state.done)
 
 
+@pytest.mark.parametrize(
+    ("landed", "void", "refund"),
+    [(False, "ok", "refused:refund-exceeds-captured"), (True, "refused:payment-not-voidable", "ok")],
+)
+def test_an_abort_while_the_authorisation_is_recorded_voids_or_refunds_whichever_applies(
+    landed: bool, void: str, refund: str
+) -> None:
+    # `record-authorization` on its way when the abort comes: it may land or not. The payment is
+    # voided if it did not, refunded if it did; either way no money stays taken for a rejected order.
+    state, _ = run(paying(), step("request-payment"), step("ask-provider"))
+    state, _ = run(state, ReceiveReply(authorized=True, provider_reference="r", at=T0))
+    assert next_step(state) == "record-authorization"
+    state, _ = run(state, Abort(actor="staff-1", reason="fraud check", at=T0))
+    assert state is not None
+    assert state.plan == ("void-payment", "refund-payment", "reject", "release:pot", "release:mug")
+    state = drive(state, {"void-payment": void, "refund-payment": refund})
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED)
+    assert (state.done["void-payment"] == "ok") is not landed
+    assert (state.done["refund-payment"] == "ok") is landed
+
+
 def test_an_abort_before_the_confirm_is_recorded_releases_every_line_and_commits_nothing() -> None:
     state = aborted_while_confirming()
     assert state.phase is Phase.COMPENSATING

@@ -239,6 +239,10 @@ def _compensation(saga: Saga, *, reject: bool, declined: bool, in_flight: str | 
         steps.append(RECORD_DECLINE)
     elif saga.done.get(RECORD_AUTHORIZATION) == OK:
         steps.append(REFUND_PAYMENT)
+    elif in_flight == RECORD_AUTHORIZATION:
+        # The authorisation may be recorded or not: voided if it is not, refunded once captured
+        # (the one that does not apply is refused, which counts as nothing to undo).
+        steps += [VOID_PAYMENT, REFUND_PAYMENT]
     elif REQUEST_PAYMENT in saga.done or saga.phase in (Phase.PAYING, Phase.CONFIRMING):
         # Requested (or possibly requested by a step still in flight): a payment nobody answered is voided.
         steps.append(VOID_PAYMENT)
