@@ -113,18 +113,24 @@ async def test_an_app_answers_problems_metrics_and_health_in_the_kit_shape() -> 
         raise Shortage(item)
 
     table = ProblemTable({Shortage: lambda exc: problem(409, "shortage", "Shortage", str(exc))})
-    app = Litestar(
-        route_handlers=[boom, *observability.routes(ready={"dependency": _down})],
-        middleware=[observability.middleware()],
-        exception_handlers={Exception: table.handler},
+    app = observability.instrument(
+        Litestar(
+            route_handlers=[boom, *observability.routes(ready={"dependency": _down})],
+            exception_handlers={Exception: table.handler},
+        )
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as client:
         refused = await client.get("/boom/7")
+        nowhere = await client.get("/nowhere", headers={"x-correlation-id": "c-404"})
         ready = await client.get("/health/ready")
         metrics = (await client.get("/metrics")).text
     assert refused.status_code == 409
     assert refused.headers["content-type"] == "application/problem+json"
     assert msgspec.json.decode(refused.content, type=Problem).instance == "/boom/7"
+    # The router's own answers pass through the telemetry too: echoed id, nosniff, counted.
+    assert (nowhere.status_code, nowhere.headers["x-correlation-id"]) == (404, "c-404")
+    assert nowhere.headers["x-content-type-options"] == "nosniff"
+    assert 'http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in metrics, metrics
     assert ready.status_code == 503
     assert ready.json() == {"status": "unavailable", "checks": {"dependency": "no broker answers"}}
     assert 'http_requests_total{method="GET",route="/boom/{item}",status="409"} 1.0' in metrics, metrics
@@ -142,8 +148,7 @@ async def test_unsampled_requests_record_no_span_yet_a_callers_sampled_trace_is_
     async def item(item: FromPath[int]) -> dict[str, int]:
         return {"item": item}
 
-    middleware, before_send = [observability.middleware()], [observability.before_send]
-    app = Litestar(route_handlers=[item], middleware=middleware, before_send=before_send)
+    app = observability.instrument(Litestar(route_handlers=[item]))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as client:
         unsampled = await client.get("/items/1")
         sampled = await client.get("/items/2", headers={"traceparent": TRACEPARENT})
@@ -171,11 +176,7 @@ async def test_headers_a_handler_queues_go_out_with_its_answer_and_no_other() ->
         add_response_headers(request, (b"cache-control", b"private, no-cache"))
         return {"item": item}
 
-    app = Litestar(
-        route_handlers=[item],
-        middleware=[observability.middleware()],
-        before_send=[observability.before_send],
-    )
+    app = observability.instrument(Litestar(route_handlers=[item]))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as client:
         found, second, missing = [await client.get(f"/items/{n}") for n in (7, 8, 0)]
     assert (found.status_code, found.json()) == (200, {"item": 7})

@@ -1,41 +1,34 @@
 """A service's traces, metrics and health endpoints, set up in one object.
 
     observability = Observability(settings, "relay")
-    app = Litestar(
-        route_handlers=[*own_routes, *observability.routes(ready={"postgres": ...})],
-        middleware=[observability.middleware()],
-        before_send=[observability.before_send],
-        request_class=ServiceRequest,  # servicekit.requests
-        exception_handlers={Exception: problems.handler},  # a servicekit.problems.ProblemTable
-        ...
+    app = observability.instrument(
+        Litestar(
+            route_handlers=[*own_routes, *observability.routes(ready={"postgres": ...})],
+            request_class=ServiceRequest,  # servicekit.requests
+            exception_handlers={Exception: problems.handler},  # a servicekit.problems.ProblemTable
+            ...
+        )
     )
 
 It owns the tracer provider (sampling and exporting where the settings say), the
-app's Prometheus registry with the HTTP request metrics, the request middleware
-(server span, correlation id, JSON access line) and the `before_send` hook that
-echoes the correlation id. `shutdown()` flushes spans.
+app's Prometheus registry with the HTTP request metrics, and the request
+telemetry around the app (server span, correlation id and the answer's own
+headers, JSON access line, metrics). `shutdown()` flushes spans.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
 
+from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
-from litestar.middleware.base import DefineMiddleware
-from litestar.types import BeforeMessageSendHookHandler
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 
 from servicekit.health import Check, health_routes
 from servicekit.metrics import HttpMetrics, Refresh, metrics_route, new_registry
 from servicekit.settings import ServiceSettings
-from servicekit.telemetry import (
-    RequestTelemetry,
-    add_correlation_header,
-    instrument_asyncpg,
-    tracer_provider,
-)
+from servicekit.telemetry import RequestTelemetry, instrument_asyncpg, tracer_provider
 
 __all__ = ["Observability"]
 
@@ -60,15 +53,20 @@ class Observability:
         if trace_postgres:
             instrument_asyncpg(self.provider)
 
-    def middleware(self) -> DefineMiddleware:
-        """The request middleware: one server span, the correlation id, one access line, metrics."""
-        return DefineMiddleware(
-            RequestTelemetry,  # type: ignore[arg-type]  # plain ASGI shapes, not Litestar's scope types
+    def instrument(self, app: Litestar) -> Litestar:
+        """Wrap the whole of `app`'s request handling (after its own routing and error handling are
+        built) in the request telemetry: one server span, the correlation id, `nosniff` and the headers
+        handlers queue, one access line, metrics. Every answer passes through it, the router's 404 and
+        405 too."""
+        telemetry = RequestTelemetry(
+            app.asgi_handler,  # type: ignore[arg-type]  # plain ASGI shapes, not Litestar's scope types
             provider=self.provider,
             service=self.service,
             access_log=self._access_log,
             metrics=self.http_metrics,
         )
+        app.asgi_handler = telemetry  # type: ignore[assignment]
+        return app
 
     def routes(
         self,
@@ -79,12 +77,6 @@ class Observability:
     ) -> list[HTTPRouteHandler]:
         """`/health/live`, `/health/ready` and `/metrics`."""
         return [*health_routes(ready=ready, live=live), metrics_route(self.registry, refresh_metrics)]
-
-    @property
-    def before_send(self) -> BeforeMessageSendHookHandler:
-        """The `before_send` hook that puts X-Correlation-ID (and nosniff) on every answer: without it,
-        answers carry no correlation id."""
-        return cast("BeforeMessageSendHookHandler", add_correlation_header)
 
     def shutdown(self) -> None:
         """Flush and stop span export."""

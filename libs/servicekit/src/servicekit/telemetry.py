@@ -6,14 +6,19 @@ consumer downstream continues the same trace from the event's `traceparent`
 (`context_of`, `traceparent_of`), and a publisher links its span to the events it
 sends (`link_to`).
 
-HTTP requests are traced by `RequestTelemetry`, a small ASGI middleware on the
-OpenTelemetry API: one server span per request, continuing an incoming
-`traceparent`, named after the route template, with the method, route and status
-as attributes. It replaces the generic ASGI instrumentation, which records far
-more per request (every header-derived attribute, spans around each send) and
-cost about a sixth of the service's CPU per command in the benchmark. The same
-middleware sets the correlation id and writes the JSON access line, so a request
-passes through one wrapper instead of three.
+HTTP requests are traced by `RequestTelemetry`, a small ASGI wrapper on the
+OpenTelemetry API around the whole app (`Observability.instrument`): one server
+span per request, continuing an incoming `traceparent`, named after the route
+template, with the method, route and status as attributes. It replaces the
+generic ASGI instrumentation, which records far more per request (every
+header-derived attribute, spans around each send) and cost about a sixth of the
+service's CPU per command in the benchmark. The same wrapper sets the
+correlation id, adds the answer's own headers (`X-Correlation-ID`, `nosniff` and
+those a handler queued with `add_response_headers`) and writes the JSON access
+line, so a request passes through one wrapper instead of several. Around the
+app rather than as a route middleware, it sees every answer, the router's 404
+and 405 too, and Litestar adds no second exception layer around each route
+(it does for any route middleware).
 """
 
 from __future__ import annotations
@@ -49,7 +54,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from servicekit.logs import (
     CORRELATION_HEADER,
-    correlation_id,
     incoming_correlation_id,
     reset_correlation_id,
     set_correlation_id,
@@ -62,7 +66,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RequestTelemetry",
-    "add_correlation_header",
     "add_response_headers",
     "context_of",
     "current_traceparent",
@@ -187,8 +190,8 @@ def add_response_headers(request: ASGIConnection[Any, Any, Any, Any], *headers: 
     For a handler on the hot path: a Litestar `Response` made only to carry headers
     costs more than the rest of a read by id's own work (each header is normalised, and
     every one already there is decoded again to check for content-type and length).
-    These are added as they are by `add_correlation_header`. Call it only once
-    nothing can go wrong any more: an error answer would carry them too.
+    `RequestTelemetry` adds these as they are. Call it only once nothing can go wrong
+    any more: an error answer would carry them too.
     """
     scope = cast("Scope", request.scope)  # Litestar's typed scope has no key of the kit's own
     queued: list[tuple[bytes, bytes]] | None = scope.get(_QUEUED)
@@ -198,29 +201,9 @@ def add_response_headers(request: ASGIConnection[Any, Any, Any, Any], *headers: 
         queued.extend(headers)
 
 
-async def add_correlation_header(message: Message, scope: Scope) -> None:
-    """A `before_send` hook: every answer carries `X-Correlation-ID` and `X-Content-Type-Options: nosniff`
-    (no browser reads a JSON answer as something else), and the headers its handler queued with
-    `add_response_headers`.
-
-    The id is the request's, as `RequestTelemetry` set it; an answer the router gives before any
-    route's middleware runs (404, 405) carries the caller's sane id, or a new one. The headers are
-    added here alone, in the one copy of the header list this hook makes anyway.
-    """
-    if message["type"] != "http.response.start":
-        return
-    correlation = correlation_id() or incoming_correlation_id(scope.get("headers", ())) or str(uuid.uuid4())
-    message["headers"] = [
-        *message.get("headers", ()),
-        *scope.get(_QUEUED, ()),
-        _NOSNIFF,
-        (_CORRELATION_HEADER, correlation.encode()),
-    ]
-
-
 class RequestTelemetry:
-    """Per HTTP request: a server span, the correlation id (echoed by `add_correlation_header`, the app's
-    `before_send` hook), one access line, the request metrics."""
+    """Per HTTP request: a server span, the correlation id (set for the logs, echoed in the answer with
+    `nosniff` and the headers the handler queued), one access line, the request metrics."""
 
     def __init__(
         self,
@@ -255,17 +238,13 @@ class RequestTelemetry:
             if name in _TRACE_HEADERS
         }
         method = scope["method"]
-        attributes = {"http.request.method": method, "url.path": path}
-        # Litestar finds the route before any middleware runs: the span is named and tagged at
-        # its start, in one call, rather than updated attribute by attribute afterwards.
-        route = scope.get("path_template")
-        if route:
-            attributes["http.route"] = route
+        # The route is known once Litestar's router has run, inside the app: a recorded span is
+        # named after it at its end.
         span = self._tracer.start_span(
-            f"{method} {route}" if route else method,
+            method,
             context=_propagator.extract(carrier) if carrier else _NEW_TRACE,
             kind=SpanKind.SERVER,
-            attributes=attributes,
+            attributes={"http.request.method": method, "url.path": path},
         )
         # Made current by hand rather than with `start_as_current_span`: its two nested generator
         # context managers cost more than the unrecorded span itself (about 7 µs a request).
@@ -276,6 +255,10 @@ class RequestTelemetry:
             correlation = incoming or format(span.get_span_context().trace_id, "032x")
             status = await self._serve(scope, receive, send, correlation, started)
             if span.is_recording():
+                route = scope.get("path_template")
+                if route:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
@@ -291,19 +274,26 @@ class RequestTelemetry:
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, correlation: str, started: float
     ) -> int:
-        """Run the app with the correlation id set (`add_correlation_header` echoes it); write the access
+        """Run the app with the correlation id set, adding the answer's own headers; write the access
         line; return the status."""
         status = 500
 
-        async def send_noting_status(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # One copy of the header list, with every header the kit adds.
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    *scope.get(_QUEUED, ()),
+                    _NOSNIFF,
+                    (_CORRELATION_HEADER, correlation.encode()),
+                ]
             await send(message)
 
         token = set_correlation_id(correlation)
         try:
-            await self._app(scope, receive, send_noting_status)
+            await self._app(scope, receive, send_with_headers)
         finally:
             # Still inside the request's span, so the line carries its trace id.
             self._write_access_line(scope, status, started)

@@ -105,23 +105,24 @@ def create_app(
         dependencies={"command_request": Provide(provide_command_request)},
         response_headers=COMMAND_RESPONSE_HEADERS,
     )
-    app = Litestar(
-        route_handlers=[
-            commands,
-            *observability.routes(ready={"postgres": postgres_check(lambda: pools.get("postgres"))}),
-        ],
-        lifespan=[lifespan],
-        dependencies={
-            "services": Provide(_services, sync_to_thread=False, use_cache=True),
-        },
-        exception_handlers={Exception: PROBLEMS.handler},
-        middleware=[observability.middleware()],
-        before_send=[observability.before_send, _no_store],
-        request_class=ServiceRequest,
-        request_max_body_size=settings.max_body_bytes,
-        openapi_config=openapi_config(),
-        plugins=[StrictStructSchemaPlugin()],
-        logging_config=None,
+    app = observability.instrument(
+        Litestar(
+            route_handlers=[
+                commands,
+                *observability.routes(ready={"postgres": postgres_check(lambda: pools.get("postgres"))}),
+            ],
+            lifespan=[lifespan],
+            dependencies={
+                "services": Provide(_services, sync_to_thread=False, use_cache=True),
+            },
+            exception_handlers={Exception: PROBLEMS.handler},
+            before_send=[_no_store],
+            request_class=ServiceRequest,
+            request_max_body_size=settings.max_body_bytes,
+            openapi_config=openapi_config(),
+            plugins=[StrictStructSchemaPlugin()],
+            logging_config=None,
+        )
     )
     require_access_check(app, access)
     return app

@@ -102,12 +102,12 @@ def create_app(
         live={"trackers": trackers_run},
         refresh_metrics=refresh_metrics,
     )
-    return Litestar(
-        route_handlers=[status_route, *routes],
-        lifespan=[lifespan],
-        middleware=[observability.middleware()],
-        before_send=[observability.before_send],
-        exception_handlers={Exception: ProblemTable().handler},
-        logging_config=None,
-        openapi_config=None,
+    return observability.instrument(
+        Litestar(
+            route_handlers=[status_route, *routes],
+            lifespan=[lifespan],
+            exception_handlers={Exception: ProblemTable().handler},
+            logging_config=None,
+            openapi_config=None,
+        )
     )

@@ -115,19 +115,19 @@ def create_app(
         before_request=access,
         security=[{"bearer": []}],
     )
-    app = Litestar(
-        route_handlers=[
-            queries,
-            *observability.routes(ready={"redis": redis_answers, "search": search_answers}),
-        ],
-        lifespan=[lifespan],
-        exception_handlers={Exception: PROBLEMS.handler},
-        middleware=[observability.middleware()],
-        before_send=[observability.before_send],
-        request_class=ServiceRequest,
-        openapi_config=api_openapi_config(title="Fulfilment query API", description=DESCRIPTION),
-        plugins=[StrictStructSchemaPlugin()],
-        logging_config=None,
+    app = observability.instrument(
+        Litestar(
+            route_handlers=[
+                queries,
+                *observability.routes(ready={"redis": redis_answers, "search": search_answers}),
+            ],
+            lifespan=[lifespan],
+            exception_handlers={Exception: PROBLEMS.handler},
+            request_class=ServiceRequest,
+            openapi_config=api_openapi_config(title="Fulfilment query API", description=DESCRIPTION),
+            plugins=[StrictStructSchemaPlugin()],
+            logging_config=None,
+        )
     )
     require_access_check(app, access)
     return app

@@ -115,13 +115,13 @@ def create_app(
         live={"publishing_loop": publishing_loop_runs},
         refresh_metrics=refresh_metrics,
     )
-    return Litestar(
-        route_handlers=[status_route, schema_route, *routes],
-        lifespan=[lifespan],
-        middleware=[observability.middleware()],
-        before_send=[observability.before_send],
-        request_class=ServiceRequest,
-        exception_handlers={Exception: ProblemTable().handler},
-        logging_config=None,
-        openapi_config=None,
+    return observability.instrument(
+        Litestar(
+            route_handlers=[status_route, schema_route, *routes],
+            lifespan=[lifespan],
+            request_class=ServiceRequest,
+            exception_handlers={Exception: ProblemTable().handler},
+            logging_config=None,
+            openapi_config=None,
+        )
     )

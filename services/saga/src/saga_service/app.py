@@ -161,23 +161,23 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
         route_handlers=[SagaController],
         before_request=access,
     )
-    app = Litestar(
-        route_handlers=[
-            admin,
-            WebhookController,
-            *observability.routes(
-                ready={"postgres": postgres_check(lambda: state.get("pool")), "kafka": consuming},
-                live={"timers": timers_run},
-            ),
-        ],
-        lifespan=[lifespan],
-        dependencies={"orchestrator": Provide(_orchestrator, sync_to_thread=False, use_cache=True)},
-        exception_handlers={Exception: PROBLEMS.handler},
-        middleware=[observability.middleware()],
-        before_send=[observability.before_send],
-        request_class=ServiceRequest,
-        request_max_body_size=settings.max_body_bytes,
-        logging_config=None,
+    app = observability.instrument(
+        Litestar(
+            route_handlers=[
+                admin,
+                WebhookController,
+                *observability.routes(
+                    ready={"postgres": postgres_check(lambda: state.get("pool")), "kafka": consuming},
+                    live={"timers": timers_run},
+                ),
+            ],
+            lifespan=[lifespan],
+            dependencies={"orchestrator": Provide(_orchestrator, sync_to_thread=False, use_cache=True)},
+            exception_handlers={Exception: PROBLEMS.handler},
+            request_class=ServiceRequest,
+            request_max_body_size=settings.max_body_bytes,
+            logging_config=None,
+        )
     )
     require_access_check(app, access)
     return app

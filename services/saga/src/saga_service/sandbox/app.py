@@ -127,13 +127,13 @@ def create_app(settings: SandboxSettings) -> Litestar:
     problems = ProblemTable(
         {UnknownPayment: lambda exc: problem(404, "payment-not-found", "Not found", str(exc))}
     )
-    return Litestar(
-        route_handlers=[authorize, read, *observability.routes(ready={})],
-        lifespan=[lifespan],
-        middleware=[observability.middleware()],
-        before_send=[observability.before_send],
-        request_class=ServiceRequest,
-        exception_handlers={Exception: problems.handler},
-        logging_config=None,
-        openapi_config=None,
+    return observability.instrument(
+        Litestar(
+            route_handlers=[authorize, read, *observability.routes(ready={})],
+            lifespan=[lifespan],
+            request_class=ServiceRequest,
+            exception_handlers={Exception: problems.handler},
+            logging_config=None,
+            openapi_config=None,
+        )
     )
