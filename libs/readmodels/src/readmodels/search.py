@@ -340,10 +340,7 @@ class SearchClient:
             body["search_after"] = list(search_after)
         if aggregations:
             body["aggs"] = dict(aggregations)
-        try:
-            response = await self._client.search(index=index, body=body)
-        except _DRIVER_ERRORS as error:
-            raise _translated(error, index) from error
+        response = await self._search(index, body)
         hits = [Hit(hit["_id"], hit["_source"], hit.get("sort")) for hit in response["hits"]["hits"]]
         next_after = hits[-1].sort if sort and len(hits) == size else None
         return SearchPage(hits=hits, total=int(response["hits"]["total"]["value"]), next_after=next_after)
@@ -353,10 +350,7 @@ class SearchClient:
     ) -> dict[str, Any]:
         """Run aggregations alone (no hits) and return their results by name."""
         body = {"query": dict(query or {"match_all": {}}), "size": 0, "aggs": dict(aggregations)}
-        try:
-            response = await self._client.search(index=index, body=body)
-        except _DRIVER_ERRORS as error:
-            raise _translated(error, index) from error
+        response = await self._search(index, body)
         results: dict[str, Any] = dict(response["aggregations"])
         return results
 
@@ -371,12 +365,19 @@ class SearchClient:
         raw bytes per request, only a client-wide serializer could), so the
         answer is converted from those with `msgspec.convert`.
         """
+        return msgspec.convert(await self._search(index, body), answer)
+
+    async def _search(self, index: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The decoded answer of a `_search` request, the drivers' errors translated."""
         try:
             response = await self._client.search(index=index, body=dict(body))
         except _DRIVER_ERRORS as error:
             raise _translated(error, index) from error
-        decoded = response.body if isinstance(response, elastic_transport.ObjectApiResponse) else response
-        return msgspec.convert(decoded, answer)
+        # elasticsearch-py wraps the decoded body; opensearch-py hands it back as it is.
+        answer: Mapping[str, Any] = (
+            response.body if isinstance(response, elastic_transport.ObjectApiResponse) else response
+        )
+        return answer
 
     async def count(self, index: str, query: Mapping[str, Any] | None = None) -> int:
         """How many documents match `query` (all of them without one).
