@@ -612,11 +612,10 @@ def test_a_refused_commit_of_the_earlier_plan_releases_its_line() -> None:
     assert state.plan == ("refund-payment", "reject", "release:pot")
 
 
-def test_a_stream_stored_before_late_aborts_were_recognised_replays_as_it_ended() -> None:
-    # Sagas whose abort came too late used to end rejected, their refund and reject refused. Their
-    # streams replay unchanged: the new event type is only ever appended, never inferred.
-    stored = stored_until_committed(uuid.uuid4(), skus=("mug",), committed=1)
-    stored += [
+def late_abort_stored() -> list[dict[str, object]]:
+    """A stream of the earlier plan, every line committed, whose abort's refund met the confirmed order."""
+    return [
+        *stored_until_committed(uuid.uuid4(), skus=("mug",), committed=1),
         {"type": "AbortRequested", "actor": "staff-1", "reason": "fraud", "at": "2026-01-01T00:00:05Z"},
         {
             "type": "CompensationStarted",
@@ -629,6 +628,14 @@ def test_a_stream_stored_before_late_aborts_were_recognised_replays_as_it_ended(
             "result": "refused:order-confirmed",
             "at": "2026-01-01T00:00:06Z",
         },
+    ]
+
+
+def test_a_stream_stored_before_late_aborts_were_recognised_replays_as_it_ended() -> None:
+    # Sagas whose abort came too late used to end rejected, their refund and reject refused. Their
+    # streams replay unchanged: the new event type is only ever appended, never inferred.
+    stored = late_abort_stored()
+    stored += [
         {
             "type": "StepCompleted",
             "step": "reject",
@@ -653,20 +660,8 @@ def test_a_stream_stored_before_late_aborts_were_recognised_replays_as_it_ended(
 
 
 def test_a_stream_where_a_late_abort_prevailed_under_the_earlier_plan_replays_as_it_ended() -> None:
-    stored = stored_until_committed(uuid.uuid4(), skus=("mug",), committed=1)
+    stored = late_abort_stored()
     stored += [
-        {"type": "AbortRequested", "actor": "staff-1", "reason": "fraud", "at": "2026-01-01T00:00:05Z"},
-        {
-            "type": "CompensationStarted",
-            "reason": "aborted by staff-1: fraud",
-            "plan": ["refund-payment", "reject"],
-        },
-        {
-            "type": "StepCompleted",
-            "step": "refund-payment",
-            "result": "refused:order-confirmed",
-            "at": "2026-01-01T00:00:06Z",
-        },
         {
             "type": "ConfirmationPrevailed",
             "compensation": "aborted by staff-1: fraud",

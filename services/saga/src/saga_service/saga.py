@@ -350,7 +350,7 @@ def _record_step(state: Saga, command: RecordStep, payment_timeout: timedelta) -
         # The order is confirmed though the saga never recorded its `confirm`: that one was in
         # flight when the compensation started, and it won. (Once `confirm` is recorded, a refused
         # refund is an ordinary refused compensation.)
-        if command.result == REFUSED_PREFIX + ORDER_CONFIRMED and CONFIRM not in state.done:
+        if command.result == REFUSED_PREFIX + ORDER_CONFIRMED and not _confirmed(state):
             return [completed, *_confirmed_first(after, command)]
         # A refused compensation had nothing to undo (already released, order already over).
         if next_step(after) is None:
