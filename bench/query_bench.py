@@ -16,9 +16,13 @@ Compared in one run:
            both parse replies with hiredis when it is installed, as it is here)
     query  the query service as its own process with everything on: JWT verification,
            Redis rate limiting per subject, the live generation resolved per request,
-           the ETag, OpenTelemetry spans (recorded, not exported), JSON access log off;
-           once with every trace recorded (the default sampler, parentbased_always_on) and
-           once with 1% (OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.01)
+           the ETag, a server span per request, JSON access log off; three ways:
+             as shipped: no exporter configured (OTEL_EXPORTER=none), so nothing is recorded,
+               though every trace is sampled for the services downstream;
+             every trace recorded and exported: OTEL_EXPORTER=otlp to a local OTLP/HTTP
+               sink (a process of its own that decodes each batch and counts its spans);
+             1% recorded and exported: the same, with
+               OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.01
   search, 16 clients, against the query service
     text    `q=<a word of a product name>`, newest first
     filter  `status=confirmed&total_min=..&total_max=..`, by total
@@ -26,8 +30,10 @@ Compared in one run:
     deep    page 50 of the same search (a cursor handed out by page 49)
 
 Then the server's CPU time per order-by-id request, the ASGI app called directly in
-this process (no sockets, no load generator): bare, and the query service with every
-trace recorded and with none. A shared machine disturbs this far less than throughput.
+this process (no sockets, no load generator): bare, and the query service as shipped
+and with every trace exported to the sink (the exporting thread's CPU included: the
+spans are flushed before the clock stops). A shared machine disturbs this far less
+than throughput.
 
 The clients are a minimal keep-alive HTTP/1.1 client on asyncio streams, so the load
 generator takes as little CPU from the servers as possible. Not a test: the numbers
@@ -91,6 +97,44 @@ async def order(order_id: str) -> dict[str, str]:
 
 uvicorn.run(Litestar([order], openapi_config=None), port=int(sys.argv[1]), log_level="warning",
             loop="uvloop", http="httptools", access_log=False)
+"""
+
+# A stand-in for an OpenTelemetry collector: takes OTLP/HTTP trace exports, counts their spans
+# per service name, and tells the counts at GET /spans.
+SINK_APP = """
+import json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest, ExportTraceServiceResponse)
+
+counts, lock = {}, threading.Lock()
+ANSWER = ExportTraceServiceResponse().SerializeToString()
+
+class Sink(BaseHTTPRequestHandler):
+    def do_POST(self):
+        batch = ExportTraceServiceRequest.FromString(self.rfile.read(int(self.headers["content-length"])))
+        with lock:
+            for spans in batch.resource_spans:
+                name = next((a.value.string_value for a in spans.resource.attributes
+                             if a.key == "service.name"), "?")
+                counts[name] = counts.get(name, 0) + sum(len(s.spans) for s in spans.scope_spans)
+        self._answer(ANSWER, "application/x-protobuf")
+
+    def do_GET(self):
+        with lock:
+            self._answer(json.dumps(counts).encode(), "application/json")
+
+    def _answer(self, body, kind):
+        self.send_response(200)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 """
 
 
@@ -322,16 +366,26 @@ async def cpu_per_request(app: Litestar, path: str, token: str, requests: int = 
         await app(dict(scope), receive, send)  # type: ignore[arg-type]
         assert statuses == [200], statuses
 
+    def flush() -> None:
+        # The spans waiting in the exporting thread's queue go out now (none wait when nothing exports).
+        app.state.observability.provider.force_flush()
+
     async with lifespan_of(app):
         for _ in range(200):
             await call()
+        if hasattr(app.state, "observability"):
+            flush()
         started = time.process_time()
         for _ in range(requests):
             await call()
+        if hasattr(app.state, "observability"):
+            flush()
         return (time.process_time() - started) / requests * 1000
 
 
-async def cpu_table(redis_url: str, search_url: str, prefix: str, order_id: str, token: str) -> list[str]:
+async def cpu_table(
+    redis_url: str, search_url: str, prefix: str, order_id: str, token: str, sink_port: int
+) -> list[str]:
     # The query service's client settings (see BARE_APP).
     redis = Redis.from_url(redis_url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0)
     base = Keyspace(prefix).models(INITIAL_GENERATION).order("")
@@ -350,9 +404,11 @@ async def cpu_table(redis_url: str, search_url: str, prefix: str, order_id: str,
     try:
         bare_ms = await cpu_per_request(Litestar([bare], openapi_config=None), path, token)
         rows = [f"| bare Litestar + HGETALL | {bare_ms:.2f} | |"]
-        samplers = (("every trace recorded", "parentbased_always_on"), ("no trace recorded", "always_off"))
-        for name, sampler in samplers:
-            app = create_app(msgspec.convert({**settings, "otel_traces_sampler": sampler}, QuerySettings))
+        # The exporter reads its endpoint from the standard variable, as in the service's own process.
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink_port}"
+        exporters = (("as shipped (no exporter)", "none"), ("every trace exported", "otlp"))
+        for name, exporter in exporters:
+            app = create_app(msgspec.convert({**settings, "otel_exporter": exporter}, QuerySettings))
             ms = await cpu_per_request(app, path, token)
             rows.append(f"| query service, {name} | {ms:.2f} | {bare_ms / ms:.0%} |")
         return rows
@@ -375,6 +431,9 @@ async def main() -> None:
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=15.0, help="per contender, split over the rounds")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument(
+        "--no-search", dest="search", action="store_false", help="only the reads by id (and CPU per request)"
+    )
     args = parser.parse_args()
     redis_url, search_url = os.environ["REDIS_URL"], os.environ["SEARCH_URL"]
     prefix = f"bench{uuid.uuid4().hex[:8]}-"
@@ -404,17 +463,28 @@ async def main() -> None:
         def by_id(rng: random.Random) -> str:
             return f"/orders/{rng.choice(ids)}"
 
-        sampled_port = free_port()
+        sink_port, exported_port, sampled_port = free_port(), free_port(), free_port()
+        exporting = {"OTEL_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
+        exported_env = {
+            **query_env,
+            **exporting,
+            "QUERY_PORT": str(exported_port),
+            "OTEL_SERVICE_NAME": "query-every-trace",
+        }
         sampled_env = {
             **query_env,
+            **exporting,
             "QUERY_PORT": str(sampled_port),
+            "OTEL_SERVICE_NAME": "query-1-percent",
             "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
             "OTEL_TRACES_SAMPLER_ARG": "0.01",
         }
         query_argv = [sys.executable, "-m", "query_service"]
         async with (
+            process([sys.executable, "-c", SINK_APP, str(sink_port)], {}, sink_port, "/spans"),
             process(bare_argv, {}, bare_port, f"/orders/{ids[0]}") as bare_pid,
             process(query_argv, query_env, query_port, "/health/ready") as query_pid,
+            process(query_argv, exported_env, exported_port, "/health/ready") as exported_pid,
             process(query_argv, sampled_env, sampled_port, "/health/ready") as sampled_pid,
         ):
             # All three up at once, measured in many short alternating rounds: the machine's
@@ -423,12 +493,13 @@ async def main() -> None:
             targets = {
                 "bare": (bare_port, None, bare_pid),
                 "query": (query_port, token, query_pid),
+                "query-exported": (exported_port, token, exported_pid),
                 "query-sampled": (sampled_port, token, sampled_pid),
             }
             for port, credentials, _ in targets.values():
                 await drive(port, credentials, 32, 2, by_id)  # warm-up
             for round_number in range(args.rounds):
-                progress(f"order by id, round {round_number + 1} of {args.rounds}: bare, query, query 1%")
+                progress(f"order by id, round {round_number + 1} of {args.rounds}: {', '.join(targets)}")
                 for name, (port, credentials, pid) in targets.items():
                     used = cpu_seconds(pid)
                     run = await drive(port, credentials, 32, args.seconds / args.rounds, by_id)
@@ -451,19 +522,36 @@ async def main() -> None:
                 ("first", lambda rng: first),
                 ("deep", lambda rng: deep),
             )
-            for name, path in searches:
+            for name, path in searches if args.search else ():
                 progress(f"search ({name}): query service, 16 clients")
                 await drive(query_port, token, 16, 1, path)
                 results[name] = await drive(query_port, token, 16, args.seconds, path)
-        progress("CPU per request, in-process")
-        cpu_rows = await cpu_table(redis_url, search_url, prefix, ids[0], token)
+            progress("CPU per request, in-process")
+            cpu_rows = await cpu_table(redis_url, search_url, prefix, ids[0], token, sink_port)
+            # By now the exporting threads have sent their last batches (they send at least every 5 s).
+            exported = await spans_received(sink_port)
     finally:
         progress("removing the read models")
         await unseed(redis_url, search_url, prefix)
     print_table(args, results)
+    answered = {name: len(results[name].latencies) for name in ("query-exported", "query-sampled")}
+    print(
+        f"\nSpans the sink received: every trace {exported.get('query-every-trace', 0):,} "
+        f"(of {answered['query-exported']:,} requests measured, and the warm-up's), "
+        f"1% {exported.get('query-1-percent', 0):,} (of {answered['query-sampled']:,})"
+    )
     print("\n| app (order by id, in-process) | CPU ms / request | bare / app |")
     print("|---|---:|---:|")
     print("\n".join(cpu_rows))
+
+
+async def spans_received(port: int) -> dict[str, int]:
+    """The sink's count of spans received, per service name."""
+    client = HttpClient(port, None)
+    status, body = await client.get("/spans")
+    await client.close()
+    assert status == 200, body
+    return msgspec.json.decode(body, type=dict[str, int])
 
 
 async def deep_page_path(port: int, token: str, *, page: int) -> str:
@@ -489,14 +577,22 @@ def print_table(args: argparse.Namespace, results: dict[str, Run]) -> None:
     print("| measurement | req/s | p50 ms | p99 ms | errors | vs bare | server CPU ms / request |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print(row("order by id, bare Litestar + HGETALL (32 clients)", results["bare"]))
-    print(row("order by id, query service (32 clients)", results["query"], results["bare"]))
-    print(
-        row("order by id, query service, 1% traced (32 clients)", results["query-sampled"], results["bare"])
+    contenders = (
+        ("query", "as shipped, no exporter"),
+        ("query-exported", "every trace exported"),
+        ("query-sampled", "1% of traces exported"),
     )
-    print(row("search: text (16 clients)", results["text"]))
-    print(row("search: filter, by total (16 clients)", results["filter"]))
-    print(row("search: page 1, unfiltered (16 clients)", results["first"]))
-    print(row("search: page 50 by cursor, unfiltered (16 clients)", results["deep"]))
+    for name, title in contenders:
+        print(row(f"order by id, query service, {title} (32 clients)", results[name], results["bare"]))
+    searches = (
+        ("text", "text"),
+        ("filter", "filter, by total"),
+        ("first", "page 1, unfiltered"),
+        ("deep", "page 50 by cursor, unfiltered"),
+    )
+    for name, title in searches:
+        if name in results:
+            print(row(f"search: {title} (16 clients)", results[name]))
 
 
 if __name__ == "__main__":

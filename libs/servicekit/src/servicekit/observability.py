@@ -57,7 +57,7 @@ class Observability:
         """Wrap the whole of `app`'s request handling (after its own routing and error handling are
         built) in the request telemetry: one server span, the correlation id, `nosniff` and the headers
         handlers queue, one access line, metrics. Every answer passes through it, the router's 404 and
-        405 too."""
+        405 too. `app.state.observability` is this object (to flush its spans, say)."""
         telemetry = RequestTelemetry(
             app.asgi_handler,  # type: ignore[arg-type]  # plain ASGI shapes, not Litestar's scope types
             provider=self.provider,
@@ -66,6 +66,7 @@ class Observability:
             metrics=self.http_metrics,
         )
         app.asgi_handler = telemetry  # type: ignore[assignment]
+        app.state.observability = self
         return app
 
     def routes(
