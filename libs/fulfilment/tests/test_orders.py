@@ -139,11 +139,20 @@ def test_a_cancelled_order_cannot_be_confirmed() -> None:
     assert refused.value.code == "order-not-pending"
 
 
-def test_a_confirmed_order_cannot_be_rejected() -> None:
-    with pytest.raises(Conflict):
+def test_a_confirmed_order_cannot_be_rejected_and_the_refusal_says_it_is_confirmed() -> None:
+    with pytest.raises(Conflict) as refused:
         decide(
             given_events(placed(), OrderConfirmed(order_id=ORDER)), RejectOrder(order_id=ORDER, reason="x")
         )
+    assert refused.value.code == "order-confirmed"
+
+
+def test_a_cancelled_order_cannot_be_rejected() -> None:
+    state = given_events(placed(), OrderCancelled(order_id=ORDER, cancelled_by=ALICE))
+
+    with pytest.raises(Conflict) as refused:
+        decide(state, RejectOrder(order_id=ORDER, reason="x"))
+    assert refused.value.code == "order-not-pending"
 
 
 def test_a_pending_order_can_be_rejected_with_a_reason() -> None:

@@ -10,6 +10,7 @@ under a placed order does not stop it.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -208,7 +209,7 @@ async def test_an_abort_before_the_confirm_goes_out_releases_every_line_and_comm
         state = (await saga.drive(order_id)).state
         assert state is not None
         assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED), state
-        assert list(state.done)[-4:] == ["refund-payment", "reject", "release:pot", "release:mug"]
+        assert list(state.done)[-4:] == ["reject", "refund-payment", "release:pot", "release:mug"]
 
         # The `confirm` a slow driver sends now is refused: the order is rejected.
         assert await saga.commands.send(in_flight, "confirm") == "refused:order-not-pending"
@@ -254,7 +255,7 @@ async def test_an_abort_after_the_confirm_is_recorded_is_refused_and_the_stock_s
 
 async def test_an_abort_reaching_the_order_after_its_confirm_goes_on_with_the_commits(world: World) -> None:
     # The race of an abort with the `confirm`: the command service confirms the order, and before
-    # the saga records that answer an operator aborts. The compensation's refund meets a confirmed
+    # the saga records that answer an operator aborts. The compensation's reject meets a confirmed
     # order and is refused; the saga says the abort came too late, undoes nothing of the order
     # (not rejected, nothing released, the payment captured) and commits its stock.
     order_id = await world.place("olga", ("MUG", 2))
@@ -274,7 +275,7 @@ async def test_an_abort_reaching_the_order_after_its_confirm_goes_on_with_the_co
     assert (view.phase, view.outcome, view.next_step) == ("done", "confirmed", None)
     assert view.reason == (
         "aborted by staff-1: fraud check: too late, the order was confirmed first "
-        "(refund-payment refused: order-confirmed)"
+        "(reject refused: order-confirmed)"
     )
     history = [entry.type for entry in view.history]
     assert history[-6:] == [
@@ -437,3 +438,43 @@ async def test_a_cancellation_between_the_commits_keeps_what_shipped_and_release
         "StockReserved",
         "StockReservationReleased",
     ]
+
+
+async def test_a_confirm_and_the_reject_of_an_abort_sent_at_once_never_both_go_through(world: World) -> None:
+    # An abort while the `confirm` is on the wire: its compensation's first step, the reject, goes
+    # out at the same moment. Both are commands on the order's stream, so exactly one is appended,
+    # and the saga ends as the order did: confirmed and paid, or rejected and refunded, never
+    # confirmed with its payment refunded.
+    await stock_pot(world)
+    orders = [await world.place(f"race-{n}", ("MUG", 1), ("POT", 1)) for n in range(6)]
+    outcomes: list[Outcome | None] = []
+    async with world.instance("a", payment_timeout=30) as saga:
+        for order_id in orders:
+            in_flight = await hold_confirm(world, saga, order_id)
+            aborted = await saga.record(
+                order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC))
+            )
+            assert aborted.state is not None
+            assert next_step(aborted.state) == "reject"
+            confirm, reject = await asyncio.gather(
+                saga.commands.send(in_flight, "confirm"), saga.commands.send(aborted.state, "reject")
+            )
+            assert sorted([confirm, reject]) in (
+                ["ok", "refused:order-confirmed"],  # the confirm first
+                ["ok", "refused:order-not-pending"],  # the reject first
+            ), (confirm, reject)
+            await saga.record(order_id, RecordStep(step="reject", result=reject, at=datetime.now(UTC)))
+            state = (await saga.drive(order_id)).state
+            assert state is not None
+            outcomes.append(state.outcome)
+            order_events = await types(world, order_stream(order_id))
+            payment_events = await types(world, payment_stream(order_id))
+            if confirm == "ok":
+                assert state.outcome is Outcome.CONFIRMED, state
+                assert order_events == ["OrderPlaced", "OrderConfirmed"]
+                assert "PaymentRefunded" not in payment_events
+            else:
+                assert state.outcome is Outcome.REJECTED, state
+                assert order_events == ["OrderPlaced", "OrderRejected"]
+                assert payment_events[-1] == "PaymentRefunded"
+    assert None not in outcomes

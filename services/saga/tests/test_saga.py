@@ -121,11 +121,11 @@ def test_a_shortage_releases_what_was_reserved_and_rejects() -> None:
     assert state.outcome is Outcome.REJECTED
 
 
-def test_a_decline_is_recorded_then_compensated_in_reverse() -> None:
+def test_a_decline_rejects_the_order_is_recorded_and_releases_in_reverse() -> None:
     state, _ = run(paying(), step("request-payment"), step("ask-provider"))
     state, _ = run(state, ReceiveReply(authorized=False, reason="insufficient funds", at=T0))
     assert state is not None
-    assert state.plan == ("record-decline", "reject", "release:pot", "release:mug")
+    assert state.plan == ("reject", "record-decline", "release:pot", "release:mug")
 
 
 def test_the_deadline_voids_the_payment_releases_and_rejects() -> None:
@@ -133,7 +133,7 @@ def test_the_deadline_voids_the_payment_releases_and_rejects() -> None:
     state, events = run(state, FireDeadline(deadline="payment", at=T0 + TIMEOUT))
     assert state is not None
     assert isinstance(events[0], DeadlineFired)
-    assert state.plan == ("void-payment", "reject", "release:pot", "release:mug")
+    assert state.plan == ("reject", "void-payment", "release:pot", "release:mug")
 
 
 def test_a_reply_after_the_deadline_fired_is_ignored_and_recorded() -> None:
@@ -201,7 +201,7 @@ def test_a_refused_forward_step_compensates() -> None:
     state, _ = run(paying(), step("request-payment", "refused:payment-already-requested"))
     assert state is not None
     assert state.phase is Phase.COMPENSATING
-    assert state.plan[0] == "void-payment"
+    assert state.plan[:2] == ("reject", "void-payment")
 
 
 def test_a_parked_saga_waits_until_resumed() -> None:
@@ -231,7 +231,7 @@ def test_aborting_a_parked_saga_compensates() -> None:
     assert state is not None
     assert any(isinstance(event, CompensationStarted) for event in events)
     assert state.parked is None
-    assert state.plan == ("void-payment", "reject", "release:pot", "release:mug")
+    assert state.plan == ("reject", "void-payment", "release:pot", "release:mug")
 
 
 def test_aborting_a_finished_saga_is_refused() -> None:
@@ -311,7 +311,7 @@ def test_an_abort_while_the_authorisation_is_recorded_voids_or_refunds_whichever
     assert next_step(state) == "record-authorization"
     state, _ = run(state, Abort(actor="staff-1", reason="fraud check", at=T0))
     assert state is not None
-    assert state.plan == ("void-payment", "refund-payment", "reject", "release:pot", "release:mug")
+    assert state.plan == ("reject", "void-payment", "refund-payment", "release:pot", "release:mug")
     state = drive(state, {"void-payment": void, "refund-payment": refund})
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED)
@@ -322,13 +322,14 @@ def test_an_abort_while_the_authorisation_is_recorded_voids_or_refunds_whichever
 def test_an_abort_before_the_confirm_is_recorded_releases_every_line_and_commits_nothing() -> None:
     state = aborted_while_confirming()
     assert state.phase is Phase.COMPENSATING
-    # Nothing is committed before `confirm`: every reservation is given back.
-    assert state.plan == ("refund-payment", "reject", "release:pot", "release:mug")
+    # Nothing is committed before `confirm`: every reservation is given back. The reject comes
+    # first: it meets a `confirm` in flight on the order's stream, where only one goes through.
+    assert state.plan == ("reject", "refund-payment", "release:pot", "release:mug")
     state = drive(state)
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED)
     assert not [name for name in sent(state) if name.startswith("commit:")]
-    assert sent(state)[-4:] == ["refund-payment", "reject", "release:pot", "release:mug"]
+    assert sent(state)[-4:] == ["reject", "refund-payment", "release:pot", "release:mug"]
 
 
 def test_a_refused_confirm_compensates_with_every_line_still_reserved() -> None:
@@ -337,7 +338,7 @@ def test_a_refused_confirm_compensates_with_every_line_still_reserved() -> None:
     state, events = run(confirming(), step("confirm", "refused:order-not-pending"))
     assert isinstance(events[-1], CompensationStarted)
     assert state is not None
-    assert state.plan == ("refund-payment", "reject", "release:pot", "release:mug")
+    assert state.plan == ("reject", "refund-payment", "release:pot", "release:mug")
 
 
 def test_an_abort_after_the_confirm_is_recorded_is_refused_and_the_commits_go_on() -> None:
@@ -357,26 +358,26 @@ def test_an_abort_after_the_confirm_is_recorded_is_refused_and_the_commits_go_on
 
 
 def test_an_abort_after_the_confirm_was_accepted_goes_on_with_the_commits_and_says_it_came_too_late() -> None:
-    state, events = run(aborted_while_confirming(), step("refund-payment", "refused:order-confirmed"))
+    state, events = run(aborted_while_confirming(), step("reject", "refused:order-confirmed"))
     assert [type(event) for event in events] == [StepCompleted, ConfirmationPrevailed]
     prevailed = events[1]
     assert isinstance(prevailed, ConfirmationPrevailed)
     assert (prevailed.compensation, prevailed.step, prevailed.code) == (
         "aborted by staff-1: fraud check",
-        "refund-payment",
+        "reject",
         "order-confirmed",
     )
     assert state is not None
     assert state.reason == (
         "aborted by staff-1: fraud check: too late, the order was confirmed first "
-        "(refund-payment refused: order-confirmed)"
+        "(reject refused: order-confirmed)"
     )
-    # Back to the confirmation, `confirm` done: the reject and the releases are never sent, the
+    # Back to the confirmation, `confirm` done: the refund and the releases are never sent, the
     # commits are.
     assert (state.phase, state.outcome) == (Phase.CONFIRMING, None)
     assert state.plan == ("record-authorization", "confirm", "commit:mug", "commit:pot")
     assert next_step(state) == "commit:mug"
-    assert "refund-payment" not in state.done
+    assert "reject" not in state.done
     # The answer of the `confirm` that won arrives late and decides nothing.
     _, late = run(state, step("confirm"))
     assert late == []
@@ -386,27 +387,26 @@ def test_an_abort_after_the_confirm_was_accepted_goes_on_with_the_commits_and_sa
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED)
     assert sent(state)[-2:] == ["commit:mug", "commit:pot"]
-    assert not [name for name in sent(state) if name.startswith(("release:", "reject"))]
+    assert not [name for name in sent(state) if name.startswith(("release:", "refund"))]
 
 
 def test_an_abort_reaching_the_order_before_its_confirm_still_rejects_it() -> None:
-    # The refund went through, so the `confirm` arriving after it is refused (the payment is no
-    # longer authorised): the compensation stands, and every line is released.
+    # The reject went through, so the `confirm` arriving after it is refused (the order is no
+    # longer pending): the compensation stands, the payment is refunded and every line released.
     state = drive(aborted_while_confirming())
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED)
-    assert (state.done["refund-payment"], state.done["reject"]) == ("ok", "ok")
-    _, late = run(state, step("confirm", "refused:order-not-paid"))
+    assert (state.done["reject"], state.done["refund-payment"]) == ("ok", "ok")
+    _, late = run(state, step("confirm", "refused:order-not-pending"))
     assert late == []
 
 
 def test_a_cancellation_after_an_abort_came_too_late_refunds_and_releases_what_is_not_committed() -> None:
-    state, _ = run(aborted_while_confirming(), step("refund-payment", "refused:order-confirmed"))
+    state, _ = run(aborted_while_confirming(), step("reject", "refused:order-confirmed"))
     state, _ = run(state, step("commit:mug"), Cancel(reason="changed my mind", at=T0))
     assert state is not None
     # `commit:pot` was on its way: released too (refused if that commit went through).
     assert state.plan == ("refund-payment", "release:pot")
-    # The refused refund of the dropped compensation is not taken for this one's answer.
     assert next_step(state) == "refund-payment"
     state = drive(state)
     assert state is not None
@@ -417,11 +417,11 @@ def test_a_cancellation_noted_while_a_late_abort_compensates_is_compensated_once
     None
 ):
     # The customer cancelled the order after it was confirmed; the saga, compensating for the
-    # abort, only notes it. Its refund was refused while the order stood confirmed: the abort
+    # abort, only notes it. Its reject was refused while the order stood confirmed: the abort
     # came too late, and the cancellation is then compensated like any of a confirmed order,
     # before a single line is committed.
     state, _ = run(aborted_while_confirming(), Cancel(reason="changed my mind", at=T0))
-    state, events = run(state, step("refund-payment", "refused:order-confirmed"))
+    state, events = run(state, step("reject", "refused:order-confirmed"))
     assert [type(event) for event in events] == [StepCompleted, ConfirmationPrevailed, CompensationStarted]
     assert state is not None
     assert (state.phase, state.plan, state.reason) == (
@@ -582,7 +582,7 @@ def test_an_abort_of_a_stream_of_the_earlier_plan_compensates_as_before() -> Non
     state = replay(stored_until_committed(uuid.uuid4(), skus=("mug", "pot"), committed=1))
     state, _ = run(state, Abort(actor="staff-1", reason="fraud", at=T0))
     assert state is not None
-    assert state.plan == ("refund-payment", "reject", "release:pot")
+    assert state.plan == ("reject", "refund-payment", "release:pot")
     state = drive(state)
     assert state is not None
     assert state.outcome is Outcome.REJECTED
@@ -594,8 +594,8 @@ def test_a_late_abort_of_a_stream_of_the_earlier_plan_ends_confirmed_at_once() -
     assert next_step(state) == "confirm"
     state, _ = run(state, Abort(actor="staff-1", reason="fraud", at=T0))
     assert state is not None
-    assert state.plan == ("refund-payment", "reject")
-    state, events = run(state, step("refund-payment", "refused:order-confirmed"))
+    assert state.plan == ("reject", "refund-payment")
+    state, events = run(state, step("reject", "refused:order-confirmed"))
     assert [type(event) for event in events] == [StepCompleted, ConfirmationPrevailed, SagaCompleted]
     assert state is not None
     assert (state.phase, state.outcome, next_step(state)) == (Phase.DONE, Outcome.CONFIRMED, None)
@@ -609,7 +609,7 @@ def test_a_refused_commit_of_the_earlier_plan_releases_its_line() -> None:
     state, events = run(state, step("commit:pot", "refused:order-not-active"))
     assert isinstance(events[-1], CompensationStarted)
     assert state is not None
-    assert state.plan == ("refund-payment", "reject", "release:pot")
+    assert state.plan == ("reject", "refund-payment", "release:pot")
 
 
 def late_abort_stored() -> list[dict[str, object]]:

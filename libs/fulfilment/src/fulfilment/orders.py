@@ -128,6 +128,11 @@ def decide(state: Order | None, command: OrderCommand) -> list[OrderEvent]:
             order = _existing(state, command.order_id)
             if order.status is OrderStatus.REJECTED:
                 return []
+            if order.status is OrderStatus.CONFIRMED:
+                # Its own code: the saga tells from it that the `confirm` it sent before compensating won.
+                raise Conflict(
+                    "order-confirmed", f"cannot reject order {order.order_id}: it is confirmed (cancel it)"
+                )
             _require_pending(order, "reject")
             return [OrderRejected(order_id=order.order_id, reason=command.reason)]
         case CancelOrder():

@@ -22,17 +22,20 @@ releasing the lines not committed yet. Streams whose confirmation started before
 this order carry their own plan (the commits, then `confirm`) and go on with it.
 
 A cancellation by the customer, or an operator's abort, also leads to
-`compensating`. A compensation plan undoes what was done: the payment (void, or
-refund once authorised), then the order is rejected (not when the customer
-cancelled it: it is over already), then the reservations not committed are
-released, last line first. Rejecting before releasing means the order is no
-longer pending when its stock is given back, so a reservation still on its way
-is refused by the command service (a reservation is only for a pending order)
-instead of being made after its release and staying held.
+`compensating`. A compensation plan undoes what was done: first the order is
+rejected (not when the customer cancelled it: it is over already), then the
+payment (void, or refund once authorised), then the reservations not committed
+are released, last line first. Rejecting first means the order is no longer
+pending when its stock is given back, so a reservation still on its way is
+refused by the command service (a reservation is only for a pending order)
+instead of being made after its release and staying held; and that a `confirm`
+still on its way and the reject meet on the order's stream, where only one of
+them can go through.
 
 An abort while confirming may come after the `confirm` command went out and was
 accepted, before its answer is recorded. The compensation then meets a confirmed
-order: its refund, the first step, is refused (`order-confirmed`). The
+order: its reject, the first step, is refused (`order-confirmed`; so is the
+refund that came first in compensations started before the reject did). The
 confirmation won: the saga drops the compensation (`ConfirmationPrevailed`),
 undoing nothing of the confirmed order, and goes on with its commits.
 
@@ -234,7 +237,14 @@ def _confirmed(saga: Saga) -> bool:
 
 
 def _compensation(saga: Saga, *, reject: bool, declined: bool, in_flight: str | None) -> tuple[str, ...]:
-    steps: list[str] = []
+    # The order is rejected first. A `confirm` may be in flight (an operator's abort while
+    # confirming): the reject is a command on the order's stream like it, so exactly one of the two
+    # goes through, and a reject refused `order-confirmed` says the confirmation won. A refund first
+    # would race it instead: a command on the payment's stream, checked against the order read
+    # without a lock, so both could pass their checks at once and the order end confirmed and
+    # refunded. A late reservation, too, then meets an order that is not pending and is refused,
+    # where after the releases it would be made and stay held.
+    steps: list[str] = [REJECT] if reject else []
     if declined:
         steps.append(RECORD_DECLINE)
     elif saga.done.get(RECORD_AUTHORIZATION) == OK:
@@ -249,10 +259,6 @@ def _compensation(saga: Saga, *, reject: bool, declined: bool, in_flight: str | 
     # A reservation whose answer is still on its way (the step in flight when an outside input turned
     # the saga) may have been made: releasing it is harmless if not, and the driver that sent it sends
     # the release after it, so the release cannot overtake it.
-    # The order is rejected before its stock is released: a late reservation then meets an order
-    # that is not pending and is refused, where after the releases it would be made and stay held.
-    if reject:
-        steps.append(REJECT)
     # A committed line has shipped and stays so (the command service refuses to release it); a
     # commit refused or still in flight is released (refused in turn if that commit went through).
     for line in reversed(saga.lines):
@@ -392,8 +398,8 @@ def _confirmed_first(state: Saga, command: RecordStep) -> list[SagaEvent]:
     Only a compensation that turned the saga while its `confirm` was in flight gets here (an
     operator's abort; a customer's cancellation is appended to the order before the saga hears
     of it, so its refund finds the order cancelled, not confirmed). Nothing of the confirmed
-    order is undone: the refund was refused, so the payment stays captured; the refund is the
-    plan's first step, so neither the reject nor a release after it was sent. The saga goes back
+    order is undone: the reject is the plan's first step (the refund, in compensations started
+    before the reject came first), and was refused, so no other step of the plan was sent. The saga goes back
     to its confirmation, `confirm` done, and commits the lines (a confirmation started before
     `confirm` came first committed them all already: the saga ends confirmed at once). A
     cancellation noted while compensating (the customer cancelled the order once it was

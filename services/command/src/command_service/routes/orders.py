@@ -102,7 +102,7 @@ class OrderController(Controller):
         "/{order_id:uuid}/reject",
         status_code=200,
         operation_id="rejectOrder",
-        summary="Reject a pending order, saying why",
+        summary="Reject a pending order, saying why (a confirmed one: 409 order-confirmed)",
         **requires(SERVICE),
         responses=problem_responses(404, 409, 412),
     )
