@@ -169,6 +169,17 @@ async def test_an_overlong_url_is_refused_with_414(service: Service) -> None:
     assert (await _exchange(service.url, request)).startswith(b"HTTP/1.1 414 ")
 
 
+async def test_a_refusal_reaches_the_client_with_most_of_a_huge_request_unread(service: Service) -> None:
+    # The server refuses after the first 16 KiB; the rest keeps coming. Closing at once would reset
+    # the connection, and the reset often destroys the answer before the client reads it.
+    url = b"GET /" + b"a" * 2_000_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n"
+    header = b"GET /health/live HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 2_000_000 + b"\r\n\r\n"
+
+    answers = [await _exchange(service.url, request) for request in (url, header) * 5]
+
+    assert [answer.split(b" ", 2)[1] for answer in answers] == [b"414", b"431"] * 5
+
+
 async def test_headers_sent_too_slowly_get_408_and_idle_connections_are_closed(service: Service) -> None:
     slow = await _exchange(service.url, b"GET /health/live HTTP/1.1\r\nHost: t\r\n", pause=2.5)
     idle = await _exchange(service.url, b"", pause=2.5)

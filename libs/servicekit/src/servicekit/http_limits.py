@@ -14,6 +14,12 @@ get the same limits) and:
   `header_timeout` seconds of its first byte, and closes silently a connection
   that sends nothing at all for that long.
 
+A refusal is sent, then the server's side of the connection is shut (the
+client reads the answer, then the end of the stream), and what the client still
+sends is read and dropped until it closes, or for at most two seconds: closing
+at once with the rest of a large request unread would reset the connection, and
+the reset can destroy the answer before the client reads it.
+
 Everything else is uvicorn's own behaviour.
 """
 
@@ -29,6 +35,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 __all__ = ["HeaderLimits", "LimitedConfig", "LimitedHttpToolsProtocol"]
 
 _REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+# How long a refused connection is drained before it is closed, if the client does not close it first.
+_LINGER_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -155,4 +163,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         )
         self.logger.info("refused a request: %s", message)
         self.transport.write(response)
-        self.transport.close()
+        if self.transport.is_closing() or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        # Closing with the rest of the request unread makes the kernel reset the connection, and a
+        # reset can destroy the answer before the client reads it. So: the answer, then our end of
+        # the connection (FIN); what still comes is read and dropped (`_refused`), and the
+        # connection closes when the client closes it (`eof_received`) or after a moment.
+        self.transport.write_eof()
+        self.loop.call_later(_LINGER_SECONDS, self.transport.close)
