@@ -10,6 +10,7 @@ under it, atomically.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -90,18 +91,20 @@ class LiveHashes:
         # ones encoded once: redis-py encodes and frames each one in Python. A server that lost
         # its scripts gets it again.
         try:
-            flat = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-                "EVALSHA", self._sha, _ONE_KEY, self._pointer, marked_key
-            )
+            flat = await self._evalsha(marked_key)
         except NoScriptError:
             loaded: str | bytes = await self._redis.script_load(_LIVE_HASH)
             self._sha = loaded.encode() if isinstance(loaded, str) else loaded
-            flat = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-                "EVALSHA", self._sha, _ONE_KEY, self._pointer, marked_key
-            )
+            flat = await self._evalsha(marked_key)
         pairs = iter(flat)
         fields = dict(zip(pairs, pairs, strict=True))
         return fields if self._decoded else _strings(fields)
+
+    async def _evalsha(self, marked_key: str) -> list[Any]:
+        flat: list[Any] = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # untyped
+            "EVALSHA", self._sha, _ONE_KEY, self._pointer, marked_key
+        )
+        return flat
 
     async def order(self, order_id: str) -> OrderSummary | None:
         """The order's summary in the live generation, or None."""

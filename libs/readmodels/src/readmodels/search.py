@@ -19,7 +19,8 @@ neither the identification nor a health check may rely.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import elastic_transport
@@ -131,6 +132,15 @@ class SearchPage(msgspec.Struct, frozen=True):
 # answers with an error status; opensearch-py raises `TransportError` for both, its
 # `ConnectionError` (timeouts included) for the transport failures.
 _DRIVER_ERRORS = (elastic_transport.TransportError, EsApiError, OsTransportError)
+
+
+@contextlib.contextmanager
+def _translating(index: str) -> Iterator[None]:
+    """Raise the suite's error for a driver's failure of the request made inside, about `index`."""
+    try:
+        yield
+    except _DRIVER_ERRORS as error:
+        raise _translated(error, index) from error
 
 
 def _translated(error: Exception, index: str) -> Exception:
@@ -369,10 +379,8 @@ class SearchClient:
 
     async def _search(self, index: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """The decoded answer of a `_search` request, the drivers' errors translated."""
-        try:
+        with _translating(index):
             response = await self._client.search(index=index, body=dict(body))
-        except _DRIVER_ERRORS as error:
-            raise _translated(error, index) from error
         # elasticsearch-py wraps the decoded body; opensearch-py hands it back as it is.
         answer: Mapping[str, Any] = (
             response.body if isinstance(response, elastic_transport.ObjectApiResponse) else response
@@ -386,18 +394,14 @@ class SearchClient:
         and `index` exists (a readiness probe): it reads no documents.
         """
         body = {"query": dict(query)} if query else None
-        try:
+        with _translating(index):
             response = await self._client.count(index=index, body=body)
-        except _DRIVER_ERRORS as error:
-            raise _translated(error, index) from error
         return int(response["count"])
 
     async def refresh(self, index: str) -> None:
         """Make every write to `index` acknowledged so far visible to searches."""
-        try:
+        with _translating(index):
             await self._client.indices.refresh(index=index)
-        except _DRIVER_ERRORS as error:
-            raise _translated(error, index) from error
 
     async def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
         """Apply alias actions (`{"add": {...}}`, `{"remove": {...}}`) in one atomic request.

@@ -25,7 +25,6 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping
-from types import MappingProxyType
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
@@ -184,8 +183,9 @@ class RequestSpan(trace_api.Span):
 
     def add_event(self, name: str, attributes: Attributes = None, timestamp: int | None = None) -> None:
         if not self._ended:
-            frozen = MappingProxyType(dict(attributes)) if attributes else None
-            self.events.append(Event(name, frozen, timestamp if timestamp is not None else time.time_ns()))
+            # A copy: the caller may change its mapping afterwards (`finish` bounds this one).
+            copied = dict(attributes) if attributes else None
+            self.events.append(Event(name, copied, timestamp if timestamp is not None else time.time_ns()))
 
     def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:
         if not self._ended and context.is_valid:
