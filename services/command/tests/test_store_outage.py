@@ -125,3 +125,35 @@ async def test_the_openapi_document_says_which_answers_are_safe_to_retry(client:
     for status in ("409", "429", "503"):
         description = responses[status]["description"].lower()
         assert "safe to retry with the same idempotency-key" in description, status
+
+
+async def test_started_with_postgres_down_it_serves_says_what_it_waits_for_and_starts_when_it_answers(
+    proxy: TcpProxy,
+    fresh_database_url: str,
+    settings_for: Callable[..., CommandSettings],
+    tokens: TokenFactory,
+) -> None:
+    await proxy.stop()  # PostgreSQL does not answer at start-up
+    url = through(proxy, fresh_database_url)
+    app = create_app(settings_for(url))
+    async with lifespan_of(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://command.test") as client:
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 503
+            waiting = ready.json()["checks"]["startup"]
+            assert waiting.startswith(f"waiting for postgres at 127.0.0.1:{proxy.port}: "), waiting
+            password = urlsplit(url).password
+            assert password is None or password not in ready.text
+            assert (await client.get("/health/live")).status_code == 200  # waiting is no reason to restart
+
+            early = await client.post("/orders", json=ORDER_BODY, headers=command_headers(tokens("alice")))
+            assert early.status_code == 503, early.text
+            assert (early.json()["code"], early.headers["Retry-After"]) == ("starting", "1")
+
+            await proxy.start()
+            async with asyncio.timeout(30):
+                while (await client.get("/health/ready")).status_code != 200:
+                    await asyncio.sleep(0.2)
+            placed = await client.post("/orders", json=ORDER_BODY, headers=command_headers(tokens("alice")))
+            assert placed.status_code == 201, placed.text

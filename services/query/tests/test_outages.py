@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
@@ -110,4 +111,15 @@ async def test_ready_when_both_stores_answer(client: httpx.AsyncClient) -> None:
     ready = await client.get("/health/ready")
 
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"redis": "ok", "search": "ok"}
+    assert ready.json()["checks"] == {"startup": "ok", "loops": "ok", "redis": "ok", "search": "ok"}
+
+
+async def test_more_concurrent_reads_than_redis_connections_wait_for_one_instead_of_failing(
+    settings_for: Callable[..., QuerySettings], models: SeededModels, placed: str, tokens: TokenFactory
+) -> None:
+    # 300 reads at once through 4 connections: each waits its turn; none is a 503 while Redis is healthy.
+    app = create_app(settings_for(query_redis_connections=4, query_consistency_timeout_seconds=10.0))
+    alice = bearer(tokens("alice"))
+    async for http in client_of(app):
+        answers = await asyncio.gather(*(http.get(f"/orders/{placed}", headers=alice) for _ in range(300)))
+        assert sorted({answer.status_code for answer in answers}) == [200]

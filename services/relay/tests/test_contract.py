@@ -111,7 +111,7 @@ async def test_topics_are_created_with_the_configured_retention(
 async def test_each_dataschema_uri_resolves_at_the_relay(
     store_url: str, relay_settings: RelaySettings
 ) -> None:
-    app = create_app(relay_settings, build_registry())
+    app = create_app(relay_settings, registry=build_registry())
     examples = document_examples()
     async with lifespan_of(app):
         transport = httpx.ASGITransport(app=app)

@@ -58,7 +58,7 @@ async def test_the_process_logs_json_and_serves_prometheus_metrics(
 
 
 async def test_readiness_names_each_check(store_url: str, relay_settings: RelaySettings) -> None:
-    app = create_app(relay_settings, build_registry())
+    app = create_app(relay_settings, registry=build_registry())
     async with lifespan_of(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
@@ -68,16 +68,19 @@ async def test_readiness_names_each_check(store_url: str, relay_settings: RelayS
                     if response.status_code == 200:
                         break
                     await asyncio.sleep(0.1)
-            assert response.json() == {"status": "ok", "checks": {"postgres": "ok", "publishing": "ok"}}
+            assert response.json() == {
+                "status": "ok",
+                "checks": {"startup": "ok", "loops": "ok", "postgres": "ok", "publishing": "ok"},
+            }
             live = await client.get("/health/live")
-    assert live.json() == {"status": "ok", "checks": {"publishing_loop": "ok"}}
+    assert live.json() == {"status": "ok", "checks": {"loops": "ok"}}
 
 
 async def test_the_publishing_span_links_to_the_trace_that_caused_each_event(
     store: PostgresEventStore, relay_settings: RelaySettings
 ) -> None:
     exporter = InMemorySpanExporter()
-    app = create_app(relay_settings, build_registry(), span_exporter=exporter)
+    app = create_app(relay_settings, registry=build_registry(), span_exporter=exporter)
     traceparent = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
     metadata = Metadata(traceparent=traceparent, correlation_id="c-1")
     await store.append("stock-traced", [NewEvent(data=registered("traced", "T"), metadata=metadata)])

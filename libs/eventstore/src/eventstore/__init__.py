@@ -9,7 +9,7 @@ See ``docs/event-store.md``.
 """
 
 from eventstore.aggregate import Decider, Executed, Loaded, StateCache, execute, load, load_many
-from eventstore.connection import TRANSIENT_ERRORS, connect, translated
+from eventstore.connection import TRANSIENT, TRANSIENT_ERRORS, connect, translated
 from eventstore.errors import (
     ClaimRefused,
     ConcurrencyError,
@@ -53,6 +53,7 @@ __all__ = [
     "ANY",
     "NO_STREAM",
     "STREAM_EXISTS",
+    "TRANSIENT",
     "TRANSIENT_ERRORS",
     "AppendResult",
     "Claim",

@@ -20,7 +20,7 @@ import asyncpg.exceptions
 
 from eventstore.errors import EventStoreError, StoreUnavailable
 
-__all__ = ["TRANSIENT_ERRORS", "connect", "retrying", "translated"]
+__all__ = ["TRANSIENT", "TRANSIENT_ERRORS", "connect", "retrying", "translated"]
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,19 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
+    # Class 57 (operator intervention): the server shutting down or restarting (admin and crash
+    # shutdown, "cannot connect now"), or a statement cancelled by an operator or a timeout.
+    asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
     # What asyncpg raises when the server's "terminating connection" arrives while
     # a statement is being prepared (seen in tests that kill backends).
     asyncpg.exceptions.InternalClientError,
 )
+
+# What a caller of the store (or of its pool) may retry later: the store's own `StoreUnavailable`
+# and the driver errors it is translated from. The one definition every service uses.
+TRANSIENT: tuple[type[BaseException], ...] = (StoreUnavailable, *TRANSIENT_ERRORS)
 
 
 async def connect(

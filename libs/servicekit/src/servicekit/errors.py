@@ -13,6 +13,7 @@ __all__ = [
     "NotAllowed",
     "RateLimited",
     "ServiceError",
+    "ServiceStarting",
     "UnsupportedMediaType",
 ]
 
@@ -75,3 +76,7 @@ class InvalidBodyField(ServiceError):
 
 class ClientDisconnected(ServiceError):
     """The client went away before sending its whole body; nobody is left to answer."""
+
+
+class ServiceStarting(ServiceError):
+    """A request came before start-up handed over the object its handler needs (503, `Retry-After`)."""

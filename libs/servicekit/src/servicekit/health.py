@@ -70,8 +70,9 @@ def health_routes(
     *, ready: Mapping[str, Check], live: Mapping[str, Check] | None = None
 ) -> list[HTTPRouteHandler]:
     """`GET /health/live` and `GET /health/ready`, answering 200 or 503 with a `Health` body."""
-    live_checks = dict(live or {})
-    ready_checks = dict(ready)
+    # Kept as given, not copied: a service's start-up may add checks as it opens what they check.
+    live_checks = live or {}
+    ready_checks = ready
     unavailable = {503: ResponseSpec(Health, description="a check failed", generate_examples=False)}
 
     @get(

@@ -34,6 +34,7 @@ from servicekit.errors import (
     MalformedBody,
     NotAllowed,
     RateLimited,
+    ServiceStarting,
     UnsupportedMediaType,
 )
 
@@ -235,4 +236,8 @@ _KIT_RULES: dict[type[BaseException], Rule] = {
     ),
     ValidationException: _validation_problem,
     HTTPException: _http_problem,
+    ServiceStarting: lambda exc: (
+        problem(503, "starting", "Service starting", exc.detail),
+        {"Retry-After": "1"},
+    ),
 }

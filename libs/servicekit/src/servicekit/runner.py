@@ -3,24 +3,29 @@
 A service's `__main__` is a few lines:
 
     def main() -> int:
-        return serve("relay", load_settings, create_app)
+        return serve("relay-service", RelaySettings, create_app, prefix="RELAY_")
 
+`--help` lists the service's environment variables with their defaults.
 Settings come from the environment; a missing or malformed variable (or a
 combination `create_app` refuses with `SettingsError`) prints the variable's
 name and exits with status 2, before anything starts. On SIGTERM or SIGINT
 uvicorn stops accepting connections, lets in-flight requests finish for up to
-`shutdown_timeout_seconds`, then runs the app's lifespan shutdown, which closes
-its pools and stops its background tasks. What start-up built (the modules, the
-app) is frozen out of the cyclic garbage collector's reach (`freeze_startup`),
-which then walks only what requests make; a worker's factory calls it itself.
+`shutdown_timeout_seconds`, then runs the app's lifespan shutdown. When a loop of
+the app's `servicekit.service.Service` ends for good, the same shutdown runs and
+the process exits with `EXIT_TASK_ENDED`, for its supervisor to restart it.
+What start-up built is frozen out of the cyclic garbage collector's reach
+(`freeze_startup`); a worker's factory calls it itself.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 
 import uvicorn
 from litestar import Litestar
@@ -28,11 +33,13 @@ from uvicorn.supervisors import Multiprocess
 
 from servicekit.http_limits import HeaderLimits, LimitedConfig
 from servicekit.logs import configure_logging
-from servicekit.settings import ServiceSettings, SettingsError
+from servicekit.service import Service
+from servicekit.settings import ServiceSettings, SettingsError, describe_variables, from_env
 
-__all__ = ["EXIT_BAD_SETTINGS", "freeze_startup", "serve"]
+__all__ = ["EXIT_BAD_SETTINGS", "EXIT_TASK_ENDED", "exit_when_failed", "freeze_startup", "serve"]
 
 EXIT_BAD_SETTINGS = 2
+EXIT_TASK_ENDED = 70  # EX_SOFTWARE: a loop the process lives for ended; restart it
 
 
 def freeze_startup() -> None:
@@ -46,21 +53,51 @@ def freeze_startup() -> None:
     gc.freeze()
 
 
+def exit_when_failed(app: Litestar, stop: Callable[[], None] | None = None) -> None:
+    """When `app`'s service fails, call `stop` (the server's graceful exit), or else send this
+    process SIGTERM; if it is still alive after the shutdown timeout, end it outright."""
+    service: Service | None = getattr(app.state, "service", None)
+    if service is None:
+        return
+    grace = service.settings.shutdown_timeout_seconds + 5.0
+
+    def on_fatal() -> None:
+        if stop is not None:
+            stop()
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)
+        timer = threading.Timer(grace, os._exit, args=(EXIT_TASK_ENDED,))
+        timer.daemon = True
+        timer.start()
+
+    service.on_fatal = on_fatal
+
+
 def serve[S: ServiceSettings](
     name: str,
-    load_settings: Callable[[], S],
+    settings_type: type[S],
     create_app: Callable[[S], Litestar],
     *,
+    prefix: str,
     factory: str | None = None,
+    argv: Sequence[str] | None = None,
 ) -> int:
-    """Run the service until it is told to stop; the exit code says whether it started.
+    """Run the service until it is told to stop or one of its loops ends; the exit code says which.
 
     `factory` is the import path of a zero-argument function building the app
     (`"command_service.__main__:app_from_environment"`): needed only for
     `workers > 1`, whose worker processes are spawned and build the app themselves.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args:
+        if args[0] in {"-h", "--help"}:
+            print(f"usage: {name}\n\nConfigured by environment variables:\n")
+            print(describe_variables(settings_type, prefix=prefix))
+            return 0
+        print(f"{name}: takes no arguments (see --help)", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     try:
-        settings = load_settings()
+        settings = from_env(settings_type, prefix=prefix)
         configure_logging(settings.log_level)
         # Built here even when workers build their own, so a setting the app refuses stops start-up.
         built = create_app(settings)
@@ -92,11 +129,20 @@ def serve[S: ServiceSettings](
         server_header=False,
     )
     if settings.workers > 1:
-        # The supervisor forwards SIGTERM to the workers, each of which drains and shuts down.
+        # The supervisor forwards SIGTERM to the workers, each of which drains and shuts down; a
+        # worker whose loop ended exits (see `exit_when_failed`) and the supervisor starts another.
         sock = config.bind_socket()
         Multiprocess(config, sockets=[sock]).run()
         return 0
     server = uvicorn.Server(config)
+
+    def stop() -> None:
+        server.should_exit = True
+
+    exit_when_failed(built, stop)
     server.run()
+    service: Service | None = getattr(built.state, "service", None)
+    if service is not None and service.failed is not None:
+        return EXIT_TASK_ENDED
     # uvicorn returns without raising when start-up fails; it then never served.
     return 0 if server.started else 1

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
+    "describe_variables",
     "ApiSettings",
     "HttpUrl",
     "KafkaServers",
@@ -131,6 +132,24 @@ def from_env[T: msgspec.Struct](
         return msgspec.convert(raw, cls, strict=False)
     except msgspec.ValidationError as error:
         raise SettingsError(_name_variable(str(error), names)) from error
+
+
+def describe_variables(cls: type[msgspec.Struct], *, prefix: str = "") -> str:
+    """One line per variable `from_env(cls, prefix=prefix)` reads: its name(s), and its default or
+    `(required)`; what `--help` prints."""
+    info = msgspec.inspect.type_info(cls)
+    if not isinstance(info, msgspec.inspect.StructType):
+        raise TypeError(f"{cls!r} is not a msgspec Struct")
+    lines = []
+    for field in info.fields:
+        names = " or ".join(_variables(field.name, prefix.upper()))
+        if field.required:
+            default = "(required)"
+        else:
+            value = field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
+            default = "(none)" if value is None else f"default {value}"
+        lines.append(f"  {names:<48} {default}")
+    return "\n".join(lines)
 
 
 def _variables(field: str, prefix: str) -> tuple[str, ...]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from litestar import Litestar
 from servicekit.logs import configure_logging
-from servicekit.runner import freeze_startup, serve
+from servicekit.runner import exit_when_failed, freeze_startup, serve
 
 from command_service.app import create_app
-from command_service.settings import load_settings
+from command_service.settings import CommandSettings, load_settings
 
 __all__ = ["main"]
 
@@ -22,6 +22,7 @@ def app_from_environment() -> Litestar:
     settings = load_settings()
     configure_logging(settings.log_level)
     app = create_app(settings)
+    exit_when_failed(app)  # a worker whose loop ended exits; the supervisor starts another
     freeze_startup()
     return app
 
@@ -29,7 +30,11 @@ def app_from_environment() -> Litestar:
 def main() -> int:
     """Run the service until it is told to stop; the exit code says whether it started."""
     return serve(
-        "command-service", load_settings, create_app, factory="command_service.__main__:app_from_environment"
+        "command-service",
+        CommandSettings,
+        create_app,
+        prefix="COMMAND_",
+        factory="command_service.__main__:app_from_environment",
     )
 
 

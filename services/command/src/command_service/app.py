@@ -1,33 +1,29 @@
-"""`create_app(settings)`: the one place where the command service is wired together."""
+"""`create_app(settings)`: the command service, declared to the kit's `Service`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from importlib import resources
 
-import asyncpg
 import httpx
 import redis.asyncio as redis
+from eventstore import TRANSIENT
 from eventstore.connection import connect
 from eventstore.errors import EventStoreError
 from eventstore.migrations import migrate
 from eventstore.postgres import PostgresEventStore
 from fulfilment.registry import build_registry
 from litestar import Litestar, Router
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.types import Message, Scope
 from opentelemetry.sdk.trace.export import SpanExporter
-from servicekit.access import access_check, require_access_check
+from servicekit.access import access_check
 from servicekit.auth import build_verifier
 from servicekit.health import postgres_check
-from servicekit.observability import Observability
 from servicekit.openapi import StrictStructSchemaPlugin
 from servicekit.ratelimit import RateLimiter
-from servicekit.requests import ServiceRequest
+from servicekit.service import Service, Startup
 
 from command_service.handling import Services
 from command_service.idempotency import IdempotencyKeys
@@ -55,49 +51,45 @@ def create_app(
     span_exporter: SpanExporter | None = None,
     jwks_client: httpx.AsyncClient | None = None,
 ) -> Litestar:
-    """The command service as an ASGI app; its pool and Redis client live for the app's lifespan."""
-    verifier = build_verifier(settings, jwks_client)
+    """The command service: its pool, idempotency keys and Redis rate limits, the command routes."""
+    service = Service(settings, "command", problems=PROBLEMS, span_exporter=span_exporter)
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     limiter = RateLimiter(
         redis_client, per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
     )
-    observability = Observability(settings, "command", span_exporter=span_exporter)
-    pools: dict[str, asyncpg.Pool] = {}
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await migrate(settings.database_url)
-        sql = resources.files("command_service") / "sql"
-        await migrate(settings.database_url, sql, schema="command", lock_key=MIGRATION_LOCK_KEY)
-        pool = await connect(
+    async def start(run: Startup) -> None:
+        async def migrated() -> None:
+            await migrate(settings.database_url)
+            sql = resources.files("command_service") / "sql"
+            await migrate(settings.database_url, sql, schema="command", lock_key=MIGRATION_LOCK_KEY)
+
+        run.on_stop(redis_client.aclose)
+        run.on_stop(limiter.close)
+        await run.connect("postgres", settings.database_url, migrated, transient=TRANSIENT)
+        pool = await run.connect(
+            "postgres",
             settings.database_url,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            application_name="command-service",
+            lambda: connect(
+                settings.database_url,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                application_name="command-service",
+            ),
+            close=lambda pool: asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout_seconds),
+            transient=TRANSIENT,
         )
-        pools["postgres"] = pool
         store = PostgresEventStore(pool, build_registry())
+        run.on_stop(store.close)
+        run.ready("postgres", postgres_check(lambda: pool))
         keys = IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds)
-        app.state.services = Services(
-            pool=pool, store=store, registry=store.registry, keys=keys, max_attempts=settings.max_attempts
+        run.provide(
+            "services",
+            Services(pool=pool, store=store, registry=store.registry, keys=keys, max_attempts=settings.max_attempts),
         )
-        purging = asyncio.create_task(_purge_expired_keys(keys), name="purge-idempotency-keys")
-        log.info("command service ready")
-        try:
-            yield
-        finally:
-            # The server has let in-flight requests finish before the lifespan ends.
-            purging.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purging
-            await store.close()
-            await limiter.close()
-            await redis_client.aclose()
-            await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout_seconds)
-            observability.shutdown()
-            log.info("command service stopped")
+        run.spawn("purge-idempotency-keys", lambda: _purge_expired_keys(keys), transient=TRANSIENT)
 
-    access = access_check(verifier, limiter)
+    access = access_check(build_verifier(settings, jwks_client), limiter)
     commands = Router(
         path="/",
         route_handlers=[OrderController, StockController, PaymentController],
@@ -105,27 +97,16 @@ def create_app(
         dependencies={"command_request": Provide(provide_command_request)},
         response_headers=COMMAND_RESPONSE_HEADERS,
     )
-    app = observability.instrument(
-        Litestar(
-            route_handlers=[
-                commands,
-                *observability.routes(ready={"postgres": postgres_check(lambda: pools.get("postgres"))}),
-            ],
-            lifespan=[lifespan],
-            dependencies={
-                "services": Provide(_services, sync_to_thread=False, use_cache=True),
-            },
-            exception_handlers={Exception: PROBLEMS.handler},
-            before_send=[_no_store],
-            request_class=ServiceRequest,
-            request_max_body_size=settings.max_body_bytes,
-            openapi_config=openapi_config(),
-            plugins=[StrictStructSchemaPlugin()],
-            logging_config=None,
-        )
+    return service.app(
+        [commands],
+        start=start,
+        provides=["services"],
+        access=access,
+        openapi=openapi_config(),
+        plugins=[StrictStructSchemaPlugin()],
+        max_body_bytes=settings.max_body_bytes,
+        before_send=[_no_store],
     )
-    require_access_check(app, access)
-    return app
 
 
 async def _no_store(message: Message, scope: Scope) -> None:
@@ -133,11 +114,6 @@ async def _no_store(message: Message, scope: Scope) -> None:
     # shared or private, may keep it.
     if message["type"] == "http.response.start":
         message["headers"] = [*message.get("headers", ()), (b"cache-control", b"no-store")]
-
-
-def _services(state: State) -> Services:
-    services: Services = state.services
-    return services
 
 
 async def _purge_expired_keys(keys: IdempotencyKeys) -> None:

@@ -21,6 +21,7 @@ class CommandSettings(ApiSettings, frozen=True, kw_only=True):
 
     database_url: PostgresUrl
     redis_url: RedisUrl
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8001
     pool_min_size: Annotated[int, msgspec.Meta(ge=0)] = 2
     pool_max_size: Annotated[int, msgspec.Meta(ge=1)] = 16
     idempotency_ttl_seconds: Annotated[int, msgspec.Meta(ge=60)] = 24 * 3600

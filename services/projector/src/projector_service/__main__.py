@@ -6,23 +6,17 @@ so it is delivered again: every write is version-guarded) and the trackers.
 
 from __future__ import annotations
 
-from fulfilment.registry import build_registry
-from litestar import Litestar
 from servicekit.runner import serve
 
 from projector_service.app import create_app
-from projector_service.settings import ProjectorSettings, load_settings
+from projector_service.settings import ProjectorSettings
 
 __all__ = ["main"]
 
 
-def _app(settings: ProjectorSettings) -> Litestar:
-    return create_app(settings, build_registry())
-
-
 def main() -> int:
-    """Run the projector until it is told to stop; the exit code says whether it started."""
-    return serve("projector-service", load_settings, _app)
+    """Run the projector until it is told to stop; the exit code says why it stopped."""
+    return serve("projector-service", ProjectorSettings, create_app, prefix="PROJECTOR_")
 
 
 if __name__ == "__main__":

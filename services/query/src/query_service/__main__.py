@@ -10,14 +10,14 @@ from __future__ import annotations
 from servicekit.runner import serve
 
 from query_service.app import create_app
-from query_service.settings import load_settings
+from query_service.settings import QuerySettings
 
 __all__ = ["main"]
 
 
 def main() -> int:
     """Run the service until it is told to stop; the exit code says whether it started."""
-    return serve("query-service", load_settings, create_app)
+    return serve("query-service", QuerySettings, create_app, prefix="QUERY_")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,6 @@
-"""`create_app(settings)`: the one place where the query service is wired together."""
+"""`create_app(settings)`: the query service, declared to the kit's `Service`."""
 
 from __future__ import annotations
-
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import redis.asyncio as redis
@@ -15,12 +10,13 @@ from readmodels.keyspace import Keyspace
 from readmodels.order_queries import OrderSearchReader
 from readmodels.orders import orders_alias
 from readmodels.redis_reads import LiveHashes
-from servicekit.access import access_check, require_access_check
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from servicekit.access import access_check
 from servicekit.auth import build_verifier
-from servicekit.observability import Observability
 from servicekit.openapi import StrictStructSchemaPlugin, api_openapi_config
 from servicekit.ratelimit import RateLimiter
-from servicekit.requests import ServiceRequest
+from servicekit.service import Service, Startup
 
 from query_service.consistency import PositionWatch, SearchVisibility
 from query_service.problems import PROBLEMS
@@ -30,8 +26,6 @@ from query_service.routes.stock import StockController
 from query_service.settings import QuerySettings
 
 __all__ = ["create_app"]
-
-log = logging.getLogger("query_service")
 
 DESCRIPTION = (
     "Reads over the read models the projector keeps: orders by id and recent orders from Redis, order "
@@ -47,11 +41,19 @@ def create_app(
     span_exporter: SpanExporter | None = None,
     jwks_client: httpx.AsyncClient | None = None,
 ) -> Litestar:
-    """The query service as an ASGI app; its Redis and search clients live for the app's lifespan."""
-    verifier = build_verifier(settings, jwks_client)
-    redis_client = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True
+    """The query service: its Redis and search clients, the position watch, the read routes."""
+    service = Service(settings, "query", problems=PROBLEMS, span_exporter=span_exporter, trace_postgres=False)
+    # A bounded pool that requests wait on (up to the consistency timeout) when every connection is
+    # busy: a burst of reads queues instead of failing; only a pool still exhausted by then is a 503.
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.query_redis_connections,
+        timeout=settings.query_consistency_timeout_seconds,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        decode_responses=True,
     )
+    redis_client = redis.Redis(connection_pool=pool)
     # Blocks on its subscription, so it gets no read timeout (and a connection of its own).
     subscriber = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, decode_responses=True)
     # Reads come faster than commands: larger leases spend one Redis call per 50 requests of a
@@ -63,7 +65,6 @@ def create_app(
         lease=50,
         prefix="ratelimit:query:",
     )
-    observability = Observability(settings, "query", span_exporter=span_exporter, trace_postgres=False)
     keyspace = Keyspace(settings.query_key_prefix)
     search = OrderSearchReader(
         settings.search_url,
@@ -82,23 +83,15 @@ def create_app(
         consistency_timeout=settings.query_consistency_timeout_seconds,
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.reads = reads
-        # Neither store has to answer for the process to start: reads of the one that answers go on.
-        watching = asyncio.create_task(watch.run(), name="position-announcements")
-        log.info("query service ready")
-        try:
-            yield
-        finally:
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watching
-            await search.close()
-            await subscriber.aclose()
-            await redis_client.aclose()
-            observability.shutdown()
-            log.info("query service stopped")
+    async def start(run: Startup) -> None:
+        # Neither store has to answer for the service to start: reads of the one that answers go on.
+        run.on_stop(redis_client.aclose)
+        run.on_stop(subscriber.aclose)
+        run.on_stop(search.close)
+        run.provide("reads", reads)
+        run.ready("redis", redis_answers)
+        run.ready("search", search_answers)
+        run.spawn("position-announcements", watch.run, transient=(RedisConnectionError, RedisTimeoutError))
 
     async def redis_answers() -> str | None:
         await redis_client.ping()
@@ -108,26 +101,17 @@ def create_app(
         await search.ping()
         return None
 
-    access = access_check(verifier, limiter)
+    access = access_check(build_verifier(settings, jwks_client), limiter)
     queries = Router(
         path="/",
         route_handlers=[OrderController, CustomerController, StockController],
         before_request=access,
         security=[{"bearer": []}],
     )
-    app = observability.instrument(
-        Litestar(
-            route_handlers=[
-                queries,
-                *observability.routes(ready={"redis": redis_answers, "search": search_answers}),
-            ],
-            lifespan=[lifespan],
-            exception_handlers={Exception: PROBLEMS.handler},
-            request_class=ServiceRequest,
-            openapi_config=api_openapi_config(title="Fulfilment query API", description=DESCRIPTION),
-            plugins=[StrictStructSchemaPlugin()],
-            logging_config=None,
-        )
+    return service.app(
+        [queries],
+        start=start,
+        access=access,
+        openapi=api_openapi_config(title="Fulfilment query API", description=DESCRIPTION),
+        plugins=[StrictStructSchemaPlugin()],
     )
-    require_access_check(app, access)
-    return app

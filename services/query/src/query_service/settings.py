@@ -28,6 +28,8 @@ class QuerySettings(ApiSettings, frozen=True, kw_only=True):
     query_consistency_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 2.0
     query_search_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     query_search_connections: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    # Redis connections of one process; requests beyond them wait for one (see create_app).
+    query_redis_connections: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 64
 
 
 def load_settings() -> QuerySettings:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from servicekit.runner import serve
 
 from saga_service.app import create_app
-from saga_service.settings import load_settings
+from saga_service.settings import SagaSettings
 
 __all__ = ["main"]
 
 
 def main() -> int:
     """Run the service until it is told to stop; the exit code says whether it started."""
-    return serve("saga-service", load_settings, create_app)
+    return serve("saga-service", SagaSettings, create_app, prefix="SAGA_")
 
 
 if __name__ == "__main__":

@@ -1,36 +1,32 @@
-"""`create_app(settings)`: the one place where the saga service is wired together.
+"""`create_app(settings)`: the saga service, declared to the kit's `Service`.
 
-The lifespan migrates the store and the saga's tables, opens the pool and the
-HTTP clients, starts the Kafka consumer (FastStream) and the timer loop, and
-stops them in reverse. HTTP serves the admin API, the provider's webhook, and the
-kit's health and metrics endpoints (the breakers' state is among the metrics).
+Start-up migrates the store and the saga's tables, opens the pool and the HTTP
+clients, starts the Kafka consumer (FastStream) and the timer loop; the kit
+stops them in reverse. HTTP serves the admin API, the provider's webhook, and
+the kit's health and metrics endpoints (the breakers' state is among the metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import redis.asyncio as redis
-from eventstore import PostgresEventStore, connect
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+from eventstore import TRANSIENT, PostgresEventStore, connect
 from eventstore.migrations import migrate as migrate_event_store
 from litestar import Litestar, Router
-from litestar.datastructures import State
-from litestar.di import Provide
 from opentelemetry.sdk.trace.export import SpanExporter
-from servicekit.access import access_check, require_access_check
+from servicekit.access import access_check
 from servicekit.auth import build_verifier
 from servicekit.health import postgres_check
-from servicekit.observability import Observability
+from servicekit.openapi import api_openapi_config
 from servicekit.ratelimit import RateLimiter
-from servicekit.requests import ServiceRequest
+from servicekit.service import Service, Startup
 
 from saga_service.commands import CommandClient, ServiceToken
 from saga_service.consumer import build_broker, ensure_topics
@@ -49,12 +45,21 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("saga_service")
 
+# What Kafka fails with while a broker is down or restarting.
+KAFKA_TRANSIENT = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError)
+
+DESCRIPTION = (
+    "The order-fulfilment saga's admin API: each saga's state, history and timers, the sagas that are "
+    "stuck or parked, and the payment provider's webhook. Admin reads need a staff bearer token; the "
+    "webhook is authenticated by its signature. Errors are RFC 9457 problem details."
+)
+
 
 def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = None) -> Litestar:
-    """The saga service as an ASGI app; its consumer and timers run for the app's lifespan."""
+    """The saga service: its store, timers, command and provider clients, consumer and admin routes."""
     # One line per outgoing request at INFO would double the log; failures are logged where handled.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    verifier = build_verifier(settings)
+    service = Service(settings, "saga", problems=PROBLEMS, span_exporter=span_exporter)
     token = ServiceToken(
         fixed=settings.saga_service_token,
         secret=settings.jwt_secret,
@@ -68,8 +73,7 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
         burst=settings.rate_limit_burst,
         prefix="ratelimit:saga:",
     )
-    observability = Observability(settings, "saga", span_exporter=span_exporter)
-    breaker_metrics = BreakerMetrics(observability.registry)
+    breaker_metrics = BreakerMetrics(service.registry)
     policy = RetryPolicy(
         attempts=settings.saga_retry_attempts,
         base_delay=settings.saga_retry_base_delay,
@@ -87,24 +91,35 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
     command_breaker, provider_breaker = breaker("command"), breaker("provider")
     owner = f"{socket.gethostname()}:{os.getpid()}:{settings.port}"
     callback_url = (settings.saga_public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    state: dict[str, Any] = {}
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await migrate_event_store(settings.database_url)
-        await migrate_saga_schema(settings.database_url)
-        pool = await connect(
+    async def start(run: Startup) -> None:
+        async def migrated() -> None:
+            await migrate_event_store(settings.database_url)
+            await migrate_saga_schema(settings.database_url)
+
+        run.on_stop(redis_client.aclose)
+        await run.connect("postgres", settings.database_url, migrated, transient=TRANSIENT)
+        pool = await run.connect(
+            "postgres",
             settings.database_url,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            application_name="saga-service",
+            lambda: connect(
+                settings.database_url,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                application_name="saga-service",
+            ),
+            close=lambda pool: asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout_seconds),
+            transient=TRANSIENT,
         )
-        state["pool"] = pool
+        run.ready("postgres", postgres_check(lambda: pool))
         timeout = httpx.Timeout(settings.saga_http_timeout)
         limits = httpx.Limits(max_connections=settings.saga_concurrency * 2)
         command_http = httpx.AsyncClient(base_url=settings.saga_command_url, timeout=timeout, limits=limits)
         provider_http = httpx.AsyncClient(base_url=settings.saga_provider_url, timeout=timeout, limits=limits)
+        run.on_stop(provider_http.aclose)
+        run.on_stop(command_http.aclose)
         store = PostgresEventStore(pool, build_registry())
+        run.on_stop(store.close)
         timers = Timers(
             pool, owner=owner, lease_seconds=settings.saga_timer_lease, wake_grace=settings.saga_wake_grace
         )
@@ -113,76 +128,36 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
             SagaStreams(store, timers, decider.decide),
             CommandClient(command_http, token, command_breaker, policy),
             SandboxProvider(provider_http, settings.saga_provider_secret, provider_breaker, policy),
-            observability.tracer,
+            service.tracer,
             callback_url=f"{callback_url}/webhooks/payments/sandbox",
             concurrency=settings.saga_concurrency,
             stuck_after=settings.saga_stuck_after,
         )
-        app.state.orchestrator = orchestrator
-        await ensure_topics(settings)
-        broker = build_broker(settings, orchestrator, observability.registry)
-        await broker.start()
-        state["broker"] = broker
-        timer_loop = asyncio.create_task(
-            orchestrator.run_timers(poll=settings.saga_timer_poll, batch=settings.saga_timer_batch),
-            name="saga-timers",
+        run.on_stop(orchestrator.close)
+        run.provide("orchestrator", orchestrator)
+        await run.connect(
+            "kafka", settings.kafka_bootstrap_servers, lambda: ensure_topics(settings), transient=KAFKA_TRANSIENT
         )
-        state["timers"] = timer_loop
-        log.info("saga service ready", extra={"owner": owner})
-        try:
-            yield
-        finally:
-            timer_loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer_loop
-            await broker.stop()
-            await orchestrator.close()
-            await command_http.aclose()
-            await provider_http.aclose()
-            await store.close()
-            await redis_client.aclose()
-            await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout_seconds)
-            observability.shutdown()
-            log.info("saga service stopped")
+        broker = build_broker(settings, orchestrator, service.registry)
+        await run.connect("kafka", settings.kafka_bootstrap_servers, broker.start, transient=KAFKA_TRANSIENT)
+        run.on_stop(broker.stop)
+        run.ready("kafka", consuming)
+        run.spawn(
+            "timers",
+            lambda: orchestrator.run_timers(poll=settings.saga_timer_poll, batch=settings.saga_timer_batch),
+            transient=TRANSIENT,
+        )
 
     async def consuming() -> str | None:
-        return None if "broker" in state else "the Kafka consumer has not started"
-
-    async def timers_run() -> str | None:
-        task: asyncio.Task[None] | None = state.get("timers")
-        if task is not None and task.done():
-            error = task.exception() if not task.cancelled() else None
-            return f"the timer loop ended: {error!r}"
         return None
 
-    access = access_check(verifier, limiter)
-    admin = Router(
-        path="/",
-        route_handlers=[SagaController],
-        before_request=access,
+    access = access_check(build_verifier(settings), limiter)
+    admin = Router(path="/", route_handlers=[SagaController], before_request=access)
+    return service.app(
+        [admin, WebhookController],
+        start=start,
+        provides=["orchestrator"],
+        access=access,
+        openapi=api_openapi_config(title="Fulfilment saga API", description=DESCRIPTION),
+        max_body_bytes=settings.max_body_bytes,
     )
-    app = observability.instrument(
-        Litestar(
-            route_handlers=[
-                admin,
-                WebhookController,
-                *observability.routes(
-                    ready={"postgres": postgres_check(lambda: state.get("pool")), "kafka": consuming},
-                    live={"timers": timers_run},
-                ),
-            ],
-            lifespan=[lifespan],
-            dependencies={"orchestrator": Provide(_orchestrator, sync_to_thread=False, use_cache=True)},
-            exception_handlers={Exception: PROBLEMS.handler},
-            request_class=ServiceRequest,
-            request_max_body_size=settings.max_body_bytes,
-            logging_config=None,
-        )
-    )
-    require_access_check(app, access)
-    return app
-
-
-def _orchestrator(state: State) -> Orchestrator:
-    orchestrator: Orchestrator = state.orchestrator
-    return orchestrator

@@ -5,14 +5,14 @@ from __future__ import annotations
 from servicekit.runner import serve
 
 from saga_service.sandbox.app import create_app
-from saga_service.sandbox.settings import load_settings
+from saga_service.sandbox.settings import SandboxSettings
 
 __all__ = ["main"]
 
 
 def main() -> int:
     """Run the sandbox until it is told to stop."""
-    return serve("payment-sandbox", load_settings, create_app)
+    return serve("payment-sandbox", SandboxSettings, create_app, prefix="SANDBOX_")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator
 from typing import Literal
 from uuid import UUID
 
@@ -15,9 +14,8 @@ import httpx
 import msgspec
 from litestar import Litestar, get, post
 from litestar.params import FromPath, JSONBody
-from servicekit.observability import Observability
 from servicekit.problems import ProblemTable, problem
-from servicekit.requests import ServiceRequest
+from servicekit.service import Service, Startup
 from servicekit.telemetry import current_traceparent
 
 from saga_service.providers import AuthorizationRequest, WebhookBody
@@ -46,25 +44,26 @@ class UnknownPayment(Exception):
 
 def create_app(settings: SandboxSettings) -> Litestar:
     """The sandbox as an ASGI app; its answers go out from background tasks."""
-    observability = Observability(settings, "payment-sandbox", trace_postgres=False)
+    problems = ProblemTable(
+        {UnknownPayment: lambda exc: problem(404, "payment-not-found", "Not found", str(exc))}
+    )
+    service = Service(settings, "payment-sandbox", problems=problems, trace_postgres=False)
     chance = random.Random(settings.sandbox_seed)
     requests: dict[UUID, Authorization] = {}
     tasks: set[asyncio.Task[None]] = set()
     clients: dict[str, httpx.AsyncClient] = {}
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def start(run: Startup) -> None:
         clients["http"] = httpx.AsyncClient(timeout=5.0)
-        try:
-            yield
-        finally:
-            for task in list(tasks):
-                task.cancel()
-            for task in list(tasks):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await clients["http"].aclose()
-            observability.shutdown()
+        run.on_stop(clients["http"].aclose)
+        run.on_stop(cancel_answers)
+
+    async def cancel_answers() -> None:
+        for task in list(tasks):
+            task.cancel()
+        for task in list(tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def answer(authorization: Authorization, callback_url: str, traceparent: str | None) -> None:
         delay = settings.sandbox_latency_ms + chance.uniform(0, settings.sandbox_jitter_ms)
@@ -124,16 +123,4 @@ def create_app(settings: SandboxSettings) -> Litestar:
             raise UnknownPayment(f"no authorisation for {payment_id}")
         return found
 
-    problems = ProblemTable(
-        {UnknownPayment: lambda exc: problem(404, "payment-not-found", "Not found", str(exc))}
-    )
-    return observability.instrument(
-        Litestar(
-            route_handlers=[authorize, read, *observability.routes(ready={})],
-            lifespan=[lifespan],
-            request_class=ServiceRequest,
-            exception_handlers={Exception: problems.handler},
-            logging_config=None,
-            openapi_config=None,
-        )
-    )
+    return service.app([authorize, read], start=start)
