@@ -28,7 +28,7 @@ async def test_health_metrics_status_and_a_span_per_event_in_the_trace_that_caus
     settings: ProjectorSettings, projector: Projector, store: PostgresEventStore, relay: Relay
 ) -> None:
     exporter = InMemorySpanExporter()
-    app = create_app(settings, build_registry(), span_exporter=exporter)
+    app = create_app(settings, registry=build_registry(), span_exporter=exporter)
     order_id = uuid.uuid4()
     placed = OrderPlaced(
         order_id=order_id, customer_id="ann", lines=(line("mug"),), currency="EUR", total=250
@@ -41,7 +41,14 @@ async def test_health_metrics_status_and_a_span_per_event_in_the_trace_that_caus
             async with asyncio.timeout(60):
                 while (ready := await client.get("/health/ready")).status_code != 200:  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
-            checks = {"redis": "ok", "search": "ok", "postgres": "ok", "consuming": "ok"}
+            checks = {
+                "startup": "ok",
+                "loops": "ok",
+                "redis": "ok",
+                "search": "ok",
+                "postgres": "ok",
+                "consuming": "ok",
+            }
             assert ready.json() == {"status": "ok", "checks": checks}
             for name in ("redis", "search"):
                 assert await wait_for_position(
@@ -50,7 +57,7 @@ async def test_health_metrics_status_and_a_span_per_event_in_the_trace_that_caus
             status = (await client.get("/status")).json()
             metrics = (await client.get("/metrics")).text
             live = await client.get("/health/live")
-    assert live.json() == {"status": "ok", "checks": {"trackers": "ok"}}
+    assert live.json() == {"status": "ok", "checks": {"loops": "ok"}}
     assert status["projections"]["redis"]["applied_total"] == 1
     assert status["projections"]["search"]["lag_events"] == 0
     assert 'projector_events_total{projection="redis"} 1.0' in metrics

@@ -103,6 +103,11 @@ class ProjectorService:
                 await task
         await self.broker.stop()
 
+    @property
+    def tracker_tasks(self) -> list[asyncio.Task[None]]:
+        """The position trackers' tasks (started by `start`)."""
+        return list(self._tasks)
+
     def dead(self) -> str | None:
         """Why the process is useless (a tracker ended), or None while it lives."""
         for task in self._tasks:

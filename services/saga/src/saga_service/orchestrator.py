@@ -23,7 +23,7 @@ import random
 from datetime import UTC, datetime
 from uuid import UUID
 
-from eventstore import EventStoreError, Metadata
+from eventstore import TRANSIENT, EventStoreError, Metadata
 from opentelemetry.trace import Tracer
 from servicekit.telemetry import context_of, current_traceparent
 
@@ -51,7 +51,7 @@ __all__ = ["Orchestrator"]
 log = logging.getLogger(__name__)
 
 # What a drive may fail with and still be carried on later by the wake-up timer.
-RETRY_LATER: tuple[type[BaseException], ...] = (Transient, EventStoreError, OSError, TimeoutError)
+RETRY_LATER: tuple[type[BaseException], ...] = (Transient, EventStoreError, *TRANSIENT)
 
 
 def now() -> datetime:
