@@ -153,7 +153,7 @@ async def test_started_with_postgres_down_it_serves_says_what_it_waits_for_and_s
 
             await proxy.start()
             async with asyncio.timeout(30):
-                while (await client.get("/health/ready")).status_code != 200:
+                while (await client.get("/health/ready")).status_code != 200:  # noqa: ASYNC110
                     await asyncio.sleep(0.2)
             placed = await client.post("/orders", json=ORDER_BODY, headers=command_headers(tokens("alice")))
             assert placed.status_code == 201, placed.text

@@ -6,7 +6,7 @@ A service declares what it is; the kit owns how it runs:
         service = Service(settings, "relay", problems=PROBLEMS)
 
         async def start(run: Startup) -> None:
-            pool = await run.connect("postgres", settings.database_url, lambda: connect(...), close=close_pool)
+            pool = await run.connect("postgres", settings.database_url, open_pool, close=close_pool)
             run.ready("postgres", postgres_check(pool))
             run.provide("relay", relay := Relay(...))
             run.spawn("publishing", relay.run, transient=STORE_TRANSIENT)
@@ -350,4 +350,3 @@ def _provider(name: str) -> Provide:
             raise ServiceStarting(f"the service is starting: {name} is not ready yet") from None
 
     return Provide(provide, sync_to_thread=False, use_cache=True)
-

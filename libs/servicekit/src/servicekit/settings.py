@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
-    "describe_variables",
     "ApiSettings",
     "HttpUrl",
     "KafkaServers",
@@ -31,6 +30,7 @@ __all__ = [
     "SettingsError",
     "StackSettings",
     "TracesSampler",
+    "describe_variables",
     "from_env",
 ]
 

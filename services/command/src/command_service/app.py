@@ -85,7 +85,9 @@ def create_app(
         keys = IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds)
         run.provide(
             "services",
-            Services(pool=pool, store=store, registry=store.registry, keys=keys, max_attempts=settings.max_attempts),
+            Services(
+                pool=pool, store=store, registry=store.registry, keys=keys, max_attempts=settings.max_attempts
+            ),
         )
         run.spawn("purge-idempotency-keys", lambda: _purge_expired_keys(keys), transient=TRANSIENT)
 

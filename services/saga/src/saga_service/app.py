@@ -136,7 +136,10 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
         run.on_stop(orchestrator.close)
         run.provide("orchestrator", orchestrator)
         await run.connect(
-            "kafka", settings.kafka_bootstrap_servers, lambda: ensure_topics(settings), transient=KAFKA_TRANSIENT
+            "kafka",
+            settings.kafka_bootstrap_servers,
+            lambda: ensure_topics(settings),
+            transient=KAFKA_TRANSIENT,
         )
         broker = build_broker(settings, orchestrator, service.registry)
         await run.connect("kafka", settings.kafka_bootstrap_servers, broker.start, transient=KAFKA_TRANSIENT)
