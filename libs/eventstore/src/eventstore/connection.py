@@ -20,7 +20,7 @@ import asyncpg.exceptions
 
 from eventstore.errors import EventStoreError, StoreUnavailable
 
-__all__ = ["TRANSIENT", "TRANSIENT_ERRORS", "connect", "retrying", "translated"]
+__all__ = ["TRANSIENT", "TRANSIENT_ERRORS", "connect", "is_transient", "retrying", "translated"]
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +84,32 @@ async def _keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:
     """
 
 
+# asyncpg reports a connection closed under a call as a bare InterfaceError, told apart only by its text.
+_CLOSED_CONNECTION = ("connection is closed", "connection was closed")
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure of the connection to PostgreSQL, not of the request: retrying it later is safe."""
+    if isinstance(error, TRANSIENT):
+        return True
+    return isinstance(error, asyncpg.InterfaceError) and any(
+        text in str(error) for text in _CLOSED_CONNECTION
+    )
+
+
 @asynccontextmanager
 async def translated() -> AsyncIterator[None]:
-    """Turn driver exceptions raised inside the block into the store's own errors."""
+    """Turn driver exceptions raised inside the block into the store's own errors: connection-level
+    failures (`is_transient`) into `StoreUnavailable`, every other one into `EventStoreError`."""
     try:
         yield
     except EventStoreError:
         raise
-    except TRANSIENT_ERRORS as e:
+    except (*TRANSIENT_ERRORS, asyncpg.InterfaceError) as e:
+        if not is_transient(e):
+            raise EventStoreError(f"database error: {e}") from e
         raise StoreUnavailable(f"database unavailable: {e}") from e
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as e:
+    except (asyncpg.PostgresError, asyncpg.exceptions.InternalClientError) as e:
         raise EventStoreError(f"database error: {e}") from e
 
 

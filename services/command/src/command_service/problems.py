@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 import msgspec
-from eventstore.connection import TRANSIENT_ERRORS
 from eventstore.errors import EventStoreError, EventTooLarge, StoreUnavailable, StreamDeleted, UnstorableEvent
 from fulfilment.errors import Conflict, DomainError, InvalidCommand, NotFound, NotPermitted
 from servicekit.problems import Answer, Problem, ProblemTable, problem
 
 from command_service.errors import IdempotencyKeyReused, PreconditionFailed, TooMuchContention
 
-__all__ = ["PROBLEMS", "TRANSIENT", "VersionProblem", "is_transient"]
+__all__ = ["PROBLEMS", "VersionProblem"]
 
 log = logging.getLogger("command_service.problems")
 
@@ -50,44 +48,9 @@ def _precondition_failed(exc: PreconditionFailed) -> Answer:
     return answer, {"ETag": f'"{exc.actual}"'}
 
 
-# What a request in flight meets while PostgreSQL restarts or its backend is terminated,
-# besides the store's own TRANSIENT_ERRORS: asyncpg reports a connection closed under it
-# as a bare InterfaceError ("connection is closed"), and a terminated backend as an
-# operator intervention (AdminShutdown is one; 57P01-57P05 are all of that class).
-_CLOSED_CONNECTION = ("connection is closed", "connection was closed")
-TRANSIENT: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.exceptions.OperatorInterventionError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A failure of the connection to PostgreSQL, not of the request: retrying it later is safe."""
-    if isinstance(exc, TRANSIENT):
-        return True
-    if isinstance(exc, asyncpg.InterfaceError):
-        return any(text in str(exc) for text in _CLOSED_CONNECTION)
-    return False
-
-
-def _unavailable() -> Answer:
-    return problem(503, "unavailable", "Service unavailable", "a dependency is unavailable"), {
-        "Retry-After": "1"
-    }
-
-
-def _store_fault(exc: EventStoreError) -> Problem | Answer:
-    # The store wraps driver errors; one caused by a dropped connection is an outage, not a bug.
-    if exc.__cause__ is not None and is_transient(exc.__cause__):
-        log.warning("event store unavailable: %s", exc)
-        return _unavailable()
+def _store_fault(exc: EventStoreError) -> Problem:
+    # Connection failures arrive as StoreUnavailable (a 503); any other store error is a bug here.
     log.error("event store error", exc_info=exc)
-    return problem(500, "internal-error", "Internal error", "the service failed")
-
-
-def _driver_fault(exc: Exception) -> Problem | Answer:
-    # Raw driver errors reach the table from the code that uses the pool directly (idempotency keys).
-    if is_transient(exc):
-        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-        return _unavailable()
-    log.error("database error", exc_info=exc)
     return problem(500, "internal-error", "Internal error", "the service failed")
 
 
@@ -106,7 +69,6 @@ PROBLEMS = ProblemTable(
         EventTooLarge: lambda exc: problem(413, "event-too-large", "Too large", str(exc)),
         UnstorableEvent: lambda exc: problem(422, "unstorable-event", "Unprocessable content", str(exc)),
         EventStoreError: _store_fault,
-        asyncpg.InterfaceError: _driver_fault,
     },
-    unavailable=(StoreUnavailable, *TRANSIENT),
+    unavailable=(StoreUnavailable,),
 )
