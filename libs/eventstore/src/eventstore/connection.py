@@ -86,6 +86,7 @@ async def _keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:
 
 # asyncpg reports a connection closed under a call as a bare InterfaceError, told apart only by its text.
 _CLOSED_CONNECTION = ("connection is closed", "connection was closed")
+_MAYBE_TRANSIENT: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.InterfaceError)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -105,7 +106,7 @@ async def translated() -> AsyncIterator[None]:
         yield
     except EventStoreError:
         raise
-    except (*TRANSIENT_ERRORS, asyncpg.InterfaceError) as e:
+    except _MAYBE_TRANSIENT as e:
         if not is_transient(e):
             raise EventStoreError(f"database error: {e}") from e
         raise StoreUnavailable(f"database unavailable: {e}") from e
