@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from readmodels.order_queries import (
@@ -44,10 +44,24 @@ def test_ranges_and_statuses_become_filter_clauses() -> None:
     clauses = search_body(filters, "-placed_at", 5)["query"]["bool"]["filter"]
 
     assert {"terms": {"status": ["pending"]}} in clauses
-    assert {
-        "range": {"placed_at": {"gte": "2026-01-01T00:00:00+00:00", "lt": "2026-02-01T00:00:00Z"}}
-    } in clauses
+    assert {"range": {"placed_at": {"gte": "2026-01-01T00:00:00Z", "lt": "2026-02-01T00:00:00Z"}}} in clauses
     assert {"range": {"total": {"gte": 5}}} in clauses
+
+
+def test_placement_times_reach_the_engine_in_utc_whatever_their_offset() -> None:
+    # The engines refuse offsets beyond ±18:00; RFC 3339 and Python allow up to ±23:59.
+    far_east = timezone(timedelta(hours=18, minutes=1))
+    far_west = timezone(-timedelta(hours=23, minutes=59))
+    filters = OrderFilters(
+        placed_from=datetime(2026, 1, 1, 18, 1, tzinfo=far_east),
+        placed_to=datetime(2026, 1, 1, 0, 0, 0, 250_000, tzinfo=far_west),
+    )
+
+    clauses = search_body(filters, "-placed_at", 5)["query"]["bool"]["filter"]
+
+    assert {
+        "range": {"placed_at": {"gte": "2026-01-01T00:00:00Z", "lt": "2026-01-01T23:59:00.250000Z"}}
+    } in clauses
 
 
 def test_a_cursor_continues_after_the_values_it_was_made_from() -> None:

@@ -29,7 +29,7 @@ import binascii
 import contextlib
 import hashlib
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -86,9 +86,11 @@ class OrderPage(msgspec.Struct, frozen=True):
 
 
 def _time(value: datetime) -> str:
-    if value.tzinfo is None:
-        return value.isoformat() + "Z"  # a time without zone is read as UTC
-    return value.isoformat()
+    # Always UTC: the engines parse offsets with Java's `ZoneOffset`, which refuses any beyond
+    # ±18:00 that RFC 3339 (and Python) allow, failing the whole search. A time without zone is
+    # read as UTC.
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat() + "Z"
 
 
 def _fingerprint(filters: OrderFilters) -> str:
