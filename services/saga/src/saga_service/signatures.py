@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 __all__ = ["SIGNATURE_HEADER", "InvalidSignature", "sign", "verify"]
 
 SIGNATURE_HEADER = "Sandbox-Signature"
 TOLERANCE_SECONDS = 300
+# What the parts must look like before anything is computed or compared. Headers arrive decoded as
+# Latin-1, so any byte may be in them; `hmac.compare_digest` raises on a `str` that is not ASCII.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class InvalidSignature(Exception):
@@ -37,12 +42,12 @@ def verify(secret: str, header: str | None, body: bytes, *, now: float | None = 
     if not header:
         raise InvalidSignature(f"no {SIGNATURE_HEADER} header")
     parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    try:
-        timestamp = int(parts["t"])
-        given = parts["v1"]
-    except (KeyError, ValueError) as error:
-        raise InvalidSignature(f"malformed {SIGNATURE_HEADER} header") from error
+    stamp, given = parts.get("t", ""), parts.get("v1", "")
+    if not (_TIMESTAMP.fullmatch(stamp) and _HEX_DIGEST.fullmatch(given)):
+        raise InvalidSignature(f"malformed {SIGNATURE_HEADER} header")
+    timestamp = int(stamp)
     if abs((time.time() if now is None else now) - timestamp) > TOLERANCE_SECONDS:
         raise InvalidSignature("the signature is too old (or from the future)")
-    if not hmac.compare_digest(given, _digest(secret, timestamp, body)):
+    # Bytes, both ASCII by now: compared in constant time.
+    if not hmac.compare_digest(given.encode(), _digest(secret, timestamp, body).encode()):
         raise InvalidSignature("the signature does not match the body")
