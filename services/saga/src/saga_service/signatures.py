@@ -1,9 +1,15 @@
-"""HMAC signatures of provider webhooks: `Sandbox-Signature: t=<unix seconds>,v1=<hex>`.
+"""HMAC signatures between the saga and its provider: `Sandbox-Signature: t=<unix seconds>,v1=<hex>`.
 
-The signature is HMAC-SHA256 over `<t>.<raw body>` with the shared secret, as
-real providers do it: the timestamp inside the signed text stops an old
+A webhook's signature is HMAC-SHA256 over `<t>.<raw body>` with the shared secret,
+as real providers do it: the timestamp inside the signed text stops an old
 delivery being replayed later, and comparing in constant time stops the
 signature being guessed byte by byte.
+
+The saga's own requests to the provider are signed the same way with the same
+secret, over `<t>.<METHOD> <path>\n<raw body>` (`sign_request`), as providers
+that authenticate merchants by request signing do: the provider knows who is
+asking, and the method and path in the signed text keep a request's signature
+from passing for another request's, or for a webhook's.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import hmac
 import re
 import time
 
-__all__ = ["SIGNATURE_HEADER", "InvalidSignature", "sign", "verify"]
+__all__ = ["SIGNATURE_HEADER", "InvalidSignature", "sign", "sign_request", "verify", "verify_request"]
 
 SIGNATURE_HEADER = "Sandbox-Signature"
 TOLERANCE_SECONDS = 300
@@ -51,3 +57,19 @@ def verify(secret: str, header: str | None, body: bytes, *, now: float | None = 
     # Bytes, both ASCII by now: compared in constant time.
     if not hmac.compare_digest(given.encode(), _digest(secret, timestamp, body).encode()):
         raise InvalidSignature("the signature does not match the body")
+
+
+def _request_text(method: str, path: str, body: bytes) -> bytes:
+    return f"{method.upper()} {path}\n".encode() + body
+
+
+def sign_request(secret: str, method: str, path: str, body: bytes = b"", *, now: float | None = None) -> str:
+    """The signature header's value for a request to the provider, signed now."""
+    return sign(secret, _request_text(method, path, body), now=now)
+
+
+def verify_request(
+    secret: str, header: str | None, method: str, path: str, body: bytes = b"", *, now: float | None = None
+) -> None:
+    """Raise `InvalidSignature` unless `header` signs this request with `secret` within the tolerance."""
+    verify(secret, header, _request_text(method, path, body), now=now)
