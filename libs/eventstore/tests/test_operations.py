@@ -122,6 +122,30 @@ async def test_the_lag_counts_up_to_its_cap(
     assert (await checkpoint_lag(pool, "reader")).events == 4
 
 
+async def test_the_lag_of_some_categories_leaves_the_others_out(
+    pg_store: PostgresEventStore, pool: asyncpg.Pool[Any], read_log: LogReader
+) -> None:
+    # A reader of `note` streams is caught up: the `other` events after its checkpoint, which it
+    # is never handed, are no lag of its.
+    await pg_store.append("note-1", [Noted("a"), Noted("b")])
+    await pg_store.append("other-1", [Noted("x"), Noted("y")])
+    events = await read_log(pg_store, 4)
+    await pg_store.save_checkpoint("reader", events[0].log_position)
+
+    notes = await checkpoint_lag(pool, "reader", categories=["note"])
+    await pg_store.save_checkpoint("reader", events[1].log_position)
+    caught_up = await checkpoint_lag(pool, "reader", categories=["note"])
+    both = await checkpoint_lag(pool, "reader", categories=["note", "other"])
+    everything = await checkpoint_lag(pool, "reader")
+    capped = await checkpoint_lag(pool, "reader", categories=["note", "other"], count_cap=1)
+
+    assert notes.events == 1
+    assert (caught_up.events, caught_up.seconds) == (0, 0.0)
+    assert both.events == everything.events == 2
+    assert capped.events == 1
+    assert (await checkpoint_lag(pool, "reader", categories=[])).events == 0
+
+
 async def test_the_lag_of_an_unreachable_database_is_the_stores_error(pool: asyncpg.Pool[Any]) -> None:
     pool.terminate()
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 import pytest
-from readmodels.order_queries import OrderFilters, OrderSearchReader
+from readmodels.order_queries import InvalidCursor, OrderFilters, OrderSearchReader
 from readmodels.orders import (
     ORDER_INDEX_SETTINGS,
     ORDER_MAPPINGS,
@@ -84,6 +84,27 @@ async def test_pages_follow_their_cursors_to_the_end_and_counts_group_by_status(
     assert page.orders[0] == ORDERS[0]  # the whole document, decoded
     assert await reader.counts(OrderFilters(customer_id="alice")) == {"pending": 2, "shipped": 3}
     assert await reader.counts(OrderFilters(customer_id="bob")) == {}
+
+
+async def test_cursors_are_good_on_every_reader_sharing_the_key_and_refused_elsewhere(
+    search_engine_url: str, alias: str
+) -> None:
+    one = OrderSearchReader(search_engine_url, alias, timeout=2, cursor_key=b"a" * 32)
+    other = OrderSearchReader(search_engine_url, alias, timeout=2, cursor_key=b"a" * 32)
+    stranger = OrderSearchReader(search_engine_url, alias, timeout=2, cursor_key=b"b" * 32)
+    keyless = OrderSearchReader(search_engine_url, alias, timeout=2)
+    filters = OrderFilters(customer_id="alice")
+    try:
+        first = await one.page(filters, "-placed_at", 2)
+        assert first.next_cursor is not None
+        second = await other.page(filters, "-placed_at", 2, first.next_cursor)
+        assert [found.order_id for found in second.orders] == ["order-02", "order-01"]
+        for reader in (stranger, keyless):
+            with pytest.raises(InvalidCursor):
+                await reader.page(filters, "-placed_at", 2, first.next_cursor)
+    finally:
+        for reader in (one, other, stranger, keyless):
+            await reader.close()
 
 
 async def test_a_missing_index_is_unavailable(search_engine_url: str) -> None:

@@ -241,8 +241,8 @@ def test_malformed_trace_headers_start_a_new_trace_instead_of_failing() -> None:
 def test_a_service_with_a_bad_variable_exits_2_naming_it() -> None:
     program = (
         "from servicekit.runner import serve\n"
-        "from servicekit.settings import ServiceSettings, from_env\n"
-        "raise SystemExit(serve('demo', lambda: from_env(ServiceSettings, prefix='DEMO_'), None))\n"
+        "from servicekit.settings import ServiceSettings\n"
+        "raise SystemExit(serve('demo', ServiceSettings, None, prefix='DEMO_'))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", program],

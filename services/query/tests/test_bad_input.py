@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import httpx
+import msgspec
 import pytest
+from readmodels.order_queries import OrderFilters
 from servicekit.testing import TokenFactory
 
 from services.query.tests.conftest import bearer
@@ -89,6 +92,38 @@ async def test_a_cursor_used_with_another_sort_or_other_filters_is_refused(
     assert other_sort.json()["code"] == "invalid-cursor"
     assert other_filter.status_code == 400
     assert same.status_code == 200
+
+
+def _unsigned(state: object) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(state)).decode().rstrip("=")
+
+
+async def test_a_forged_or_altered_cursor_is_a_400_invalid_cursor_problem(
+    client: httpx.AsyncClient, models: SeededModels, tokens: TokenFactory
+) -> None:
+    # Anyone can compute the filters' fingerprint: only the key makes a cursor the service accepts.
+    for n in range(3):
+        await models.put(order("alice", placed=n))
+    await models.refresh()
+    alice = bearer(tokens("alice"))
+    fingerprint = hashlib.blake2b(
+        msgspec.json.encode(OrderFilters(customer_id="alice")), digest_size=8
+    ).hexdigest()
+    forged = _unsigned(["-placed_at", [2**62, "zzzz"], fingerprint])
+    handed_out = (await client.get("/orders", params={"limit": 1}, headers=alice)).json()["next_cursor"]
+    raw = base64.urlsafe_b64decode(handed_out + "=" * (-len(handed_out) % 4))
+    altered = (
+        base64.urlsafe_b64encode(raw.replace(b'"-placed_at",[', b'"-placed_at",[9')).decode().rstrip("=")
+    )
+    assert altered != handed_out
+
+    for cursor in (forged, altered):
+        response = await client.get("/orders", params={"limit": 1, "cursor": cursor}, headers=alice)
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "invalid-cursor"
+        assert [error["field"] for error in response.json()["errors"]] == ["cursor"]
+    genuine = await client.get("/orders", params={"limit": 1, "cursor": handed_out}, headers=alice)
+    assert genuine.status_code == 200, genuine.text
 
 
 @pytest.mark.parametrize("token", ["", "abc", "-1", "1" * 19, "1.5"])

@@ -19,11 +19,11 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
-from eventstore import EventRegistry, NewEvent, PostgresEventStore
+from eventstore import EventRegistry, NewEvent, PostgresEventStore, checkpoint_lag
 from fulfilment.events import StockReceived
 from relay_service.publisher import Relay, make_producer
 from relay_service.settings import RelaySettings
-from relay_service.status import RelayStatus
+from relay_service.status import RelayStatus, published_lag
 from relay_service.topics import CHANNELS
 
 from services.relay.tests.conftest import (
@@ -338,3 +338,26 @@ async def test_streams_of_categories_outside_the_contract_are_neither_published_
         await wait_for(lambda: relay.status.published_total == 4)
     assert versions_by_stream(records) == {"stock-before": [0, 1], "stock-after": [0, 1]}
     assert relay.status.last_error is None
+
+
+async def test_the_lag_counts_only_what_the_relay_publishes(
+    store: PostgresEventStore, relay_settings: RelaySettings
+) -> None:
+    # The saga's events come last, as on an idle stack: the relay never checkpoints past them, and
+    # they are no lag of its.
+    other_registry = EventRegistry()
+    other_registry.register(StepNoted)
+    other = PostgresEventStore(store.pool, other_registry)
+    await store.append("stock-idle", stock_events("idle", 2))
+    await other.append(
+        "saga-1", [NewEvent(data=StepNoted(step="reserve")), NewEvent(data=StepNoted(step="pay"))]
+    )
+    relay = Relay(relay_settings, store)
+    async with running(relay):
+        await wait_for(lambda: relay.status.published_total == 2)
+        lag = await published_lag(store.pool, relay_settings.relay_checkpoint)
+    everything = await checkpoint_lag(store.pool, relay_settings.relay_checkpoint)
+    assert (lag.events, lag.seconds) == (0, 0.0)
+    assert everything.events == 2  # the saga's, which the relay is never handed
+    await store.append("stock-after", stock_events("after", 1))
+    assert (await published_lag(store.pool, relay_settings.relay_checkpoint)).events == 1

@@ -145,6 +145,42 @@ async def test_a_reservation_reaching_the_command_service_after_the_cancellation
     assert await types(world, payment_stream(order_id)) == []
 
 
+async def test_a_cancellation_the_saga_first_meets_as_a_refused_reservation_ends_cancelled(
+    world: World,
+) -> None:
+    # The customer cancels while the saga is reserving, and the saga hears of it first from the
+    # command service: the reservation is refused (`order-not-pending`). The saga ends as the order
+    # did, cancelled, and is not listed as failed; the cancellation event, when it comes, changes
+    # nothing.
+    await stock_pot(world)
+    order_id = await world.place("ana", ("MUG", 1), ("POT", 1))
+    async with world.instance("a", payment_timeout=30) as saga:
+        await saga.record(order_id, await world.begin(order_id))
+        first = (await saga.streams.load(order_id)).state
+        assert first is not None
+        result = await saga.commands.send(first, "reserve:mug")
+        await saga.record(order_id, RecordStep(step="reserve:mug", result=result, at=datetime.now(UTC)))
+        response = await world.post(f"/orders/{order_id}/cancel", world.tokens("ana"), {"reason": "no"})
+        assert response.status_code == 200, response.text
+        state = (await saga.drive(order_id)).state
+        assert state is not None
+        assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED), state
+        assert state.done == {
+            "reserve:mug": "reserved",
+            "reserve:pot": "refused:order-not-pending",
+            "release:mug": "ok",
+        }
+        late = await saga.record(order_id, Cancel(reason="no", at=datetime.now(UTC)))
+        assert late.state == state
+        failed = await saga.streams.listing("failed", stuck_after=120)
+    assert order_id not in [summary.saga_id for summary in failed]
+    assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderCancelled"]
+    assert await of_order(world, stock_stream("mug"), order_id) == [
+        "StockReserved",
+        "StockReservationReleased",
+    ]
+
+
 async def test_a_reservation_reaching_the_command_service_after_an_abort_is_refused(world: World) -> None:
     # The same race when an operator aborts: the order is still pending when the compensation
     # starts, and the compensation rejects it before releasing, so the late reservation meets a

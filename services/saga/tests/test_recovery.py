@@ -159,15 +159,20 @@ async def test_webhooks_with_bad_signatures_are_refused(start_suite) -> None:
             {"payment_id": str(order_id), "status": "authorized", "reference": "forged"}
         )
 
-        async def deliver(content: bytes, **headers: str) -> httpx.Response:
+        async def deliver(content: bytes, **headers: str | bytes) -> httpx.Response:
             async with httpx.AsyncClient(base_url=suite.saga.url) as client:
                 return await client.post("/webhooks/payments/sandbox", content=content, headers=headers)
 
+        # A header's bytes need not be ASCII: the server reads them as Latin-1 (`é` below).
+        not_ascii = f"t={int(time.time())},v1=\u00e9{'0' * 63}".encode("latin-1")
+        headers: dict[str, str | bytes]
         for headers in (
             {},
             {SIGNATURE_HEADER: sign("another-secret-entirely", body)},
             {SIGNATURE_HEADER: sign(PROVIDER_SECRET, body, now=time.time() - 3600)},
             {SIGNATURE_HEADER: "t=abc,v1=00"},
+            {SIGNATURE_HEADER: not_ascii},
+            {SIGNATURE_HEADER: f"t={int(time.time())},v1={'\u00ff' * 64}".encode()},
         ):
             response = await deliver(body, **headers)
             assert response.status_code == 401, response.text

@@ -116,3 +116,23 @@ def test_a_signature_verifies_only_the_body_it_signed() -> None:
     ):
         with pytest.raises(InvalidSignature):
             verify(secret, value, body)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "t={t},v1=\u00e9" + "0" * 63,  # not ASCII: hmac.compare_digest raises TypeError on such a str
+        "t={t},v1=" + "\u00ff" * 64,
+        "t={t},v1=" + "\u0661" * 64,
+        "t=\u0661\u0662,v1=" + "0" * 64,  # digits int() reads, but not ASCII
+        "t={t},v1=" + "A" * 64,  # upper-case hex is not what is sent
+        "t={t},v1=" + "0" * 63,
+        "t={t},v1=" + "0" * 65,
+        "t=" + "9" * 5000 + ",v1=" + "0" * 64,
+        "t=-{t},v1=" + "0" * 64,
+    ],
+)
+def test_a_malformed_signature_header_is_an_invalid_signature_never_an_error(value: str) -> None:
+    header = value.replace("{t}", str(int(time.time())))
+    with pytest.raises(InvalidSignature, match="malformed"):
+        verify("secret-secret-secret", header, b'{"a":1}')

@@ -197,6 +197,59 @@ def test_a_refused_compensation_counts_as_nothing_to_undo() -> None:
     assert state.phase is Phase.DONE
 
 
+def test_a_reservation_refused_as_not_pending_is_the_customers_cancellation() -> None:
+    # The customer cancelled while the saga was reserving, and the refusal reached the saga
+    # before the cancellation event: compensated as a cancellation, the order is not rejected.
+    state, events = run(
+        None,
+        begin("mug", "pot"),
+        step("reserve:mug", "reserved"),
+        step("reserve:pot", "refused:order-not-pending"),
+    )
+    assert state is not None
+    assert isinstance(events[-1], CompensationStarted)
+    assert events[-1].cancelled
+    assert (state.plan, state.reason) == (
+        ("release:mug",),
+        "the customer cancelled the order (reserve:pot refused: order-not-pending)",
+    )
+    state = drive(state)
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED)
+    # The cancellation event arriving afterwards decides nothing.
+    _, late = run(state, Cancel(reason="changed my mind", at=T0))
+    assert late == []
+
+
+def test_a_payment_request_refused_as_not_pending_ends_cancelled() -> None:
+    state, _ = run(paying(), step("request-payment", "refused:order-not-pending"))
+    assert state is not None
+    assert state.plan == ("void-payment", "release:pot", "release:mug")
+    state = drive(state, {"void-payment": "refused:payment-not-found"})
+    assert state is not None
+    assert state.outcome is Outcome.CANCELLED
+
+
+def test_the_cancellation_first_then_the_refused_reservation_ends_cancelled() -> None:
+    state, _ = run(None, begin("mug", "pot"), step("reserve:mug", "reserved"), Cancel(at=T0))
+    _, late = run(state, step("reserve:pot", "refused:order-not-pending"))
+    assert late == []  # stale: the cancellation's compensation releases it
+    state = drive(state)
+    assert state is not None
+    assert state.outcome is Outcome.CANCELLED
+
+
+def test_a_reject_refused_as_not_pending_ends_cancelled() -> None:
+    # A shortage turned the saga, and the customer cancelled before its reject reached the order:
+    # the order is cancelled, and the saga ends so, even before the cancellation event comes.
+    state, _ = run(
+        None, begin("mug", "pot"), step("reserve:mug", "reserved"), step("reserve:pot", "shortage")
+    )
+    state = drive(state, {"reject": "refused:order-not-pending"})
+    assert state is not None
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED)
+
+
 def test_a_refused_forward_step_compensates() -> None:
     state, _ = run(paying(), step("request-payment", "refused:payment-already-requested"))
     assert state is not None
@@ -338,7 +391,10 @@ def test_a_refused_confirm_compensates_with_every_line_still_reserved() -> None:
     state, events = run(confirming(), step("confirm", "refused:order-not-pending"))
     assert isinstance(events[-1], CompensationStarted)
     assert state is not None
-    assert state.plan == ("reject", "refund-payment", "release:pot", "release:mug")
+    assert state.plan == ("refund-payment", "release:pot", "release:mug")
+    state = drive(state)
+    assert state is not None
+    assert state.outcome is Outcome.CANCELLED
 
 
 def test_an_abort_after_the_confirm_is_recorded_is_refused_and_the_commits_go_on() -> None:

@@ -11,6 +11,7 @@ import functools
 __all__ = [
     "APPEND",
     "CHECKPOINT_LAG",
+    "CHECKPOINT_LAG_CATEGORIES",
     "CLAIM_REFUSED",
     "DELETE_SNAPSHOT",
     "EVENT_COLUMNS",
@@ -247,4 +248,26 @@ WITH cursor AS (
      LIMIT $2
 )
 SELECT count(*) AS events, min(recorded_at) AS oldest FROM pending
+"""
+
+# The same, counting only the categories $3 (what a reader subscribed to a few categories is handed):
+# per category on its index (category, transaction_id, position), as READ_CATEGORIES reads them.
+CHECKPOINT_LAG_CATEGORIES = f"""
+WITH cursor AS (
+    SELECT coalesce(max(transaction_id), '0'::xid8) AS tx, coalesce(max(position), 0) AS pos
+      FROM eventstore.checkpoints WHERE name = $1
+), pending AS (
+    SELECT per_category.recorded_at
+      FROM cursor c
+     CROSS JOIN unnest($3::text[]) AS k (category)
+     CROSS JOIN LATERAL (
+            SELECT e.recorded_at FROM eventstore.events e
+             WHERE e.category = k.category
+               AND (e.transaction_id, e.position) > (c.tx, c.pos)
+               AND e.transaction_id < {HORIZON}
+             ORDER BY e.transaction_id, e.position
+             LIMIT $2
+           ) per_category
+)
+SELECT least(count(*), $2) AS events, min(recorded_at) AS oldest FROM pending
 """

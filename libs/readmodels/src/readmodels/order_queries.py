@@ -14,6 +14,12 @@ fresh query. That needs no point-in-time on the engine (which would hold
 resources per client and break at a rebuild's alias swap), and it is why
 relevance and `updated_at` are not offered as sort orders: both move.
 
+A cursor is authenticated: base64url of its state (sort, sort values, a
+fingerprint of the filters) followed by the HMAC-SHA256 of that state under the
+reader's cursor key. Any cursor the service did not make itself, or one altered
+after, is refused (`InvalidCursor`) before its values reach the engine. Every
+instance serving one API needs the same key for its cursors to be good on all.
+
 The reader sends the bodies built here through the suite's one search client,
 `readmodels.search.SearchClient` (the engine's official client, found by
 `connect_search`): query, sort, `search_after` and aggregations are spelled the
@@ -28,8 +34,11 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import hmac
+import logging
+import secrets
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -50,6 +59,8 @@ __all__ = [
     "encode_cursor",
     "search_body",
 ]
+
+log = logging.getLogger(__name__)
 
 SortKey = Literal["-placed_at", "placed_at", "-total", "total"]
 SORTS: tuple[SortKey, ...] = ("-placed_at", "placed_at", "-total", "total")
@@ -86,9 +97,11 @@ class OrderPage(msgspec.Struct, frozen=True):
 
 
 def _time(value: datetime) -> str:
-    if value.tzinfo is None:
-        return value.isoformat() + "Z"  # a time without zone is read as UTC
-    return value.isoformat()
+    # Always UTC: the engines parse offsets with Java's `ZoneOffset`, which refuses any beyond
+    # ±18:00 that RFC 3339 (and Python) allow, failing the whole search. A time without zone is
+    # read as UTC.
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat() + "Z"
 
 
 def _fingerprint(filters: OrderFilters) -> str:
@@ -96,18 +109,35 @@ def _fingerprint(filters: OrderFilters) -> str:
     return hashlib.blake2b(msgspec.json.encode(filters), digest_size=8).hexdigest()
 
 
-def encode_cursor(sort: SortKey, after: tuple[int, str], filters: OrderFilters) -> str:
-    """An opaque cursor: the sort values of the last hit shown, for this sort and these filters."""
-    state = _CursorState(sort=sort, after=after, query=_fingerprint(filters))
-    return base64.urlsafe_b64encode(msgspec.json.encode(state)).rstrip(b"=").decode()
+_MAC_BYTES = hashlib.sha256().digest_size
 
 
-def decode_cursor(cursor: str, sort: SortKey, filters: OrderFilters) -> tuple[int, str]:
-    """The sort values a cursor continues after; raises `InvalidCursor` saying what is wrong."""
+def _mac(key: bytes, state: bytes) -> bytes:
+    return hmac.new(key, state, hashlib.sha256).digest()
+
+
+def encode_cursor(sort: SortKey, after: tuple[int, str], filters: OrderFilters, *, key: bytes) -> str:
+    """An opaque cursor: the sort values of the last hit shown, for this sort and these filters,
+    authenticated with `key` (HMAC-SHA256)."""
+    state = msgspec.json.encode(_CursorState(sort=sort, after=after, query=_fingerprint(filters)))
+    return base64.urlsafe_b64encode(state + _mac(key, state)).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, sort: SortKey, filters: OrderFilters, *, key: bytes) -> tuple[int, str]:
+    """The sort values a cursor continues after; raises `InvalidCursor` saying what is wrong.
+
+    The MAC is checked first: nothing of a cursor `key` did not sign is read.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        state = msgspec.json.decode(raw, type=_CursorState)
-    except (binascii.Error, ValueError, msgspec.DecodeError) as error:
+    except (binascii.Error, ValueError) as error:
+        raise InvalidCursor("not a cursor this service handed out") from error
+    signed, tag = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    if not signed or not hmac.compare_digest(tag, _mac(key, signed)):
+        raise InvalidCursor("not a cursor this service handed out")
+    try:
+        state = msgspec.json.decode(signed, type=_CursorState)
+    except (ValueError, msgspec.DecodeError) as error:  # signed by us: only a change of format
         raise InvalidCursor("not a cursor this service handed out") from error
     if state.sort != sort:
         raise InvalidCursor(f"the cursor was made for sort={state.sort}, not sort={sort}")
@@ -226,12 +256,28 @@ class OrderSearchReader:
     one attempt is under way wait for that attempt instead of starting their own.
     Each request is bounded by `timeout` and never repeated by the driver (the
     caller answers 503 and its client retries), over at most `connections`
-    pooled connections.
+    pooled connections. Cursors are signed and checked with `cursor_key` (every
+    instance of one API needs the same); without one, a random key of this
+    process's own.
     """
 
-    def __init__(self, url: str, index: str, *, timeout: float = 5.0, connections: int = 32) -> None:
+    def __init__(
+        self,
+        url: str,
+        index: str,
+        *,
+        timeout: float = 5.0,
+        connections: int = 32,
+        cursor_key: bytes | None = None,
+    ) -> None:
         self.url = url
         self.index = index
+        if cursor_key is None:
+            # Still authenticated, but only this process knows the key: a cursor is good only on
+            # the instance that made it (and until it restarts). Services pass a configured key.
+            log.warning("no cursor key configured: cursors are valid on this process only")
+            cursor_key = secrets.token_bytes(32)
+        self._cursor_key = cursor_key
         self._timeout = timeout
         self._connections = connections
         self._client: SearchClient | None = None
@@ -250,13 +296,13 @@ class OrderSearchReader:
         self, filters: OrderFilters, sort: SortKey, limit: int, cursor: str | None = None
     ) -> OrderPage:
         """One page of matching orders; raises `InvalidCursor` for a cursor of another query."""
-        after = decode_cursor(cursor, sort, filters) if cursor else None
+        after = decode_cursor(cursor, sort, filters, key=self._cursor_key) if cursor else None
         found = await self._search(search_body(filters, sort, limit + 1, after))
         hits = found.hits.hits
         next_cursor = None
         if len(hits) > limit:
             hits = hits[:limit]
-            next_cursor = encode_cursor(sort, hits[-1].sort, filters)
+            next_cursor = encode_cursor(sort, hits[-1].sort, filters, key=self._cursor_key)
         return OrderPage([hit.source for hit in hits], next_cursor)
 
     async def counts(self, filters: OrderFilters) -> dict[str, int]:

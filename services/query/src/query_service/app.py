@@ -71,6 +71,7 @@ def create_app(
         orders_alias(settings.query_key_prefix),
         timeout=settings.query_search_timeout_seconds,
         connections=settings.query_search_connections,
+        cursor_key=settings.cursor_key(),
     )
     watch = PositionWatch(redis_client, subscriber, keyspace)
     reads = Reads(

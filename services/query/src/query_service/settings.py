@@ -8,6 +8,8 @@ that is not set.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Annotated
 
 import msgspec
@@ -30,6 +32,22 @@ class QuerySettings(ApiSettings, frozen=True, kw_only=True):
     query_search_connections: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
     # Redis connections of one process; requests beyond them wait for one (see create_app).
     query_redis_connections: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 64
+    # The key that signs search cursors (HMAC-SHA256); every instance needs the same one. Unset, a
+    # key derived from JWT_SECRET is used, so nothing new has to be configured.
+    query_cursor_secret: Annotated[str, msgspec.Meta(min_length=32)] | None = None
+
+    def cursor_key(self) -> bytes | None:
+        """The key of search cursors: QUERY_CURSOR_SECRET, else one derived from JWT_SECRET.
+
+        Derived, not the JWT secret itself, so a cursor's MAC can never serve as a token's
+        signature nor the other way round. None when neither is set (tokens verified by JWKS
+        only): each process then signs with a random key of its own.
+        """
+        if self.query_cursor_secret is not None:
+            return self.query_cursor_secret.encode()
+        if self.jwt_secret:
+            return hmac.new(self.jwt_secret.encode(), b"fulfilment query cursors v1", hashlib.sha256).digest()
+        return None
 
 
 def load_settings() -> QuerySettings:

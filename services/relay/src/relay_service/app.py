@@ -18,7 +18,6 @@ from eventstore import (
     EventRegistry,
     EventStoreError,
     PostgresEventStore,
-    checkpoint_lag,
     connect,
     migrate,
 )
@@ -34,7 +33,7 @@ from servicekit.service import Service, Startup
 from relay_service.metrics import RelayMetrics
 from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings
-from relay_service.status import RelayReport, RelayStatus
+from relay_service.status import RelayReport, RelayStatus, published_lag
 
 __all__ = ["create_app"]
 
@@ -82,7 +81,7 @@ def create_app(
         lag_seconds: float | None = None
         if pools:
             with contextlib.suppress(EventStoreError, TimeoutError):
-                lag = await asyncio.wait_for(checkpoint_lag(pools[0], settings.relay_checkpoint), timeout=2.0)
+                lag = await asyncio.wait_for(published_lag(pools[0], settings.relay_checkpoint), timeout=2.0)
                 lag_events, lag_seconds = lag.events, lag.seconds
         return status.report(lag_events, lag_seconds)
 

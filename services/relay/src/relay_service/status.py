@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
+import asyncpg
 import msgspec
+from eventstore import Lag, checkpoint_lag
 
-__all__ = ["RelayReport", "RelayStatus"]
+from relay_service.topics import CHANNELS
+
+__all__ = ["RelayReport", "RelayStatus", "published_lag"]
 
 Role = Literal["starting", "standby", "leader"]
 
@@ -74,3 +78,12 @@ class RelayStatus(msgspec.Struct, kw_only=True):
             last_error=self.last_error,
             last_error_at=self.last_error_at,
         )
+
+
+async def published_lag(database: asyncpg.Pool[Any], checkpoint: str) -> Lag:
+    """How far the relay is behind: the events of the categories it publishes after its checkpoint.
+
+    Other services keep streams in the same store (the saga's) that the relay never publishes and
+    so never checkpoints past: counted, an idle stack would show them as lag for ever.
+    """
+    return await checkpoint_lag(database, checkpoint, categories=list(CHANNELS))

@@ -129,7 +129,11 @@ class ConfirmationStarted(_SagaEvent, frozen=True, kw_only=True):
 
 
 class CompensationStarted(_SagaEvent, frozen=True, kw_only=True):
-    """The saga cannot go forward: `plan` undoes what was done, most recent first."""
+    """The saga cannot go forward: `plan` undoes what was done, most recent first.
+
+    `cancelled`: the customer cancelled the order, heard of as `OrderCancelled` or first as a
+    forward step refused `order-not-pending`; the plan has no reject, and the saga ends `cancelled`.
+    """
 
     reason: str
     plan: tuple[str, ...]

@@ -1,7 +1,9 @@
 """Payment providers behind one small interface, and the sandbox's adapter.
 
 The saga asks a provider to authorise an amount and gives it a callback URL;
-the provider answers later by calling that webhook. `PaymentProvider` is all the
+the provider answers later by calling that webhook. The request is signed with
+the secret the saga shares with the provider, so the provider sends its answer
+(signed with that secret too) only to a callback its merchant gave it. `PaymentProvider` is all the
 saga needs of one: start an authorisation, and turn a webhook delivery into a
 `ProviderReply` after checking its signature. A real provider's adapter
 implements the same two methods.
@@ -17,9 +19,10 @@ import httpx
 import msgspec
 
 from saga_service.resilience import CircuitBreaker, Refusal, RetryPolicy, Transient, call_with_retries
-from saga_service.signatures import SIGNATURE_HEADER, verify
+from saga_service.signatures import SIGNATURE_HEADER, sign_request, verify
 
 __all__ = [
+    "AUTHORIZATIONS_PATH",
     "AuthorizationRequest",
     "MalformedWebhook",
     "PaymentProvider",
@@ -27,6 +30,10 @@ __all__ = [
     "SandboxProvider",
     "WebhookBody",
 ]
+
+
+# Where the sandbox takes authorisation requests (relative to SAGA_PROVIDER_URL).
+AUTHORIZATIONS_PATH = "/authorizations"
 
 
 class AuthorizationRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,12 +96,14 @@ class SandboxProvider:
         body = msgspec.json.encode(request)
 
         async def attempt() -> None:
+            # Signed afresh on each attempt: the provider refuses a signature older than its tolerance.
+            headers = {
+                "content-type": "application/json",
+                "Idempotency-Key": idempotency_key,
+                SIGNATURE_HEADER: sign_request(self._secret, "POST", AUTHORIZATIONS_PATH, body),
+            }
             try:
-                response = await self._client.post(
-                    "/authorizations",
-                    content=body,
-                    headers={"content-type": "application/json", "Idempotency-Key": idempotency_key},
-                )
+                response = await self._client.post(AUTHORIZATIONS_PATH, content=body, headers=headers)
             except httpx.TransportError as error:
                 raise Transient(f"provider: {type(error).__name__}: {error}") from error
             if response.status_code >= 500 or response.status_code == 429:

@@ -32,6 +32,12 @@ instead of being made after its release and staying held; and that a `confirm`
 still on its way and the reject meet on the order's stream, where only one of
 them can go through.
 
+The saga ends as its order did. The customer's cancellation may reach the saga
+as the event, or first as a forward step refused `order-not-pending` (the order
+was cancelled before the command service saw the step; only the saga confirms or
+rejects a pending order), or as its reject refused so. Whichever comes first,
+the saga compensates it as a cancellation and ends `cancelled`, not `rejected`.
+
 An abort while confirming may come after the `confirm` command went out and was
 accepted, before its answer is recorded. The compensation then meets a confirmed
 order: its reject, the first step, is refused (`order-confirmed`; so is the
@@ -112,6 +118,10 @@ RESERVED, SHORTAGE, OK = "reserved", "shortage", "ok"
 REFUSED_PREFIX = "refused:"
 # The command service's refusal of a refund while the order is confirmed (`fulfilment.rules.check_refund`).
 ORDER_CONFIRMED = "order-confirmed"
+# Its refusal of a reservation, a payment request, a confirm or a reject of an order no longer pending.
+# Only the saga confirms or rejects an order, so a forward step (or the reject) refused so found
+# the order cancelled by its customer: the cancellation reached the command service before the saga.
+ORDER_NOT_PENDING = "order-not-pending"
 
 
 class SagaRefused(Exception):
@@ -360,7 +370,7 @@ def _record_step(state: Saga, command: RecordStep, payment_timeout: timedelta) -
             return [completed, *_confirmed_first(after, command)]
         # A refused compensation had nothing to undo (already released, order already over).
         if next_step(after) is None:
-            outcome = Outcome.CANCELLED if state.cancelled else Outcome.REJECTED
+            outcome = Outcome.CANCELLED if _cancelled_by_customer(after) else Outcome.REJECTED
             events.append(SagaCompleted(outcome=outcome, at=command.at))
         return events
     if refused and state.phase is Phase.CONFIRMING and _confirmed(state):
@@ -379,6 +389,13 @@ def _record_step(state: Saga, command: RecordStep, payment_timeout: timedelta) -
     if command.result == SHORTAGE:
         sku = command.step.removeprefix("reserve:")
         events.append(_compensate(after, f"insufficient stock of {sku}", outside=False))
+    elif command.result == REFUSED_PREFIX + ORDER_NOT_PENDING:
+        # The customer cancelled the order and the saga hears of it from the command service
+        # first: compensated as the cancellation (no reject, outcome `cancelled`), whichever of the
+        # two arrives first. The cancellation event, when it comes, then decides nothing.
+        cancelled = msgspec.structs.replace(after, cancelled=True)
+        reason = f"the customer cancelled the order ({command.step} refused: {ORDER_NOT_PENDING})"
+        events.append(_compensate(cancelled, reason, outside=False))
     elif refused:
         code = command.result.removeprefix(REFUSED_PREFIX)
         events.append(_compensate(after, f"{command.step} refused: {code}", outside=False))
@@ -390,6 +407,13 @@ def _record_step(state: Saga, command: RecordStep, payment_timeout: timedelta) -
         elif state.phase is Phase.CONFIRMING:
             events.append(SagaCompleted(outcome=Outcome.CONFIRMED, at=command.at))
     return events
+
+
+def _cancelled_by_customer(saga: Saga) -> bool:
+    """Did the customer cancel the order: the cancellation noted, or the saga's reject refused because
+    the order was no longer pending (cancelled before the reject reached it; confirmed reads
+    `order-confirmed`)? The saga then ends as its order did, `cancelled`."""
+    return saga.cancelled or saga.done.get(REJECT) == REFUSED_PREFIX + ORDER_NOT_PENDING
 
 
 def _confirmed_first(state: Saga, command: RecordStep) -> list[SagaEvent]:

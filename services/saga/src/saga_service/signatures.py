@@ -1,21 +1,32 @@
-"""HMAC signatures of provider webhooks: `Sandbox-Signature: t=<unix seconds>,v1=<hex>`.
+"""HMAC signatures between the saga and its provider: `Sandbox-Signature: t=<unix seconds>,v1=<hex>`.
 
-The signature is HMAC-SHA256 over `<t>.<raw body>` with the shared secret, as
-real providers do it: the timestamp inside the signed text stops an old
+A webhook's signature is HMAC-SHA256 over `<t>.<raw body>` with the shared secret,
+as real providers do it: the timestamp inside the signed text stops an old
 delivery being replayed later, and comparing in constant time stops the
 signature being guessed byte by byte.
+
+The saga's own requests to the provider are signed the same way with the same
+secret, over `<t>.<METHOD> <path>\n<raw body>` (`sign_request`), as providers
+that authenticate merchants by request signing do: the provider knows who is
+asking, and the method and path in the signed text keep a request's signature
+from passing for another request's, or for a webhook's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
-__all__ = ["SIGNATURE_HEADER", "InvalidSignature", "sign", "verify"]
+__all__ = ["SIGNATURE_HEADER", "InvalidSignature", "sign", "sign_request", "verify", "verify_request"]
 
 SIGNATURE_HEADER = "Sandbox-Signature"
 TOLERANCE_SECONDS = 300
+# What the parts must look like before anything is computed or compared. Headers arrive decoded as
+# Latin-1, so any byte may be in them; `hmac.compare_digest` raises on a `str` that is not ASCII.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class InvalidSignature(Exception):
@@ -37,12 +48,28 @@ def verify(secret: str, header: str | None, body: bytes, *, now: float | None = 
     if not header:
         raise InvalidSignature(f"no {SIGNATURE_HEADER} header")
     parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    try:
-        timestamp = int(parts["t"])
-        given = parts["v1"]
-    except (KeyError, ValueError) as error:
-        raise InvalidSignature(f"malformed {SIGNATURE_HEADER} header") from error
+    stamp, given = parts.get("t", ""), parts.get("v1", "")
+    if not (_TIMESTAMP.fullmatch(stamp) and _HEX_DIGEST.fullmatch(given)):
+        raise InvalidSignature(f"malformed {SIGNATURE_HEADER} header")
+    timestamp = int(stamp)
     if abs((time.time() if now is None else now) - timestamp) > TOLERANCE_SECONDS:
         raise InvalidSignature("the signature is too old (or from the future)")
-    if not hmac.compare_digest(given, _digest(secret, timestamp, body)):
+    # Bytes, both ASCII by now: compared in constant time.
+    if not hmac.compare_digest(given.encode(), _digest(secret, timestamp, body).encode()):
         raise InvalidSignature("the signature does not match the body")
+
+
+def _request_text(method: str, path: str, body: bytes) -> bytes:
+    return f"{method.upper()} {path}\n".encode() + body
+
+
+def sign_request(secret: str, method: str, path: str, body: bytes = b"", *, now: float | None = None) -> str:
+    """The signature header's value for a request to the provider, signed now."""
+    return sign(secret, _request_text(method, path, body), now=now)
+
+
+def verify_request(
+    secret: str, header: str | None, method: str, path: str, body: bytes = b"", *, now: float | None = None
+) -> None:
+    """Raise `InvalidSignature` unless `header` signs this request with `secret` within the tolerance."""
+    verify(secret, header, _request_text(method, path, body), now=now)

@@ -273,9 +273,12 @@ def _bounded(name: str, value: datetime | None) -> datetime | None:
     if value is None:
         return None
     aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    # Compared as instants (whatever the offset), so the conversion below cannot overflow.
     if not _EARLIEST <= aware <= _LATEST:
-        raise InvalidQuery([(name, f"must be between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d}")])
-    return aware
+        raise InvalidQuery([(name, f"must be between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d} (UTC)")])
+    # UTC from here on: the engines refuse offsets beyond ±18:00, and one instant written with two
+    # offsets is one query (the cursor's fingerprint of the filters sees the same value).
+    return aware.astimezone(UTC)
 
 
 def _check_ranges(filters: OrderFilters) -> None:

@@ -1,4 +1,12 @@
-"""The sandbox provider's app: accept an authorisation, answer it later through the signed webhook."""
+"""The sandbox provider's app: accept an authorisation, answer it later through the signed webhook.
+
+Only the merchant may ask: every request carries `Sandbox-Signature` over its
+method, path and body with the secret the sandbox shares with its merchant (the
+saga), as providers that authenticate merchants by request signing do. The
+callback URL is part of the signed body, so the signed answer goes only where
+the merchant said; anyone else registering a payment id first, with a callback
+of their own, is refused (401) and learns nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +15,20 @@ import contextlib
 import logging
 import random
 import uuid
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import httpx
 import msgspec
-from litestar import Litestar, get, post
-from litestar.params import FromPath, JSONBody
+from litestar import Litestar, Request, get, post
+from litestar.params import FromPath
 from servicekit.problems import ProblemTable, problem
 from servicekit.service import Service, Startup
 from servicekit.telemetry import current_traceparent
 
-from saga_service.providers import AuthorizationRequest, WebhookBody
+from saga_service.providers import AUTHORIZATIONS_PATH, AuthorizationRequest, WebhookBody
 from saga_service.sandbox.settings import SandboxSettings
-from saga_service.signatures import SIGNATURE_HEADER, sign
+from saga_service.signatures import SIGNATURE_HEADER, InvalidSignature, sign, verify_request
 
 __all__ = ["create_app"]
 
@@ -42,10 +50,18 @@ class UnknownPayment(Exception):
     pass
 
 
+class MalformedRequest(Exception):
+    """A correctly signed request whose body is not an authorisation request."""
+
+
 def create_app(settings: SandboxSettings) -> Litestar:
     """The sandbox as an ASGI app; its answers go out from background tasks."""
     problems = ProblemTable(
-        {UnknownPayment: lambda exc: problem(404, "payment-not-found", "Not found", str(exc))}
+        {
+            UnknownPayment: lambda exc: problem(404, "payment-not-found", "Not found", str(exc)),
+            InvalidSignature: lambda exc: problem(401, "invalid-signature", "Invalid signature", str(exc)),
+            MalformedRequest: lambda exc: problem(400, "malformed-request", "Malformed request", str(exc)),
+        }
     )
     service = Service(settings, "payment-sandbox", problems=problems, trace_postgres=False)
     chance = random.Random(settings.sandbox_seed)
@@ -104,8 +120,23 @@ def create_app(settings: SandboxSettings) -> Litestar:
             await asyncio.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)))
         log.warning("gave up delivering the answer for %s", authorization.payment_id)
 
-    @post("/authorizations", status_code=202, operation_id="requestAuthorization")
-    async def authorize(data: JSONBody[AuthorizationRequest]) -> Authorization:
+    def authenticate(request: Request[Any, Any, Any], path: str, body: bytes = b"") -> None:
+        try:
+            verify_request(
+                settings.sandbox_secret, request.headers.get(SIGNATURE_HEADER), request.method, path, body
+            )
+        except InvalidSignature as refused:
+            log.warning("request refused: %s", refused)
+            raise
+
+    @post(AUTHORIZATIONS_PATH, status_code=202, operation_id="requestAuthorization")
+    async def authorize(request: Request[Any, Any, Any]) -> Authorization:
+        body = await request.body()
+        authenticate(request, AUTHORIZATIONS_PATH, body)
+        try:
+            data = msgspec.json.decode(body, type=AuthorizationRequest)
+        except msgspec.MsgspecError as error:
+            raise MalformedRequest(str(error)) from error
         existing = requests.get(data.payment_id)
         if existing is not None:
             return existing  # a retried request: it is already being answered
@@ -116,8 +147,9 @@ def create_app(settings: SandboxSettings) -> Litestar:
         task.add_done_callback(tasks.discard)
         return authorization
 
-    @get("/authorizations/{payment_id:uuid}", operation_id="getAuthorization")
-    async def read(payment_id: FromPath[UUID]) -> Authorization:
+    @get(AUTHORIZATIONS_PATH + "/{payment_id:uuid}", operation_id="getAuthorization")
+    async def read(payment_id: FromPath[UUID], request: Request[Any, Any, Any]) -> Authorization:
+        authenticate(request, f"{AUTHORIZATIONS_PATH}/{payment_id}")
         found = requests.get(payment_id)
         if found is None:
             raise UnknownPayment(f"no authorisation for {payment_id}")
