@@ -21,6 +21,7 @@ from readmodels.orders import (
     orders_alias,
     orders_index,
 )
+from readmodels.rebuilding import ReadModelRebuilding
 from readmodels.search import BulkWrite, SearchUnavailable, connect_search
 from servicekit.testing import TcpProxy, free_port
 
@@ -86,14 +87,14 @@ async def test_pages_follow_their_cursors_to_the_end_and_counts_group_by_status(
     assert await reader.counts(OrderFilters(customer_id="bob")) == {}
 
 
-async def test_a_missing_index_is_unavailable(search_engine_url: str) -> None:
+async def test_a_missing_index_is_a_model_being_rebuilt_and_not_ready(search_engine_url: str) -> None:
     reader = OrderSearchReader(search_engine_url, f"missing-{uuid.uuid4().hex[:10]}", timeout=2)
     try:
-        with pytest.raises(SearchUnavailable, match="does not exist"):
+        with pytest.raises(ReadModelRebuilding, match="does not exist"):
             await reader.page(OrderFilters(), "-placed_at", 5)
-        with pytest.raises(SearchUnavailable, match="does not exist"):
+        with pytest.raises(ReadModelRebuilding, match="does not exist"):
             await reader.counts(OrderFilters())
-        with pytest.raises(SearchUnavailable, match="does not exist"):
+        with pytest.raises(ReadModelRebuilding, match="does not exist"):
             await reader.refresh()
         with pytest.raises(SearchUnavailable, match="does not exist"):
             await reader.ping()

@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from readmodels.orders import OrderDocument
+from readmodels.rebuilding import ReadModelRebuilding
 from readmodels.search import IndexNotFound, SearchClient, SearchRejected, SearchUnavailable, connect_search
 
 __all__ = [
@@ -275,8 +276,10 @@ class OrderSearchReader:
     async def ping(self) -> None:
         """Raise `SearchUnavailable` unless the engine answers and the index exists."""
         engine = await self._engine()
-        with self._index_present():
+        try:
             await engine.count(self.index)
+        except IndexNotFound as error:
+            raise SearchUnavailable(f"the index {self.index} does not exist (yet)") from error
 
     async def _search(self, body: Mapping[str, Any]) -> _SearchResponse:
         engine = await self._engine()
@@ -300,7 +303,9 @@ class OrderSearchReader:
 
     @contextlib.contextmanager
     def _index_present(self) -> Iterator[None]:
+        # The projector always keeps the alias pointing at a whole index (a rebuild moves it in
+        # one request): no alias means the index was deleted and is being rebuilt, never "no orders".
         try:
             yield
         except IndexNotFound as error:
-            raise SearchUnavailable(f"the index {self.index} does not exist (yet)") from error
+            raise ReadModelRebuilding("search", f"the index {self.index} does not exist") from error
