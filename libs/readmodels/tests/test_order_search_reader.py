@@ -96,8 +96,7 @@ async def test_a_missing_index_is_a_model_being_rebuilt_and_not_ready(search_eng
             await reader.counts(OrderFilters())
         with pytest.raises(ReadModelRebuilding, match="does not exist"):
             await reader.refresh()
-        with pytest.raises(SearchUnavailable, match="does not exist"):
-            await reader.ping()
+        await reader.ping()  # the engine answers: ready, and the reads say why they cannot
     finally:
         await reader.close()
 

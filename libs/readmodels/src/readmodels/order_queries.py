@@ -274,12 +274,15 @@ class OrderSearchReader:
             await engine.refresh(self.index)
 
     async def ping(self) -> None:
-        """Raise `SearchUnavailable` unless the engine answers and the index exists."""
+        """Raise `SearchUnavailable` unless the engine answers.
+
+        A missing index is no reason: the engine answers, and searches say the model is being
+        rebuilt (`ReadModelRebuilding`). An instance taken out of service for it would leave
+        clients a load balancer's bare 503 instead, and its Redis reads unserved.
+        """
         engine = await self._engine()
-        try:
+        with contextlib.suppress(IndexNotFound):
             await engine.count(self.index)
-        except IndexNotFound as error:
-            raise SearchUnavailable(f"the index {self.index} does not exist (yet)") from error
 
     async def _search(self, body: Mapping[str, Any]) -> _SearchResponse:
         engine = await self._engine()
