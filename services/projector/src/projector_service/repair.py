@@ -138,6 +138,13 @@ class Repairer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
                 continue
+            except Exception:
+                # Unexpected, and still no reason to leave the model lost: say so loudly (readiness
+                # keeps naming the model) and try again.
+                log.exception("%s: repair failed unexpectedly, trying again in %.0f s", name, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+                continue
             self.repaired[name] += 1
             log.warning(
                 "%s read model repaired: generation %s, %d events read in %.1f s",
