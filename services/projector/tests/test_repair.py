@@ -23,7 +23,7 @@ import pytest
 from eventstore import NewEvent, PostgresEventStore
 from fulfilment.events import OrderConfirmed, OrderPlaced
 from projector_service.bootstrap import Projector
-from projector_service.rebuild import rebuild
+from projector_service.rebuild import RebuildProgress, RebuildRunning, rebuild
 from projector_service.service import ProjectorService
 from projector_service.settings import ProjectorSettings
 from query_service.app import create_app
@@ -292,3 +292,27 @@ async def test_a_manual_rebuild_after_redis_lost_its_data_restores_the_positions
     assert consuming == {"redis": True, "search": True}
     assert repairs == {"redis": 0, "search": 0}  # the manual rebuild left nothing to repair
     assert await live_models(projector) == await clean_models(projector, store)
+
+
+async def test_one_rebuild_of_a_projection_at_a_time_and_the_lock_is_released_after(
+    projector: Projector, store: PostgresEventStore
+) -> None:
+    await write_scenario(store, orders=10)
+    lock = projector.keyspace.rebuild_lock("redis")
+
+    first, second = await asyncio.gather(
+        rebuild(projector, "redis", page_size=5, grace=0),
+        rebuild(projector, "redis", page_size=5, grace=0),
+        return_exceptions=True,
+    )
+
+    assert isinstance(first, RebuildProgress), first
+    assert first.phase == "done"
+    assert isinstance(second, RebuildRunning), second
+    assert "already running" in str(second)
+    assert await projector.redis.exists(lock) == 0
+    # A lock held by someone else (a rebuild on another machine) is not taken over.
+    await projector.redis.set(lock, "g-elsewhere")
+    with pytest.raises(RebuildRunning, match="g-elsewhere"):
+        await rebuild(projector, "redis", grace=0)
+    assert await projector.redis.get(lock) == b"g-elsewhere"

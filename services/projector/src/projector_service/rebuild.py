@@ -84,6 +84,14 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# KEYS: the lock. ARGV: its holder, seconds. Renews it unless another holder has it (a Redis
+# that lost its data lost the lock too: it is taken again).
+_RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
 
 
 class RebuildRunning(RuntimeError):
@@ -95,13 +103,15 @@ async def _locked(projector: Projector, name: str, generation: str) -> AsyncIter
     redis, key = projector.redis, projector.keyspace.rebuild_lock(name)
     if not await redis.set(key, generation, nx=True, ex=LOCK_SECONDS):
         holder = await redis.get(key)
-        raise RebuildRunning(f"a rebuild of {name} is already running (generation {holder!r})")
+        held_by = holder.decode() if isinstance(holder, bytes) else holder
+        raise RebuildRunning(f"a rebuild of {name} is already running (generation {held_by})")
+    renew_script = redis.register_script(_RENEW)
 
     async def renew() -> None:
         while True:
             await asyncio.sleep(LOCK_SECONDS / 3)
             with contextlib.suppress(Exception):  # an outage: the next round tries again
-                await redis.set(key, generation, ex=LOCK_SECONDS)
+                await renew_script(keys=[key], args=[generation, LOCK_SECONDS])
 
     renewing = asyncio.create_task(renew(), name=f"rebuild-lock-{name}")
     try:
