@@ -263,6 +263,7 @@ async def seed(redis_url: str, search_url: str, prefix: str, orders: list[OrderD
     try:
         await search.create_index(index, mappings=ORDER_MAPPINGS, settings=ORDER_INDEX_SETTINGS)
         await search.point_alias(orders_alias(prefix), index)
+        await redis.set(keys.built, "seeded")  # a whole generation, as the projector marks it
         await redis.set(keyspace.live("redis"), INITIAL_GENERATION)
         for start in range(0, len(orders), 2000):
             chunk = orders[start : start + 2000]

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from readmodels.keyspace import INITIAL_GENERATION, Keyspace
-from readmodels.redis_reads import LiveHashes
+from readmodels.rebuilding import ReadModelRebuilding, model_lost
+from readmodels.redis_reads import LiveHashes, whole_live_models
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -68,9 +69,16 @@ def _order_hash(order_id: str, version: int) -> dict[str, str | int]:
     }
 
 
+async def whole(redis: Redis, keyspace: Keyspace, generation: str = INITIAL_GENERATION) -> None:
+    """Make `generation` live and whole, as the projector does."""
+    await redis.set(keyspace.models(generation).built, "test")
+    await redis.set(keyspace.live("redis"), generation)
+
+
 async def test_an_order_is_read_whether_or_not_the_server_knows_the_script(redis: Redis) -> None:
     keyspace = Keyspace("t-")
     await redis.hset(keyspace.models(INITIAL_GENERATION).order("o-1"), mapping=_order_hash("o-1", 1))
+    await whole(redis, keyspace)
     hashes = LiveHashes(redis, keyspace)
 
     # A server that never saw the script (this one is new), then one that lost it (a restart:
@@ -89,10 +97,44 @@ async def test_reads_follow_the_live_generation_pointer(redis: Redis) -> None:
     keyspace = Keyspace("t-")
     await redis.hset(keyspace.models(INITIAL_GENERATION).order("o-1"), mapping=_order_hash("o-1", 1))
     await redis.hset(keyspace.models("g7").order("o-1"), mapping=_order_hash("o-1", 2))
+    await whole(redis, keyspace)
     hashes = LiveHashes(redis, keyspace)
 
     before = await hashes.order("o-1")
-    await redis.set(keyspace.live("redis"), "g7")
+    await whole(redis, keyspace, "g7")
     after = await hashes.order("o-1")
 
     assert (before.version if before else None, after.version if after else None) == (1, 2)
+
+
+async def test_a_model_that_lost_its_data_is_being_rebuilt_not_empty(redis: Redis) -> None:
+    keyspace = Keyspace("t-")
+    hashes = LiveHashes(redis, keyspace)
+    await redis.hset(keyspace.models("g3").order("o-1"), mapping=_order_hash("o-1", 1))
+    await whole(redis, keyspace, "g3")
+    assert await hashes.order("o-1") is not None
+    assert (await whole_live_models(redis, keyspace)).generation == "g3"
+    assert await model_lost(redis, keyspace, "redis") is None
+
+    # The generation's keys deleted (its marker with them): nothing it says can be trusted.
+    await redis.delete(keyspace.models("g3").built)
+    with pytest.raises(ReadModelRebuilding):
+        await hashes.order("o-1")
+    with pytest.raises(ReadModelRebuilding):
+        await hashes.stock("mug")
+    with pytest.raises(ReadModelRebuilding):
+        await whole_live_models(redis, keyspace)
+    assert await model_lost(redis, keyspace, "redis") == "generation g3 has no marker"
+
+    # Redis restarted empty: no pointer at all.
+    await redis.flushdb()
+    with pytest.raises(ReadModelRebuilding):
+        await hashes.order("o-1")
+    with pytest.raises(ReadModelRebuilding):
+        await whole_live_models(redis, keyspace)
+    assert await model_lost(redis, keyspace, "redis") == "its live generation pointer is gone"
+    assert await model_lost(redis, keyspace, "search") == "its live generation pointer is gone"
+
+    # While the projector repairs it, it says why.
+    await redis.hset(keyspace.repair("search"), mapping={"reason": "alias missing"})
+    assert await model_lost(redis, keyspace, "search") == "being repaired: alias missing"

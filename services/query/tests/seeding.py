@@ -71,7 +71,10 @@ class SeededModels:
     async def create(self) -> None:
         await self.search.create_index(self.index, mappings=ORDER_MAPPINGS, settings=ORDER_INDEX_SETTINGS)
         await self.search.point_alias(orders_alias(self.keyspace.prefix), self.index)
+        # Whole, as the projector leaves them: the generation's marker, both live pointers.
+        await self.redis.set(self.keys.built, "seeded")
         await self.redis.set(self.keyspace.live("redis"), INITIAL_GENERATION)
+        await self.redis.set(self.keyspace.live("search"), INITIAL_GENERATION)
 
     async def drop(self) -> None:
         keys = [key async for key in self.redis.scan_iter(match=f"{self.keyspace.prefix}*", count=1000)]

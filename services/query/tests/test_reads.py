@@ -253,6 +253,7 @@ async def test_reads_follow_the_live_generation_when_a_rebuild_swaps_it(
 
     before = await client.get(url, headers=alice)
     stock_before = await client.get("/stock/blue-mug", headers=alice)
+    await models.redis.set(rebuilt.built, "rebuilt")
     await models.redis.set(models.keyspace.live("redis"), "g1")
     after = await client.get(url, headers=alice)
     stock_after = await client.get("/stock/blue-mug", headers=alice)

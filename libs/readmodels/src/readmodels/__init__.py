@@ -6,6 +6,7 @@ shapes from here so the two sides cannot drift apart.
 
 from readmodels.keyspace import Keyspace, RedisModelKeys, read_position, wait_for_position
 from readmodels.orders import OrderDocument, OrderLineDocument, OrderSummary, StockLevel
+from readmodels.rebuilding import ReadModelRebuilding, model_lost
 from readmodels.search import (
     BulkFailed,
     BulkOutcome,
@@ -30,6 +31,7 @@ __all__ = [
     "OrderDocument",
     "OrderLineDocument",
     "OrderSummary",
+    "ReadModelRebuilding",
     "RedisModelKeys",
     "SearchClient",
     "SearchPage",
@@ -38,6 +40,7 @@ __all__ = [
     "StoredDocument",
     "VersionConflict",
     "connect_search",
+    "model_lost",
     "read_position",
     "wait_for_position",
 ]

@@ -17,6 +17,11 @@ Key layout (`G` = generation):
 - `rm:redis:G:order-counts` (hash): status -> number of orders in that status.
 - `rm:redis:G:customer:<customer id>:orders` (sorted set): order ids scored by placement
   time in ms; the newest `RECENT_ORDERS` are kept.
+- `rm:redis:G:built` (string): the generation's marker, written when the generation is whole
+  (a rebuild writes it just before its swap; the first start over an empty store writes it
+  for the initial generation). Redis keeps no marker it was never given: a live generation
+  without one (Redis restarted empty, its keys deleted) has lost its data, and readers answer
+  "being rebuilt" instead of "not found" (`readmodels.rebuilding`).
 - `rm:search:live`, `rm:search:building` (strings): generations of the orders index (readers
   use the alias).
 - `rm:search:product-names` (hash): SKU -> product name, written once by the registration.
@@ -24,6 +29,10 @@ Key layout (`G` = generation):
   `transaction_id` and `log_position` (the applied prefix of the log).
 - `rm:<projection>:applied` (sorted set): positions applied, not yet folded into `position`.
 - `rm:<projection>:rebuild` (hash): progress of a running rebuild.
+- `rm:<projection>:rebuild-lock` (string, expires): the generation of the rebuild running now;
+  one rebuild of a projection at a time.
+- `rm:<projection>:repair` (hash): why the projector is repairing the projection (its data was
+  lost), while it does.
 - `rm:dead-letters:replayed` (set): dead letters already replayed (`projection/partition:offset`).
 
 `rm:<projection>:position` is also a pub/sub channel: the projector publishes
@@ -76,6 +85,11 @@ class RedisModelKeys:
         return f"{self.base}customer:{customer_id}:orders"
 
     @property
+    def built(self) -> str:
+        """The marker of a whole generation: absent, the generation's data is gone (or not built yet)."""
+        return f"{self.base}built"
+
+    @property
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this generation."""
         return f"{self.base}*"
@@ -102,6 +116,13 @@ class Keyspace:
 
     def rebuild(self, projection: str) -> str:
         return f"{self.prefix}rm:{projection}:rebuild"
+
+    def rebuild_lock(self, projection: str) -> str:
+        return f"{self.prefix}rm:{projection}:rebuild-lock"
+
+    def repair(self, projection: str) -> str:
+        """The hash saying why the projector is repairing `projection`, while it does."""
+        return f"{self.prefix}rm:{projection}:repair"
 
     @property
     def replayed_dead_letters(self) -> str:

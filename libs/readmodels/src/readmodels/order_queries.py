@@ -44,6 +44,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from readmodels.orders import OrderDocument
+from readmodels.rebuilding import ReadModelRebuilding
 from readmodels.search import IndexNotFound, SearchClient, SearchRejected, SearchUnavailable, connect_search
 
 __all__ = [
@@ -319,9 +320,14 @@ class OrderSearchReader:
             await engine.refresh(self.index)
 
     async def ping(self) -> None:
-        """Raise `SearchUnavailable` unless the engine answers and the index exists."""
+        """Raise `SearchUnavailable` unless the engine answers.
+
+        A missing index is no reason: the engine answers, and searches say the model is being
+        rebuilt (`ReadModelRebuilding`). An instance taken out of service for it would leave
+        clients a load balancer's bare 503 instead, and its Redis reads unserved.
+        """
         engine = await self._engine()
-        with self._index_present():
+        with contextlib.suppress(IndexNotFound):
             await engine.count(self.index)
 
     async def _search(self, body: Mapping[str, Any]) -> _SearchResponse:
@@ -346,7 +352,9 @@ class OrderSearchReader:
 
     @contextlib.contextmanager
     def _index_present(self) -> Iterator[None]:
+        # The projector always keeps the alias pointing at a whole index (a rebuild moves it in
+        # one request): no alias means the index was deleted and is being rebuilt, never "no orders".
         try:
             yield
         except IndexNotFound as error:
-            raise SearchUnavailable(f"the index {self.index} does not exist (yet)") from error
+            raise ReadModelRebuilding("search", f"the index {self.index} does not exist") from error

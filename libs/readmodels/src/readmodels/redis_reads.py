@@ -5,6 +5,10 @@ keys to every read of that request, so a rebuild's swap between two reads
 cannot mix two generations in one answer. A read of a single hash does both in
 one round trip instead (`LiveHashes`): a script reads the pointer and the hash
 under it, atomically.
+
+Both check the live generation's marker on the way (`readmodels.rebuilding`): a
+model that lost its data raises `ReadModelRebuilding` rather than answering
+"no such order" or zero counts.
 """
 
 from __future__ import annotations
@@ -15,18 +19,39 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from readmodels.keyspace import INITIAL_GENERATION, RECENT_ORDERS, Keyspace, RedisModelKeys
+from readmodels.keyspace import RECENT_ORDERS, Keyspace, RedisModelKeys
 from readmodels.orders import OrderSummary, StockLevel
+from readmodels.rebuilding import ReadModelRebuilding, marker_around
 
-__all__ = ["LiveHashes", "order_counts", "order_summary", "recent_orders", "stock_level"]
+__all__ = [
+    "LiveHashes",
+    "order_counts",
+    "order_summary",
+    "recent_orders",
+    "stock_level",
+    "whole_live_models",
+]
 
 # KEYS[1]: the live-generation pointer. ARGV[1]: the hash's key with a NUL byte where the
-# generation goes; while the pointer is unset, the initial generation is used.
-_LIVE_HASH = f"""
-local generation = redis.call('GET', KEYS[1]) or '{INITIAL_GENERATION}'
+# generation goes. No pointer, or no marker under it (the key space's `built` suffix right
+# after the generation), is a model that lost its data: false (nil), not an empty hash.
+_LIVE_HASH = """
+local generation = redis.call('GET', KEYS[1])
+if not generation then return false end
 local at = string.find(ARGV[1], '\\0', 1, true)
-return redis.call('HGETALL', string.sub(ARGV[1], 1, at - 1) .. generation .. string.sub(ARGV[1], at + 1))
+local base = string.sub(ARGV[1], 1, at - 1) .. generation
+if redis.call('EXISTS', base .. ':built') == 0 then return false end
+return redis.call('HGETALL', base .. string.sub(ARGV[1], at + 1))
 """
+
+# KEYS[1]: the live-generation pointer. ARGV: the marker key around the generation.
+_WHOLE_GENERATION = """
+local generation = redis.call('GET', KEYS[1])
+if not generation then return false end
+if redis.call('EXISTS', ARGV[1] .. generation .. ARGV[2]) == 0 then return false end
+return generation
+"""
+_LOST = "no live generation with its marker: the data was lost"
 _MARK = "\x00"
 _ONE_KEY = b"1"  # EVALSHA's number of keys
 
@@ -37,6 +62,19 @@ def _strings(fields: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
         (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
         for k, v in fields.items()
     }
+
+
+async def whole_live_models(redis: Redis, keyspace: Keyspace) -> RedisModelKeys:
+    """The keys of the live generation, once it is known to be whole (one round trip).
+
+    Raises `ReadModelRebuilding` when the pointer or the generation's marker is gone.
+    """
+    before, after = marker_around(keyspace)
+    script = redis.register_script(_WHOLE_GENERATION)
+    generation = await script(keys=[keyspace.live("redis")], args=[before, after])
+    if generation is None:
+        raise ReadModelRebuilding("redis", _LOST)
+    return keyspace.models(generation.decode() if isinstance(generation, bytes) else str(generation))
 
 
 async def order_summary(redis: Redis, keys: RedisModelKeys, order_id: str) -> OrderSummary | None:
@@ -96,22 +134,24 @@ class LiveHashes:
             loaded: str | bytes = await self._redis.script_load(_LIVE_HASH)
             self._sha = loaded.encode() if isinstance(loaded, str) else loaded
             flat = await self._evalsha(marked_key)
+        if flat is None:
+            raise ReadModelRebuilding("redis", _LOST)
         pairs = iter(flat)
         fields = dict(zip(pairs, pairs, strict=True))
         return fields if self._decoded else _strings(fields)
 
-    async def _evalsha(self, marked_key: str) -> list[Any]:
-        flat: list[Any] = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # untyped
+    async def _evalsha(self, marked_key: str) -> list[Any] | None:
+        flat: list[Any] | None = await self._redis.execute_command(  # type: ignore[no-untyped-call]  # untyped
             "EVALSHA", self._sha, _ONE_KEY, self._pointer, marked_key
         )
         return flat
 
     async def order(self, order_id: str) -> OrderSummary | None:
-        """The order's summary in the live generation, or None."""
+        """The order's summary in the live generation, or None; `ReadModelRebuilding` if it lost its data."""
         fields = await self._hash(self._marked.order(order_id))
         return OrderSummary.from_hash(fields) if fields else None
 
     async def stock(self, sku: str) -> StockLevel | None:
-        """The SKU's stock in the live generation (SKUs are stored lowercase), or None."""
+        """The SKU's stock in the live generation (SKUs are stored lowercase), or None; or raises likewise."""
         fields = await self._hash(self._marked.stock(sku.lower()))
         return StockLevel.from_hash(fields) if fields else None

@@ -13,12 +13,14 @@ from redis.asyncio import Redis
 
 from projector_service.history import StreamHistory
 from projector_service.progress import ProgressTracker
-from projector_service.projections import Projection, RedisProjection, SearchProjection
+from projector_service.projections import ModelSignals, Projection, RedisProjection, SearchProjection
 from projector_service.redis_writer import RedisSummaryWriter
 from projector_service.search_writer import SearchOrderWriter
 from projector_service.settings import ProjectorSettings
 
 __all__ = ["Projector"]
+
+HAS_EVENTS = "SELECT EXISTS (SELECT 1 FROM eventstore.events WHERE category = ANY($1::text[]))"
 
 
 class Projector:
@@ -40,13 +42,22 @@ class Projector:
         self.store = PostgresEventStore(pool, registry)
         self.keyspace = Keyspace(settings.projector_key_prefix)
         history = StreamHistory(self.store)
+        self.signals = ModelSignals()
         available: dict[str, Projection] = {
-            "redis": RedisProjection(redis, self.keyspace, RedisSummaryWriter(redis, self.keyspace, history)),
+            "redis": RedisProjection(
+                redis,
+                self.keyspace,
+                RedisSummaryWriter(redis, self.keyspace, history),
+                signals=self.signals,
+                store_is_empty=self.store_is_empty,
+            ),
             "search": SearchProjection(
                 search,
                 redis,
                 self.keyspace,
                 SearchOrderWriter(search, redis, self.keyspace, self.store, history),
+                signals=self.signals,
+                store_is_empty=self.store_is_empty,
             ),
         }
         unknown = set(settings.projections) - set(available)
@@ -67,6 +78,10 @@ class Projector:
         search = await connect_search(settings.search_url)
         pool = await connect(settings.database_url, min_size=1, max_size=pool_size)
         return cls(settings, registry, redis, search, pool)
+
+    async def store_is_empty(self, categories: Sequence[str]) -> bool:
+        """True while the store holds no event of these categories (an empty model is then whole)."""
+        return not await self.pool.fetchval(HAS_EVENTS, list(categories))
 
     def projection(self, name: str) -> Projection:
         if name not in self.projections:

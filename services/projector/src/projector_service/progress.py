@@ -139,6 +139,20 @@ class ProgressTracker:
         value = await self._redis.hget(self._position_key, "position")
         return int(value) if value is not None else -1
 
+    async def restore(self, prefix: LogPosition) -> None:
+        """Move the applied prefix up to `prefix` (never back): a rebuild put everything up to it in.
+
+        After Redis lost the position with the model, the prefix is at the start of the log
+        and the applied marks of the events before the loss are gone, so the walk could never
+        pass them; a rebuild that read the log up to its head knows better. The next rounds
+        turn the prefix into a position.
+        """
+        await self._advance(
+            keys=[self._position_key, self._applied_key],
+            args=[-1, str(prefix.transaction_id), prefix.position, self._position_key],
+        )
+        self.woken.set()
+
     async def _prefix(self) -> tuple[LogPosition, int]:
         values = await self._redis.hmget(self._position_key, ["transaction_id", "log_position", "position"])
         xid, position, reached = (int(v) if v is not None else None for v in values)

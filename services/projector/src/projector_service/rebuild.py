@@ -18,8 +18,16 @@
 4. Swap atomically: the alias moves to the new index in one request; the Redis
    pointer `rm:redis:live` is replaced with one `SET`. Readers resolve the alias
    or the pointer once per request, so none sees a half-built model.
-5. Clear the building pointer, wait a grace period (readers that resolved the
+5. Restore the position: the log up to the head is in the new generation, so the
+   applied prefix moves up to it (it never moves back). After Redis lost the
+   model, the position went with it, and this is what gives it back
+   (`ProgressTracker.restore`); a few tracker rounds then turn it into a position.
+6. Clear the building pointer, wait a grace period (readers that resolved the
    old generation finish), and delete the old generation.
+
+One rebuild of a projection runs at a time (`rm:<projection>:rebuild-lock`,
+expiring, renewed while the rebuild runs): a second would move the building
+pointer away from the first, whose generation would then miss live writes.
 
 Progress (read, total, rate, ETA) goes to `rm:<projection>:rebuild` for
 `/metrics`, and to a callback for the CLI's progress bar.
@@ -28,10 +36,11 @@ Progress (read, total, rate, ETA) goes to `rm:<projection>:rebuild` for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from eventstore import LogPosition
@@ -39,10 +48,11 @@ from eventstore.queries import HORIZON
 
 from projector_service.bootstrap import Projector
 from projector_service.events import from_recorded
+from projector_service.progress import LAST_POSITION, ProgressTracker
 from projector_service.runner import retry_transient
 from projector_service.status import ProjectionStatus
 
-__all__ = ["RebuildProgress", "rebuild"]
+__all__ = ["RebuildProgress", "RebuildRunning", "rebuild"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +74,54 @@ SELECT e.transaction_id::text AS head_transaction_id, e.position AS head_positio
 EMPTY_PAGE_PAUSE_SECONDS = 0.05
 # A head that stays invisible this long means something else is wrong: fail rather than hang.
 HEAD_VISIBLE_WITHIN_SECONDS = 120.0
+# The lock outlives a stalled rebuild by this long at most; renewed every third of it.
+LOCK_SECONDS = 30
+# How long the rebuild helps the tracker turn the restored prefix into a position.
+POSITION_ROUNDS, POSITION_ROUND_PAUSE = 40, 0.05
+
+# KEYS: the lock. ARGV: its holder. Deletes it only while it is still this holder's.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS: the lock. ARGV: its holder, seconds. Renews it unless another holder has it (a Redis
+# that lost its data lost the lock too: it is taken again).
+_RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+class RebuildRunning(RuntimeError):
+    """Another rebuild of the same projection holds the lock."""
+
+
+@contextlib.asynccontextmanager
+async def _locked(projector: Projector, name: str, generation: str) -> AsyncIterator[None]:
+    redis, key = projector.redis, projector.keyspace.rebuild_lock(name)
+    if not await redis.set(key, generation, nx=True, ex=LOCK_SECONDS):
+        holder = await redis.get(key)
+        held_by = holder.decode() if isinstance(holder, bytes) else holder
+        raise RebuildRunning(f"a rebuild of {name} is already running (generation {held_by})")
+    renew_script = redis.register_script(_RENEW)
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(LOCK_SECONDS / 3)
+            with contextlib.suppress(Exception):  # an outage: the next round tries again
+                await renew_script(keys=[key], args=[generation, LOCK_SECONDS])
+
+    renewing = asyncio.create_task(renew(), name=f"rebuild-lock-{name}")
+    try:
+        yield
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
+        with contextlib.suppress(Exception):  # it expires by itself
+            await redis.register_script(_UNLOCK)(keys=[key], args=[generation])
 
 
 class RebuildProgress(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,10 +147,27 @@ async def rebuild(
     grace: float = 5.0,
     on_progress: Callable[[RebuildProgress], None] | None = None,
 ) -> RebuildProgress:
-    """Rebuild projection `name` into a new generation, swap it in, drop the old one."""
+    """Rebuild projection `name` into a new generation, swap it in, restore its position, drop the old one.
+
+    Raises `RebuildRunning` while another rebuild of `name` runs.
+    """
+    projector.projection(name)
+    generation = f"g{time.time_ns()}"
+    async with _locked(projector, name, generation):
+        return await _rebuild(projector, name, generation, after, page_size, grace, on_progress)
+
+
+async def _rebuild(
+    projector: Projector,
+    name: str,
+    generation: str,
+    after: LogPosition,
+    page_size: int,
+    grace: float,
+    on_progress: Callable[[RebuildProgress], None] | None,
+) -> RebuildProgress:
     projection = projector.projection(name)
     redis, keyspace = projector.redis, projector.keyspace
-    generation = f"g{time.time_ns()}"
     status = ProjectionStatus(name=f"rebuild {name}")
     max_backoff = projector.settings.projector_max_backoff
     await projection.create(generation)
@@ -165,6 +240,8 @@ async def rebuild(
     )
     await report("swapping")
     old = await projection.swap(generation)
+    if after == LogPosition.START:  # a partial rebuild holds only part of the log: no claim from it
+        await _restore_position(projector, name, head)
     await redis.delete(keyspace.building(name))
     if old is not None and old != generation:
         await asyncio.sleep(grace)
@@ -172,3 +249,27 @@ async def rebuild(
     done = await report("done")
     await redis.delete(keyspace.rebuild(name))
     return done
+
+
+async def _restore_position(projector: Projector, name: str, head: LogPosition) -> None:
+    """Move the projection's applied prefix to `head`, then advance its position as far as it goes.
+
+    A tracker of its own (the service's keeps its own samples); the script behind both
+    only ever moves the position forwards. Without live consumers (a rebuild from the
+    command line while the service is down), the position stops before events they
+    have not applied yet; the service's tracker moves it on once they have.
+    """
+    projection = projector.projection(name)
+    redis, keyspace = projector.redis, projector.keyspace
+    tracker = ProgressTracker(redis, keyspace, name, projector.pool, projection.categories)
+    await tracker.restore(head)
+    last = int(await projector.pool.fetchval(LAST_POSITION))
+    previous: int | None = None
+    for _ in range(POSITION_ROUNDS):
+        reached = await tracker.advance()
+        # Done at the end of the log, or when events after the head wait for the consumers.
+        if reached.position >= last or (reached.pending_events and reached.position == previous):
+            break
+        previous = reached.position
+        await asyncio.sleep(POSITION_ROUND_PAUSE)
+    log.info("position restored", extra={"projection": name, "head": str(head), "position": reached.position})

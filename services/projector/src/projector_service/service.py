@@ -1,4 +1,4 @@
-"""The running projector: consumers, position trackers, and what health and metrics report."""
+"""The running projector: consumers, position trackers, the repair of lost models, and what health reports."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from servicekit.metrics import new_registry
 from projector_service.bootstrap import Projector
 from projector_service.consumer import build_broker
 from projector_service.deadletters import DeadLetterWriter, ensure_topics
+from projector_service.repair import Repairer
 from projector_service.runner import TRANSIENT, BatchRunner, retry_transient
 from projector_service.status import ProjectionStatus, ProjectorMetrics
 
@@ -43,8 +44,11 @@ class ProjectorService:
         *,
         registry: CollectorRegistry | None = None,
         tracer: Tracer | None = None,
+        repair_interval: float = 1.0,
+        repair_grace: float = 5.0,
     ) -> None:
         self.projector = projector
+        self.repairer = Repairer(projector, interval=repair_interval, grace=repair_grace)
         settings = projector.settings
         self.metrics = ProjectorMetrics(registry or new_registry())
         self.statuses = {name: ProjectionStatus(name=name) for name in projector.names}
@@ -91,6 +95,7 @@ class ProjectorService:
         await self.broker.start()
         for name, tracker in self.projector.trackers.items():
             self._tasks.append(asyncio.create_task(tracker.run(), name=f"track-{name}"))
+        self._tasks.append(asyncio.create_task(self.repairer.run(), name="repair"))
         self.started = True
         for status in self.statuses.values():
             status.consuming = True
@@ -105,11 +110,11 @@ class ProjectorService:
 
     @property
     def tracker_tasks(self) -> list[asyncio.Task[None]]:
-        """The position trackers' tasks (started by `start`)."""
+        """The tasks `start` started: the position trackers and the repair of lost models."""
         return list(self._tasks)
 
     def dead(self) -> str | None:
-        """Why the process is useless (a tracker ended), or None while it lives."""
+        """Why the process is useless (a tracker or the repair ended), or None while it lives."""
         for task in self._tasks:
             if task.done():
                 error = task.exception() if not task.cancelled() else None
@@ -117,7 +122,11 @@ class ProjectorService:
         return None
 
     async def checks(self) -> dict[str, str | None]:
-        """Each store by name: None when it answers, else why not."""
+        """Each store by name: None when it answers and its read model is whole, else why not.
+
+        `redis` and `search` also name their projection's read model while it is being
+        repaired (`repair.py`), so readiness says so without a check of its own.
+        """
         results: dict[str, str | None] = {}
 
         async def check(name: str, probe: Any) -> None:
@@ -133,7 +142,19 @@ class ProjectorService:
             check("search", self.projector.search.health()),
             check("postgres", self.projector.pool.fetchval("SELECT 1")),
         )
+        for name, why in self.repairing().items():
+            rebuilding = f"the {name} read model is being rebuilt: {why}"
+            results[name] = f"{results[name]}; {rebuilding}" if results.get(name) else rebuilding
         return results
+
+    def repairing(self) -> dict[str, str]:
+        """The projections whose read model lost its data and is being rebuilt, with why."""
+        return dict(self.repairer.repairing)
+
+    async def models_whole(self) -> str | None:
+        """A readiness check of its own: None while every read model is whole, else which are not."""
+        repairing = self.repairing()
+        return "; ".join(f"{name} being rebuilt: {why}" for name, why in repairing.items()) or None
 
     async def report(self) -> dict[str, Any]:
         """The state of every projection, for /health and /metrics."""
@@ -158,6 +179,8 @@ class ProjectorService:
             rebuild = await _rebuild_progress(self.projector, name)
             projections[name] = {
                 "consuming": status.consuming,
+                "repair": self.repairer.repairing.get(name),
+                "repairs": self.repairer.repaired.get(name, 0),
                 "unavailable": status.unavailable,
                 "applied_total": status.applied_total,
                 "events_per_second": round(status.rate(), 1),

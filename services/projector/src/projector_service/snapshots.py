@@ -22,6 +22,8 @@ async def redis_snapshot(redis: Redis, keyspace: Keyspace, generation: str) -> d
     async for raw in redis.scan_iter(match=keys.pattern, count=1000):
         key = _text(raw)
         name = key.removeprefix(keys.base)
+        if key == keys.built:
+            continue  # the marker says the generation is whole; it is not part of the model
         kind = _text(await redis.type(key))
         if kind == "hash":
             fields = await redis.hgetall(key)

@@ -83,8 +83,9 @@ class PositionWatch:
         """Record a position read or announced; `latest`: it replaces what was known, even if lower.
 
         Positions only move forwards, except when Redis lost the read models (a restart without
-        persistence) and the projector starts again from nothing. Announcements come in order,
-        so each one is the latest; a read may race an announcement, so it only ever raises.
+        persistence): the position starts again from nothing until the projector's repair gives
+        it back (reads of the lost model answer "being rebuilt" meanwhile). Announcements come in
+        order, so each one is the latest; a read may race an announcement, so it only ever raises.
         """
         if position <= self._known[projection] and not latest:
             return

@@ -2,13 +2,17 @@
 
 The kit (`servicekit.problems`) answers authentication, rate limits, request
 validation and HTTP errors. A store that cannot be reached answers 503 with
-`Retry-After` for the reads that need it; the other store's reads go on.
+`Retry-After` for the reads that need it; the other store's reads go on. A read
+model that lost its data (Redis restarted empty, the index deleted) answers 503
+`read-model-rebuilding` with `Retry-After` while the projector rebuilds it,
+never a 404 or a count it cannot vouch for.
 """
 
 from __future__ import annotations
 
 import msgspec
 from readmodels.order_queries import InvalidCursor
+from readmodels.rebuilding import ReadModelRebuilding
 from readmodels.search import SearchUnavailable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -16,7 +20,10 @@ from servicekit.problems import Answer, FieldError, Problem, ProblemTable, probl
 
 from query_service.errors import InvalidQuery, NotYetConsistent, OrderNotFound, ProductNotFound
 
-__all__ = ["PROBLEMS", "ConsistencyProblem"]
+__all__ = ["PROBLEMS", "REBUILDING_RETRY_AFTER_SECONDS", "ConsistencyProblem", "RebuildingProblem"]
+
+# A rebuild takes seconds to minutes; polling faster than this only adds load.
+REBUILDING_RETRY_AFTER_SECONDS = 5
 
 
 class ConsistencyProblem(Problem, frozen=True, kw_only=True, omit_defaults=True):
@@ -34,6 +41,18 @@ def _not_yet_consistent(exc: NotYetConsistent) -> Answer:
     return answer, {"Retry-After": "1"}
 
 
+class RebuildingProblem(Problem, frozen=True, kw_only=True, omit_defaults=True):
+    """A `read-model-rebuilding` answer also names the read model (`redis` or `search`)."""
+
+    read_model: str
+
+
+def _rebuilding(exc: ReadModelRebuilding) -> Answer:
+    base = problem(503, "read-model-rebuilding", "Read model being rebuilt", str(exc))
+    answer = RebuildingProblem(**msgspec.structs.asdict(base), read_model=exc.projection)
+    return answer, {"Retry-After": str(REBUILDING_RETRY_AFTER_SECONDS)}
+
+
 def _invalid_cursor(exc: InvalidCursor) -> Problem:
     error = FieldError(field="cursor", message=str(exc), source="query")
     return problem(400, "invalid-cursor", "Invalid cursor", str(exc), errors=[error])
@@ -49,6 +68,7 @@ PROBLEMS = ProblemTable(
         OrderNotFound: lambda exc: problem(404, "order-not-found", "Not found", exc.detail),
         ProductNotFound: lambda exc: problem(404, "product-not-found", "Not found", exc.detail),
         NotYetConsistent: _not_yet_consistent,
+        ReadModelRebuilding: _rebuilding,
         InvalidCursor: _invalid_cursor,
         InvalidQuery: _invalid_query,
     },

@@ -4,7 +4,9 @@
   waits, at most `QUERY_CONSISTENCY_TIMEOUT_SECONDS`, until the read model it
   reads has reached it, and answers 409 `not-yet-consistent` with `Retry-After`
   if it does not; without the header it answers at once from whatever the read
-  model holds.
+  model holds. A read model that lost its data answers 503
+  `read-model-rebuilding` instead, with or without a token (its position is gone
+  with it, so waiting would only end in a 409 that retrying cannot cure).
 - Who sees what: staff and the saga (`service`) see every order; a caller with
   only the `customer` role sees their own orders alone, enforced in the query
   (a filter clause of the search, a check of the order's owner), never by
@@ -27,7 +29,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Parameter as OpenAPIParameter
 from readmodels.keyspace import Keyspace, RedisModelKeys
 from readmodels.order_queries import OrderSearchReader
-from readmodels.redis_reads import LiveHashes
+from readmodels.rebuilding import ReadModelRebuilding, model_lost
+from readmodels.redis_reads import LiveHashes, whole_live_models
 from redis.asyncio import Redis
 from servicekit.auth import SERVICE, STAFF, Principal, principal_of
 from servicekit.errors import InvalidHeader, NotAllowed
@@ -76,7 +79,8 @@ _DESCRIPTIONS = {
     404: "No such order, or not one the caller may see",
     409: "`not-yet-consistent`: the read model has not reached X-Consistency-Token yet; see Retry-After",
     429: "Too many requests for this subject; see Retry-After",
-    503: "The store this read needs (Redis or the search engine) is unavailable; retry later",
+    503: "The store this read needs (Redis or the search engine) is unavailable, or its read model lost "
+    "its data and is being rebuilt (`read-model-rebuilding`); see Retry-After",
 }
 _ALWAYS = (400, 401, 403, 409, 429, 503)
 
@@ -141,6 +145,11 @@ class ReadRequest(msgspec.Struct, frozen=True):
         timeout = self.reads.consistency_timeout
         reached = await self.reads.watch.wait(projection, self.token, timeout=timeout)
         if reached is not None:
+            # Behind, or lost with its position (Redis restarted empty) and being rebuilt: only
+            # the first is cured by retrying at once. The slow path alone pays for the look.
+            lost = await model_lost(self.reads.redis, self.reads.keyspace, projection)
+            if lost is not None:
+                raise ReadModelRebuilding(projection, lost)
             raise NotYetConsistent(projection, self.token, reached, round(time.monotonic() - started, 3))
 
     async def live_hashes(self) -> LiveHashes:
@@ -151,7 +160,7 @@ class ReadRequest(msgspec.Struct, frozen=True):
     async def redis_models(self) -> RedisModelKeys:
         """The Redis generation to read, once the Redis projection is consistent with the token."""
         await self.consistent("redis")
-        return await self.reads.keyspace.live_models(self.reads.redis)
+        return await whole_live_models(self.reads.redis, self.reads.keyspace)
 
     async def searchable(self) -> OrderSearchReader:
         """The search reader, once searches see everything up to the token."""
