@@ -2,9 +2,19 @@ from typing import Annotated
 
 import msgspec
 import pytest
-from servicekit.settings import PostgresUrl, SettingsError, StackSettings, from_env
+from servicekit.settings import HttpUrl, KafkaServers, PostgresUrl, RedisUrl, SettingsError, from_env
 from servicekit.settings import ServiceSettings as KitSettings
 from servicekit.telemetry import sampler
+
+
+class StackSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The four servers' URLs, as a service's settings declare them."""
+
+    database_url: PostgresUrl
+    redis_url: RedisUrl
+    kafka_bootstrap_servers: KafkaServers
+    search_url: HttpUrl
+
 
 STACK = {
     "DATABASE_URL": "postgresql://suite:suite@127.0.0.1:55432/suite",

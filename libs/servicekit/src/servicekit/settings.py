@@ -28,7 +28,6 @@ __all__ = [
     "RedisUrl",
     "ServiceSettings",
     "SettingsError",
-    "StackSettings",
     "TracesSampler",
     "describe_variables",
     "from_env",
@@ -50,15 +49,6 @@ KafkaServers = Annotated[
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
-
-
-class StackSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Where the suite's servers are. Services extend this with their own fields."""
-
-    database_url: PostgresUrl
-    redis_url: RedisUrl
-    kafka_bootstrap_servers: KafkaServers
-    search_url: HttpUrl
 
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
