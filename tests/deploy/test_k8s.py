@@ -29,7 +29,8 @@ from query_service.settings import QuerySettings
 from relay_service.settings import RelaySettings
 from saga_service.sandbox.settings import SandboxSettings
 from saga_service.settings import SagaSettings
-from servicekit.settings import ServiceSettings, from_env
+from servicekit.auth import build_verifier
+from servicekit.settings import ApiSettings, ServiceSettings, SettingsError, from_env
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"  # the oldest minor still supported upstream when this was written
@@ -281,6 +282,22 @@ def test_each_service_gets_an_environment_its_settings_accept(
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert settings.host == "0.0.0.0", f"{name} listens beyond the pod's loopback"  # noqa: S104
         assert [settings.port] == [p["containerPort"] for p in container["ports"]], name
+        if isinstance(settings, ApiSettings):
+            build_verifier(settings)  # the token settings are usable, not just present
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_secrets_file_copied_but_not_filled_in_stops_the_services_at_start_up(
+    tmp_path: Path, overlay: str
+) -> None:
+    tree = copy_tree(tmp_path, fill_secrets=False)
+    directory = tree / "overlays" / overlay
+    shutil.copy(directory / "secrets.env.example", directory / "secrets.env")
+    manifests = render(directory)
+    with pytest.raises(SettingsError, match="JWT_SECRET"):
+        build_verifier(from_env(CommandSettings, container_env(manifests, "command"), prefix="COMMAND_"))
+    with pytest.raises(SettingsError, match="SAGA_PROVIDER_SECRET"):
+        from_env(SagaSettings, container_env(manifests, "saga"), prefix="SAGA_")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
