@@ -21,7 +21,6 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-
 from servicekit.kafka import raw_decoder, raw_parser, subscribers_fetch_problem
 
 from projector_service.runner import BatchRunner
