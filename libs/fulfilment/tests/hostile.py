@@ -27,19 +27,31 @@ def _new_id(headers: Headers) -> Headers:
     return [*[(n, v) for n, v in headers if n != "ce_id"], ("ce_id", str(uuid.uuid4()).encode())]
 
 
+def _value(value: bytes) -> Callable[[Record], Record]:
+    return lambda record: (record[0], value, _new_id(record[2]))
+
+
+def _header(name: str, value: bytes | None) -> Callable[[Record], Record]:
+    return lambda record: (record[0], record[1], _with(record[2], name, value))
+
+
+def _no_key(record: Record) -> Record:
+    return None, record[1], _new_id(record[2])
+
+
 CASES: list[tuple[str, str, Callable[[Record], Record]]] = [
     # (test id, expected reason class, how to make the record hostile)
-    ("invalid-utf8-value", "bad-bytes", lambda r: (r[0], b'{"type": "OrderPlaced", "customer_id": "\xff\xfe"}', _new_id(r[2]))),
-    ("non-json-labelled-json", "bad-json", lambda r: (r[0], b"<html>not json</html>", _new_id(r[2]))),
-    ("wrong-shape", "wrong-shape", lambda r: (r[0], b'{"type": "OrderPlaced", "lines": 3}', _new_id(r[2]))),
-    ("unknown-type", "unknown-type", lambda r: (r[0], r[1], _with(r[2], "ce_type", b"OrderTeleported"))),
-    ("schema-version-99", "unknown-schema-version", lambda r: (r[0], r[1], _with(r[2], "ce_schemaversion", b"99"))),
-    ("missing-ce-time", "bad-headers", lambda r: (r[0], r[1], _with(r[2], "ce_time", None))),
-    ("garbage-ce-subject", "bad-headers", lambda r: (r[0], r[1], _with(r[2], "ce_subject", b"\xff\xfeorder"))),
-    ("garbage-schema-version", "bad-headers", lambda r: (r[0], r[1], _with(r[2], "ce_schemaversion", b"v1"))),
-    ("missing-key", "bad-key", lambda r: (None, r[1], _new_id(r[2]))),
-    ("superscript-position", "bad-position", lambda r: (r[0], r[1], _with(r[2], "ce_position", "²".encode()))),
-    ("missing-position", "bad-position", lambda r: (r[0], r[1], _with(r[2], "ce_position", None))),
-]  # fmt: skip
+    ("invalid-utf8-value", "bad-bytes", _value(b'{"type": "OrderPlaced", "customer_id": "\xff\xfe"}')),
+    ("non-json-labelled-json", "bad-json", _value(b"<html>not json</html>")),
+    ("wrong-shape", "wrong-shape", _value(b'{"type": "OrderPlaced", "lines": 3}')),
+    ("unknown-type", "unknown-type", _header("ce_type", b"OrderTeleported")),
+    ("schema-version-99", "unknown-schema-version", _header("ce_schemaversion", b"99")),
+    ("missing-ce-time", "bad-headers", _header("ce_time", None)),
+    ("garbage-ce-subject", "bad-headers", _header("ce_subject", b"\xff\xfeorder")),
+    ("garbage-schema-version", "bad-headers", _header("ce_schemaversion", b"v1")),
+    ("missing-key", "bad-key", _no_key),
+    ("superscript-position", "bad-position", _header("ce_position", "²".encode())),
+    ("missing-position", "bad-position", _header("ce_position", None)),
+]
 
 PARAMS = [pytest.param(reason, make, id=name) for name, reason, make in CASES]

@@ -26,7 +26,9 @@ from services.projector.tests.test_consuming import reached, running
 async def place(store: PostgresEventStore) -> StoredEvent:
     """An order placed in the store (not published): its stored event."""
     order_id = uuid.uuid4()
-    placed = OrderPlaced(order_id=order_id, customer_id="ann", lines=(line("mug"),), currency="EUR", total=250)
+    placed = OrderPlaced(
+        order_id=order_id, customer_id="ann", lines=(line("mug"),), currency="EUR", total=250
+    )
     await store.append(f"order-{order_id}", [NewEvent(data=placed)])
     return (await store.read_all_stored(categories=["order"], limit=100_000))[-1]
 
@@ -72,7 +74,8 @@ async def test_an_unreadable_record_is_dead_lettered_counted_and_the_next_record
     hostile = make(published(projector, settings, good))
     topic = f"{settings.projector_topic_prefix}order"
     async with running(ProjectorService(projector)) as service:
-        await produce(settings.kafka_bootstrap_servers, topic, [hostile, published(projector, settings, good)])
+        records = [hostile, published(projector, settings, good)]
+        await produce(settings.kafka_bootstrap_servers, topic, records)
         await reached(projector, good.position)  # the good record after the hostile one is applied
         letters = await dead_letters(settings)
         assert [(letter.projection, letter.reason) for letter in letters] == [
@@ -117,7 +120,8 @@ async def test_a_forged_position_never_lets_a_consistency_token_through_before_i
         for position in (next_position, 10**15)
     ]
     async with running(ProjectorService(projector)) as service:
-        await produce(settings.kafka_bootstrap_servers, topic, [*forged, published(projector, settings, first)])
+        records = [*forged, published(projector, settings, first)]
+        await produce(settings.kafka_bootstrap_servers, topic, records)
         await reached(projector, first.position)
         assert [letter.reason for letter in await dead_letters(settings)] == ["not-in-store"] * 4
         assert all(counted(service, name, "not-in-store") == 2 for name in ("redis", "search"))
