@@ -18,6 +18,7 @@ from command_service.app import create_app
 from command_service.problems import PROBLEMS
 from command_service.settings import CommandSettings
 from command_service.testing import ORDER_BODY, command_headers
+from eventstore.connection import translated
 from eventstore.errors import EventStoreError
 from servicekit.testing import TcpProxy, TokenFactory, lifespan_of
 
@@ -104,18 +105,20 @@ async def test_requests_in_flight_when_postgres_goes_away_answer_503_and_a_retry
     ],
     ids=type,
 )
-def test_every_transient_driver_error_is_a_503_raw_or_wrapped_by_the_store(error: Exception) -> None:
-    wrapped = EventStoreError(f"database error: {error}")
-    wrapped.__cause__ = error
-    for exc in (error, wrapped):
-        problem, headers = PROBLEMS.answer(exc)
-        assert (problem.status, headers.get("Retry-After")) == (503, "1"), exc
+async def test_every_transient_driver_error_through_the_store_boundary_is_a_503(error: Exception) -> None:
+    with pytest.raises(EventStoreError) as raised:
+        async with translated():
+            raise error
+    problem, headers = PROBLEMS.answer(raised.value)
+    assert (problem.status, headers.get("Retry-After")) == (503, "1"), error
 
 
-def test_a_driver_misuse_stays_a_500() -> None:
+async def test_a_driver_misuse_stays_a_500() -> None:
     # Not an outage: retrying would not help, so the client must not be told it would.
-    error = asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
-    problem, _ = PROBLEMS.answer(error)
+    with pytest.raises(EventStoreError) as raised:
+        async with translated():
+            raise asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+    problem, _ = PROBLEMS.answer(raised.value)
     assert problem.status == 500
 
 

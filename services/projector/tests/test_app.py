@@ -48,6 +48,7 @@ async def test_health_metrics_status_and_a_span_per_event_in_the_trace_that_caus
                 "search": "ok",
                 "postgres": "ok",
                 "consuming": "ok",
+                "kafka": "ok",
             }
             assert ready.json() == {"status": "ok", "checks": checks}
             for name in ("redis", "search"):

@@ -23,6 +23,7 @@ from servicekit.health import Check
 from servicekit.service import Service, Startup
 
 from projector_service.bootstrap import Projector
+from projector_service.consumer import consumer_check
 from projector_service.runner import TRANSIENT
 from projector_service.service import ProjectorService
 from projector_service.settings import ProjectorSettings
@@ -69,6 +70,7 @@ def create_app(
         for name in ("redis", "search", "postgres"):
             run.ready(name, store_check(projector_service, name))
         run.ready("consuming", consuming)
+        run.ready("kafka", lambda: consumer_check(projector_service.broker))
         await run.connect(
             "kafka", settings.kafka_bootstrap_servers, projector_service.start, transient=KAFKA_TRANSIENT
         )

@@ -4,6 +4,11 @@ Each projection is its own consumer group (`PROJECTOR_GROUP_PREFIX` + name), so
 Redis keeps being served while the search engine is down, and the instances of
 the projector share each group's partitions. Offsets are committed by hand
 (`AckPolicy.MANUAL`), after `BatchRunner.handle` has made the batch durable.
+
+The subscribers hand the runner the raw records (`servicekit.kafka.raw_parser`
+and `raw_decoder`): FastStream decodes nothing, so no record is dropped before
+the runner has read it, and dead-lettered it if it cannot. `consumer_check` is
+the readiness check: whether every subscriber's consumer could fetch now.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from servicekit.kafka import raw_decoder, raw_parser, subscribers_fetch_problem
 
 from projector_service.runner import BatchRunner
 from projector_service.settings import ProjectorSettings
 
-__all__ = ["build_broker"]
+__all__ = ["build_broker", "consumer_check"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,8 @@ def build_broker(settings: ProjectorSettings, runners: Iterable[BatchRunner]) ->
             max_records=settings.projector_batch_size,
             batch_timeout_ms=settings.projector_batch_timeout_ms,
             max_poll_interval_ms=10 * 60 * 1000,  # a store outage pauses the handler this long at most
+            parser=raw_parser,
+            decoder=raw_decoder,
         )
         subscriber(_handler(runner))
     return broker
@@ -52,6 +60,8 @@ def _handler(runner: BatchRunner) -> Callable[[KafkaMessage], Awaitable[None]]:
         except Exception:
             # Unexpected (the runner handles store outages and bad events itself): rewind
             # to the batch's first records so nothing is committed past it, and retry.
+            # Logged here: the broker's own logger is off.
+            log.exception("%s: batch failed, consuming it again", runner.projection.name)
             runner.status.consuming = False
             # IllegalStateError: the partitions went to another instance, which starts from the commit.
             with contextlib.suppress(IllegalStateError):
@@ -66,3 +76,8 @@ def _handler(runner: BatchRunner) -> Callable[[KafkaMessage], Awaitable[None]]:
         runner.status.consuming = True
 
     return handle
+
+
+async def consumer_check(broker: KafkaBroker, *, timeout: float = 2.0) -> str | None:
+    """Readiness: None while every projection's consumer could fetch from Kafka, else why not."""
+    return await subscribers_fetch_problem(broker.subscribers, timeout=timeout)

@@ -1,11 +1,12 @@
 """The dead-letter topic: events a projection cannot apply, with the reason, ready to replay.
 
 A dead letter is the original record (key, value and every header unchanged)
-plus `dlq_*` headers saying which projection gave up on it, why, after how many
-tries, and where it came from. Reading them back needs nothing but Kafka, so the
-CLI can list and show them; replaying applies the event again through the same
-projection code (after the fix) and remembers, in Redis, which dead letters
-were replayed so a second replay skips them.
+plus `dlq_*` headers saying which projection gave up on it, why (`dlq_reason`,
+the class, and `dlq_error`, the detail), after how many tries, and where it
+came from. Reading them back needs nothing but Kafka, so the CLI can list and
+show them; replaying applies the event again through the same projection code
+(after the fix), if the event store holds it as the record says, and remembers,
+in Redis, which dead letters were replayed so a second replay skips them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
     id: str  # partition:offset in the dead-letter topic
     projection: str
+    reason: str  # the class: fulfilment.records.REASONS, not-in-store or refused
     error: str
     attempts: int
     failed_at: str
@@ -62,10 +64,15 @@ class DeadLetterWriter:
     def __init__(self, publish: Publish) -> None:
         self._publish = publish
 
-    async def send(self, record: KafkaRecord, *, projection: str, error: str, attempts: int) -> None:
-        headers = {name: value.decode("utf-8", "replace") for name, value in record.headers}
+    async def send(
+        self, record: KafkaRecord, *, projection: str, reason: str, error: str, attempts: int
+    ) -> None:
+        """Publish `record` unchanged (a header value that is not UTF-8 is kept with replacement
+        characters: the publisher takes text) with the `dlq_*` headers; `reason` is the class."""
+        headers = {name: (value or b"").decode("utf-8", "replace") for name, value in record.headers}
         headers.update(
             dlq_projection=projection,
+            dlq_reason=reason,
             dlq_error=error[:2000],
             dlq_attempts=str(attempts),
             dlq_failed_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
@@ -103,13 +110,14 @@ def _decode(partition: int, offset: int, record: Any) -> DeadLetter:
     return DeadLetter(
         id=f"{partition}:{offset}",
         projection=text.get("dlq_projection", "?"),
+        reason=text.get("dlq_reason", "refused"),
         error=text.get("dlq_error", ""),
         attempts=int(text.get("dlq_attempts", "0") or 0),
         failed_at=text.get("dlq_failed_at", ""),
         source=text.get("dlq_source", ""),
         event_type=text.get("ce_type"),
         stream_id=text.get("ce_subject"),
-        position=int(position) if position and position.isdigit() else None,
+        position=int(position) if position and position.isascii() and position.isdigit() else None,
         key=record.key,
         value=record.value,
         headers=headers,

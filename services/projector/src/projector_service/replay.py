@@ -15,7 +15,14 @@ from eventstore import LogPosition
 
 from projector_service.bootstrap import Projector
 from projector_service.deadletters import DeadLetter
-from projector_service.events import ProjectedEvent, UndecodableEvent, from_headers, from_recorded
+from projector_service.events import (
+    ProjectedEvent,
+    UndecodableEvent,
+    claim_holds,
+    from_record,
+    from_recorded,
+    stored_claims,
+)
 
 __all__ = ["ReplayOutcome", "replay_dead_letters", "replay_log", "replay_stream"]
 
@@ -40,9 +47,14 @@ async def replay_dead_letters(
             outcomes.append(ReplayOutcome(letter.id, letter.projection, "skipped"))
             continue
         try:
-            event = from_headers(projector.registry, letter.original_headers, letter.value)
+            event = from_record(projector.registry, letter.key, letter.original_headers, letter.value)
         except UndecodableEvent as error:
             outcomes.append(ReplayOutcome(letter.id, letter.projection, f"failed: {error}"))
+            continue
+        # Only what the store holds is replayed: a forged record stays a dead letter.
+        claims = await stored_claims(projector.pool, [event.event_id])
+        if not claim_holds(claims, event.event_id, event.stream_id, event.version, event.position):
+            outcomes.append(ReplayOutcome(letter.id, letter.projection, "failed: not-in-store"))
             continue
         failed = await _apply(projector, letter.projection, [event])
         if failed:

@@ -2,14 +2,18 @@
 
 The order of things is what makes it at-least-once without loss:
 
-1. decode every record; one that is not a well-formed known event is poison;
+1. decode every record (`fulfilment.records`); one that is not a well-formed known
+   event is poison, and so is one the event store does not hold at the stream,
+   version and position it claims (a record written straight into the topic);
 2. apply the batch's events to every target generation. While a store is
    unreachable (Redis, the search engine, PostgreSQL for a gap fill) the batch is
    retried with exponential backoff and full jitter, for as long as it takes:
    consumption pauses, nothing is committed, the projection reports why;
 3. an event the stores refuse (a deterministic failure) is tried alone up to
    `max_attempts` times, then dead-lettered with the reason;
-4. the applied (and dead-lettered) positions are marked for the position tracker;
+4. every poison record is dead-lettered with its reason, one log line and the
+   `projector_dead_letters{projection,reason}` counter; the applied positions, and
+   those of dead letters the store confirms, are marked for the position tracker;
 5. only then does the caller commit the Kafka offsets.
 
 A crash anywhere before 5 means the batch is delivered again; every write is
@@ -24,8 +28,10 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import asyncpg
 import elastic_transport
 from eventstore import EventRegistry, StoreUnavailable, category_of
+from fulfilment.records import Envelope
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opentelemetry import trace
 from readmodels.search import SearchUnavailable
@@ -34,7 +40,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from servicekit.telemetry import context_of
 
 from projector_service.deadletters import DeadLetterWriter, KafkaRecord
-from projector_service.events import ProjectedEvent, UndecodableEvent, from_headers
+from projector_service.events import (
+    ProjectedEvent,
+    StoredClaim,
+    UndecodableEvent,
+    claim_holds,
+    from_record,
+    stored_claims,
+)
 from projector_service.progress import ProgressTracker
 from projector_service.projections import Projection
 from projector_service.status import ProjectionStatus, ProjectorMetrics
@@ -96,6 +109,7 @@ class BatchRunner:
         registry: EventRegistry,
         status: ProjectionStatus,
         metrics: ProjectorMetrics,
+        pool: asyncpg.Pool[Any],
         *,
         max_attempts: int,
         max_backoff: float,
@@ -106,6 +120,7 @@ class BatchRunner:
         self.tracker = tracker
         self._dead_letters = dead_letters
         self._registry = registry
+        self._pool = pool  # the event store's: the records' claims are checked against it
         self.status = status
         self._metrics = metrics
         self._max_attempts = max_attempts
@@ -113,46 +128,81 @@ class BatchRunner:
 
     async def handle(self, records: Sequence[KafkaRecord]) -> None:
         """Apply one batch; returns once its effects are durable (then commit the offsets)."""
-        events: list[tuple[KafkaRecord, ProjectedEvent]] = []
-        poison: list[tuple[KafkaRecord, str, int | None]] = []
+        decoded: list[tuple[KafkaRecord, ProjectedEvent]] = []
+        poison: list[_Poison] = []
         for record in records:
             try:
-                event = from_headers(self._registry, record.headers, record.value)
+                event = from_record(self._registry, record.key, record.headers, record.value)
             except UndecodableEvent as error:
-                poison.append((record, str(error), _position(record)))
+                poison.append(_Poison(record, error.reason, error.detail, error.envelope))
                 continue
             if category_of(event.stream_id) in self.projection.categories:
+                decoded.append((record, event))
+        claims = await self._claims([event.event_id for _, event in decoded], poison)
+        events: list[tuple[KafkaRecord, ProjectedEvent]] = []
+        for record, event in decoded:
+            if claim_holds(claims, event.event_id, event.stream_id, event.version, event.position):
                 events.append((record, event))
+            else:
+                poison.append(_Poison(record, "not-in-store", _not_stored(event.event_id, event.position)))
         spans = [self._span(event) for _, event in events]
         try:
             failed = await self._apply([event for _, event in events])
             for record, event in events:
                 if event.event_id in failed:
-                    poison.append((record, failed[event.event_id], event.position))
+                    poison.append(_Poison(record, "refused", failed[event.event_id], position=event.position))
         finally:
             for span in spans:
                 span.end()
-        for record, reason, _ in poison:
-            await retry_transient(
-                lambda r=record, why=reason: self._dead_letters.send(  # type: ignore[misc]
-                    r, projection=self.projection.name, error=why, attempts=self._max_attempts
-                ),
-                self.status,
-                max_backoff=self._max_backoff,
-            )
-            log.error("%s: dead-lettered %s: %s", self.projection.name, _where(record), reason)
-        # Dead letters count as handled: the position moves past them (docs/projector.md).
+        for letter in poison:
+            await self._dead_letter(letter, claims)
+        # Dead letters count as handled: the position moves past them (docs/projector.md), but only
+        # past positions the store confirms; a record's claim alone never moves it.
         positions = [event.position for _, event in events]
-        positions += [position for _, _, position in poison if position is not None]
+        positions += [letter.position for letter in poison if letter.position is not None]
         await retry_transient(
             lambda: self.tracker.mark_applied(positions), self.status, max_backoff=self._max_backoff
         )
         self.status.applied(len(events))
         self.status.dead_letters += len(poison)
         self._metrics.events.labels(self.projection.name).inc(len(events))
-        if poison:
-            self._metrics.dead_letters.labels(self.projection.name).inc(len(poison))
         self._metrics.store_up.labels(self.projection.name).set(1)
+
+    async def _claims(self, event_ids: list[str], poison: list[_Poison]) -> dict[str, StoredClaim]:
+        """What the store holds of the batch's events, and of the unreadable records whose headers
+        could be read (a real event the projector cannot decode still counts as handled)."""
+        ids = event_ids + [str(letter.envelope.event_id) for letter in poison if letter.envelope]
+        if not ids:
+            return {}
+        return await retry_transient(
+            lambda: stored_claims(self._pool, ids), self.status, max_backoff=self._max_backoff
+        )
+
+    async def _dead_letter(self, letter: _Poison, claims: dict[str, StoredClaim]) -> None:
+        envelope = letter.envelope
+        if envelope is not None and claim_holds(
+            claims, str(envelope.event_id), envelope.stream_id, envelope.version, envelope.position
+        ):
+            letter.position = envelope.position
+        await retry_transient(
+            lambda: self._dead_letters.send(
+                letter.record,
+                projection=self.projection.name,
+                reason=letter.reason,
+                error=letter.detail,
+                attempts=self._max_attempts if letter.reason == "refused" else 1,
+            ),
+            self.status,
+            max_backoff=self._max_backoff,
+        )
+        log.error(
+            "%s: dead-lettered %s (%s): %s",
+            self.projection.name,
+            _where(letter.record),
+            letter.reason,
+            letter.detail,
+        )
+        self._metrics.dead_letters.labels(self.projection.name, letter.reason).inc()
 
     async def _apply(self, events: Sequence[ProjectedEvent]) -> dict[str, str]:
         """Apply with retries: transient failures forever, an event's own failure `max_attempts` times."""
@@ -192,12 +242,28 @@ class BatchRunner:
         return span
 
 
-def _position(record: KafkaRecord) -> int | None:
-    for name, value in record.headers:
-        if name == "ce_position":
-            text = value.decode("utf-8", "replace")
-            return int(text) if text.isdigit() else None
-    return None
+class _Poison:
+    """A record the projection gives up on: why (`reason` is the metric's class), and the position
+    it may mark as handled (only one the store confirms)."""
+
+    def __init__(
+        self,
+        record: KafkaRecord,
+        reason: str,
+        detail: str,
+        envelope: Envelope | None = None,
+        *,
+        position: int | None = None,
+    ) -> None:
+        self.record = record
+        self.reason = reason
+        self.detail = detail
+        self.envelope = envelope
+        self.position = position
+
+
+def _not_stored(event_id: str, position: int) -> str:
+    return f"the event store holds no event {event_id} at position {position} of that stream and version"
 
 
 def _where(record: KafkaRecord) -> str:

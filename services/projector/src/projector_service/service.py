@@ -62,6 +62,7 @@ class ProjectorService:
                 projector.registry,
                 self.statuses[name],
                 self.metrics,
+                projector.pool,
                 max_attempts=settings.projector_max_attempts,
                 max_backoff=settings.projector_max_backoff,
                 tracer=tracer,

@@ -22,7 +22,10 @@ class ProjectorMetrics:
             "projector_events", "Events applied (duplicates included)", labels, registry=self.registry
         )
         self.dead_letters = Counter(
-            "projector_dead_letters", "Events sent to the dead-letter topic", labels, registry=self.registry
+            "projector_dead_letters",
+            "Records sent to the dead-letter topic, by projection and reason class",
+            ["projection", "reason"],
+            registry=self.registry,
         )
         self.events_per_second = Gauge(
             "projector_events_per_second",

@@ -29,7 +29,7 @@ from servicekit.ratelimit import RateLimiter
 from servicekit.service import Service, Startup
 
 from saga_service.commands import CommandClient, ServiceToken
-from saga_service.consumer import build_broker, ensure_topics
+from saga_service.consumer import build_broker, consumer_check, ensure_topics
 from saga_service.events import build_registry
 from saga_service.migrations import migrate as migrate_saga_schema
 from saga_service.orchestrator import Orchestrator
@@ -144,15 +144,12 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
         broker = build_broker(settings, orchestrator, service.registry)
         await run.connect("kafka", settings.kafka_bootstrap_servers, broker.start, transient=KAFKA_TRANSIENT)
         run.on_stop(broker.stop)
-        run.ready("kafka", consuming)
+        run.ready("kafka", lambda: consumer_check(broker))
         run.spawn(
             "timers",
             lambda: orchestrator.run_timers(poll=settings.saga_timer_poll, batch=settings.saga_timer_batch),
             transient=TRANSIENT,
         )
-
-    async def consuming() -> str | None:
-        return None
 
     access = access_check(build_verifier(settings), limiter)
     admin = Router(path="/", route_handlers=[SagaController], before_request=access)

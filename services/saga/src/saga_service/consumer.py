@@ -7,6 +7,14 @@ the wake-up timer); driving the saga happens after, in the background. A
 redelivered event decides nothing the second time. Each message's span continues
 the trace in its `ce_traceparent`, so the saga's commands join the trace of the
 request that placed the order.
+
+The subscriber hands the handler the raw records (`servicekit.kafka.raw_parser`
+and `raw_decoder`), read strictly by `fulfilment.records`: a record the saga
+cannot read (bad bytes, bad JSON, wrong shape, unknown type or schema version,
+bad headers, no key) goes to the dead-letter topic with its reason class
+(`dead_letter_class`), one log line and `saga_dead_letters{reason}`, and the
+consumer moves on. `consumer_check` is the readiness check: whether the
+consumer could fetch now.
 """
 
 from __future__ import annotations
@@ -15,49 +23,75 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from typing import cast
 from uuid import UUID
 
 import msgspec
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError, TopicAlreadyExistsError, for_code
+from eventstore import EventRegistry
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from fulfilment.events import OrderCancelled, OrderPlaced
+from fulfilment import order_stream
+from fulfilment.events import Event, OrderCancelled, OrderPlaced
+from fulfilment.records import Envelope, Unreadable, read_envelope, read_payload
+from fulfilment.registry import build_registry
 from prometheus_client import CollectorRegistry, Counter
-from servicekit.telemetry import context_of, header_value, traceparent_of
+from servicekit.kafka import raw_decoder, raw_parser, subscribers_fetch_problem
+from servicekit.telemetry import context_of, traceparent_of
 
 from saga_service.events import SagaLine
 from saga_service.orchestrator import Orchestrator
 from saga_service.saga import Begin, Cancel, SagaRefused
 from saga_service.settings import SagaSettings
 
-__all__ = ["build_broker", "ensure_topics", "to_input"]
+__all__ = ["build_broker", "consumer_check", "ensure_topics", "input_of", "read_order_event", "to_input"]
 
 log = logging.getLogger(__name__)
 
 
 def to_input(event_type: str, value: bytes) -> Begin | Cancel | None:
-    """The saga input an order event means, or None for events the saga does not act on.
+    """The saga input an order event's JSON means, or None for events the saga does not act on.
 
     Raises `msgspec.ValidationError`/`DecodeError` for a payload that is not the event it says.
     """
-    at = datetime.now(UTC)
     if event_type == "OrderPlaced":
-        placed = msgspec.json.decode(value, type=OrderPlaced)
+        return input_of(msgspec.json.decode(value, type=OrderPlaced))
+    if event_type == "OrderCancelled":
+        return input_of(msgspec.json.decode(value, type=OrderCancelled))
+    return None
+
+
+def input_of(event: Event) -> Begin | Cancel | None:
+    """The saga input a decoded event means, or None for events the saga does not act on."""
+    at = datetime.now(UTC)
+    if isinstance(event, OrderPlaced):
         return Begin(
-            order_id=placed.order_id,
-            customer_id=placed.customer_id,
-            lines=tuple(SagaLine(sku=line.sku, quantity=line.quantity) for line in placed.lines),
-            currency=placed.currency,
-            total=placed.total,
+            order_id=event.order_id,
+            customer_id=event.customer_id,
+            lines=tuple(SagaLine(sku=line.sku, quantity=line.quantity) for line in event.lines),
+            currency=event.currency,
+            total=event.total,
             at=at,
         )
-    if event_type == "OrderCancelled":
-        cancelled = msgspec.json.decode(value, type=OrderCancelled)
-        return Cancel(reason=cancelled.reason, at=at)
+    if isinstance(event, OrderCancelled):
+        return Cancel(reason=event.reason, at=at)
     return None
+
+
+def read_order_event(registry: EventRegistry, record: ConsumerRecord[bytes, bytes]) -> tuple[Envelope, Event]:
+    """The envelope and event of one record of the order topic, or `Unreadable` with its reason class.
+
+    An order event must also be about the stream it names: the saga keys its work on the order id.
+    """
+    envelope = read_envelope(record.key, list(record.headers or ()))
+    event = read_payload(registry, envelope, record.value)
+    order_id = getattr(event, "order_id", None)
+    if isinstance(order_id, UUID) and envelope.stream_id != order_stream(order_id):
+        raise Unreadable("bad-headers", f"ce_subject {envelope.stream_id!r} is not the order's stream")
+    return envelope, event
 
 
 async def ensure_topics(settings: SagaSettings) -> None:
@@ -87,7 +121,7 @@ async def ensure_topics(settings: SagaSettings) -> None:
 def build_broker(
     settings: SagaSettings, orchestrator: Orchestrator, registry: CollectorRegistry
 ) -> KafkaBroker:
-    """A broker with one manual-commit subscriber on the order topic."""
+    """A broker with one manual-commit subscriber on the order topic, handed the raw records."""
     broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=None, graceful_timeout=10.0)
     consumed = Counter(
         "saga_events_consumed",
@@ -95,78 +129,98 @@ def build_broker(
         ["type", "result"],
         registry=registry,
     )
+    dead_letters = Counter(
+        "saga_dead_letters",
+        "Records of the order topic sent to the dead-letter topic, by reason class",
+        ["reason"],
+        registry=registry,
+    )
     subscriber = broker.subscriber(
         f"{settings.saga_topic_prefix}order",
         group_id=settings.saga_group_id,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
+        # FastStream decodes nothing: every record reaches the handler, which dead-letters what it
+        # cannot read (FastStream's own decoding dropped a non-JSON value labelled JSON unseen).
+        parser=raw_parser,
+        decoder=raw_decoder,
     )
 
-    async def dead_letter(record: ConsumerRecord, reason: str) -> None:
-        headers = {name: value.decode(errors="replace") for name, value in record.headers or ()}
-        headers["dead_letter_reason"] = reason[:1000]
+    async def dead_letter(record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> None:
+        headers = {name: (value or b"").decode(errors="replace") for name, value in record.headers or ()}
+        headers["dead_letter_class"] = reason
+        headers["dead_letter_reason"] = f"{reason}: {detail}"[:1000]
         headers["dead_letter_source"] = f"{record.topic}/{record.partition}/{record.offset}"
         await broker.publish(
             record.value, topic=settings.saga_dead_letter_topic, key=record.key, headers=headers
         )
+        dead_letters.labels(reason).inc()
 
-    subscriber(_handler(orchestrator, consumed, dead_letter))
+    subscriber(_handler(orchestrator, build_registry(), consumed, dead_letter))
     return broker
+
+
+async def consumer_check(broker: KafkaBroker, *, timeout: float = 2.0) -> str | None:
+    """Readiness: None while the order topic's consumer could fetch from Kafka, else why not."""
+    return await subscribers_fetch_problem(broker.subscribers, timeout=timeout)
 
 
 def _handler(
     orchestrator: Orchestrator,
+    events: EventRegistry,
     consumed: Counter,
-    dead_letter: Callable[[ConsumerRecord, str], Awaitable[None]],
+    dead_letter: Callable[[ConsumerRecord[bytes, bytes], str, str], Awaitable[None]],
 ) -> Callable[[KafkaMessage], Awaitable[None]]:
     async def handle(message: KafkaMessage) -> None:
-        record = message.raw_message
-        headers = list(record.headers or ())  # type: ignore[union-attr]
-        event_type = header_value(headers, "ce_type") or "unknown"
+        record = cast("ConsumerRecord[bytes, bytes]", message.raw_message)
+        headers = list(record.headers or ())
         with orchestrator.tracer.start_as_current_span(
-            f"saga consume {event_type}", context=context_of(traceparent_of(headers))
+            "saga consume", context=context_of(traceparent_of(headers))
         ) as span:
-            span.set_attribute("messaging.kafka.offset", record.offset)  # type: ignore[union-attr]
-            subject = header_value(headers, "ce_subject") or ""
+            span.set_attribute("messaging.kafka.offset", record.offset)
             try:
-                command = to_input(event_type, record.value)  # type: ignore[union-attr]
-                if command is None:
-                    await _ack(message)
-                    return
-                order_id = command.order_id if isinstance(command, Begin) else _order_of(subject)
-            except (msgspec.MsgspecError, ValueError) as error:
-                # Not an order event the suite would publish: no retry could make anything of it.
-                # It goes to the dead-letter topic with the reason (acknowledged only once it is there).
-                log.error("unreadable %s at offset %s: %s", event_type, record.offset, error)  # type: ignore[union-attr]
+                envelope, event = read_order_event(events, record)
+            except Unreadable as error:
+                # No retry could make anything of it: it goes to the dead-letter topic with the
+                # reason, acknowledged only once it is there.
                 try:
-                    await dead_letter(record, f"{type(error).__name__}: {error}")
+                    await dead_letter(record, error.reason, error.detail)
                 except Exception:
+                    log.exception(
+                        "dead-lettering %s/%s failed; consuming it again", record.partition, record.offset
+                    )
                     with _rebalanced():
                         await message.nack()
                     raise
-                consumed.labels(event_type, "dead-lettered").inc()
+                log.error(
+                    "dead-lettered %s/%s/%s (%s): %s",
+                    record.topic, record.partition, record.offset, error.reason, error.detail,
+                )  # fmt: skip
                 await _ack(message)
                 return
+            span.update_name(f"saga consume {envelope.event_type}")
+            command = input_of(event)
+            if command is None:
+                await _ack(message)
+                return
+            assert isinstance(event, OrderPlaced | OrderCancelled)  # the events input_of acts on
+            order_id = event.order_id
             try:
                 applied = await orchestrator.record(order_id, command)
             except SagaRefused:
                 # A cancellation of an order this saga never saw start (placed before it ran).
-                consumed.labels(event_type, "no-saga").inc()
+                consumed.labels(envelope.event_type, "no-saga").inc()
                 await _ack(message)
                 return
             except Exception:
                 with _rebalanced():
                     await message.nack()
                 raise
-            consumed.labels(event_type, "recorded" if applied.events else "duplicate").inc()
+            consumed.labels(envelope.event_type, "recorded" if applied.events else "duplicate").inc()
         await _ack(message)
         orchestrator.kick(order_id)
 
     return handle
-
-
-def _order_of(subject: str) -> UUID:
-    return UUID(subject.removeprefix("order-"))
 
 
 async def _ack(message: KafkaMessage) -> None:

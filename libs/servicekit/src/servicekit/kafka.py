@@ -1,0 +1,101 @@
+"""Kafka consumers of the suite (FastStream over aiokafka): raw records in, and whether they can fetch.
+
+Two things every consumer needs and FastStream does not give:
+
+- **Our code sees every record, as bytes.** FastStream's default parser decodes
+  each header as UTF-8 (one invalid byte raises before any handler runs) and its
+  default decoder parses the value by `content-type` (a non-JSON value labelled
+  `application/json` raises). With the broker's logger off, such a record was
+  dropped without a trace. `raw_parser` and `raw_decoder` (pass them as a
+  subscriber's `parser=` and `decoder=`) hand the handler the untouched
+  `ConsumerRecord`s, so the consumer's own reading decides, and dead-letters.
+- **Readiness tells the truth.** A subscriber keeps "running" through a Kafka
+  outage (aiokafka retries in the background); `fetch_problem` asks each
+  subscriber's own consumer whether it could fetch now: its group coordinator is
+  known and the leaders of its partitions accept a connection.
+
+FastStream and aiokafka are the services' dependencies, not the kit's: the
+objects are used through the few attributes named here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+__all__ = ["fetch_problem", "raw_decoder", "raw_parser", "subscribers_fetch_problem"]
+
+
+async def raw_parser(message: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """A FastStream `parser=` that never fails on headers: FastStream's message is built from copies
+    whose header values are made decodable, and its `raw_message` is then the untouched record(s)."""
+    if isinstance(message, tuple):
+        parsed = await original(tuple(_decodable(record) for record in message))
+    else:
+        parsed = await original(_decodable(message))
+    parsed.raw_message = message
+    return parsed
+
+
+def raw_decoder(message: Any) -> Any:
+    """A FastStream `decoder=` that decodes nothing: the body stays bytes, whatever its content type."""
+    return message.body
+
+
+def _decodable(record: Any) -> Any:
+    headers = record.headers or ()
+    if all(isinstance(value, bytes) and value.isascii() for _, value in headers):
+        return record  # the usual case: nothing to copy
+    clean = copy.copy(record)
+    clean.headers = tuple(
+        (name, (value or b"").decode("utf-8", "replace").encode("utf-8")) for name, value in headers
+    )
+    return clean
+
+
+async def fetch_problem(consumer: Any, *, timeout: float = 2.0) -> str | None:
+    """None when an aiokafka consumer could fetch now, else a short reason.
+
+    It could when its group's coordinator is known (lost in an outage, found again
+    when the consumer rejoins) and the broker leading each assigned partition, or
+    any broker it knows when it has none, accepts a connection within `timeout`.
+    """
+    if consumer is None:
+        return "the consumer is not started"
+    client = consumer._client
+    coordinator = getattr(consumer, "_coordinator", None)
+    if getattr(coordinator, "coordinator_id", 0) is None:
+        return "the consumer group has no coordinator (Kafka unreachable or rejoining)"
+    cluster = client.cluster
+    nodes = {cluster.leader_for_partition(tp) for tp in consumer.assignment()}
+    if None in nodes or -1 in nodes:
+        return "a partition has no leader"
+    if not nodes:
+        nodes = {broker.nodeId for broker in cluster.brokers()} or {"bootstrap"}
+    try:
+        async with asyncio.timeout(timeout):
+            reachable = await asyncio.gather(*(client.ready(node) for node in nodes))
+    except TimeoutError:
+        return f"no answer from the brokers within {timeout:g} s"
+    unreachable = sorted(str(node) for node, ok in zip(nodes, reachable, strict=True) if not ok)
+    if unreachable:
+        return f"broker(s) {', '.join(unreachable)} unreachable"
+    return None
+
+
+async def subscribers_fetch_problem(subscribers: Iterable[Any], *, timeout: float = 2.0) -> str | None:
+    """`fetch_problem` for every subscriber of a FastStream Kafka broker (`broker.subscribers`),
+    and whether its consuming task still runs; None when all can fetch."""
+    problems: list[str] = []
+    for subscriber in subscribers:
+        name = ",".join(getattr(subscriber, "topic_names", None) or ["?"])
+        ended = [task for task in getattr(subscriber, "tasks", ()) if task.done()]
+        if ended:
+            problems.append(f"{name}: the consuming task ended")
+            continue
+        problem = await fetch_problem(getattr(subscriber, "consumer", None), timeout=timeout)
+        if problem is not None:
+            problems.append(f"{name}: {problem}")
+    return "; ".join(problems) or None
