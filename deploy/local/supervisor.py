@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -151,7 +150,7 @@ def supervise(state_path: Path, log: Path, argv: list[str], backoff: Backoff) ->
     state = Supervised()
     while not stopping:
         began = time.time()
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509 - single-threaded
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         state.pid, state.started_at, state.next_start_at = child.pid, began, None
         _write_state(state_path, state)
         returncode = child.wait()
@@ -159,11 +158,14 @@ def supervise(state_path: Path, log: Path, argv: list[str], backoff: Backoff) ->
             break
         ran_for = time.time() - began
         delay = backoff.after_run(ran_for)
-        state.last_exit = ExitReason(describe_exit(returncode), time.time(), round(ran_for, 1), last_line(log))
+        state.last_exit = ExitReason(
+            describe_exit(returncode), time.time(), round(ran_for, 1), last_line(log)
+        )
         state.pid, state.next_start_at = None, time.time() + delay
         state.restarts += 1
         _write_state(state_path, state)
-        _say(f"exited with {state.last_exit.description} after {ran_for:.1f}s; restart {state.restarts} in {delay:.0f}s")
+        ending = f"exited with {state.last_exit.description} after {ran_for:.1f}s"
+        _say(f"{ending}; restart {state.restarts} in {delay:.0f}s")
         deadline = time.monotonic() + delay
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.1)

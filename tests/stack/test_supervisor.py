@@ -82,15 +82,24 @@ def test_a_killed_service_is_restarted_and_status_says_how_often_and_why(
     assert started.returncode == 0, started.stdout + started.stderr
     supervisor_pid = int((folder / "run" / "sandbox.pid").read_text().split()[0])
     first = supervised(folder, "sandbox")
-    assert first.pid is not None and first.pid != supervisor_pid and first.restarts == 0
+    assert first.pid is not None
+    assert first.pid != supervisor_pid
+    assert first.restarts == 0
 
     os.kill(first.pid, signal.SIGKILL)
     wait_for(lambda: supervised(folder, "sandbox").restarts == 1, 10, "the supervisor to see the exit")
-    wait_for(lambda: run_stack(env, "status", "--only", "sandbox").returncode == 0, 60, "the sandbox to serve again")
+    wait_for(
+        lambda: run_stack(env, "status", "--only", "sandbox").returncode == 0,
+        60,
+        "the sandbox to serve again",
+    )
 
     again = supervised(folder, "sandbox")
-    assert again.pid is not None and again.pid != first.pid and alive(again.pid)
-    assert again.last_exit is not None and again.last_exit.description == "signal SIGKILL"
+    assert again.pid is not None
+    assert again.pid != first.pid
+    assert alive(again.pid)
+    assert again.last_exit is not None
+    assert again.last_exit.description == "signal SIGKILL"
     assert again.last_exit.last_line, "the dead process's last log line is kept"
     status = run_stack(env, "status", "--only", "sandbox")
     assert f"ready pid {supervisor_pid} {SANDBOX} service pid {again.pid}, restarts 1" in status.stdout
