@@ -23,6 +23,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -137,24 +138,23 @@ def _say(message: str) -> None:
 
 def supervise(state_path: Path, log: Path, argv: list[str], backoff: Backoff) -> int:
     """Run argv again and again until SIGTERM or SIGINT; return 0 once stopped."""
-    stopping = False
+    stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # Not passed on: `down` signals the whole group, so the service has it already, and
         # a second SIGTERM makes uvicorn skip its graceful drain.
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     state = Supervised()
-    while not stopping:
+    while not stopping.is_set():
         began = time.time()
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         state.pid, state.started_at, state.next_start_at = child.pid, began, None
         _write_state(state_path, state)
         returncode = child.wait()
-        if stopping:
+        if stopping.is_set():
             break
         ran_for = time.time() - began
         delay = backoff.after_run(ran_for)
@@ -167,7 +167,7 @@ def supervise(state_path: Path, log: Path, argv: list[str], backoff: Backoff) ->
         ending = f"exited with {state.last_exit.description} after {ran_for:.1f}s"
         _say(f"{ending}; restart {state.restarts} in {delay:.0f}s")
         deadline = time.monotonic() + delay
-        while not stopping and time.monotonic() < deadline:
+        while not stopping.is_set() and time.monotonic() < deadline:
             time.sleep(0.1)
     state.pid = None
     _write_state(state_path, state)

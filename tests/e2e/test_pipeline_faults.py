@@ -92,6 +92,7 @@ class OwnStack:
 
     def __init__(self, folder: Path, shared_search: str | None, prefix: str) -> None:
         self.folder = folder
+        self.logs_kept = folder / "logs"
         self.env = {key: value for key, value in os.environ.items() if not key.endswith(("_URL", "_SERVERS"))}
         if shared_search is not None:  # `up` then uses it instead of starting one
             self.env.update(SEARCH_URL=shared_search, OPENSEARCH_URL=shared_search)
@@ -374,13 +375,18 @@ async def stored_events(database_url: str) -> list[dict[str, Any]]:
     return [{**dict(row), "data": json.loads(row["data"])} for row in rows]
 
 
-async def sagas(database_url: str) -> dict[str, tuple[str, str | None]]:
+async def sagas(database_url: str) -> dict[str, tuple[str, ...]]:
+    """Each saga's (phase, outcome, parked step and code, reason) from the saga's own view table."""
     connection = await asyncpg.connect(database_url)
     try:
-        rows = await connection.fetch("SELECT saga_id::text AS id, phase, outcome FROM saga.sagas")
+        rows = await connection.fetch(
+            "SELECT saga_id::text AS id, phase, coalesce(outcome, '') AS outcome, "
+            "coalesce(parked_step || ' ' || parked_code, '') AS parked, coalesce(reason, '') AS reason "
+            "FROM saga.sagas"
+        )
     finally:
         await connection.close()
-    return {row["id"]: (row["phase"], row["outcome"]) for row in rows}
+    return {row["id"]: (row["phase"], row["outcome"], row["parked"], row["reason"][:80]) for row in rows}
 
 
 # --- poison records ----------------------------------------------------------------------------
@@ -442,6 +448,7 @@ async def stack(search_url: str) -> AsyncIterator[OwnStack]:
     folder = ROOT / ".devstack" / "faults" / tag
     prefix = f"faults{tag}-"
     own = OwnStack(folder, None if OWN_SEARCH else search_url, prefix)
+    own.logs_kept = ROOT / ".devstack" / "faults" / f"logs-{tag}"
     try:
         await own.up(*SERVERS, *(() if OWN_SEARCH else ("opensearch",)))
         await own.up(*SERVICES)
@@ -449,6 +456,8 @@ async def stack(search_url: str) -> AsyncIterator[OwnStack]:
     finally:
         with contextlib.suppress(AssertionError):
             await own.down()
+        # The logs are the evidence of a failed run: kept beside the stack folders, the rest goes.
+        shutil.copytree(folder / "logs", own.logs_kept, dirs_exist_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
         if not OWN_SEARCH:  # the shared engine keeps running: take the test's indices away
             search = await connect_search(search_url)
@@ -569,6 +578,7 @@ async def test_the_pipeline_loses_nothing_and_ends_consistent_when_each_part_is_
     finally:
         load.running = False
         await asyncio.gather(*workers)
+    report.notes.append(f"load and faults: {time.monotonic() - began:.0f}s")
     unsettled = await load.settle()
     load_ended = time.monotonic()
 
@@ -577,9 +587,10 @@ async def test_the_pipeline_loses_nothing_and_ends_consistent_when_each_part_is_
     fold = Fold.of(events)
     while time.monotonic() - load_ended < SAGA_BOUND:
         found = await sagas(database_url)
-        if all(found.get(order, ("", None))[0] == "done" for order in fold.orders):
+        if all(found.get(order, ("",))[0] == "done" for order in fold.orders):
             break
         await asyncio.sleep(1)
+    report.notes.append(f"settling and sagas: {time.monotonic() - load_ended:.0f}s")
     found = await sagas(database_url)
     events = await stored_events(database_url)
     fold = Fold.of(events)
@@ -620,14 +631,14 @@ async def test_the_pipeline_loses_nothing_and_ends_consistent_when_each_part_is_
         )
 
     # 2. Sagas done within the bound, their outcome the order's status.
-    not_done = [order for order in fold.orders if found.get(order, ("", None))[0] != "done"]
+    not_done = [order for order in fold.orders if found.get(order, ("",))[0] != "done"]
     report.check(
         not not_done,
         f"saga: not done {SAGA_BOUND:.0f}s after the load ended: "
         f"{examples((o, found.get(o)) for o in not_done)}",
     )
     mismatched = [
-        (order_id, found[order_id][1], order.status)
+        (order_id, found[order_id][1], order.status, found[order_id][3])
         for order_id, order in fold.orders.items()
         if order_id in found and found[order_id][0] == "done"
         and OUTCOME_TO_STATUS.get(str(found[order_id][1])) != order.status
@@ -648,7 +659,9 @@ async def test_the_pipeline_loses_nothing_and_ends_consistent_when_each_part_is_
 
     # 4. Nothing held for an order that is not confirmed.
     held_stock = [
-        (sku, o, n) for (sku, o), n in fold.held.items() if n and fold.orders[o].status != "confirmed"
+        (sku, o, n, fold.orders[o].status, "saga " + found.get(o, ("none",))[0])
+        for (sku, o), n in fold.held.items()
+        if n and fold.orders[o].status != "confirmed"
     ]
     report.check(not held_stock, f"stock held for orders not confirmed: {examples(held_stock)}")
     held_money = [(o, fold.orders[o].status) for o in fold.taken if fold.orders[o].status != "confirmed"]
@@ -659,11 +672,13 @@ async def test_the_pipeline_loses_nothing_and_ends_consistent_when_each_part_is_
     # 5. Read models equal to the fold, through the query service (given time to catch up).
     query = stack.url("QUERY_URL")
     deadline = time.monotonic() + READ_MODEL_BOUND
+    reading = time.monotonic()
     while True:
         wrong_orders, wrong_skus, counts = await read_models(query, staff, fold)
         if (not wrong_orders and not wrong_skus and counts == fold.counts()) or time.monotonic() > deadline:
             break
         await asyncio.sleep(2)
+    report.notes.append(f"read models compared after {time.monotonic() - reading:.0f}s")
     report.check(not wrong_orders, f"read model: orders differ from the store: {examples(wrong_orders)}")
     report.check(not wrong_skus, f"read model: SKUs differ from the store: {examples(wrong_skus)}")
     report.check(counts == fold.counts(), f"read model: counts {counts}, store {fold.counts()}")
@@ -684,6 +699,7 @@ async def test_the_pipeline_loses_nothing_and_ends_consistent_when_each_part_is_
         + "\n".join(report.notes)
         + "\nsupervisors:\n"
         + stack.supervision()
+        + f"\nlogs: {stack.logs_kept}"
     )
     print(summary)
     assert not report.failures, "\n".join(["failed checks:", *report.failures, "", summary])
