@@ -1,4 +1,4 @@
-"""`python -m deploy.local.supervisor STATE -- ARGV...`: keep one service process running.
+"""`python deploy/local/supervisor.py STATE LOG -- ARGV...`: keep one service process running.
 
 What compose's `restart: unless-stopped` and a kubelet give a container: a
 service process that exits, whatever the reason, is started again after a
@@ -151,6 +151,8 @@ def supervise(state_path: Path, log: Path, argv: list[str], backoff: Backoff) ->
     while not stopping.is_set():
         began = time.time()
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        if stopping.is_set():  # `down` signalled the group just before this child joined it
+            child.terminate()
         state.pid, state.started_at, state.next_start_at = child.pid, began, None
         _write_state(state_path, state)
         returncode = child.wait()
@@ -177,7 +179,7 @@ def supervise(state_path: Path, log: Path, argv: list[str], backoff: Backoff) ->
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     if len(arguments) < 4 or arguments[2] != "--":
-        print("usage: python -m deploy.local.supervisor STATE LOG -- ARGV...", file=sys.stderr)
+        print("usage: supervisor.py STATE LOG -- ARGV...", file=sys.stderr)
         return 2
     state_path, log, command = Path(arguments[0]), Path(arguments[1]), arguments[3:]
     return supervise(state_path, log, command, Backoff())

@@ -686,6 +686,17 @@ async def test_the_pipeline_loses_nothing_and_ends_consistent_when_each_part_is_
     report.check(not wrong_skus, f"read model: SKUs differ from the store: {examples(wrong_skus)}")
     report.check(counts == fold.counts(), f"read model: counts {counts}, store {fold.counts()}")
 
+    # Health at the end: a loop that died quietly shows on /health/live, a lost dependency on ready.
+    async with httpx.AsyncClient(timeout=5) as client:
+        for name in SERVICES:
+            for path in ("/health/live", "/health/ready"):
+                try:
+                    answer = await client.get(stack.url(f"{name.upper()}_URL") + path)
+                    outcome = f"{answer.status_code} {answer.text[:300]}"
+                except httpx.HTTPError as error:
+                    outcome = f"{type(error).__name__}: {error}"
+                report.check(outcome.startswith("200"), f"health: {name} {path} after the run: {outcome}")
+
     # 6. Poison records dead-lettered by both consumers of the order topic.
     for topic in (PROJECTOR_DLQ, SAGA_DLQ):
         lettered = await dead_letter_keys(bootstrap, topic, set(poison), timeout=15)
