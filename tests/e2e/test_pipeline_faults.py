@@ -26,6 +26,8 @@ projection and saga code (docs/failure-modes.md, "Fault test"):
 4. no stock or money held for an order that is not confirmed;
 5. the read models (every order, every SKU, the counts) equal the fold, read through the query service;
 6. every poison record in the dead-letter topics of both consumers of the order topic.
+7. at the end every service's /health/live and /health/ready answer 200 (a loop that died quietly
+   shows on live).
 
 Every check runs and the failure lists each one that failed, with counts and
 examples, and the restarts and last exits the supervisors saw.
