@@ -81,6 +81,8 @@ class Component:
     # (SEARCH_URL names whichever search engine is the default)
     aliases: tuple[str, ...] = ()
     phase: int = 0  # components of a later phase start once every earlier one serves
+    # run under deploy.local.supervisor, which restarts the process whenever it exits
+    supervised: bool = False
 
 
 def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -61,6 +61,7 @@ def _service(
         start_timeout=60.0,
         extra_env=extra_env or {},
         phase=1,
+        supervised=True,
     )
 
 

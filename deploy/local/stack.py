@@ -7,6 +7,11 @@ yet when it does not answer (it is recovering, say from an outage of what it
 depends on; `up` restarts what is dead, never what is recovering), and a URL
 already configured in the environment that answers is used instead of starting
 a server. `down` stops exactly the processes that `up` recorded.
+
+The suite's services run under a supervisor each (`deploy.local.supervisor`),
+which restarts a service that exits, with backoff, as compose's
+`restart: unless-stopped` or a kubelet would; `status` shows how often and why.
+The servers are not supervised: a killed server stays down until `up`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deploy.local import elasticsearch, kafka, opensearch, postgres, redis
+from deploy.local import elasticsearch, kafka, opensearch, postgres, redis, supervisor
 from deploy.local.components import Component, Layout
 from deploy.local.services import service_components
 
@@ -91,6 +96,11 @@ def _pidfile(layout: Layout, name: str) -> Path:
     return layout.run / f"{name}.pid"
 
 
+def _statefile(layout: Layout, name: str) -> Path:
+    """What the supervisor of a service writes: the service's PID, restarts, the last exit."""
+    return layout.run / f"{name}.state"
+
+
 def _recorded(layout: Layout, name: str) -> Recorded | None:
     try:
         pid_text, started = _pidfile(layout, name).read_text().split()
@@ -124,9 +134,16 @@ def _start(layout: Layout, component: Component) -> subprocess.Popen[bytes]:
     launch = component.launch(layout)
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.run.mkdir(parents=True, exist_ok=True)
-    with open(layout.logs / f"{component.name}.log", "ab") as log:
+    log_path = layout.logs / f"{component.name}.log"
+    argv = launch.argv
+    if component.supervised:
+        state = _statefile(layout, component.name)
+        state.unlink(missing_ok=True)  # a new supervisor counts its own restarts
+        # The supervisor's file, not its module: it runs from whatever folder the service needs.
+        argv = [sys.executable, supervisor.__file__, str(state), str(log_path), "--", *argv]
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            launch.argv,
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -145,6 +162,13 @@ def _wait_ready(
     deadline = time.monotonic() + component.start_timeout
     next_note = time.monotonic() + 10
     while not component.is_ready(component.url):
+        supervised = supervisor.read_state(_statefile(layout, component.name))
+        if supervised is not None and supervised.last_exit is not None:
+            raise RuntimeError(
+                f"{component.name} exited with {supervised.last_exit.description} while starting "
+                f"(its supervisor restarts it with backoff; `./dev down --only {component.name}` stops it); "
+                f"log {layout.logs / (component.name + '.log')}:\n{_log_tail(layout, component.name)}"
+            )
         if process.poll() is not None:
             raise RuntimeError(
                 f"{component.name} exited with {process.returncode} while starting; "
@@ -244,6 +268,7 @@ def _stop(layout: Layout, name: str, report: Callable[[str], None], grace: float
     pidfile = _pidfile(layout, name)
     if recorded is None or not recorded.alive():
         pidfile.unlink(missing_ok=True)
+        _statefile(layout, name).unlink(missing_ok=True)
         return
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
@@ -258,6 +283,7 @@ def _stop(layout: Layout, name: str, report: Callable[[str], None], grace: float
     if recorded.alive():
         raise RuntimeError(f"{name} (pid {recorded.pid}) did not stop")
     pidfile.unlink(missing_ok=True)
+    _statefile(layout, name).unlink(missing_ok=True)
     report(f"{name:<13} stopped (pid {recorded.pid})")
 
 
@@ -279,11 +305,32 @@ def status(layout: Layout, selected: Sequence[Component], report: Callable[[str]
             serving = component.is_ready(component.url)
             all_ready &= serving
             state = f"{'ready' if serving else 'NOT READY'} pid {recorded.pid} {component.url}"
+            if component.supervised:
+                state += _supervision(supervisor.read_state(_statefile(layout, component.name)))
         else:
             all_ready = False
             state = "stopped"
         report(f"{component.name:<13} {state}")
     return all_ready
+
+
+def _supervision(state: supervisor.Supervised | None) -> str:
+    """What `status` adds for a supervised service: its own PID, restarts and the last exit."""
+    if state is None:
+        return " (supervisor starting)"
+    now = time.time()
+    if state.pid is not None:
+        text = f" service pid {state.pid}, restarts {state.restarts}"
+    elif state.next_start_at is not None:
+        text = f" service down, restart {state.restarts + 1} in {max(0.0, state.next_start_at - now):.0f}s"
+    else:
+        text = f" service stopped, restarts {state.restarts}"
+    last = state.last_exit
+    if last is not None:
+        when = time.strftime("%H:%M:%SZ", time.gmtime(last.at))
+        text += f"\n{'':<14}last exit: {last.description} at {when} after {last.ran_for:.1f}s"
+        text += f"; last log line: {last.last_line or '(none)'}"
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
