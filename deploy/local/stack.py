@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deploy.local import elasticsearch, kafka, opensearch, postgres, redis, supervisor
+from deploy.local import elasticsearch, kafka, opensearch, postgres, prometheus, redis, supervisor
 from deploy.local.components import Component, Layout
 from deploy.local.services import service_components
 
@@ -52,11 +52,12 @@ def components() -> list[Component]:
         redis.component(port=56379 + offset),
         kafka.component(port=59092 + offset, controller_port=59093 + offset),
         *(replace(c, aliases=("SEARCH_URL",)) if c.name == engine else c for c in engines),
+        prometheus.component(port=59090 + offset, offset=offset),
         *service_components(offset, read_env),
     ]
 
 
-INFRASTRUCTURE = ("postgres", "redis", "kafka", "opensearch", "elasticsearch")
+INFRASTRUCTURE = ("postgres", "redis", "kafka", "opensearch", "elasticsearch", "prometheus")
 SEARCH_ENGINES = ("opensearch", "elasticsearch")
 
 

@@ -106,3 +106,23 @@ async def test_the_default_search_engine_answers(search_url: str) -> None:
         assert await client.health() in {"green", "yellow"}
     finally:
         await client.close()
+
+
+async def test_prometheus_loads_the_suites_alerts_and_scrapes_the_six_services() -> None:
+    import httpx
+    from servicekit.pytest_plugin import resolve_url
+
+    url = resolve_url("PROMETHEUS_URL")
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        rules = (await client.get("/api/v1/rules")).json()["data"]["groups"]
+        targets = (await client.get("/api/v1/targets")).json()["data"]["activeTargets"]
+    alerts = {rule["name"] for group in rules for rule in group["rules"] if rule["type"] == "alerting"}
+    assert {"ServiceDown", "ProjectionLagging", "RelayNotPublishing"} <= alerts, sorted(alerts)
+    assert {target["labels"]["job"] for target in targets} == {
+        "command",
+        "query",
+        "relay",
+        "projector",
+        "saga",
+        "sandbox",
+    }

@@ -1,0 +1,75 @@
+"""Prometheus from the Debian package, scraping the local stack's six services with the suite's alerts."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import urllib.request
+from pathlib import Path
+
+from deploy.local.components import Component, Launch, Layout
+from deploy.local.system import apt_install
+
+__all__ = ["component", "promtool"]
+
+CONFIG = Path(__file__).resolve().parents[1] / "prometheus"
+SERVICE_PORTS = range(8001, 8007)  # command, query, relay, projector, saga, sandbox
+
+
+def _installed(binary: str) -> str:
+    found = shutil.which(binary) or shutil.which(binary, path="/usr/bin")
+    if found is None:
+        apt_install("prometheus")  # brings promtool too
+        found = shutil.which(binary, path="/usr/bin:/usr/local/bin")
+    if found is None:
+        raise RuntimeError(
+            f"{binary} is not installed and could not be installed: apt-get install prometheus"
+        )
+    return found
+
+
+def promtool() -> str:
+    """The path of `promtool`, installing Debian's prometheus package when it is missing (as root)."""
+    return _installed("promtool")
+
+
+def component(host: str = "127.0.0.1", port: int = 59090, offset: int = 0) -> Component:
+    def prepare(layout: Layout) -> None:
+        _installed("prometheus")
+        folder = layout.data("prometheus")
+        folder.mkdir(parents=True, exist_ok=True)
+        # The committed config names the services' default ports: shift them with the stack's offset.
+        text = (CONFIG / "prometheus.yml").read_text()
+        for service_port in SERVICE_PORTS:
+            text = re.sub(rf"127\.0\.0\.1:{service_port}\b", f"127.0.0.1:{service_port + offset}", text)
+        (folder / "prometheus.yml").write_text(text)
+        shutil.copy(CONFIG / "fulfilment.rules.yml", folder / "fulfilment.rules.yml")
+
+    def launch(layout: Layout) -> Launch:
+        folder = layout.data("prometheus")
+        return Launch(
+            argv=[
+                _installed("prometheus"),
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'tsdb'}",
+                f"--web.listen-address={host}:{port}",
+                "--storage.tsdb.retention.time=2d",
+            ]
+        )
+
+    def ready(probe_url: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{probe_url.rstrip('/')}/-/ready", timeout=2) as answer:  # noqa: S310
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    return Component(
+        name="prometheus",
+        env_var="PROMETHEUS_URL",
+        url=f"http://{host}:{port}",
+        prepare=prepare,
+        launch=launch,
+        is_ready=ready,
+        start_timeout=30.0,
+    )
