@@ -24,6 +24,7 @@ __all__ = [
     "LogPosition",
     "Metadata",
     "NewEvent",
+    "Pool",
     "RecordedEvent",
     "StoredEvent",
     "StreamState",
@@ -34,6 +35,8 @@ __all__ = [
 
 # An asyncpg connection the caller holds, typically inside ``async with conn.transaction()``.
 type Connection = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
+# The pool `eventstore.connect` opens: what services hand the store and their own queries.
+type Pool = asyncpg.Pool[Any]
 
 
 class StreamState(enum.Enum):

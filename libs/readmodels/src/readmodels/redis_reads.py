@@ -17,13 +17,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from readmodels.keyspace import RECENT_ORDERS, Keyspace, RedisModelKeys
 from readmodels.orders import OrderSummary, StockLevel
 from readmodels.rebuilding import ReadModelRebuilding, marker_around
 
 __all__ = [
+    "REDIS_TRANSIENT",
     "LiveHashes",
     "order_counts",
     "order_summary",
@@ -35,6 +38,10 @@ __all__ = [
 # KEYS[1]: the live-generation pointer. ARGV[1]: the hash's key with a NUL byte where the
 # generation goes. No pointer, or no marker under it (the key space's `built` suffix right
 # after the generation), is a model that lost its data: false (nil), not an empty hash.
+# What of Redis's failures are worth retrying (a restart, a dropped connection, a timeout,
+# the dataset still loading); the one definition the services use.
+REDIS_TRANSIENT: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+
 _LIVE_HASH = """
 local generation = redis.call('GET', KEYS[1])
 if not generation then return false end

@@ -29,14 +29,13 @@ import msgspec
 from elasticsearch import ApiError as EsApiError
 from elasticsearch import AsyncElasticsearch
 from elasticsearch import ConflictError as EsConflict
-from elasticsearch import NotFoundError as EsNotFound
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import ConflictError as OsConflict
 from opensearchpy.exceptions import ConnectionError as OsConnectionError
-from opensearchpy.exceptions import NotFoundError as OsNotFound
 from opensearchpy.exceptions import TransportError as OsTransportError
 
 __all__ = [
+    "SEARCH_TRANSIENT",
     "BulkFailed",
     "BulkOutcome",
     "BulkWrite",
@@ -62,6 +61,10 @@ class SearchUnavailable(RuntimeError):
 
     Unreachable, timed out, overloaded (429) or failing (5xx): worth trying again later.
     """
+
+
+# What of the search engine's failures are worth retrying: every operation raises this one.
+SEARCH_TRANSIENT: tuple[type[BaseException], ...] = (SearchUnavailable,)
 
 
 class SearchRejected(RuntimeError):
@@ -162,8 +165,7 @@ class SearchClient:
     parameters (`refresh`, `version`, `version_type`) as keywords, so one call
     serves both engines; only their exception classes differ.
 
-    The reads (`search_as`, `search_page`, `aggregate`, `count`) and `refresh`
-    translate the drivers' errors: a missing index or alias is `IndexNotFound`;
+    Every operation translates the drivers' errors: a missing index or alias is `IndexNotFound`;
     an engine that cannot be reached, times out, or answers 429 or 5xx is
     `SearchUnavailable`; any other refusal (a malformed query) is `SearchRejected`.
     """
@@ -178,7 +180,8 @@ class SearchClient:
 
     async def health(self) -> str:
         """Cluster health: green, yellow (replicas unassigned, serving) or red."""
-        response = await self._client.cluster.health()
+        with _translating("_cluster"):
+            response = await self._client.cluster.health()
         status: str = response["status"]
         return status
 
@@ -199,10 +202,9 @@ class SearchClient:
         if mappings:
             body["mappings"] = dict(mappings)
         try:
-            await self._client.indices.create(index=name, body=body)
-        except (OsConflict, EsConflict):
-            return False
-        except Exception as error:  # both clients raise 400 resource_already_exists_exception
+            with _translating(name):
+                await self._client.indices.create(index=name, body=body)
+        except SearchRejected as error:  # both engines answer 400 resource_already_exists_exception
             if "resource_already_exists_exception" in str(error):
                 return False
             raise
@@ -210,13 +212,15 @@ class SearchClient:
 
     async def index_exists(self, name: str) -> bool:
         """True when an index or alias of that name exists."""
-        return bool(await self._client.indices.exists(index=name))
+        with _translating(name):
+            return bool(await self._client.indices.exists(index=name))
 
     async def delete_index(self, name: str) -> None:
         """Delete an index; one that does not exist is not an error."""
         try:
-            await self._client.indices.delete(index=name)
-        except (OsNotFound, EsNotFound):
+            with _translating(name):
+                await self._client.indices.delete(index=name)
+        except IndexNotFound:
             return
 
     async def put(
@@ -232,10 +236,11 @@ class SearchClient:
         params: dict[str, Any] = {"refresh": "true" if refresh else "false"}
         if version is not None:
             params.update(version=version, version_type="external")
-        try:
-            await self._client.index(index=index, id=doc_id, body=document, **params)
-        except (OsConflict, EsConflict) as error:
-            raise VersionConflict(f"{index}/{doc_id} already at or above version {version}") from error
+        with _translating(index):
+            try:
+                await self._client.index(index=index, id=doc_id, body=document, **params)
+            except (OsConflict, EsConflict) as error:
+                raise VersionConflict(f"{index}/{doc_id} already at or above version {version}") from error
 
     async def put_many(
         self,
@@ -260,7 +265,8 @@ class SearchClient:
             if write.version is not None:
                 meta.update(version=write.version, version_type=version_type)
             operations += [{"index": meta}, write.document]
-        response = await self._client.bulk(body=operations, refresh="true" if refresh else "false")
+        with _translating(index):
+            response = await self._client.bulk(body=operations, refresh="true" if refresh else "false")
         stale: list[str] = []
         errors: dict[str, str] = {}
         for item in response["items"]:
@@ -280,10 +286,8 @@ class SearchClient:
         """The stored documents among `doc_ids`, with their versions; missing ids are left out."""
         if not doc_ids:
             return {}
-        try:
+        with _translating(index):
             response = await self._client.mget(index=index, body={"ids": list(doc_ids)})
-        except (OsNotFound, EsNotFound) as error:
-            raise IndexNotFound(index) from error
         return {
             doc["_id"]: StoredDocument(doc["_source"], int(doc["_version"]))
             for doc in response["docs"]
@@ -293,15 +297,17 @@ class SearchClient:
     async def indices(self, pattern: str) -> list[str]:
         """The names of the indices matching `pattern` (wildcards allowed), sorted."""
         try:
-            response = await self._client.indices.get(index=pattern)
-        except (OsNotFound, EsNotFound):
+            with _translating(pattern):
+                response = await self._client.indices.get(index=pattern)
+        except IndexNotFound:
             return []
         return sorted(response)
 
     async def get(self, index: str, doc_id: str) -> Document | None:
         try:
-            response = await self._client.get(index=index, id=doc_id)
-        except (OsNotFound, EsNotFound):
+            with _translating(index):
+                response = await self._client.get(index=index, id=doc_id)
+        except IndexNotFound:  # the index, or the document (both engines answer 404)
             return None
         source: Document = response["_source"]
         return source
@@ -314,11 +320,14 @@ class SearchClient:
         if version is not None:
             params.update(version=version, version_type="external")
         try:
-            await self._client.delete(index=index, id=doc_id, **params)
-        except (OsNotFound, EsNotFound):
+            with _translating(index):
+                try:
+                    await self._client.delete(index=index, id=doc_id, **params)
+                except (OsConflict, EsConflict) as error:
+                    stale = f"{index}/{doc_id} already at or above version {version}"
+                    raise VersionConflict(stale) from error
+        except IndexNotFound:  # the index, or the document (both engines answer 404)
             return False
-        except (OsConflict, EsConflict) as error:
-            raise VersionConflict(f"{index}/{doc_id} already at or above version {version}") from error
         return True
 
     async def search(
@@ -409,10 +418,10 @@ class SearchClient:
         All or nothing: when one action names a missing index or alias, none is
         applied and `IndexNotFound` is raised.
         """
-        try:
+        with _translating(
+            ", ".join(sorted({str(a.get("index", "")) for act in actions for a in act.values()}))
+        ):
             await self._client.indices.update_aliases(body={"actions": [dict(action) for action in actions]})
-        except (OsNotFound, EsNotFound) as error:
-            raise IndexNotFound(str(error)) from error
 
     async def swap_alias(self, alias: str, *, old: str, new: str) -> None:
         """Move `alias` from index `old` to index `new` in one request: no reader sees neither or both."""
@@ -433,8 +442,9 @@ class SearchClient:
     async def alias_targets(self, alias: str) -> list[str]:
         """The indices `alias` points at, sorted; empty when there is no such alias."""
         try:
-            current = await self._client.indices.get_alias(name=alias)
-        except (OsNotFound, EsNotFound):
+            with _translating(alias):
+                current = await self._client.indices.get_alias(name=alias)
+        except IndexNotFound:
             return []
         return sorted(current)
 

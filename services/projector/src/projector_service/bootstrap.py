@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import asyncpg
 from eventstore import EventRegistry, PostgresEventStore, connect
+from eventstore.types import Pool
 from readmodels.keyspace import Keyspace
 from readmodels.search import SearchClient, connect_search
 from redis.asyncio import Redis
@@ -32,7 +31,7 @@ class Projector:
         registry: EventRegistry,
         redis: Redis,
         search: SearchClient,
-        pool: asyncpg.Pool[Any],
+        pool: Pool,
     ) -> None:
         self.settings = settings
         self.registry = registry

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
-import asyncpg
 import msgspec
 from eventstore import EventRegistry, RecordedEvent, translated
+from eventstore.types import Pool
 from fulfilment.events import Event
 from fulfilment.records import Envelope, Unreadable, read_envelope, read_payload
 
@@ -113,7 +112,7 @@ SELECT event_id::text, stream_id, version, position FROM eventstore.events WHERE
 """
 
 
-async def stored_claims(pool: asyncpg.Pool[Any], event_ids: Iterable[str]) -> dict[str, StoredClaim]:
+async def stored_claims(pool: Pool, event_ids: Iterable[str]) -> dict[str, StoredClaim]:
     """Where the store holds each of `event_ids` (absent: not in the store), through its unique index.
 
     A record's `ce_position` is only a claim: a record written straight into a

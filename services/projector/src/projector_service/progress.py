@@ -42,13 +42,15 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
-import asyncpg
 import msgspec
 from eventstore import LogPosition
+from eventstore.connection import translated
+from eventstore.errors import EventStoreError
 from eventstore.queries import HORIZON
+from eventstore.types import Pool
 from readmodels.keyspace import Keyspace
+from readmodels.redis_reads import REDIS_TRANSIENT
 from redis.asyncio import Redis
 
 __all__ = ["ProgressTracker", "TrackerRound"]
@@ -94,6 +96,10 @@ return current
 """
 
 
+# What a round of a tracker may fail with and be tried again: the store (translated) or Redis.
+_RETRIED: tuple[type[BaseException], ...] = (EventStoreError, *REDIS_TRANSIENT)
+
+
 class TrackerRound(msgspec.Struct, frozen=True):
     """What one round found: the position, the applied prefix, and how far behind the log it is."""
 
@@ -111,7 +117,7 @@ class ProgressTracker:
         redis: Redis,
         keyspace: Keyspace,
         projection: str,
-        pool: asyncpg.Pool[Any],
+        pool: Pool,
         categories: Sequence[str],
         *,
         page_size: int = 2000,
@@ -231,13 +237,9 @@ class ProgressTracker:
                     await self.woken.wait()
             self.woken.clear()
             try:
-                await self.advance()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                async with translated():
+                    await self.advance()
+            except _RETRIED as error:
+                # A store going away (or a statement it refused) is worth another round later.
                 log.warning("position tracker: %s", error)
                 await asyncio.sleep(interval)
-            except Exception as error:
-                if type(error).__module__.startswith("redis"):
-                    log.warning("position tracker: %s", error)
-                    await asyncio.sleep(interval)
-                else:
-                    raise

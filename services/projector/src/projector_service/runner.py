@@ -28,15 +28,13 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import asyncpg
-import elastic_transport
-from eventstore import EventRegistry, StoreUnavailable, category_of
+from eventstore import TRANSIENT as STORE_TRANSIENT
+from eventstore import EventRegistry, category_of
+from eventstore.types import Pool
 from fulfilment.records import Envelope
-from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opentelemetry import trace
-from readmodels.search import SearchUnavailable
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from readmodels.redis_reads import REDIS_TRANSIENT
+from readmodels.search import SEARCH_TRANSIENT
 from servicekit.telemetry import context_of
 
 from projector_service.deadletters import DeadLetterWriter, KafkaRecord
@@ -58,13 +56,9 @@ log = logging.getLogger(__name__)
 
 # Failures of a store, not of the event: retry the batch, never dead-letter for these.
 TRANSIENT: tuple[type[BaseException], ...] = (
-    SearchUnavailable,
-    OpenSearchConnectionError,  # includes its timeouts
-    elastic_transport.TransportError,  # connection errors and timeouts (API errors are not these)
-    RedisConnectionError,
-    RedisTimeoutError,
-    StoreUnavailable,
-    OSError,
+    *SEARCH_TRANSIENT,
+    *REDIS_TRANSIENT,
+    *STORE_TRANSIENT,
     TimeoutError,
 )
 
@@ -109,7 +103,7 @@ class BatchRunner:
         registry: EventRegistry,
         status: ProjectionStatus,
         metrics: ProjectorMetrics,
-        pool: asyncpg.Pool[Any],
+        pool: Pool,
         *,
         max_attempts: int,
         max_backoff: float,

@@ -9,9 +9,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from readmodels.keyspace import Keyspace
 from readmodels.order_queries import OrderSearchReader
 from readmodels.orders import orders_alias
-from readmodels.redis_reads import LiveHashes
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from readmodels.redis_reads import REDIS_TRANSIENT, LiveHashes
 from servicekit.access import access_check
 from servicekit.auth import build_verifier
 from servicekit.openapi import StrictStructSchemaPlugin, api_openapi_config
@@ -92,7 +90,7 @@ def create_app(
         run.provide("reads", reads)
         run.ready("redis", redis_answers)
         run.ready("search", search_answers)
-        run.spawn("position-announcements", watch.run, transient=(RedisConnectionError, RedisTimeoutError))
+        run.spawn("position-announcements", watch.run, transient=REDIS_TRANSIENT)
 
     async def redis_answers() -> str | None:
         await redis_client.ping()

@@ -13,9 +13,8 @@ from __future__ import annotations
 import msgspec
 from readmodels.order_queries import InvalidCursor
 from readmodels.rebuilding import ReadModelRebuilding
-from readmodels.search import SearchUnavailable
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from readmodels.redis_reads import REDIS_TRANSIENT
+from readmodels.search import SEARCH_TRANSIENT
 from servicekit.problems import Answer, FieldError, Problem, ProblemTable, problem
 
 from query_service.errors import InvalidQuery, NotYetConsistent, OrderNotFound, ProductNotFound
@@ -72,5 +71,5 @@ PROBLEMS = ProblemTable(
         InvalidCursor: _invalid_cursor,
         InvalidQuery: _invalid_query,
     },
-    unavailable=(SearchUnavailable, RedisConnectionError, RedisTimeoutError),
+    unavailable=(*SEARCH_TRANSIENT, *REDIS_TRANSIENT),
 )

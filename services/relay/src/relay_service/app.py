@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import asyncpg
 from eventstore import (
     TRANSIENT,
     EventRegistry,
@@ -21,6 +20,7 @@ from eventstore import (
     connect,
     migrate,
 )
+from eventstore.types import Pool
 from fulfilment.registry import build_registry
 from fulfilment.schemas import schema_documents
 from litestar import Litestar, Response, get
@@ -49,7 +49,7 @@ def create_app(
     events = registry or build_registry()
     status = RelayStatus()
     metrics = RelayMetrics(service.registry)
-    pools: list[asyncpg.Pool] = []
+    pools: list[Pool] = []
 
     async def start(run: Startup) -> None:
         await run.connect(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
-import asyncpg
 import msgspec
 from eventstore import Lag, checkpoint_lag
+from eventstore.types import Pool
 
 from relay_service.topics import CHANNELS
 
@@ -80,7 +80,7 @@ class RelayStatus(msgspec.Struct, kw_only=True):
         )
 
 
-async def published_lag(database: asyncpg.Pool[Any], checkpoint: str) -> Lag:
+async def published_lag(database: Pool, checkpoint: str) -> Lag:
     """How far the relay is behind: the events of the categories it publishes after its checkpoint.
 
     Other services keep streams in the same store (the saga's) that the relay never publishes and
