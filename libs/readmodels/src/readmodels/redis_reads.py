@@ -29,9 +29,7 @@ __all__ = [
     "REDIS_TRANSIENT",
     "LiveHashes",
     "order_counts",
-    "order_summary",
     "recent_orders",
-    "stock_level",
     "whole_live_models",
 ]
 
@@ -82,18 +80,6 @@ async def whole_live_models(redis: Redis, keyspace: Keyspace) -> RedisModelKeys:
     if generation is None:
         raise ReadModelRebuilding("redis", _LOST)
     return keyspace.models(generation.decode() if isinstance(generation, bytes) else str(generation))
-
-
-async def order_summary(redis: Redis, keys: RedisModelKeys, order_id: str) -> OrderSummary | None:
-    """The order's summary, or None when the read model has no such order (yet)."""
-    fields = await redis.hgetall(keys.order(order_id))
-    return OrderSummary.from_hash(_strings(fields)) if fields else None
-
-
-async def stock_level(redis: Redis, keys: RedisModelKeys, sku: str) -> StockLevel | None:
-    """The SKU's stock (SKUs are stored lowercase), or None when it is not registered (yet)."""
-    fields = await redis.hgetall(keys.stock(sku.lower()))
-    return StockLevel.from_hash(_strings(fields)) if fields else None
 
 
 async def order_counts(redis: Redis, keys: RedisModelKeys) -> dict[str, int]:
