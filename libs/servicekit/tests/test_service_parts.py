@@ -263,3 +263,15 @@ def test_freezing_start_up_puts_what_exists_out_of_the_collectors_reach() -> Non
         assert gc.get_freeze_count() > before + 1000
     finally:
         gc.unfreeze()
+
+
+def test_a_rate_window_tells_the_growth_per_second_of_its_recent_samples() -> None:
+    from servicekit.metrics import RateWindow
+
+    window = RateWindow()
+    assert window.rate() == 0.0
+    window.add(5)
+    window.add(7)
+    assert window.total == 12
+    # Both samples are within the last second: the growth since the first is 7, over at least 1 s.
+    assert window.rate() == 7.0

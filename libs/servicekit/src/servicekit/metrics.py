@@ -16,6 +16,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 
 from litestar import Response, get
@@ -24,9 +26,29 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["HttpMetrics", "metrics_route", "new_registry"]
+__all__ = ["HttpMetrics", "RateWindow", "metrics_route", "new_registry"]
 
 type Refresh = Callable[[], Awaitable[None]]
+
+
+class RateWindow:
+    """A running total's recent samples, to tell its rate per second (`/status`'s events per second)."""
+
+    def __init__(self, samples: int = 120) -> None:
+        self.total = 0
+        self._samples: deque[tuple[float, int]] = deque(maxlen=samples)
+
+    def add(self, count: int) -> None:
+        self.total += count
+        self._samples.append((time.monotonic(), self.total))
+
+    def rate(self, seconds: float = 10.0) -> float:
+        """How much the total grew per second over the last `seconds` (at least one second)."""
+        now = time.monotonic()
+        recent = next(((t, n) for t, n in self._samples if now - t <= seconds), None)
+        if recent is None:
+            return 0.0
+        return (self.total - recent[1]) / max(now - recent[0], 1.0)
 
 
 def new_registry() -> CollectorRegistry:

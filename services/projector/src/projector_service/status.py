@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from datetime import UTC, datetime
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from servicekit.metrics import RateWindow
 
 __all__ = ["ProjectionStatus", "ProjectorMetrics"]
 
@@ -67,12 +66,12 @@ class ProjectionStatus(msgspec.Struct, kw_only=True):
     last_error: str | None = None
     last_error_at: datetime | None = None
     consuming: bool = False
-    _window: deque[tuple[float, int]] = msgspec.field(default_factory=lambda: deque(maxlen=120))
+    _window: RateWindow = msgspec.field(default_factory=RateWindow)
 
     def applied(self, count: int) -> None:
         self.applied_total += count
         self.unavailable = None
-        self._window.append((time.monotonic(), self.applied_total))
+        self._window.add(count)
 
     def paused(self, error: BaseException) -> None:
         self.unavailable = f"{type(error).__name__}: {error}"
@@ -84,8 +83,4 @@ class ProjectionStatus(msgspec.Struct, kw_only=True):
 
     def rate(self, seconds: float = 10.0) -> float:
         """Events applied per second over the last `seconds`."""
-        now = time.monotonic()
-        recent = [(t, n) for t, n in self._window if now - t <= seconds]
-        if not recent:
-            return 0.0
-        return (self.applied_total - recent[0][1]) / max(now - recent[0][0], 1.0)
+        return self._window.rate(seconds)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
 from eventstore import Lag, checkpoint_lag
 from eventstore.types import Pool
+from servicekit.metrics import RateWindow
 
 from relay_service.topics import CHANNELS
 
@@ -42,14 +41,14 @@ class RelayStatus(msgspec.Struct, kw_only=True):
     last_recorded_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
-    _window: deque[tuple[float, int]] = msgspec.field(default_factory=lambda: deque(maxlen=120))
+    _window: RateWindow = msgspec.field(default_factory=RateWindow)
 
     def published(self, count: int, position: int, recorded_at: datetime) -> None:
         self.published_total += count
         self.last_position = position
         self.last_recorded_at = recorded_at
         self.kafka_connected = True
-        self._window.append((time.monotonic(), self.published_total))
+        self._window.add(count)
 
     def failed(self, error: BaseException) -> None:
         self.kafka_connected = False
@@ -58,12 +57,7 @@ class RelayStatus(msgspec.Struct, kw_only=True):
 
     def rate(self, seconds: float = 10.0) -> float:
         """Events published per second over the last `seconds`."""
-        now = time.monotonic()
-        recent = [(t, n) for t, n in self._window if now - t <= seconds]
-        if not recent:
-            return 0.0
-        span = max(now - recent[0][0], 1.0)
-        return (self.published_total - recent[0][1]) / span
+        return self._window.rate(seconds)
 
     def report(self, lag_events: int | None, lag_seconds: float | None) -> RelayReport:
         """The current state with the lag measured by the caller."""
