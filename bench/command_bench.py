@@ -69,8 +69,8 @@ from fulfilment.registry import build_registry
 from fulfilment.rules import check_reservation
 from fulfilment.stock import ReceiveStock, RegisterProduct, ReserveStock, StockItem
 from fulfilment.values import order_stream, stock_stream
-from servicekit.testing import free_port
 from servicekit.tokens import mint
+from testkit.harness import free_port
 
 SECRET = "benchmark-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a throwaway key for a local run
 ISSUER, AUDIENCE = "https://bench.local", "command-api"

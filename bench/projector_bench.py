@@ -61,7 +61,6 @@ import httpx
 import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
-from command_service.testing import CATALOGUE, command_headers, register_products
 from eventstore import NewEvent, migrate
 from fulfilment.events import OrderConfirmed, OrderPlaced, PlacedLine, ProductRegistered
 from fulfilment.registry import build_registry
@@ -76,7 +75,9 @@ from readmodels.keyspace import PROJECTIONS, RECENT_ORDERS, wait_for_position
 from readmodels.orders import OrderDocument, orders_alias
 from readmodels.search import SearchClient
 from redis.typing import EncodableT, FieldT
-from servicekit.testing import ServiceProcess, running_service, token_factory
+from testkit.harness import ServiceProcess, running_service, token_factory
+
+from services.command.tests.support import CATALOGUE, command_headers, register_products
 
 BATCH = 500
 SKUS = 50

@@ -72,8 +72,8 @@ from readmodels.orders import (
 )
 from readmodels.search import BulkWrite, connect_search
 from redis.asyncio import Redis
-from servicekit.testing import free_port, lifespan_of
 from servicekit.tokens import mint
+from testkit.harness import free_port, lifespan_of
 
 SECRET = "benchmark-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a throwaway key for a local run
 ISSUER, AUDIENCE = "https://bench.local", "query-api"

@@ -59,7 +59,7 @@ from saga_service.resilience import BreakerMetrics, CircuitBreaker, RetryPolicy
 from saga_service.saga import Begin, RecordStep, saga_decider
 from saga_service.sagas import SagaStreams
 from saga_service.timers import Timers
-from servicekit.testing import ServiceProcess, lifespan_of, running_service, token_factory
+from testkit.harness import ServiceProcess, lifespan_of, running_service, token_factory
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a local benchmark key
 ISSUER, AUDIENCE = "bench", "bench"

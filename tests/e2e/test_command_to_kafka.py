@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from command_service.testing import command_headers
 from eventstore import migrate
-from servicekit.testing import running_service, token_factory
+from testkit.harness import running_service, token_factory
+
+from services.command.tests.support import command_headers
 
 pytestmark = pytest.mark.slow
 

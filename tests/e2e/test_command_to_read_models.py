@@ -15,13 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from command_service.testing import command_headers
 from eventstore import migrate
 from readmodels.keyspace import Keyspace, wait_for_position
 from readmodels.orders import orders_alias
 from readmodels.search import connect_search
 from redis.asyncio import Redis
-from servicekit.testing import running_service, token_factory
+from testkit.harness import running_service, token_factory
+
+from services.command.tests.support import command_headers
 
 pytestmark = pytest.mark.slow
 

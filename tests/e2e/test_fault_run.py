@@ -34,11 +34,11 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from command_service.testing import command_headers
-from servicekit.testing import ServiceProcess, TokenFactory, free_port, token_factory
+from testkit.harness import ServiceProcess, TokenFactory, free_port, token_factory
 
 from deploy.local.components import Layout
 from deploy.local.stack import read_env
+from services.command.tests.support import command_headers
 
 pytestmark = pytest.mark.slow
 

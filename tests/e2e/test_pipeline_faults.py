@@ -61,7 +61,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from readmodels.search import connect_search
-from servicekit.testing import token_factory
+from testkit.harness import token_factory
 
 from deploy.local.components import Layout
 from deploy.local.stack import read_env

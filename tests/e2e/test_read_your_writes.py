@@ -21,9 +21,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
-from command_service.testing import command_headers, register_products
 from eventstore import migrate
-from servicekit.testing import TokenFactory, running_service, token_factory
+from testkit.harness import TokenFactory, running_service, token_factory
+
+from services.command.tests.support import command_headers, register_products
 
 pytestmark = pytest.mark.slow
 

@@ -110,7 +110,7 @@ async def test_the_default_search_engine_answers(search_url: str) -> None:
 
 async def test_prometheus_loads_the_suites_alerts_and_scrapes_the_six_services() -> None:
     import httpx
-    from servicekit.pytest_plugin import resolve_url
+    from testkit.pytest_plugin import resolve_url
 
     url = resolve_url("PROMETHEUS_URL")
     async with httpx.AsyncClient(base_url=url, timeout=5) as client:

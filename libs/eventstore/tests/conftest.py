@@ -4,7 +4,7 @@
 calling it again with another registry opens a second view of the *same* data, the
 way a newer deploy of a service reads what an older one wrote.
 
-``database_url`` and ``fresh_database_url`` come from the ``servicekit.pytest_plugin`` plugin.
+``database_url`` and ``fresh_database_url`` come from the ``testkit.pytest_plugin`` plugin.
 """
 
 from __future__ import annotations

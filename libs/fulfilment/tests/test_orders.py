@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import reduce
 from uuid import UUID, uuid4
 
 import msgspec
@@ -30,13 +29,17 @@ from fulfilment.orders import (
 from fulfilment.stock import StockItem
 from hypothesis import given
 from hypothesis import strategies as st
+from testkit.deciders import DeciderSpec
 
 ORDER = UUID("6b1e8a43-3a55-4c5b-9d4f-0a3f2b1c9e01")
 ALICE = "alice"
 
 
+SPEC = DeciderSpec(decide, evolve, initial_state=None)
+
+
 def given_events(*events: OrderEvent) -> Order | None:
-    return reduce(evolve, events, None)
+    return SPEC.given(*events).state
 
 
 def placed(order_id: UUID = ORDER, customer: str = ALICE) -> OrderPlaced:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from functools import reduce
 from uuid import UUID
 
 import pytest
@@ -24,14 +23,18 @@ from fulfilment.payments import (
     decide,
     evolve,
 )
+from testkit.deciders import DeciderSpec
 
 ORDER = UUID("7a2f9b3c-1d4e-4f50-8a6b-5c4d3e2f1a33")
 REQUESTED = PaymentRequested(order_id=ORDER, amount=315, currency="EUR")
 AUTHORIZED = PaymentAuthorized(order_id=ORDER, provider_reference="psp-1")
 
 
+SPEC = DeciderSpec(decide, evolve, initial_state=None)
+
+
 def given_events(*events: PaymentEvent) -> Payment | None:
-    return reduce(evolve, events, None)
+    return SPEC.given(*events).state
 
 
 def test_requesting_a_payment() -> None:
@@ -39,12 +42,12 @@ def test_requesting_a_payment() -> None:
 
 
 def test_requesting_the_same_payment_again_decides_nothing() -> None:
-    assert decide(given_events(REQUESTED), RequestPayment(order_id=ORDER, amount=315, currency="EUR")) == []
+    assert SPEC.given(REQUESTED).when(RequestPayment(order_id=ORDER, amount=315, currency="EUR")) == []
 
 
 def test_requesting_a_different_amount_for_the_same_order_is_refused() -> None:
     with pytest.raises(Conflict):
-        decide(given_events(REQUESTED), RequestPayment(order_id=ORDER, amount=316, currency="EUR"))
+        SPEC.given(REQUESTED).when(RequestPayment(order_id=ORDER, amount=316, currency="EUR"))
 
 
 def test_a_payment_is_for_a_positive_amount() -> None:
@@ -95,10 +98,10 @@ def test_recording_a_decline() -> None:
 
 
 def test_a_requested_payment_can_be_voided_once() -> None:
-    [event] = decide(given_events(REQUESTED), VoidPayment(order_id=ORDER))
+    [event] = SPEC.given(REQUESTED).when(VoidPayment(order_id=ORDER))
 
     assert event == PaymentVoided(order_id=ORDER)
-    assert decide(given_events(REQUESTED, event), VoidPayment(order_id=ORDER)) == []
+    assert SPEC.given(REQUESTED, event).when(VoidPayment(order_id=ORDER)) == []
 
 
 def test_an_authorised_payment_is_refunded_not_voided() -> None:
@@ -115,12 +118,12 @@ def test_an_authorised_payment_is_refunded_not_voided() -> None:
 def test_refunding_twice_decides_nothing() -> None:
     refunded = PaymentRefunded(order_id=ORDER, amount=315, currency="EUR", provider_reference="psp-1")
 
-    assert decide(given_events(REQUESTED, AUTHORIZED, refunded), RefundPayment(order_id=ORDER)) == []
+    assert SPEC.given(REQUESTED, AUTHORIZED, refunded).when(RefundPayment(order_id=ORDER)) == []
 
 
 def test_a_payment_never_authorised_cannot_be_refunded() -> None:
     with pytest.raises(Conflict) as refused:
-        decide(given_events(REQUESTED), RefundPayment(order_id=ORDER))
+        SPEC.given(REQUESTED).when(RefundPayment(order_id=ORDER))
     assert refused.value.code == "payment-not-refundable"
 
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from functools import reduce
 from uuid import UUID, uuid4
 
 import pytest
@@ -33,13 +32,17 @@ from fulfilment.stock import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from testkit.deciders import DeciderSpec
 
 ORDER = UUID("0e0c7f0a-7d1b-4a57-8f5e-3c2b1a0f9d11")
 OTHER = UUID("1f1d8a1b-8e2c-4b68-9a6f-4d3c2b1a0e22")
 
 
+SPEC = DeciderSpec(decide, evolve, initial_state=None)
+
+
 def given_events(*events: StockEvent) -> StockItem | None:
-    return reduce(evolve, events, None)
+    return SPEC.given(*events).state
 
 
 def with_stock(on_hand: int, *more: StockEvent) -> StockItem | None:

@@ -23,7 +23,7 @@ from readmodels.orders import (
 )
 from readmodels.rebuilding import ReadModelRebuilding
 from readmodels.search import BulkWrite, SearchUnavailable, connect_search
-from servicekit.testing import TcpProxy, free_port
+from testkit.harness import TcpProxy, free_port
 
 
 def order(number: int, status: str) -> OrderDocument:

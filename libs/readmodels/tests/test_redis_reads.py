@@ -15,7 +15,7 @@ from readmodels.redis_reads import LiveHashes, whole_live_models
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from servicekit.testing import free_port
+from testkit.harness import free_port
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from readmodels.search import (
     VersionConflict,
     connect_search,
 )
-from servicekit.testing import TcpProxy
+from testkit.harness import TcpProxy
 
 
 @pytest.fixture

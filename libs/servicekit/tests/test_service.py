@@ -18,7 +18,7 @@ from litestar.di import NamedDependency
 from servicekit.runner import EXIT_TASK_ENDED
 from servicekit.service import Service, Startup, where
 from servicekit.settings import ServiceSettings
-from servicekit.testing import free_port, lifespan_of
+from testkit.harness import free_port, lifespan_of
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -9,11 +9,18 @@ import msgspec
 import pytest
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.testing import CATALOGUE, ORDER_BODY, StoreReader, command_headers, stock_catalogue
 from eventstore.postgres import PostgresEventStore
 from fulfilment.registry import build_registry
 from litestar import Litestar
-from servicekit.testing import TokenFactory, lifespan_of, token_factory
+from testkit.harness import TokenFactory, lifespan_of, token_factory
+
+from services.command.tests.support import (
+    CATALOGUE,
+    ORDER_BODY,
+    StoreReader,
+    command_headers,
+    stock_catalogue,
+)
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 ISSUER = "https://issuer.test"

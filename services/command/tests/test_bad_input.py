@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
-from command_service.testing import ORDER_BODY, command_headers
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
+
+from services.command.tests.support import ORDER_BODY, command_headers
 
 
 def line(**fields: Any) -> dict[str, Any]:
@@ -145,7 +146,7 @@ async def test_json_nested_deeper_than_the_parser_reads_is_a_4xx_not_a_500(
     settings_for: Any, fresh_database_url: str, tokens: TokenFactory
 ) -> None:
     from command_service.app import create_app
-    from servicekit.testing import lifespan_of
+    from testkit.harness import lifespan_of
 
     app = create_app(settings_for(fresh_database_url, max_body_bytes=4 * 1024 * 1024))
     depth = 1_000_000

@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from command_service.testing import ORDER_BODY, StoreReader
-from command_service.testing import command_headers as headers
-from servicekit.testing import TokenFactory as Tokens
+from testkit.harness import TokenFactory as Tokens
 
 from services.command.tests.conftest import pay_and_reserve, place_order
+from services.command.tests.support import ORDER_BODY, StoreReader
+from services.command.tests.support import command_headers as headers
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ from __future__ import annotations
 import uuid
 
 import httpx
-from command_service.testing import ORDER_BODY, StoreReader
-from command_service.testing import command_headers as headers
-from servicekit.testing import TokenFactory as Tokens
+from testkit.harness import TokenFactory as Tokens
 
 from services.command.tests.conftest import pay_and_reserve, place_order
+from services.command.tests.support import ORDER_BODY, StoreReader
+from services.command.tests.support import command_headers as headers
 
 
 async def test_a_customer_places_an_order_and_gets_its_stream_version_and_position(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from command_service.testing import ORDER_BODY, StoreReader, command_headers
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
 
 from services.command.tests.conftest import pay_and_reserve, place_order
+from services.command.tests.support import ORDER_BODY, StoreReader, command_headers
 
 
 async def place(client: httpx.AsyncClient, token: str) -> str:

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from command_service.queues import StreamQueues
 from command_service.settings import CommandSettings
-from command_service.testing import StoreReader, command_headers
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
 
 from services.command.tests.conftest import place_order
+from services.command.tests.support import StoreReader, command_headers
 
 
 @pytest.fixture

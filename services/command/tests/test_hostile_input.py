@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servicekit.testing import ServiceProcess, running_service, token_factory
+from testkit.harness import ServiceProcess, running_service, token_factory
 
 pytestmark = pytest.mark.slow
 

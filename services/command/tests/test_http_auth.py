@@ -8,8 +8,9 @@ import time
 
 import httpx
 import pytest
-from command_service.testing import ORDER_BODY, command_headers
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
+
+from services.command.tests.support import ORDER_BODY, command_headers
 
 
 def alg_none_token() -> str:

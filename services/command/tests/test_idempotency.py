@@ -10,9 +10,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 from command_service.settings import CommandSettings
-from command_service.testing import ORDER_BODY, StoreReader, command_headers
 from litestar import Litestar
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
+
+from services.command.tests.support import ORDER_BODY, StoreReader, command_headers
 
 
 async def order_streams(settings: CommandSettings) -> int:

@@ -9,12 +9,13 @@ import logging
 import httpx
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.testing import ORDER_BODY, command_headers
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from servicekit.logs import JsonFormatter
-from servicekit.testing import TokenFactory, lifespan_of
+from testkit.harness import TokenFactory, lifespan_of
+
+from services.command.tests.support import ORDER_BODY, command_headers
 
 
 def test_a_log_line_is_json_with_the_trace_id_and_extras() -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import httpx
-from command_service.testing import ORDER_BODY, command_headers
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
+
+from services.command.tests.support import ORDER_BODY, command_headers
 
 
 async def test_the_openapi_document_names_every_operation_and_documents_its_problems(

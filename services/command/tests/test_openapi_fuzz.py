@@ -24,9 +24,9 @@ from command_service.settings import CommandSettings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 from schemathesis.schemas import APIOperation
-from servicekit.fuzzing import fuzz, fuzz_cases
-from servicekit.testing import ServiceProcess, free_port
 from servicekit.tokens import mint
+from testkit.fuzzing import fuzz, fuzz_cases
+from testkit.harness import ServiceProcess, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from command_service.testing import ORDER_BODY, command_headers
-from servicekit.testing import ServiceProcess, TokenFactory, running_service
+from testkit.harness import ServiceProcess, TokenFactory, running_service
+
+from services.command.tests.support import ORDER_BODY, command_headers
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,11 @@ import pytest
 import redis.asyncio as redis
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.testing import ORDER_BODY, command_headers
 from servicekit.errors import RateLimited
 from servicekit.ratelimit import RateLimiter
-from servicekit.testing import TokenFactory, lifespan_of
+from testkit.harness import TokenFactory, lifespan_of
+
+from services.command.tests.support import ORDER_BODY, command_headers
 
 PREFIX = "ratelimit:command:"
 

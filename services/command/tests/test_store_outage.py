@@ -17,10 +17,11 @@ import pytest
 from command_service.app import create_app
 from command_service.problems import PROBLEMS
 from command_service.settings import CommandSettings
-from command_service.testing import ORDER_BODY, command_headers
 from eventstore.connection import translated
 from eventstore.errors import EventStoreError
-from servicekit.testing import TcpProxy, TokenFactory, lifespan_of
+from testkit.harness import TcpProxy, TokenFactory, lifespan_of
+
+from services.command.tests.support import ORDER_BODY, command_headers
 
 
 def through(proxy: TcpProxy, database_url: str) -> str:

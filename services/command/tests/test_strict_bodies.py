@@ -10,10 +10,10 @@ import msgspec
 import pytest
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.testing import ORDER_BODY, command_headers
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
 
 from services.command.tests.conftest import place_order
+from services.command.tests.support import ORDER_BODY, command_headers
 
 LINES = b'{"lines": [{"sku": "a", "quantity": 1}]'
 

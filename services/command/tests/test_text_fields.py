@@ -11,10 +11,11 @@ import msgspec
 import pytest
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from command_service.testing import command_headers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
+
+from services.command.tests.support import command_headers
 
 ORDER = str(uuid.uuid4())
 # One valid body per operation that has one, with the path it is posted to and the role it needs.

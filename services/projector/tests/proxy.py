@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from servicekit.testing import free_port
+from testkit.harness import free_port
 
 
 class Cuttable:

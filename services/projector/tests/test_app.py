@@ -15,7 +15,7 @@ from projector_service.bootstrap import Projector
 from projector_service.settings import ProjectorSettings
 from readmodels.keyspace import wait_for_position
 from relay_service.publisher import Relay
-from servicekit.testing import lifespan_of
+from testkit.harness import lifespan_of
 
 from services.projector.tests.conftest import line
 from services.projector.tests.test_consuming import relay

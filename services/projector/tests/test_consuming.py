@@ -13,12 +13,12 @@ from fulfilment.registry import build_registry
 from projector_service.bootstrap import Projector
 from projector_service.service import ProjectorService
 from projector_service.settings import ProjectorSettings
-from projector_service.snapshots import redis_snapshot, search_snapshot
 from readmodels.keyspace import wait_for_position
 from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings
 
 from services.projector.tests.conftest import log_events, write_scenario
+from services.projector.tests.snapshots import redis_snapshot, search_snapshot
 
 
 @pytest.fixture

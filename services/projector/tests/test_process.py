@@ -17,7 +17,7 @@ from fulfilment.events import OrderConfirmed, OrderPlaced
 from projector_service.bootstrap import Projector
 from projector_service.settings import ProjectorSettings
 from relay_service.publisher import Relay
-from servicekit.testing import running_service
+from testkit.harness import running_service
 
 from services.projector.tests.conftest import line, log_events, write_scenario
 from services.projector.tests.proxy import Cuttable

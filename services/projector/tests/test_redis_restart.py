@@ -28,7 +28,7 @@ from readmodels.keyspace import read_position
 from redis import Redis as SyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from relay_service.publisher import Relay
-from servicekit.testing import free_port
+from testkit.harness import free_port
 
 from services.projector.tests.conftest import log_events, write_scenario
 from services.projector.tests.test_consuming import clean_models, live_models, reached, relay, running

@@ -30,7 +30,7 @@ from query_service.app import create_app
 from readmodels.keyspace import Keyspace, read_position
 from redis.asyncio import Redis
 from relay_service.publisher import Relay
-from servicekit.testing import TokenFactory, token_factory
+from testkit.harness import TokenFactory, token_factory
 
 from services.projector.tests.conftest import line, log_events, write_scenario
 from services.projector.tests.test_consuming import clean_models, live_models, reached, relay, running

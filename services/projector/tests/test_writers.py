@@ -18,11 +18,11 @@ from fulfilment.events import (
 )
 from projector_service.bootstrap import Projector
 from projector_service.settings import ProjectorSettings
-from projector_service.snapshots import redis_snapshot, search_snapshot
 from readmodels.keyspace import INITIAL_GENERATION
 from readmodels.orders import OrderSummary, StockLevel
 
 from services.projector.tests.conftest import append_unpriced_registration, line, log_events, write_scenario
+from services.projector.tests.snapshots import redis_snapshot, search_snapshot
 
 LIVE = INITIAL_GENERATION
 

@@ -15,7 +15,7 @@ from query_service.settings import QuerySettings
 from readmodels.keyspace import Keyspace
 from readmodels.search import connect_search
 from redis.asyncio import Redis
-from servicekit.testing import TokenFactory, lifespan_of, token_factory
+from testkit.harness import TokenFactory, lifespan_of, token_factory
 
 from services.query.tests.seeding import SeededModels
 

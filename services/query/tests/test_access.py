@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
 
 from services.query.tests.conftest import bearer
 from services.query.tests.seeding import SeededModels, order

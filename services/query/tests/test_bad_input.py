@@ -9,7 +9,7 @@ import httpx
 import msgspec
 import pytest
 from readmodels.order_queries import OrderFilters
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
 
 from services.query.tests.conftest import bearer
 from services.query.tests.seeding import SeededModels, order

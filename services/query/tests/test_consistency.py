@@ -10,7 +10,7 @@ import pytest
 from litestar import Litestar
 from query_service.app import create_app
 from query_service.settings import QuerySettings
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
 
 from services.query.tests.conftest import bearer, client_of
 from services.query.tests.seeding import SeededModels, order

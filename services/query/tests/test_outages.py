@@ -10,7 +10,7 @@ import httpx
 import pytest
 from query_service.app import create_app
 from query_service.settings import QuerySettings
-from servicekit.testing import TcpProxy, TokenFactory, free_port
+from testkit.harness import TcpProxy, TokenFactory, free_port
 
 from services.query.tests.conftest import bearer, client_of
 from services.query.tests.seeding import SeededModels, order

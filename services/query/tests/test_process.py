@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servicekit.testing import TokenFactory, running_service
+from testkit.harness import TokenFactory, running_service
 
 from services.query.tests.conftest import AUDIENCE, ISSUER, SECRET, bearer
 from services.query.tests.seeding import SeededModels, order

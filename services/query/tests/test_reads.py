@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servicekit.testing import TokenFactory
+from testkit.harness import TokenFactory
 
 from services.query.tests.conftest import bearer
 from services.query.tests.seeding import SeededModels, order

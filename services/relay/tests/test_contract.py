@@ -29,7 +29,7 @@ from relay_service.examples import sample_events
 from relay_service.publisher import Relay
 from relay_service.settings import RelaySettings
 from relay_service.topics import contract_topics
-from servicekit.testing import lifespan_of
+from testkit.harness import lifespan_of
 
 from services.relay.tests.conftest import append_unpriced_registration, collect
 

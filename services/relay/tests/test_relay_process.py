@@ -18,7 +18,7 @@ import pytest
 from eventstore import LogPosition, NewEvent, PostgresEventStore
 from fulfilment.events import StockReceived
 from relay_service.settings import RelaySettings
-from servicekit.testing import ServiceProcess, TcpProxy, free_port
+from testkit.harness import ServiceProcess, TcpProxy, free_port
 
 from services.relay.tests.conftest import assert_complete_without_skips, collect, stock_events
 

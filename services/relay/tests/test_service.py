@@ -15,7 +15,7 @@ from fulfilment.registry import build_registry
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from relay_service.app import create_app
 from relay_service.settings import RelaySettings
-from servicekit.testing import lifespan_of
+from testkit.harness import lifespan_of
 
 from services.relay.tests.conftest import registered
 from services.relay.tests.test_relay_process import RelayProcess

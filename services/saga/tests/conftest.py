@@ -44,7 +44,7 @@ from saga_service.sagas import SagaStreams
 from saga_service.sandbox.app import create_app as create_sandbox_app
 from saga_service.sandbox.settings import SandboxSettings
 from saga_service.timers import Timers
-from servicekit.testing import (
+from testkit.harness import (
     ServiceProcess,
     TokenFactory,
     lifespan_of,

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fulfilment import order_stream, payment_stream, stock_stream
 from saga_service.signatures import SIGNATURE_HEADER, sign
-from servicekit.testing import running_service
+from testkit.harness import running_service
 
 from services.saga.tests.conftest import PROVIDER_SECRET
 

@@ -19,7 +19,7 @@ from saga_service.resilience import BreakerMetrics, CircuitBreaker, Refusal, Ret
 from saga_service.sandbox.app import create_app
 from saga_service.sandbox.settings import SandboxSettings
 from saga_service.signatures import SIGNATURE_HEADER, sign, sign_request
-from servicekit.testing import lifespan_of
+from testkit.harness import lifespan_of
 
 SECRET = "sandbox-merchant-secret-0123456789"
 

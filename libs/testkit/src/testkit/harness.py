@@ -27,7 +27,6 @@ from typing import Any, Protocol
 
 import httpx
 from litestar import Litestar
-
 from servicekit.tokens import mint
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Helpers for tests of the command service and of services that call it (headers, bodies, reading events).
 
-Tokens, processes and app lifespans come from `servicekit.testing`.
+Tokens, processes and app lifespans come from `testkit.harness`.
 """
 
 from __future__ import annotations
