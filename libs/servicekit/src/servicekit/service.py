@@ -27,7 +27,8 @@ Why it is shaped so:
   `EXIT_TASK_ENDED` so that its supervisor restarts it. A live process with a dead
   loop is what this rules out.
 - Handlers reach their objects one way: each name in `provides` is a Litestar
-  dependency whose value `start` hands over with `provide`.
+  dependency whose value `start` hands over with `provide` (or, given as a
+  mapping, the value it names, there from the start).
 """
 
 from __future__ import annotations
@@ -274,7 +275,7 @@ class Service:
         route_handlers: Sequence[ControllerRouterHandler],
         *,
         start: Callable[[Startup], Awaitable[None]],
-        provides: Iterable[str] = (),
+        provides: Iterable[str] | Mapping[str, object] = (),
         access: AccessCheck | None = None,
         openapi: OpenAPIConfig | None = None,
         plugins: Sequence[PluginProtocol] = (),
@@ -322,6 +323,9 @@ class Service:
             logging_config=None,
         )
         app.state.service = self
+        if isinstance(provides, Mapping):  # objects that exist before start-up, handed over now
+            for name, value in provides.items():
+                app.state[name] = value
         self.observability.instrument(app)
         if access is not None:
             require_access_check(app, access)
