@@ -20,7 +20,7 @@ import asyncpg.exceptions
 
 from eventstore.errors import EventStoreError, StoreUnavailable
 
-__all__ = ["TRANSIENT", "TRANSIENT_ERRORS", "connect", "is_transient", "retrying", "translated"]
+__all__ = ["TRANSIENT", "TRANSIENT_ERRORS", "close_pool", "connect", "is_transient", "retrying", "translated"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,11 @@ async def connect(
             reset=None if full_reset else _keep_session,
         )
     return pool
+
+
+async def close_pool(pool: asyncpg.Pool[asyncpg.Record], timeout: float) -> None:
+    """Close `pool`, waiting at most `timeout` seconds for borrowed connections to come back."""
+    await asyncio.wait_for(pool.close(), timeout=timeout)
 
 
 async def _keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:

@@ -60,7 +60,7 @@ from servicekit.problems import ProblemTable
 from servicekit.requests import ServiceRequest
 from servicekit.settings import ServiceSettings
 
-__all__ = ["NETWORK_ERRORS", "Service", "ServiceStarting", "Startup", "where"]
+__all__ = ["NETWORK_ERRORS", "Closer", "Service", "ServiceStarting", "Startup", "where"]
 
 log = logging.getLogger("servicekit.service")
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from importlib import resources
 
 import httpx
 import redis.asyncio as redis
 from eventstore import TRANSIENT
-from eventstore.connection import connect
+from eventstore.connection import close_pool, connect
 from eventstore.errors import EventStoreError
 from eventstore.migrations import migrate
 from eventstore.postgres import PostgresEventStore
@@ -23,7 +24,7 @@ from servicekit.auth import build_verifier
 from servicekit.health import postgres_check
 from servicekit.openapi import StrictStructSchemaPlugin
 from servicekit.ratelimit import RateLimiter
-from servicekit.service import Service, Startup
+from servicekit.service import Closer, Service, Startup
 
 from command_service.handling import Services
 from command_service.idempotency import IdempotencyKeys
@@ -57,40 +58,6 @@ def create_app(
     limiter = RateLimiter(
         redis_client, per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
     )
-
-    async def start(run: Startup) -> None:
-        async def migrated() -> None:
-            await migrate(settings.database_url)
-            sql = resources.files("command_service") / "sql"
-            await migrate(settings.database_url, sql, schema="command", lock_key=MIGRATION_LOCK_KEY)
-
-        run.on_stop(redis_client.aclose)
-        run.on_stop(limiter.close)
-        await run.connect("postgres", settings.database_url, migrated, transient=TRANSIENT)
-        pool = await run.connect(
-            "postgres",
-            settings.database_url,
-            lambda: connect(
-                settings.database_url,
-                min_size=settings.pool_min_size,
-                max_size=settings.pool_max_size,
-                application_name="command-service",
-            ),
-            close=lambda pool: asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout_seconds),
-            transient=TRANSIENT,
-        )
-        store = PostgresEventStore(pool, build_registry())
-        run.on_stop(store.close)
-        run.ready("postgres", postgres_check(lambda: pool))
-        keys = IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds)
-        run.provide(
-            "services",
-            Services(
-                pool=pool, store=store, registry=store.registry, keys=keys, max_attempts=settings.max_attempts
-            ),
-        )
-        run.spawn("purge-idempotency-keys", lambda: _purge_expired_keys(keys), transient=TRANSIENT)
-
     access = access_check(build_verifier(settings, jwks_client), limiter)
     commands = Router(
         path="/",
@@ -101,7 +68,7 @@ def create_app(
     )
     return service.app(
         [commands],
-        start=start,
+        start=partial(_start, settings, closing=[redis_client.aclose, limiter.close]),
         provides=["services"],
         access=access,
         openapi=openapi_config(),
@@ -109,6 +76,41 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         before_send=[_no_store],
     )
+
+
+async def _start(settings: CommandSettings, run: Startup, *, closing: list[Closer]) -> None:
+    for close in closing:
+        run.on_stop(close)
+    url = settings.database_url
+
+    async def migrated() -> None:
+        await migrate(url)
+        await migrate(
+            url, resources.files("command_service") / "sql", schema="command", lock_key=MIGRATION_LOCK_KEY
+        )
+
+    await run.connect("postgres", url, migrated, transient=TRANSIENT)
+    pool = await run.connect(
+        "postgres",
+        url,
+        lambda: connect(
+            url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            application_name="command-service",
+        ),
+        close=lambda pool: close_pool(pool, settings.shutdown_timeout_seconds),
+        transient=TRANSIENT,
+    )
+    store = PostgresEventStore(pool, build_registry())
+    run.on_stop(store.close)
+    run.ready("postgres", postgres_check(lambda: pool))
+    keys = IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds)
+    services = Services(
+        pool=pool, store=store, registry=store.registry, keys=keys, max_attempts=settings.max_attempts
+    )
+    run.provide("services", services)
+    run.spawn("purge-idempotency-keys", lambda: _purge_expired_keys(keys), transient=TRANSIENT)
 
 
 async def _no_store(message: Message, scope: Scope) -> None:
