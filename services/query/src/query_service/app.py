@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 import redis.asyncio as redis
 from litestar import Litestar, Router
@@ -41,6 +43,34 @@ def create_app(
 ) -> Litestar:
     """The query service: its Redis and search clients, the position watch, the read routes."""
     service = Service(settings, "query", problems=PROBLEMS, span_exporter=span_exporter, trace_postgres=False)
+    reads = _reads(settings)
+    # Reads come faster than commands: larger leases spend one Redis call per 50 requests of a
+    # subject instead of per 10 (every request is still paid for; see servicekit.ratelimit).
+    limiter = RateLimiter(
+        reads.redis,
+        per_second=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+        lease=50,
+        prefix="ratelimit:query:",
+    )
+    access = access_check(build_verifier(settings, jwks_client), limiter)
+    queries = Router(
+        path="/",
+        route_handlers=[OrderController, CustomerController, StockController],
+        before_request=access,
+        security=[{"bearer": []}],
+    )
+    return service.app(
+        [queries],
+        start=partial(_start, reads),
+        provides={"reads": reads},
+        access=access,
+        openapi=api_openapi_config(title="Fulfilment query API", description=DESCRIPTION),
+        plugins=[StrictStructSchemaPlugin()],
+    )
+
+
+def _reads(settings: QuerySettings) -> Reads:
     # A bounded pool that requests wait on (up to the consistency timeout) when every connection is
     # busy: a burst of reads queues instead of failing; only a pool still exhausted by then is a 503.
     pool = redis.BlockingConnectionPool.from_url(
@@ -54,15 +84,6 @@ def create_app(
     redis_client = redis.Redis(connection_pool=pool)
     # Blocks on its subscription, so it gets no read timeout (and a connection of its own).
     subscriber = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, decode_responses=True)
-    # Reads come faster than commands: larger leases spend one Redis call per 50 requests of a
-    # subject instead of per 10 (every request is still paid for; see servicekit.ratelimit).
-    limiter = RateLimiter(
-        redis_client,
-        per_second=settings.rate_limit_per_second,
-        burst=settings.rate_limit_burst,
-        lease=50,
-        prefix="ratelimit:query:",
-    )
     keyspace = Keyspace(settings.query_key_prefix)
     search = OrderSearchReader(
         settings.search_url,
@@ -71,46 +92,27 @@ def create_app(
         connections=settings.query_search_connections,
         cursor_key=settings.cursor_key(),
     )
-    watch = PositionWatch(redis_client, subscriber, keyspace)
-    reads = Reads(
+    return Reads(
         redis=redis_client,
         keyspace=keyspace,
         hashes=LiveHashes(redis_client, keyspace),
         search=search,
-        watch=watch,
+        watch=PositionWatch(redis_client, subscriber, keyspace),
         visibility=SearchVisibility(search, redis_client, keyspace),
         consistency_timeout=settings.query_consistency_timeout_seconds,
     )
 
-    async def start(run: Startup) -> None:
-        # Neither store has to answer for the service to start: reads of the one that answers go on.
-        run.on_stop(redis_client.aclose)
-        run.on_stop(subscriber.aclose)
-        run.on_stop(search.close)
-        run.provide("reads", reads)
-        run.ready("redis", redis_answers)
-        run.ready("search", search_answers)
-        run.spawn("position-announcements", watch.run, transient=REDIS_TRANSIENT)
 
-    async def redis_answers() -> str | None:
-        await redis_client.ping()
-        return None
+async def _start(reads: Reads, run: Startup) -> None:
+    # Neither store has to answer for the service to start: reads of the one that answers go on.
+    run.on_stop(reads.redis.aclose)
+    run.on_stop(reads.watch.close)
+    run.on_stop(reads.search.close)
+    run.ready("redis", partial(_redis_answers, reads.redis))
+    run.ready("search", reads.search.ping)
+    run.spawn("position-announcements", reads.watch.run, transient=REDIS_TRANSIENT)
 
-    async def search_answers() -> str | None:
-        await search.ping()
-        return None
 
-    access = access_check(build_verifier(settings, jwks_client), limiter)
-    queries = Router(
-        path="/",
-        route_handlers=[OrderController, CustomerController, StockController],
-        before_request=access,
-        security=[{"bearer": []}],
-    )
-    return service.app(
-        [queries],
-        start=start,
-        access=access,
-        openapi=api_openapi_config(title="Fulfilment query API", description=DESCRIPTION),
-        plugins=[StrictStructSchemaPlugin()],
-    )
+async def _redis_answers(client: redis.Redis) -> str | None:
+    await client.ping()
+    return None

@@ -94,6 +94,10 @@ class PositionWatch:
             if not waiter[1].done():
                 waiter[1].set_result(None)
 
+    async def close(self) -> None:
+        """Close the subscription's own connection (after `run` was cancelled)."""
+        await self._subscriber.aclose()
+
     async def run(self) -> None:
         """Listen for announcements until cancelled, resubscribing after a lost connection."""
         delay = _RETRY_SECONDS
