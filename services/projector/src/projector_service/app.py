@@ -9,6 +9,7 @@ projector's own report per projection.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
@@ -16,10 +17,10 @@ from eventstore import TRANSIENT as STORE_TRANSIENT
 from eventstore import EventRegistry, connect
 from fulfilment.registry import build_registry
 from litestar import Litestar, get
+from litestar.di import NamedDependency
 from opentelemetry.sdk.trace.export import SpanExporter
-from readmodels.search import SearchUnavailable, connect_search
+from readmodels.search import SEARCH_TRANSIENT, connect_search
 from redis.asyncio import Redis
-from servicekit.health import Check
 from servicekit.service import Service, Startup
 
 from projector_service.bootstrap import Projector
@@ -42,10 +43,26 @@ def create_app(
 ) -> Litestar:
     """The projector: connections, one consumer group per projection, the HTTP endpoints."""
     service = Service(settings, "projector", span_exporter=span_exporter, trace_postgres=False)
-    events = registry or build_registry()
-    running: list[ProjectorService] = []
+    process = ProjectorProcess(settings, registry or build_registry(), service)
+    return service.app(
+        [status_route],
+        start=process.start,
+        provides={"projector": process},
+        refresh_metrics=process.refresh_metrics,
+    )
 
-    async def start(run: Startup) -> None:
+
+class ProjectorProcess:
+    """What the projector's start-up, routes and metrics share: once started, its `ProjectorService`."""
+
+    def __init__(self, settings: ProjectorSettings, registry: EventRegistry, service: Service) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.service = service
+        self.running: ProjectorService | None = None
+
+    async def start(self, run: Startup) -> None:
+        settings = self.settings
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         run.on_stop(redis.aclose)
         search = await run.connect(
@@ -53,7 +70,7 @@ def create_app(
             settings.search_url,
             lambda: connect_search(settings.search_url),
             close=lambda search: search.close(),
-            transient=(SearchUnavailable,),
+            transient=SEARCH_TRANSIENT,
         )
         pool = await run.connect(
             "postgres",
@@ -62,46 +79,39 @@ def create_app(
             close=lambda pool: pool.close(),
             transient=STORE_TRANSIENT,
         )
-        projector = Projector(settings, events, redis, search, pool)
+        projector = Projector(settings, self.registry, redis, search, pool)
         run.on_stop(projector.store.close)
-        projector_service = ProjectorService(projector, registry=service.registry, tracer=service.tracer)
-        run.on_stop(projector_service.stop)
-        running.append(projector_service)
+        running = ProjectorService(projector, registry=self.service.registry, tracer=self.service.tracer)
+        run.on_stop(running.stop)
+        self.running = running
         for name in ("redis", "search", "postgres"):
-            run.ready(name, store_check(projector_service, name))
-        run.ready("consuming", consuming)
-        run.ready("kafka", lambda: consumer_check(projector_service.broker))
-        await run.connect(
-            "kafka", settings.kafka_bootstrap_servers, projector_service.start, transient=KAFKA_TRANSIENT
-        )
-        run.spawn("trackers", lambda: trackers_of(projector_service), transient=TRANSIENT)
+            run.ready(name, partial(_store_answers, running, name))
+        run.ready("consuming", self.consuming)
+        run.ready("kafka", lambda: consumer_check(running.broker))
+        await run.connect("kafka", settings.kafka_bootstrap_servers, running.start, transient=KAFKA_TRANSIENT)
+        run.spawn("trackers", lambda: trackers_of(running), transient=TRANSIENT)
 
-    def store_check(projector_service: ProjectorService, name: str) -> Check:
-        async def check() -> str | None:
-            return (await projector_service.checks())[name]
-
-        return check
-
-    async def consuming() -> str | None:
-        projector_service = running[0]
-        if not projector_service.started:
+    async def consuming(self) -> str | None:
+        running = self.running
+        if running is None or not running.started:
             return "starting"
-        paused = {n: s.unavailable for n, s in projector_service.statuses.items() if s.unavailable}
-        if paused:
-            return "; ".join(f"{name} paused: {why}" for name, why in paused.items())
-        return None
+        paused = {name: status.unavailable for name, status in running.statuses.items() if status.unavailable}
+        return "; ".join(f"{name} paused: {why}" for name, why in paused.items()) or None
 
-    async def report() -> dict[str, Any]:
-        return await running[0].report() if running else {"projections": {}}
+    async def report(self) -> dict[str, Any]:
+        return await self.running.report() if self.running is not None else {"projections": {}}
 
-    async def refresh_metrics() -> None:
-        await report()  # updates the gauges as it goes
+    async def refresh_metrics(self) -> None:
+        await self.report()  # updates the gauges as it goes
 
-    @get("/status", operation_id="status", summary="What each projection is doing", tags=["health"])
-    async def status_route() -> dict[str, Any]:
-        return await report()
 
-    return service.app([status_route], start=start, refresh_metrics=refresh_metrics)
+@get("/status", operation_id="status", summary="What each projection is doing", tags=["health"])
+async def status_route(projector: NamedDependency[ProjectorProcess]) -> dict[str, Any]:
+    return await projector.report()
+
+
+async def _store_answers(running: ProjectorService, name: str) -> str | None:
+    return (await running.checks())[name]
 
 
 async def trackers_of(projector_service: ProjectorService) -> None:
