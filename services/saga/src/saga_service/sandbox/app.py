@@ -21,6 +21,7 @@ from uuid import UUID
 import httpx
 import msgspec
 from litestar import Litestar, Request, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from servicekit.problems import ProblemTable, problem
 from servicekit.service import Service, Startup
@@ -54,37 +55,72 @@ class MalformedRequest(Exception):
     """A correctly signed request whose body is not an authorisation request."""
 
 
+PROBLEMS = ProblemTable(
+    {
+        UnknownPayment: lambda exc: problem(404, "payment-not-found", "Not found", str(exc)),
+        InvalidSignature: lambda exc: problem(401, "invalid-signature", "Invalid signature", str(exc)),
+        MalformedRequest: lambda exc: problem(400, "malformed-request", "Malformed request", str(exc)),
+    }
+)
+
+
 def create_app(settings: SandboxSettings) -> Litestar:
     """The sandbox as an ASGI app; its answers go out from background tasks."""
-    problems = ProblemTable(
-        {
-            UnknownPayment: lambda exc: problem(404, "payment-not-found", "Not found", str(exc)),
-            InvalidSignature: lambda exc: problem(401, "invalid-signature", "Invalid signature", str(exc)),
-            MalformedRequest: lambda exc: problem(400, "malformed-request", "Malformed request", str(exc)),
-        }
-    )
-    service = Service(settings, "payment-sandbox", problems=problems, trace_postgres=False)
-    chance = random.Random(settings.sandbox_seed)
-    requests: dict[UUID, Authorization] = {}
-    tasks: set[asyncio.Task[None]] = set()
-    clients: dict[str, httpx.AsyncClient] = {}
+    service = Service(settings, "payment-sandbox", problems=PROBLEMS, trace_postgres=False)
+    sandbox = Sandbox(settings)
+    return service.app([authorize, read], start=sandbox.start, provides={"sandbox": sandbox})
 
-    async def start(run: Startup) -> None:
-        clients["http"] = httpx.AsyncClient(timeout=5.0)
-        run.on_stop(clients["http"].aclose)
-        run.on_stop(cancel_answers)
 
-    async def cancel_answers() -> None:
-        for task in list(tasks):
+class Sandbox:
+    """The authorisations asked for, and the answers on their way back (each a task of its own)."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.chance = random.Random(settings.sandbox_seed)
+        self.requests: dict[UUID, Authorization] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.http = httpx.AsyncClient(timeout=5.0)
+
+    async def start(self, run: Startup) -> None:
+        run.on_stop(self.http.aclose)
+        run.on_stop(self.cancel_answers)
+
+    async def cancel_answers(self) -> None:
+        for task in list(self.tasks):
             task.cancel()
-        for task in list(tasks):
+        for task in list(self.tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def answer(authorization: Authorization, callback_url: str, traceparent: str | None) -> None:
-        delay = settings.sandbox_latency_ms + chance.uniform(0, settings.sandbox_jitter_ms)
+    def authenticate(self, request: Request[Any, Any, Any], path: str, body: bytes = b"") -> None:
+        try:
+            verify_request(
+                self.settings.sandbox_secret,
+                request.headers.get(SIGNATURE_HEADER),
+                request.method,
+                path,
+                body,
+            )
+        except InvalidSignature as refused:
+            log.warning("request refused: %s", refused)
+            raise
+
+    def authorize(self, data: AuthorizationRequest) -> Authorization:
+        existing = self.requests.get(data.payment_id)
+        if existing is not None:
+            return existing  # a retried request: it is already being answered
+        authorization = Authorization(payment_id=data.payment_id, amount=data.amount, currency=data.currency)
+        self.requests[data.payment_id] = authorization
+        task = asyncio.create_task(self.answer(authorization, data.callback_url, current_traceparent()))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return authorization
+
+    async def answer(self, authorization: Authorization, callback_url: str, traceparent: str | None) -> None:
+        settings = self.settings
+        delay = settings.sandbox_latency_ms + self.chance.uniform(0, settings.sandbox_jitter_ms)
         await asyncio.sleep(delay / 1000)
-        draw = chance.random()
+        draw = self.chance.random()
         if draw < settings.sandbox_silence_rate:
             authorization.outcome = "silent"
             return
@@ -107,7 +143,7 @@ def create_app(settings: SandboxSettings) -> Litestar:
             if traceparent:
                 headers["traceparent"] = traceparent
             try:
-                response = await clients["http"].post(callback_url, content=body, headers=headers)
+                response = await self.http.post(callback_url, content=body, headers=headers)
                 if response.is_success:
                     authorization.delivered = True
                     return
@@ -120,39 +156,24 @@ def create_app(settings: SandboxSettings) -> Litestar:
             await asyncio.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)))
         log.warning("gave up delivering the answer for %s", authorization.payment_id)
 
-    def authenticate(request: Request[Any, Any, Any], path: str, body: bytes = b"") -> None:
-        try:
-            verify_request(
-                settings.sandbox_secret, request.headers.get(SIGNATURE_HEADER), request.method, path, body
-            )
-        except InvalidSignature as refused:
-            log.warning("request refused: %s", refused)
-            raise
 
-    @post(AUTHORIZATIONS_PATH, status_code=202, operation_id="requestAuthorization")
-    async def authorize(request: Request[Any, Any, Any]) -> Authorization:
-        body = await request.body()
-        authenticate(request, AUTHORIZATIONS_PATH, body)
-        try:
-            data = msgspec.json.decode(body, type=AuthorizationRequest)
-        except msgspec.MsgspecError as error:
-            raise MalformedRequest(str(error)) from error
-        existing = requests.get(data.payment_id)
-        if existing is not None:
-            return existing  # a retried request: it is already being answered
-        authorization = Authorization(payment_id=data.payment_id, amount=data.amount, currency=data.currency)
-        requests[data.payment_id] = authorization
-        task = asyncio.create_task(answer(authorization, data.callback_url, current_traceparent()))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return authorization
+@post(AUTHORIZATIONS_PATH, status_code=202, operation_id="requestAuthorization")
+async def authorize(request: Request[Any, Any, Any], sandbox: NamedDependency[Sandbox]) -> Authorization:
+    body = await request.body()
+    sandbox.authenticate(request, AUTHORIZATIONS_PATH, body)
+    try:
+        data = msgspec.json.decode(body, type=AuthorizationRequest)
+    except msgspec.MsgspecError as error:
+        raise MalformedRequest(str(error)) from error
+    return sandbox.authorize(data)
 
-    @get(AUTHORIZATIONS_PATH + "/{payment_id:uuid}", operation_id="getAuthorization")
-    async def read(payment_id: FromPath[UUID], request: Request[Any, Any, Any]) -> Authorization:
-        authenticate(request, f"{AUTHORIZATIONS_PATH}/{payment_id}")
-        found = requests.get(payment_id)
-        if found is None:
-            raise UnknownPayment(f"no authorisation for {payment_id}")
-        return found
 
-    return service.app([authorize, read], start=start)
+@get(AUTHORIZATIONS_PATH + "/{payment_id:uuid}", operation_id="getAuthorization")
+async def read(
+    payment_id: FromPath[UUID], request: Request[Any, Any, Any], sandbox: NamedDependency[Sandbox]
+) -> Authorization:
+    sandbox.authenticate(request, f"{AUTHORIZATIONS_PATH}/{payment_id}")
+    found = sandbox.requests.get(payment_id)
+    if found is None:
+        raise UnknownPayment(f"no authorisation for {payment_id}")
+    return found
