@@ -8,16 +8,17 @@ the kit's health and metrics endpoints (the breakers' state is among the metrics
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 from datetime import timedelta
+from functools import partial
 
 import httpx
 import redis.asyncio as redis
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from eventstore import TRANSIENT, PostgresEventStore, connect
+from eventstore.connection import close_pool
 from eventstore.migrations import migrate as migrate_event_store
 from litestar import Litestar, Router
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -26,7 +27,7 @@ from servicekit.auth import build_verifier
 from servicekit.health import postgres_check
 from servicekit.openapi import api_openapi_config
 from servicekit.ratelimit import RateLimiter
-from servicekit.service import Service, Startup
+from servicekit.service import Closer, Service, Startup
 
 from saga_service.commands import CommandClient, ServiceToken
 from saga_service.consumer import build_broker, consumer_check, ensure_topics
@@ -60,12 +61,6 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
     # One line per outgoing request at INFO would double the log; failures are logged where handled.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     service = Service(settings, "saga", problems=PROBLEMS, span_exporter=span_exporter)
-    token = ServiceToken(
-        fixed=settings.saga_service_token,
-        secret=settings.jwt_secret,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-    )
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     limiter = RateLimiter(
         redis_client,
@@ -73,7 +68,70 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
         burst=settings.rate_limit_burst,
         prefix="ratelimit:saga:",
     )
-    breaker_metrics = BreakerMetrics(service.registry)
+    access = access_check(build_verifier(settings), limiter)
+    admin = Router(path="/", route_handlers=[SagaController], before_request=access)
+    return service.app(
+        [admin, WebhookController],
+        start=partial(_start, settings, service, closing=[redis_client.aclose]),
+        provides=["orchestrator"],
+        access=access,
+        openapi=api_openapi_config(title="Fulfilment saga API", description=DESCRIPTION),
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+
+async def _start(settings: SagaSettings, service: Service, run: Startup, *, closing: list[Closer]) -> None:
+    for close in closing:
+        run.on_stop(close)
+    url = settings.database_url
+
+    async def migrated() -> None:
+        await migrate_event_store(url)
+        await migrate_saga_schema(url)
+
+    await run.connect("postgres", url, migrated, transient=TRANSIENT)
+    pool = await run.connect(
+        "postgres",
+        url,
+        lambda: connect(
+            url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            application_name="saga-service",
+        ),
+        close=lambda pool: close_pool(pool, settings.shutdown_timeout_seconds),
+        transient=TRANSIENT,
+    )
+    run.ready("postgres", postgres_check(lambda: pool))
+    timeout = httpx.Timeout(settings.saga_http_timeout)
+    limits = httpx.Limits(max_connections=settings.saga_concurrency * 2)
+    command_http = httpx.AsyncClient(base_url=settings.saga_command_url, timeout=timeout, limits=limits)
+    provider_http = httpx.AsyncClient(base_url=settings.saga_provider_url, timeout=timeout, limits=limits)
+    run.on_stop(provider_http.aclose)
+    run.on_stop(command_http.aclose)
+    store = PostgresEventStore(pool, build_registry())
+    run.on_stop(store.close)
+    orchestrator = _orchestrator(settings, service, store, command_http, provider_http)
+    run.on_stop(orchestrator.close)
+    run.provide("orchestrator", orchestrator)
+    kafka = settings.kafka_bootstrap_servers
+    await run.connect("kafka", kafka, lambda: ensure_topics(settings), transient=KAFKA_TRANSIENT)
+    broker = build_broker(settings, orchestrator, service.registry)
+    await run.connect("kafka", kafka, broker.start, transient=KAFKA_TRANSIENT)
+    run.on_stop(broker.stop)
+    run.ready("kafka", lambda: consumer_check(broker))
+    timers = partial(orchestrator.run_timers, poll=settings.saga_timer_poll, batch=settings.saga_timer_batch)
+    run.spawn("timers", timers, transient=TRANSIENT)
+
+
+def _orchestrator(
+    settings: SagaSettings,
+    service: Service,
+    store: PostgresEventStore,
+    command_http: httpx.AsyncClient,
+    provider_http: httpx.AsyncClient,
+) -> Orchestrator:
+    breakers = BreakerMetrics(service.registry)
     policy = RetryPolicy(
         attempts=settings.saga_retry_attempts,
         base_delay=settings.saga_retry_base_delay,
@@ -82,82 +140,26 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
 
     def breaker(name: str) -> CircuitBreaker:
         return CircuitBreaker(
-            name,
-            breaker_metrics,
-            failures=settings.saga_breaker_failures,
-            reset_seconds=settings.saga_breaker_reset,
+            name, breakers, failures=settings.saga_breaker_failures, reset_seconds=settings.saga_breaker_reset
         )
 
-    command_breaker, provider_breaker = breaker("command"), breaker("provider")
+    token = ServiceToken(
+        fixed=settings.saga_service_token,
+        secret=settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
     owner = f"{socket.gethostname()}:{os.getpid()}:{settings.port}"
+    timers = Timers(
+        store.pool, owner=owner, lease_seconds=settings.saga_timer_lease, wake_grace=settings.saga_wake_grace
+    )
     callback_url = (settings.saga_public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-
-    async def start(run: Startup) -> None:
-        async def migrated() -> None:
-            await migrate_event_store(settings.database_url)
-            await migrate_saga_schema(settings.database_url)
-
-        run.on_stop(redis_client.aclose)
-        await run.connect("postgres", settings.database_url, migrated, transient=TRANSIENT)
-        pool = await run.connect(
-            "postgres",
-            settings.database_url,
-            lambda: connect(
-                settings.database_url,
-                min_size=settings.pool_min_size,
-                max_size=settings.pool_max_size,
-                application_name="saga-service",
-            ),
-            close=lambda pool: asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout_seconds),
-            transient=TRANSIENT,
-        )
-        run.ready("postgres", postgres_check(lambda: pool))
-        timeout = httpx.Timeout(settings.saga_http_timeout)
-        limits = httpx.Limits(max_connections=settings.saga_concurrency * 2)
-        command_http = httpx.AsyncClient(base_url=settings.saga_command_url, timeout=timeout, limits=limits)
-        provider_http = httpx.AsyncClient(base_url=settings.saga_provider_url, timeout=timeout, limits=limits)
-        run.on_stop(provider_http.aclose)
-        run.on_stop(command_http.aclose)
-        store = PostgresEventStore(pool, build_registry())
-        run.on_stop(store.close)
-        timers = Timers(
-            pool, owner=owner, lease_seconds=settings.saga_timer_lease, wake_grace=settings.saga_wake_grace
-        )
-        decider = saga_decider(timedelta(seconds=settings.saga_payment_timeout))
-        orchestrator = Orchestrator(
-            SagaStreams(store, timers, decider.decide),
-            CommandClient(command_http, token, command_breaker, policy),
-            SandboxProvider(provider_http, settings.saga_provider_secret, provider_breaker, policy),
-            service.tracer,
-            callback_url=f"{callback_url}/webhooks/payments/sandbox",
-            concurrency=settings.saga_concurrency,
-            stuck_after=settings.saga_stuck_after,
-        )
-        run.on_stop(orchestrator.close)
-        run.provide("orchestrator", orchestrator)
-        await run.connect(
-            "kafka",
-            settings.kafka_bootstrap_servers,
-            lambda: ensure_topics(settings),
-            transient=KAFKA_TRANSIENT,
-        )
-        broker = build_broker(settings, orchestrator, service.registry)
-        await run.connect("kafka", settings.kafka_bootstrap_servers, broker.start, transient=KAFKA_TRANSIENT)
-        run.on_stop(broker.stop)
-        run.ready("kafka", lambda: consumer_check(broker))
-        run.spawn(
-            "timers",
-            lambda: orchestrator.run_timers(poll=settings.saga_timer_poll, batch=settings.saga_timer_batch),
-            transient=TRANSIENT,
-        )
-
-    access = access_check(build_verifier(settings), limiter)
-    admin = Router(path="/", route_handlers=[SagaController], before_request=access)
-    return service.app(
-        [admin, WebhookController],
-        start=start,
-        provides=["orchestrator"],
-        access=access,
-        openapi=api_openapi_config(title="Fulfilment saga API", description=DESCRIPTION),
-        max_body_bytes=settings.max_body_bytes,
+    return Orchestrator(
+        SagaStreams(store, timers, saga_decider(timedelta(seconds=settings.saga_payment_timeout)).decide),
+        CommandClient(command_http, token, breaker("command"), policy),
+        SandboxProvider(provider_http, settings.saga_provider_secret, breaker("provider"), policy),
+        service.tracer,
+        callback_url=f"{callback_url}/webhooks/payments/sandbox",
+        concurrency=settings.saga_concurrency,
+        stuck_after=settings.saga_stuck_after,
     )
