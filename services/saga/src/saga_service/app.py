@@ -30,15 +30,15 @@ from servicekit.service import Service, Startup
 
 from saga_service.commands import CommandClient, ServiceToken
 from saga_service.consumer import build_broker, ensure_topics
-from saga_service.events import build_registry
-from saga_service.migrations import migrate as migrate_saga_schema
+from saga_service.events import build_saga_registry as build_registry
+from saga_service.migrations import migrate_saga_schema
 from saga_service.orchestrator import Orchestrator
 from saga_service.providers import SandboxProvider
 from saga_service.resilience import BreakerMetrics, CircuitBreaker, RetryPolicy
 from saga_service.routes import PROBLEMS, SagaController, WebhookController
 from saga_service.saga import saga_decider
-from saga_service.sagas import SagaStreams
 from saga_service.settings import SagaSettings
+from saga_service.streams import SagaStreams
 from saga_service.timers import Timers
 
 __all__ = ["create_app"]
