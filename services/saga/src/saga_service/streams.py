@@ -38,7 +38,7 @@ ON CONFLICT (saga_id) DO UPDATE
    SET phase = EXCLUDED.phase, outcome = EXCLUDED.outcome, reason = EXCLUDED.reason,
        parked_step = EXCLUDED.parked_step, parked_code = EXCLUDED.parked_code,
        version = EXCLUDED.version, updated_at = now()
-RETURNING saga.sync_timers($1::uuid, $7::timestamptz, $8::boolean, $9::float8, $10::text, $11::text)
+RETURNING saga.sync_timers($7::uuid, $8::timestamptz, $9::boolean, $10::float8, $11::text, $12::text)
 """
 
 
