@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fulfilment import order_stream, payment_stream, stock_stream
@@ -553,3 +554,29 @@ async def test_a_confirm_and_the_reject_of_an_abort_sent_at_once_never_both_go_t
                 assert order_events == ["OrderPlaced", "OrderRejected"]
                 assert payment_events[-1] == "PaymentRefunded"
     assert None not in outcomes
+
+
+async def test_a_drive_reads_the_saga_stream_whole_once_and_then_only_what_was_appended_since(
+    world: World,
+) -> None:
+    # The saga's states stay in the store's StateCache: recording a step's answer catches up from
+    # the cached version instead of reading the stream from its start again.
+    order_id = await world.place("ida", ("MUG", 1))
+    async with world.instance("a", payment_timeout=30) as saga:
+        store = saga.streams.store
+        read_stream = store.read_stream
+        starts: list[int | None] = []
+
+        async def counted(stream_id: str, from_version: int | None = 0, **options: Any) -> Any:
+            if stream_id.startswith("saga-") and options.get("limit") is None:
+                starts.append(from_version)
+            return await read_stream(stream_id, from_version, **options)
+
+        store.read_stream = counted  # type: ignore[method-assign]
+        state = await start(world, saga, order_id)
+        state = await authorise(saga, order_id)
+
+    assert state.outcome is Outcome.CONFIRMED, state
+    # Begin, then three steps to the provider, then the reply and three steps to the end.
+    assert len(starts) >= 8, starts
+    assert starts.count(0) == 1, starts
