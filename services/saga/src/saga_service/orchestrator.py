@@ -11,7 +11,7 @@ the instance that carries on repeats nothing.
 
 Each drive continues the trace of the order that started the saga: the first
 event of its stream keeps that `traceparent`, and every command sends the
-current span's.
+current span's. The admin API reads sagas through it too (`view`, `listing`).
 """
 
 from __future__ import annotations
