@@ -50,14 +50,14 @@ from eventstore import PostgresEventStore, connect, migrate
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from saga_service.commands import CommandClient, ServiceToken
-from saga_service.events import SagaLine
-from saga_service.events import build_registry as build_saga_registry
-from saga_service.migrations import migrate as migrate_saga
+from saga_service.events import SagaLine, build_saga_registry
+from saga_service.migrations import migrate_saga_schema as migrate_saga
 from saga_service.orchestrator import Orchestrator
 from saga_service.providers import SandboxProvider
 from saga_service.resilience import BreakerMetrics, CircuitBreaker, RetryPolicy
 from saga_service.saga import Begin, RecordStep, saga_decider
-from saga_service.sagas import SagaStreams
+from saga_service.steps import RESERVED, Reserve
+from saga_service.streams import SagaStreams
 from saga_service.timers import Timers
 from testkit.harness import ServiceProcess, lifespan_of, running_service, token_factory
 
@@ -420,7 +420,7 @@ async def service_deadlines(server: str, pending: int, due: int, spread: float, 
                 begin = Begin(order_id=order_id, customer_id="c", lines=lines, currency="EUR", total=1, at=at)
                 await first.record(order_id, begin)
                 # PaymentAwaited.due_at = the answer's time + the timeout: back-dated to land on `due_at`.
-                reserved = RecordStep(step="reserve:s", result="reserved", at=due_at - timeout)
+                reserved = RecordStep(step=Reserve("s"), result=RESERVED, at=due_at - timeout)
                 await first.record(order_id, reserved)
 
             async def seed(due_times: list[datetime]) -> None:

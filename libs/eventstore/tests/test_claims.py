@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -158,6 +159,29 @@ async def test_execute_claims_with_the_append_and_with_a_command_that_changes_no
         ("k2", "note-1", 0, placed.position, []),
     ]
     assert await pg_store.stream_version("note-1") == 0
+
+
+async def test_execute_makes_a_claim_from_the_state_after_the_command_and_its_events(
+    pg_store: PostgresEventStore, keys: asyncpg.Pool[Any]
+) -> None:
+    # The claim is made on each attempt from what the command decided: here the key names the
+    # count of notes after it, and a command that decided nothing makes none.
+    seen: list[tuple[int, int]] = []
+
+    def claim_after(count: int, events: Sequence[Noted]) -> Claim | None:
+        seen.append((count, len(events)))
+        return claim(f"count-{count}") if events else None
+
+    first = await execute(pg_store, notes, "note-1", Note("a"), claim=claim_after)
+    await execute(pg_store, notes, "note-1", Note(""), claim=claim_after)
+    await execute(pg_store, notes, "note-1", Note("b"), claim=claim_after)
+
+    assert seen == [(1, 1), (1, 0), (2, 1)]
+    assert [key[:3] for key in await stored_keys(keys)] == [
+        ("count-1", "note-1", 0),
+        ("count-2", "note-1", 1),
+    ]
+    assert first.version == 0
 
 
 async def test_the_memory_store_refuses_a_claim_rather_than_ignore_it(registry: EventRegistry) -> None:

@@ -34,15 +34,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from saga_service.commands import CommandClient, ServiceToken
 from saga_service.consumer import to_input
-from saga_service.events import build_registry as build_saga_registry
-from saga_service.migrations import migrate as migrate_saga
+from saga_service.events import build_saga_registry
+from saga_service.migrations import migrate_saga_schema
 from saga_service.orchestrator import Orchestrator
 from saga_service.providers import SandboxProvider
 from saga_service.resilience import BreakerMetrics, CircuitBreaker, RetryPolicy
 from saga_service.saga import Begin, saga_decider
-from saga_service.sagas import SagaStreams
 from saga_service.sandbox.app import create_app as create_sandbox_app
 from saga_service.sandbox.settings import SandboxSettings
+from saga_service.streams import SagaStreams
 from saga_service.timers import Timers
 from testkit.harness import (
     ServiceProcess,
@@ -377,7 +377,7 @@ async def world(
     """MUG (3.00 EUR, 1000 units) for sale; the command service and a silent sandbox in-process."""
     await migrate(fresh_database_url)
     await migrate(saga_database_url)
-    await migrate_saga(saga_database_url)
+    await migrate_saga_schema(saga_database_url)
     command_settings = msgspec.convert(
         {
             "database_url": fresh_database_url,

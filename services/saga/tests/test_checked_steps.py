@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fulfilment import order_stream, payment_stream, stock_stream
 from saga_service.events import Outcome
 from saga_service.orchestrator import Orchestrator
-from saga_service.routes import PROBLEMS, view_of
+from saga_service.routes import PROBLEMS
 from saga_service.saga import (
     Abort,
     Cancel,
@@ -29,10 +30,31 @@ from saga_service.saga import (
     SagaRefused,
     next_step,
 )
+from saga_service.steps import decode_result, decode_step
 
 from services.saga.tests.conftest import World
 
 pytestmark = pytest.mark.slow
+
+
+def next_name(state: Saga | None) -> str | None:
+    """The saga's next step as its events name it."""
+    step = next_step(state)
+    return None if step is None else step.encode()
+
+
+def plan_of(state: Saga) -> tuple[str, ...]:
+    return tuple(step.encode() for step in state.plan)
+
+
+def done_of(state: Saga) -> dict[str, str]:
+    """The steps done and their results, as their events name them."""
+    return {step.encode(): result.encode() for step, result in state.done.items()}
+
+
+async def send(saga: Orchestrator, state: Saga, name: str) -> str:
+    """Send the step named `name` as the saga's driver would; its result as its event names it."""
+    return (await saga.commands.send(state, decode_step(name))).encode()
 
 
 async def start(world: World, saga: Orchestrator, order_id: uuid.UUID) -> Saga:
@@ -63,13 +85,16 @@ async def hold_confirm(world: World, saga: Orchestrator, order_id: uuid.UUID) ->
     await saga.record(
         order_id, ReceiveReply(authorized=True, provider_reference="ref-1", at=datetime.now(UTC))
     )
-    state = (await saga.streams.load(order_id)).state
-    while (step := next_step(state)) != "confirm":
+    state = await saga.state(order_id)
+    while (step := next_name(state)) != "confirm":
         assert state is not None, order_id
         assert step is not None, state  # the saga must not wait or end before its `confirm`
-        result = await saga.commands.send(state, step)
+        result = await send(saga, state, step)
         state = (
-            await saga.record(order_id, RecordStep(step=step, result=result, at=datetime.now(UTC)))
+            await saga.record(
+                order_id,
+                RecordStep(step=decode_step(step), result=decode_result(result), at=datetime.now(UTC)),
+            )
         ).state
     assert state is not None
     assert state.phase is Phase.CONFIRMING, state
@@ -129,7 +154,7 @@ async def test_a_reservation_reaching_the_command_service_after_the_cancellation
     order_id = await world.place("max", ("MUG", 1))
     async with world.instance("a", payment_timeout=30) as saga:
         await saga.record(order_id, await world.begin(order_id))
-        in_flight = (await saga.streams.load(order_id)).state
+        in_flight = await saga.state(order_id)
         assert in_flight is not None
         response = await world.post(f"/orders/{order_id}/cancel", world.tokens("max"), {"reason": "no"})
         assert response.status_code == 200, response.text
@@ -137,9 +162,9 @@ async def test_a_reservation_reaching_the_command_service_after_the_cancellation
         state = (await saga.drive(order_id)).state
         assert state is not None
         assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED), state
-        assert list(state.done) == ["release:mug"]
+        assert list(done_of(state)) == ["release:mug"]
 
-        late = await saga.commands.send(in_flight, "reserve:mug")
+        late = await send(saga, in_flight, "reserve:mug")
     assert late == "refused:order-not-pending"
     assert await of_order(world, stock_stream("mug"), order_id) == []
     assert await types(world, payment_stream(order_id)) == []
@@ -156,23 +181,26 @@ async def test_a_cancellation_the_saga_first_meets_as_a_refused_reservation_ends
     order_id = await world.place("ana", ("MUG", 1), ("POT", 1))
     async with world.instance("a", payment_timeout=30) as saga:
         await saga.record(order_id, await world.begin(order_id))
-        first = (await saga.streams.load(order_id)).state
+        first = await saga.state(order_id)
         assert first is not None
-        result = await saga.commands.send(first, "reserve:mug")
-        await saga.record(order_id, RecordStep(step="reserve:mug", result=result, at=datetime.now(UTC)))
+        result = await send(saga, first, "reserve:mug")
+        await saga.record(
+            order_id,
+            RecordStep(step=decode_step("reserve:mug"), result=decode_result(result), at=datetime.now(UTC)),
+        )
         response = await world.post(f"/orders/{order_id}/cancel", world.tokens("ana"), {"reason": "no"})
         assert response.status_code == 200, response.text
         state = (await saga.drive(order_id)).state
         assert state is not None
         assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED), state
-        assert state.done == {
+        assert done_of(state) == {
             "reserve:mug": "reserved",
             "reserve:pot": "refused:order-not-pending",
             "release:mug": "ok",
         }
         late = await saga.record(order_id, Cancel(reason="no", at=datetime.now(UTC)))
         assert late.state == state
-        failed = await saga.streams.listing("failed", stuck_after=120)
+        failed = await saga.listing("failed")
     assert order_id not in [summary.saga_id for summary in failed]
     assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderCancelled"]
     assert await of_order(world, stock_stream("mug"), order_id) == [
@@ -188,15 +216,15 @@ async def test_a_reservation_reaching_the_command_service_after_an_abort_is_refu
     order_id = await world.place("ines", ("MUG", 1))
     async with world.instance("a", payment_timeout=30) as saga:
         await saga.record(order_id, await world.begin(order_id))
-        in_flight = (await saga.streams.load(order_id)).state
+        in_flight = await saga.state(order_id)
         assert in_flight is not None
         await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
         state = (await saga.drive(order_id)).state
         assert state is not None
         assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED), state
-        assert list(state.done) == ["reject", "release:mug"]
+        assert list(done_of(state)) == ["reject", "release:mug"]
 
-        late = await saga.commands.send(in_flight, "reserve:mug")
+        late = await send(saga, in_flight, "reserve:mug")
     assert late == "refused:order-not-pending"
     assert await of_order(world, stock_stream("mug"), order_id) == []
     assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderRejected"]
@@ -209,7 +237,7 @@ async def test_a_refund_waits_for_the_customer_to_cancel_the_confirmed_order(wor
         confirmed = await authorise(saga, order_id)
         assert confirmed.outcome is Outcome.CONFIRMED
         # A refund while the order stands (an operator's mistake, a stale driver) is refused.
-        assert await saga.commands.send(confirmed, "refund-payment") == "refused:order-confirmed"
+        assert await send(saga, confirmed, "refund-payment") == "refused:order-confirmed"
 
         response = await world.post(f"/orders/{order_id}/cancel", world.tokens("noor"), {"reason": "late"})
         assert response.status_code == 200, response.text
@@ -217,7 +245,7 @@ async def test_a_refund_waits_for_the_customer_to_cancel_the_confirmed_order(wor
         state = (await saga.drive(order_id)).state
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED), state
-    assert state.done["refund-payment"] == "ok"
+    assert done_of(state)["refund-payment"] == "ok"
     assert await types(world, payment_stream(order_id)) == [
         "PaymentRequested",
         "PaymentAuthorized",
@@ -240,15 +268,15 @@ async def test_an_abort_before_the_confirm_goes_out_releases_every_line_and_comm
     order_id = await world.place("uma", ("MUG", 2), ("POT", 1))
     async with world.instance("a", payment_timeout=30) as saga:
         in_flight = await hold_confirm(world, saga, order_id)
-        assert list(in_flight.done)[-1] == "record-authorization"
+        assert list(done_of(in_flight))[-1] == "record-authorization"
         await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
         state = (await saga.drive(order_id)).state
         assert state is not None
         assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED), state
-        assert list(state.done)[-4:] == ["reject", "refund-payment", "release:pot", "release:mug"]
+        assert list(done_of(state))[-4:] == ["reject", "refund-payment", "release:pot", "release:mug"]
 
         # The `confirm` a slow driver sends now is refused: the order is rejected.
-        assert await saga.commands.send(in_flight, "confirm") == "refused:order-not-pending"
+        assert await send(saga, in_flight, "confirm") == "refused:order-not-pending"
     assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderRejected"]
     assert await types(world, payment_stream(order_id)) == [
         "PaymentRequested",
@@ -266,8 +294,11 @@ async def test_an_abort_after_the_confirm_is_recorded_is_refused_and_the_stock_s
     order_id = await world.place("vera", ("MUG", 2))
     async with world.instance("a", payment_timeout=30) as saga:
         in_flight = await hold_confirm(world, saga, order_id)
-        result = await saga.commands.send(in_flight, "confirm")
-        await saga.record(order_id, RecordStep(step="confirm", result=result, at=datetime.now(UTC)))
+        result = await send(saga, in_flight, "confirm")
+        await saga.record(
+            order_id,
+            RecordStep(step=decode_step("confirm"), result=decode_result(result), at=datetime.now(UTC)),
+        )
 
         with pytest.raises(SagaRefused) as refused:
             await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
@@ -281,7 +312,7 @@ async def test_an_abort_after_the_confirm_is_recorded_is_refused_and_the_stock_s
         state = (await saga.drive(order_id)).state
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED), state
-    assert list(state.done)[-2:] == ["confirm", "commit:mug"]
+    assert list(done_of(state))[-2:] == ["confirm", "commit:mug"]
     assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed"]
     assert await of_order(world, stock_stream("mug"), order_id) == [
         "StockReserved",
@@ -297,17 +328,20 @@ async def test_an_abort_reaching_the_order_after_its_confirm_goes_on_with_the_co
     order_id = await world.place("olga", ("MUG", 2))
     async with world.instance("a", payment_timeout=30) as saga:
         in_flight = await hold_confirm(world, saga, order_id)
-        assert await saga.commands.send(in_flight, "confirm") == "ok"  # accepted, not recorded
+        assert await send(saga, in_flight, "confirm") == "ok"  # accepted, not recorded
 
         await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
         state = (await saga.drive(order_id)).state
         assert state is not None
         assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CONFIRMED), state
-        late = await saga.record(order_id, RecordStep(step="confirm", result="ok", at=datetime.now(UTC)))
+        late = await saga.record(
+            order_id,
+            RecordStep(step=decode_step("confirm"), result=decode_result("ok"), at=datetime.now(UTC)),
+        )
         assert late.events == []
 
-        view = await view_of(saga, order_id)
-        failed = await saga.streams.listing("failed", stuck_after=120)
+        view = await saga.view(order_id)
+        failed = await saga.listing("failed")
     assert (view.phase, view.outcome, view.next_step) == ("done", "confirmed", None)
     assert view.reason == (
         "aborted by staff-1: fraud check: too late, the order was confirmed first "
@@ -342,7 +376,7 @@ async def test_a_customer_cancelling_after_an_abort_came_too_late_is_refunded(wo
     order_id = await world.place("piet", ("MUG", 1))
     async with world.instance("a", payment_timeout=30) as saga:
         in_flight = await hold_confirm(world, saga, order_id)
-        assert await saga.commands.send(in_flight, "confirm") == "ok"
+        assert await send(saga, in_flight, "confirm") == "ok"
         await saga.record(order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC)))
         confirmed = (await saga.drive(order_id)).state
         assert confirmed is not None
@@ -354,7 +388,7 @@ async def test_a_customer_cancelling_after_an_abort_came_too_late_is_refunded(wo
         state = (await saga.drive(order_id)).state
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED), state
-    assert state.done["refund-payment"] == "ok"
+    assert done_of(state)["refund-payment"] == "ok"
     assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed", "OrderCancelled"]
     assert await types(world, payment_stream(order_id)) == [
         "PaymentRequested",
@@ -378,9 +412,9 @@ async def test_an_abort_reaching_the_order_before_its_confirm_rejects_it(world: 
         state = (await saga.drive(order_id)).state
         assert state is not None
         assert (state.phase, state.outcome) == (Phase.DONE, Outcome.REJECTED), state
-        assert (state.done["refund-payment"], state.done["reject"]) == ("ok", "ok")
+        assert (done_of(state)["refund-payment"], done_of(state)["reject"]) == ("ok", "ok")
 
-        late = await saga.commands.send(in_flight, "confirm")
+        late = await send(saga, in_flight, "confirm")
     assert late == "refused:order-not-pending"
     assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderRejected"]
     assert await types(world, payment_stream(order_id)) == [
@@ -403,7 +437,7 @@ async def test_a_cancellation_reaching_a_confirmed_order_before_the_saga_recorde
     order_id = await world.place("ravi", ("MUG", 1))
     async with world.instance("a", payment_timeout=30) as saga:
         in_flight = await hold_confirm(world, saga, order_id)
-        assert await saga.commands.send(in_flight, "confirm") == "ok"
+        assert await send(saga, in_flight, "confirm") == "ok"
         response = await world.post(f"/orders/{order_id}/cancel", world.tokens("ravi"), {"reason": "no"})
         assert response.status_code == 200, response.text
 
@@ -411,8 +445,8 @@ async def test_a_cancellation_reaching_a_confirmed_order_before_the_saga_recorde
         state = (await saga.drive(order_id)).state
     assert state is not None
     assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED), state
-    assert list(state.done)[-2:] == ["refund-payment", "release:mug"]
-    assert (state.done["refund-payment"], state.done["release:mug"]) == ("ok", "ok")
+    assert list(done_of(state))[-2:] == ["refund-payment", "release:mug"]
+    assert (done_of(state)["refund-payment"], done_of(state)["release:mug"]) == ("ok", "ok")
     assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed", "OrderCancelled"]
     assert await types(world, payment_stream(order_id)) == [
         "PaymentRequested",
@@ -438,10 +472,13 @@ async def test_a_cancellation_between_the_commits_keeps_what_shipped_and_release
         state: Saga | None = await hold_confirm(world, saga, order_id)
         for name in ("confirm", "commit:mug"):
             assert state is not None
-            result = await saga.commands.send(state, name)
+            result = await send(saga, state, name)
             assert result == "ok", (name, result)
             state = (
-                await saga.record(order_id, RecordStep(step=name, result=result, at=datetime.now(UTC)))
+                await saga.record(
+                    order_id,
+                    RecordStep(step=decode_step(name), result=decode_result(result), at=datetime.now(UTC)),
+                )
             ).state
         assert state is not None
         response = await world.post(f"/orders/{order_id}/cancel", world.tokens("wim"), {"reason": "no"})
@@ -450,7 +487,7 @@ async def test_a_cancellation_between_the_commits_keeps_what_shipped_and_release
         parked = (await saga.drive(order_id)).state
         assert parked is not None
         assert parked.parked is not None, parked
-        assert (parked.phase, parked.parked.step, parked.parked.code) == (
+        assert (parked.phase, parked.parked.step.encode(), parked.parked.code) == (
             Phase.CONFIRMING,
             "commit:pot",
             "order-not-active",
@@ -459,7 +496,7 @@ async def test_a_cancellation_between_the_commits_keeps_what_shipped_and_release
         state = (await saga.drive(order_id)).state
     assert state is not None
     assert (state.phase, state.outcome, state.parked) == (Phase.DONE, Outcome.CANCELLED, None), state
-    assert list(state.done)[-2:] == ["refund-payment", "release:pot"]
+    assert list(done_of(state))[-2:] == ["refund-payment", "release:pot"]
     assert await types(world, order_stream(order_id)) == ["OrderPlaced", "OrderConfirmed", "OrderCancelled"]
     assert await types(world, payment_stream(order_id)) == [
         "PaymentRequested",
@@ -491,15 +528,18 @@ async def test_a_confirm_and_the_reject_of_an_abort_sent_at_once_never_both_go_t
                 order_id, Abort(actor="staff-1", reason="fraud check", at=datetime.now(UTC))
             )
             assert aborted.state is not None
-            assert next_step(aborted.state) == "reject"
+            assert next_name(aborted.state) == "reject"
             confirm, reject = await asyncio.gather(
-                saga.commands.send(in_flight, "confirm"), saga.commands.send(aborted.state, "reject")
+                send(saga, in_flight, "confirm"), send(saga, aborted.state, "reject")
             )
             assert sorted([confirm, reject]) in (
                 ["ok", "refused:order-confirmed"],  # the confirm first
                 ["ok", "refused:order-not-pending"],  # the reject first
             ), (confirm, reject)
-            await saga.record(order_id, RecordStep(step="reject", result=reject, at=datetime.now(UTC)))
+            await saga.record(
+                order_id,
+                RecordStep(step=decode_step("reject"), result=decode_result(reject), at=datetime.now(UTC)),
+            )
             state = (await saga.drive(order_id)).state
             assert state is not None
             outcomes.append(state.outcome)
@@ -514,3 +554,29 @@ async def test_a_confirm_and_the_reject_of_an_abort_sent_at_once_never_both_go_t
                 assert order_events == ["OrderPlaced", "OrderRejected"]
                 assert payment_events[-1] == "PaymentRefunded"
     assert None not in outcomes
+
+
+async def test_a_drive_reads_the_saga_stream_whole_once_and_then_only_what_was_appended_since(
+    world: World,
+) -> None:
+    # The saga's states stay in the store's StateCache: recording a step's answer catches up from
+    # the cached version instead of reading the stream from its start again.
+    order_id = await world.place("ida", ("MUG", 1))
+    async with world.instance("a", payment_timeout=30) as saga:
+        store = saga.streams.store
+        read_stream = store.read_stream
+        starts: list[int | None] = []
+
+        async def counted(stream_id: str, from_version: int | None = 0, **options: Any) -> Any:
+            if stream_id.startswith("saga-") and options.get("limit") is None:
+                starts.append(from_version)
+            return await read_stream(stream_id, from_version, **options)
+
+        store.read_stream = counted  # type: ignore[method-assign]
+        state = await start(world, saga, order_id)
+        state = await authorise(saga, order_id)
+
+    assert state.outcome is Outcome.CONFIRMED, state
+    # Begin, then three steps to the provider, then the reply and three steps to the end.
+    assert len(starts) >= 8, starts
+    assert starts.count(0) == 1, starts

@@ -250,7 +250,7 @@ async def execute[S, C, E: msgspec.Struct](
     metadata: Metadata | None = None,
     expected_version: int | None = None,
     new_stream: bool = False,
-    claim: Claim | None = None,
+    claim: Claim | Callable[[S, Sequence[E]], Claim | None] | None = None,
     max_attempts: int = 3,
     cache: StateCache | None = None,
 ) -> Executed[E]:
@@ -264,6 +264,9 @@ async def execute[S, C, E: msgspec.Struct](
     - ``claim``: written in the append's own statement (PostgreSQL, see ``Claim``).
       A command that decides nothing still makes its claim, on the stream as loaded.
       A refused claim raises ``ClaimRefused``; nothing is appended and it is not retried.
+      A function instead of a claim is called on each attempt with the state after the
+      command and the events it decided, and returns the claim (None: no claim): for a
+      write that depends on them (the saga keeps its timers in line with its state so).
     - ``cache``: load from it (see ``StateCache``), and cache the state the command made.
 
     A command that decides nothing appends nothing and costs no round trip beyond
@@ -281,11 +284,14 @@ async def execute[S, C, E: msgspec.Struct](
         if expected_version is not None and loaded.version != expected_version:
             raise ConcurrencyError(stream_id, expected_version, loaded.version)
         decided = decider.decide(loaded.state, command)
-        if not decided and claim is None:
+        # The state after the command, folded at most once: for the claim, the snapshot and the cache.
+        state_after = functools.cache(functools.partial(decider.fold, loaded.state, decided))
+        this_claim = claim(state_after(), decided) if callable(claim) else claim
+        if not decided and this_claim is None:
             return Executed(stream_id, loaded.version, loaded.position, [], [])
         new_events = [NewEvent(data=event, metadata=metadata or Metadata()) for event in decided]
         try:
-            result = await store.append(stream_id, new_events, loaded.version, claim=claim)
+            result = await store.append(stream_id, new_events, loaded.version, claim=this_claim)
         except ConcurrencyError:
             if expected_version is not None or new_stream or attempt == max_attempts:
                 raise
@@ -294,8 +300,6 @@ async def execute[S, C, E: msgspec.Struct](
             continue
         if not decided:
             return Executed(stream_id, loaded.version, loaded.position, [], [])
-        # The state after the command, folded at most once: for the snapshot and for the cache.
-        state_after = functools.cache(functools.partial(decider.fold, loaded.state, decided))
         await _maybe_snapshot(store, decider, stream_id, loaded.version, result.version, state_after)
         if cache is not None:
             cache.put(decider, stream_id, Loaded(state_after(), result.version, result.positions[-1]))

@@ -31,15 +31,15 @@ from servicekit.service import Closer, Service, Startup
 
 from saga_service.commands import CommandClient, ServiceToken
 from saga_service.consumer import build_broker, consumer_check, ensure_topics
-from saga_service.events import build_registry
-from saga_service.migrations import migrate as migrate_saga_schema
+from saga_service.events import build_saga_registry
+from saga_service.migrations import migrate_saga_schema
 from saga_service.orchestrator import Orchestrator
 from saga_service.providers import SandboxProvider
 from saga_service.resilience import BreakerMetrics, CircuitBreaker, RetryPolicy
 from saga_service.routes import PROBLEMS, SagaController, WebhookController
 from saga_service.saga import saga_decider
-from saga_service.sagas import SagaStreams
 from saga_service.settings import SagaSettings
+from saga_service.streams import SagaStreams
 from saga_service.timers import Timers
 
 __all__ = ["create_app"]
@@ -109,7 +109,7 @@ async def _start(settings: SagaSettings, service: Service, run: Startup, *, clos
     provider_http = httpx.AsyncClient(base_url=settings.saga_provider_url, timeout=timeout, limits=limits)
     run.on_stop(provider_http.aclose)
     run.on_stop(command_http.aclose)
-    store = PostgresEventStore(pool, build_registry())
+    store = PostgresEventStore(pool, build_saga_registry())
     run.on_stop(store.close)
     orchestrator = _orchestrator(settings, service, store, command_http, provider_http)
     run.on_stop(orchestrator.close)

@@ -14,7 +14,7 @@ Answers become step results: 2xx is done (a reservation's answer names the event
 it appended, `StockReserved` or `StockReservationFailed`); 5xx, 429, a
 contention 409 and transport failures are `Transient` (retried, then left for
 the saga's wake-up timer); another 409 is the state refusing the command
-(`refused:<code>`, which the saga decides about); any other 4xx is `Refusal`,
+(`Refused(code)`, which the saga decides about); any other 4xx is `Refusal`,
 which parks the saga.
 """
 
@@ -31,19 +31,25 @@ from servicekit.telemetry import current_traceparent
 from servicekit.tokens import mint
 
 from saga_service.resilience import CircuitBreaker, Refusal, RetryPolicy, Transient, call_with_retries
-from saga_service.saga import (
-    CONFIRM,
+from saga_service.state import Saga
+from saga_service.steps import (
     OK,
-    RECORD_AUTHORIZATION,
-    RECORD_DECLINE,
-    REFUND_PAYMENT,
-    REFUSED_PREFIX,
-    REJECT,
-    REQUEST_PAYMENT,
     RESERVED,
     SHORTAGE,
-    VOID_PAYMENT,
-    Saga,
+    AskProvider,
+    Commit,
+    Confirm,
+    RecordAuthorization,
+    RecordDecline,
+    RefundPayment,
+    Refused,
+    Reject,
+    Release,
+    RequestPayment,
+    Reserve,
+    Result,
+    Step,
+    VoidPayment,
 )
 
 __all__ = ["CommandClient", "ServiceToken", "idempotency_key"]
@@ -58,9 +64,10 @@ class _Accepted(msgspec.Struct):
     events: list[str] = msgspec.field(default_factory=list)
 
 
-def idempotency_key(saga: Saga, step: str) -> str:
-    """The key of one step of one saga: the same on every attempt, by any instance."""
-    return f"saga-{saga.order_id}-{step}"
+def idempotency_key(saga: Saga, step: Step) -> str:
+    """The key of one step of one saga: the same on every attempt, by any instance (and as before
+    steps were typed, so a step in flight across an upgrade is not sent twice)."""
+    return f"saga-{saga.order_id}-{step.encode()}"
 
 
 class ServiceToken:
@@ -96,35 +103,39 @@ class ServiceToken:
         return self._token
 
 
-def _request(saga: Saga, step: str) -> tuple[str, dict[str, Any] | None]:
+def _request(saga: Saga, step: Step) -> tuple[str, dict[str, Any] | None]:
     """The path and JSON body of a step's command."""
     order = saga.order_id
-    kind, _, sku = step.partition(":")
-    line = next((line for line in saga.lines if line.sku == sku), None)
-    if kind == "reserve" and line is not None:
-        return f"/products/{sku}/reservations", {"order_id": str(order), "quantity": line.quantity}
-    if kind == "release" and line is not None:
-        return f"/products/{sku}/reservations/{order}/release", None
-    if kind == "commit" and line is not None:
-        return f"/products/{sku}/reservations/{order}/commit", None
-    fixed: dict[str, tuple[str, dict[str, Any] | None]] = {
-        REQUEST_PAYMENT: (
-            "/payments",
-            {"order_id": str(order), "amount": saga.total, "currency": saga.currency},
-        ),
-        VOID_PAYMENT: (f"/payments/{order}/void", {"reason": saga.reason or "saga compensation"}),
-        REFUND_PAYMENT: (f"/payments/{order}/refund", None),
-        RECORD_AUTHORIZATION: (
-            f"/payments/{order}/authorization",
-            {"provider_reference": saga.provider_reference or "unknown"},
-        ),
-        RECORD_DECLINE: (f"/payments/{order}/decline", {"reason": saga.decline_reason or "declined"}),
-        CONFIRM: (f"/orders/{order}/confirm", None),
-        REJECT: (f"/orders/{order}/reject", {"reason": saga.reason or "the order cannot be fulfilled"}),
-    }
-    if step not in fixed:
-        raise ValueError(f"no command for step {step!r}")
-    return fixed[step]
+    if isinstance(step, Reserve | Release | Commit):
+        quantity = next((line.quantity for line in saga.lines if line.sku == step.sku), None)
+        if quantity is None:
+            raise ValueError(f"no command for step {step.encode()!r}: the order has no such line")
+    match step:
+        case Reserve(sku=sku):
+            return f"/products/{sku}/reservations", {"order_id": str(order), "quantity": quantity}
+        case Release(sku=sku):
+            return f"/products/{sku}/reservations/{order}/release", None
+        case Commit(sku=sku):
+            return f"/products/{sku}/reservations/{order}/commit", None
+        case RequestPayment():
+            return "/payments", {"order_id": str(order), "amount": saga.total, "currency": saga.currency}
+        case VoidPayment():
+            return f"/payments/{order}/void", {"reason": saga.reason or "saga compensation"}
+        case RefundPayment():
+            return f"/payments/{order}/refund", None
+        case RecordAuthorization():
+            return f"/payments/{order}/authorization", {
+                "provider_reference": saga.provider_reference or "unknown"
+            }
+        case RecordDecline():
+            return f"/payments/{order}/decline", {"reason": saga.decline_reason or "declined"}
+        case Confirm():
+            return f"/orders/{order}/confirm", None
+        case Reject():
+            return f"/orders/{order}/reject", {"reason": saga.reason or "the order cannot be fulfilled"}
+        case AskProvider():
+            raise ValueError("asking the provider is not a command to the command service")
+    raise AssertionError(f"unknown step {step!r}")  # pragma: no cover
 
 
 class CommandClient:
@@ -142,8 +153,8 @@ class CommandClient:
         self.breaker = breaker
         self._policy = policy
 
-    async def send(self, saga: Saga, step: str) -> str:
-        """Send one step; returns its result (`ok`, `reserved`, `shortage`, `refused:<code>`)."""
+    async def send(self, saga: Saga, step: Step) -> Result:
+        """Send one step; returns its result (`Ok`, `Reserved`, `Shortage`, `Refused(code)`)."""
         path, body = _request(saga, step)
         content = b"" if body is None else msgspec.json.encode(body)
         headers = {
@@ -172,13 +183,13 @@ class CommandClient:
 
         response = await call_with_retries(attempt, self.breaker, self._policy)
         if response.is_success:
-            if step.startswith("reserve:"):
+            if isinstance(step, Reserve):
                 events = msgspec.json.decode(response.content, type=_Accepted).events
                 return SHORTAGE if "StockReservationFailed" in events else RESERVED
             return OK
         problem = _problem(response)
         if response.status_code == 409:
-            return REFUSED_PREFIX + problem.code
+            return Refused(problem.code)
         raise Refusal(response.status_code, problem.code, problem.detail)
 
 

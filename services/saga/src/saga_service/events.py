@@ -1,8 +1,8 @@
 """The saga's own events: what happened to one order's fulfilment, stored in its stream `saga-<order id>`.
 
-They are registered in the saga's own `EventRegistry` (`build_registry`), not in
+They are registered in the saga's own `EventRegistry` (`build_saga_registry`), not in
 the domain's: other services never consume them, and the relay publishes only
-the domain's categories. Replaying a stream through `saga_service.saga.evolve`
+the domain's categories. Replaying a stream through `saga_service.evolve`
 gives the saga's state, so its whole history can be read and explained.
 """
 
@@ -34,7 +34,7 @@ __all__ = [
     "SagaResumed",
     "SagaStarted",
     "StepCompleted",
-    "build_registry",
+    "build_saga_registry",
     "saga_stream",
 ]
 
@@ -233,7 +233,7 @@ ALL_EVENTS: tuple[type[_SagaEvent], ...] = (
 )
 
 
-def build_registry() -> EventRegistry:
+def build_saga_registry() -> EventRegistry:
     """The registry of the saga's events (its streams are read and written with it)."""
     registry = EventRegistry()
     for event_type in ALL_EVENTS:

@@ -11,13 +11,13 @@ from importlib import resources
 from eventstore.migrations import Migration
 from eventstore.migrations import migrate as run_migrations
 
-__all__ = ["MIGRATION_LOCK_KEY", "migrate"]
+__all__ = ["MIGRATION_LOCK_KEY", "migrate_saga_schema"]
 
 # An arbitrary constant ("sagamig" in ASCII).
 MIGRATION_LOCK_KEY = 0x736167616D6967
 
 
-async def migrate(dsn: str) -> list[Migration]:
+async def migrate_saga_schema(dsn: str) -> list[Migration]:
     """Apply the saga's pending migrations; returns those this call applied."""
     folder = resources.files("saga_service") / "sql"
     return await run_migrations(dsn, folder, schema="saga", lock_key=MIGRATION_LOCK_KEY)

@@ -11,7 +11,7 @@ the instance that carries on repeats nothing.
 
 Each drive continues the trace of the order that started the saga: the first
 event of its stream keeps that `traceparent`, and every command sends the
-current span's.
+current span's. The admin API reads sagas through it too (`view`, `listing`).
 """
 
 from __future__ import annotations
@@ -28,23 +28,16 @@ from opentelemetry.trace import Tracer
 from servicekit.telemetry import context_of, current_traceparent
 
 from saga_service.commands import CommandClient, idempotency_key
+from saga_service.events import ReplyIgnored
+from saga_service.evolve import evolve
+from saga_service.inputs import FireDeadline, Park, ReceiveReply, RecordStep, SagaInput
 from saga_service.providers import AuthorizationRequest, PaymentProvider
 from saga_service.resilience import Refusal, Transient
-from saga_service.saga import (
-    ASK_PROVIDER,
-    PAYMENT_DEADLINE,
-    REFUSED_PREFIX,
-    FireDeadline,
-    Park,
-    Phase,
-    RecordStep,
-    Saga,
-    SagaInput,
-    SagaRefused,
-    next_step,
-)
-from saga_service.sagas import Applied, SagaStreams
+from saga_service.state import PAYMENT_DEADLINE, Phase, Saga, SagaRefused, next_step
+from saga_service.steps import OK, AskProvider, Refused, Result, Step
+from saga_service.streams import Applied, SagaStreams, SagaSummary
 from saga_service.timers import WAKE, DueTimer
+from saga_service.views import SagaNotFound, SagaView, WebhookStatus, view_of
 
 __all__ = ["Orchestrator"]
 
@@ -97,24 +90,25 @@ class Orchestrator:
     async def drive(self, order_id: UUID) -> Applied:
         """Send the saga's steps until it waits or is over. Transient failures propagate (retry later)."""
         current = await self.streams.load(order_id)
-        with self.tracer.start_as_current_span("saga drive", context=context_of(current.traceparent)) as span:
+        traceparent = await self.streams.traceparent(order_id)
+        with self.tracer.start_as_current_span("saga drive", context=context_of(traceparent)) as span:
             span.set_attribute("saga.order_id", str(order_id))
             while current.state is not None and (step := next_step(current.state)) is not None:
                 saga = current.state
-                with self.tracer.start_as_current_span(f"saga step {step.partition(':')[0]}") as step_span:
-                    step_span.set_attribute("saga.step", step)
+                with self.tracer.start_as_current_span(f"saga step {step.kind}") as step_span:
+                    step_span.set_attribute("saga.step", step.encode())
                     try:
                         result = await self._perform(saga, step)
                     except Refusal as refusal:
                         if saga.phase is Phase.COMPENSATING and refusal.status == 404:
                             # Nothing there to undo (a payment that was never requested).
-                            result = REFUSED_PREFIX + refusal.code
+                            result = Refused(refusal.code)
                         else:
                             log.warning(
                                 "saga parked at %s: %s",
                                 step,
                                 refusal,
-                                extra={"order_id": str(order_id), "step": step},
+                                extra={"order_id": str(order_id), "step": step.encode()},
                             )
                             park = Park(
                                 step=step,
@@ -128,8 +122,8 @@ class Orchestrator:
                     current = await self.record(order_id, RecordStep(step=step, result=result, at=now()))
             return current
 
-    async def _perform(self, saga: Saga, step: str) -> str:
-        if step == ASK_PROVIDER:
+    async def _perform(self, saga: Saga, step: Step) -> Result:
+        if isinstance(step, AskProvider):
             request = AuthorizationRequest(
                 payment_id=saga.order_id,
                 amount=saga.total,
@@ -137,8 +131,56 @@ class Orchestrator:
                 callback_url=self.callback_url,
             )
             await self.provider.request_authorization(request, idempotency_key(saga, step))
-            return "ok"
+            return OK
         return await self.commands.send(saga, step)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def state(self, order_id: UUID) -> Saga | None:
+        """The saga's current state (None: no saga for this order)."""
+        return (await self.streams.load(order_id)).state
+
+    async def view(self, order_id: UUID) -> SagaView:
+        """Everything the API shows about one saga, folded from one read of its stream."""
+        history = await self.streams.read(order_id)
+        saga: Saga | None = None
+        for recorded in history:
+            saga = evolve(saga, recorded.data)  # type: ignore[arg-type]
+        if saga is None:
+            raise SagaNotFound(f"no saga for order {order_id}")
+        return view_of(saga, history, await self.timers.of(order_id))
+
+    async def listing(self, which: str, *, limit: int = 100) -> list[SagaSummary]:
+        """Sagas that need a look: `parked`, `stuck` (for `stuck_after` seconds), `failed` or `open`."""
+        return await self.streams.listing(which, stuck_after=self.stuck_after, limit=limit)
+
+    # --- the provider's answers ----------------------------------------------------------------
+
+    async def receive_webhook(self, provider: str, body: bytes, headers: dict[str, str]) -> WebhookStatus:
+        """Record a provider's signed answer and drive its saga on. Raises `InvalidSignature`,
+        `MalformedWebhook`, or `SagaNotFound` for an unknown provider or payment."""
+        if provider != self.provider.name:
+            raise SagaNotFound(f"no payment provider named {provider!r}")
+        reply = self.provider.parse_webhook(body, headers)
+        command = ReceiveReply(
+            authorized=reply.authorized,
+            provider_reference=reply.provider_reference,
+            reason=reply.reason,
+            at=now(),
+        )
+        try:
+            applied = await self.record(reply.payment_id, command)
+        except SagaRefused as error:
+            raise SagaNotFound(f"no saga for payment {reply.payment_id}") from error
+        self.kick(reply.payment_id)
+        if not applied.events:
+            return "duplicate"
+        if isinstance(applied.events[0], ReplyIgnored):
+            log.info("late or unexpected provider reply ignored", extra={"order_id": str(reply.payment_id)})
+            return "ignored"
+        return "recorded"
+
+    # --- driving --------------------------------------------------------------------------------
 
     async def drive_now(self, order_id: UUID) -> None:
         """Drive the saga within the caller's request; what fails transiently is left to its timer."""
@@ -186,10 +228,8 @@ class Orchestrator:
         """
         try:
             if timer.kind == PAYMENT_DEADLINE:
-                current = await self.streams.load(timer.saga_id)
-                with self.tracer.start_as_current_span(
-                    "saga deadline", context=context_of(current.traceparent)
-                ):
+                traceparent = await self.streams.traceparent(timer.saga_id)
+                with self.tracer.start_as_current_span("saga deadline", context=context_of(traceparent)):
                     await self.record(
                         timer.saga_id, FireDeadline(deadline=timer.kind, at=now()), fired_timer=timer.kind
                     )

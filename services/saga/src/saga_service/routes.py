@@ -22,50 +22,19 @@ from litestar.params import FromPath, JSONBody, Parameter, SkipValidation
 from servicekit.auth import SERVICE, STAFF, allow, principal_of
 from servicekit.problems import ProblemTable, problem
 
+from saga_service.inputs import Abort, Resume
 from saga_service.orchestrator import Orchestrator
 from saga_service.providers import MalformedWebhook
-from saga_service.saga import Abort, Parked, ReceiveReply, Resume, SagaRefused, next_step
-from saga_service.sagas import SagaSummary
 from saga_service.signatures import InvalidSignature
-from saga_service.timers import TimerRow
+from saga_service.state import SagaRefused
+from saga_service.streams import SagaSummary
+from saga_service.views import SagaNotFound, SagaView, WebhookStatus
 
 __all__ = ["PROBLEMS", "SagaController", "SagaNotFound", "WebhookController"]
 
 log = logging.getLogger("saga_service.routes")
 
 OrchestratorDep = NamedDependency[SkipValidation[Orchestrator]]
-
-
-class SagaNotFound(Exception):
-    """No saga exists for the order."""
-
-
-class Step(msgspec.Struct, frozen=True, kw_only=True):
-    step: str
-    result: str
-
-
-class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
-    version: int
-    type: str
-    recorded_at: datetime
-    data: dict[str, Any]
-
-
-class SagaView(msgspec.Struct, frozen=True, kw_only=True):
-    """A saga: where it is, what it did, what happened to it, and its deadlines."""
-
-    order_id: UUID
-    phase: str
-    outcome: str | None
-    reason: str | None
-    parked: Parked | None
-    plan: list[str]
-    next_step: str | None
-    steps: list[Step]
-    history: list[HistoryEntry]
-    deadlines: list[TimerRow]
-    version: int
 
 
 class SagaList(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,38 +46,7 @@ class AbortBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 class WebhookAnswer(msgspec.Struct, frozen=True, kw_only=True):
-    status: Literal["recorded", "ignored", "duplicate"]
-
-
-async def view_of(orchestrator: Orchestrator, order_id: UUID) -> SagaView:
-    """Everything the API shows about one saga."""
-    history = await orchestrator.streams.read(order_id)
-    if not history:
-        raise SagaNotFound(f"no saga for order {order_id}")
-    current = await orchestrator.streams.load(order_id)
-    saga = current.state
-    assert saga is not None
-    return SagaView(
-        order_id=order_id,
-        phase=str(saga.phase),
-        outcome=None if saga.outcome is None else str(saga.outcome),
-        reason=saga.reason,
-        parked=saga.parked,
-        plan=list(saga.plan),
-        next_step=next_step(saga),
-        steps=[Step(step=step, result=result) for step, result in saga.done.items()],
-        history=[
-            HistoryEntry(
-                version=recorded.version,
-                type=recorded.event_type,
-                recorded_at=recorded.recorded_at,
-                data=msgspec.to_builtins(recorded.data),
-            )
-            for recorded in history
-        ],
-        deadlines=await orchestrator.timers.of(order_id),
-        version=current.version,
-    )
+    status: WebhookStatus
 
 
 class SagaController(Controller):
@@ -126,10 +64,7 @@ class SagaController(Controller):
         ] = "parked",
         limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 100,
     ) -> SagaList:
-        stuck_after: float = orchestrator.stuck_after
-        return SagaList(
-            sagas=await orchestrator.streams.listing(status, stuck_after=stuck_after, limit=limit)
-        )
+        return SagaList(sagas=await orchestrator.listing(status, limit=limit))
 
     @get(
         "/{order_id:uuid}",
@@ -137,7 +72,7 @@ class SagaController(Controller):
         summary="One order's saga: state, steps, history, deadlines",
     )
     async def get_saga(self, order_id: FromPath[UUID], orchestrator: OrchestratorDep) -> SagaView:
-        return await view_of(orchestrator, order_id)
+        return await orchestrator.view(order_id)
 
     @post(
         "/{order_id:uuid}/retry",
@@ -152,7 +87,7 @@ class SagaController(Controller):
         actor = principal_of(request).subject
         await orchestrator.record(order_id, Resume(actor=actor, at=datetime.now(UTC)))
         await orchestrator.drive_now(order_id)
-        return await view_of(orchestrator, order_id)
+        return await orchestrator.view(order_id)
 
     @post("/{order_id:uuid}/abort", status_code=200, operation_id="abortSaga", summary="Give up: compensate")
     async def abort(
@@ -166,11 +101,11 @@ class SagaController(Controller):
         actor = principal_of(request).subject
         await orchestrator.record(order_id, Abort(actor=actor, reason=data.reason, at=datetime.now(UTC)))
         await orchestrator.drive_now(order_id)
-        return await view_of(orchestrator, order_id)
+        return await orchestrator.view(order_id)
 
 
 async def _exists(orchestrator: Orchestrator, order_id: UUID) -> None:
-    if (await orchestrator.streams.load(order_id)).state is None:
+    if await orchestrator.state(order_id) is None:
         raise SagaNotFound(f"no saga for order {order_id}")
 
 
@@ -188,31 +123,12 @@ class WebhookController(Controller):
     async def webhook(
         self, provider: FromPath[str], request: Request[Any, Any, Any], orchestrator: OrchestratorDep
     ) -> WebhookAnswer:
-        if provider != orchestrator.provider.name:
-            raise SagaNotFound(f"no payment provider named {provider!r}")
-        body = await request.body()
         try:
-            reply = orchestrator.provider.parse_webhook(body, dict(request.headers))
+            status = await orchestrator.receive_webhook(provider, await request.body(), dict(request.headers))
         except InvalidSignature as error:
             log.warning("webhook refused: %s", error, extra={"provider": provider})
             raise
-        command = ReceiveReply(
-            authorized=reply.authorized,
-            provider_reference=reply.provider_reference,
-            reason=reply.reason,
-            at=datetime.now(UTC),
-        )
-        try:
-            applied = await orchestrator.record(reply.payment_id, command)
-        except SagaRefused as error:
-            raise SagaNotFound(f"no saga for payment {reply.payment_id}") from error
-        orchestrator.kick(reply.payment_id)
-        if not applied.events:
-            return WebhookAnswer(status="duplicate")
-        ignored = type(applied.events[0]).__name__ == "ReplyIgnored"
-        if ignored:
-            log.info("late or unexpected provider reply ignored", extra={"order_id": str(reply.payment_id)})
-        return WebhookAnswer(status="ignored" if ignored else "recorded")
+        return WebhookAnswer(status=status)
 
 
 PROBLEMS = ProblemTable(

@@ -8,8 +8,9 @@ again when its lease runs out. Firing once is the saga stream's job: a deadline
 fires by appending `DeadlineFired` at the version the claimer loaded, so even a
 second claimer after an expired lease finds it fired and decides nothing.
 
-Rows change in the transaction of the saga's append (`sync`), so a deadline exists
-exactly when the saga's stream says it waits for one.
+Rows change in the statement of the saga's append (`saga.sync_timers`, see
+`saga_service.streams`), so a deadline exists exactly when the saga's stream says
+it waits for one.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from uuid import UUID
 
 import asyncpg
 import msgspec
-from eventstore.types import Connection
 
-from saga_service.saga import PAYMENT_DEADLINE, Phase, Saga, next_step
+from saga_service.state import Phase, Saga, next_step
 
 __all__ = ["WAKE", "DueTimer", "TimerRow", "Timers"]
 
@@ -74,57 +74,29 @@ class Timers:
         self._lease = lease_seconds
         self._grace = wake_grace
 
-    async def sync(self, connection: Connection, saga: Saga) -> None:
-        """Make the saga's timers match its state, inside the transaction of its append."""
-        if saga.phase is Phase.PAYING and saga.payment_due_at is not None:
-            await connection.execute(
-                "INSERT INTO saga.timers (saga_id, kind, due_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                saga.order_id,
-                PAYMENT_DEADLINE,
-                saga.payment_due_at,
-            )
-        else:
-            await connection.execute(
-                """
-                UPDATE saga.timers SET cancelled_at = now()
-                 WHERE saga_id = $1 AND kind = $2 AND fired_at IS NULL AND cancelled_at IS NULL
-                """,
-                saga.order_id,
-                PAYMENT_DEADLINE,
-            )
-        if next_step(saga) is None:
-            await connection.execute(
-                "DELETE FROM saga.timers WHERE saga_id = $1 AND kind = $2", saga.order_id, WAKE
-            )
-        else:
-            # Pushed back on every step: it fires only when the saga stopped moving.
-            await connection.execute(
-                """
-                INSERT INTO saga.timers (saga_id, kind, due_at)
-                VALUES ($1, $2, now() + make_interval(secs => $3))
-                ON CONFLICT (saga_id, kind) DO UPDATE
-                   SET due_at = EXCLUDED.due_at, claimed_by = NULL, claimed_until = NULL
-                """,
-                saga.order_id,
-                WAKE,
-                self._grace,
-            )
+    def sync_arguments(self, saga: Saga, fired: str | None) -> tuple[Any, ...]:
+        """The arguments of `saga.sync_timers` (sql/002) for the saga's append: its payment deadline
+        while it waits for the provider, its wake-up while it has a step to send, `fired` marked."""
+        paying = saga.phase is Phase.PAYING and saga.payment_due_at is not None
+        due_at = saga.payment_due_at if paying else None
+        return (saga.order_id, due_at, next_step(saga) is not None, self._grace, fired, self.owner)
 
     async def claim(self, limit: int) -> list[DueTimer]:
         """Claim up to `limit` due timers no live instance holds, earliest first."""
         rows = await self._pool.fetch(_CLAIM, self.owner, self._lease, limit)
         return [DueTimer(**dict(row)) for row in rows]
 
-    async def mark_fired(self, saga_id: UUID, kind: str, connection: Connection | None = None) -> None:
-        """Record that this instance fired the timer (in the saga's append transaction when given)."""
-        query = """
+    async def mark_fired(self, saga_id: UUID, kind: str) -> None:
+        """Record that this instance fired the timer when firing it appended nothing (else the append did)."""
+        await self._pool.execute(
+            """
             UPDATE saga.timers SET fired_at = now(), fired_by = $3, claimed_until = NULL
              WHERE saga_id = $1 AND kind = $2 AND fired_at IS NULL
-        """
-        if connection is not None:
-            await connection.execute(query, saga_id, kind, self.owner)
-        else:
-            await self._pool.execute(query, saga_id, kind, self.owner)
+            """,
+            saga_id,
+            kind,
+            self.owner,
+        )
 
     async def retry_later(self, saga_id: UUID, delay_seconds: float) -> None:
         """A wake-up whose work failed again: due after `delay_seconds`, counted in `attempts`."""
