@@ -19,8 +19,7 @@ from fulfilment.registry import build_registry
 from prometheus_client import CollectorRegistry
 from relay_service.envelope import to_message
 from saga_service.consumer import build_broker, ensure_topics
-from saga_service.events import build_registry as build_saga_registry
-from saga_service.events import saga_stream
+from saga_service.events import build_saga_registry, saga_stream
 from saga_service.orchestrator import Orchestrator
 from saga_service.settings import SagaSettings
 

@@ -22,10 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-__all__ = ["fetch_problem", "raw_decoder", "raw_parser", "subscribers_fetch_problem"]
+__all__ = [
+    "ConsumerStalled",
+    "fetch_problem",
+    "kafka_answers",
+    "raw_decoder",
+    "raw_parser",
+    "subscribers_fetch_problem",
+    "watch_fetching",
+]
 
 
 async def raw_parser(message: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -99,3 +108,50 @@ async def subscribers_fetch_problem(subscribers: Iterable[Any], *, timeout: floa
         if problem is not None:
             problems.append(f"{name}: {problem}")
     return "; ".join(problems) or None
+
+
+class ConsumerStalled(RuntimeError):
+    """A consumer cannot fetch although Kafka answers: only a new consumer (a new process) helps."""
+
+
+async def kafka_answers(bootstrap_servers: str, *, timeout: float = 5.0) -> bool:
+    """Whether Kafka answers a fresh client's metadata request now."""
+    from aiokafka import AIOKafkaClient  # the services' dependency, imported where it is used
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000))
+    try:
+        async with asyncio.timeout(timeout):
+            await client.bootstrap()
+        return True
+    except Exception:  # any failure to bootstrap means: not answering now
+        return False
+    finally:
+        await client.close()
+
+
+async def watch_fetching(
+    check: Callable[[], Awaitable[str | None]],
+    bootstrap_servers: str,
+    *,
+    stall_after: float = 90.0,
+    every: float = 5.0,
+) -> None:
+    """Raise `ConsumerStalled` once `check` (a consumer's readiness) has failed for `stall_after`
+    seconds while Kafka itself answers; run it as a supervised loop, which ends the process then.
+
+    After a broker is killed (not stopped), aiokafka's consumers were seen to stay without a group
+    coordinator for good though the broker was back and had loaded their group: alive, ready to
+    nobody, consuming nothing. A new consumer joins at once; so the process ends and its
+    supervisor starts a new one. While Kafka is down the watch only waits.
+    """
+    failing_since: float | None = None
+    while True:
+        await asyncio.sleep(every)
+        reason = await check()
+        if reason is None or not await kafka_answers(bootstrap_servers):
+            failing_since = None
+            continue
+        now = time.monotonic()
+        failing_since = failing_since or now
+        if now - failing_since >= stall_after:
+            raise ConsumerStalled(f"cannot fetch for {stall_after:g} s while Kafka answers: {reason}")

@@ -89,6 +89,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     header_timeout_seconds: Seconds = 10.0
     # Seconds an idle keep-alive connection stays open between requests.
     keep_alive_timeout_seconds: Seconds = 5.0
+    # A Kafka consumer that cannot fetch this long while Kafka answers ends the process, for its
+    # supervisor to start a new one (servicekit.kafka.watch_fetching); unused by services without one.
+    consumer_stall_seconds: Seconds = 90.0
 
 
 def from_env[T: msgspec.Struct](

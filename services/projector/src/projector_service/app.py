@@ -21,6 +21,7 @@ from litestar.di import NamedDependency
 from opentelemetry.sdk.trace.export import SpanExporter
 from readmodels.search import SEARCH_TRANSIENT, connect_search
 from redis.asyncio import Redis
+from servicekit.kafka import watch_fetching
 from servicekit.service import Service, Startup
 
 from projector_service.bootstrap import Projector
@@ -90,6 +91,12 @@ class ProjectorProcess:
         run.ready("kafka", lambda: consumer_check(running.broker))
         await run.connect("kafka", settings.kafka_bootstrap_servers, running.start, transient=KAFKA_TRANSIENT)
         run.spawn("trackers", lambda: trackers_of(running), transient=TRANSIENT)
+        fetching = partial(consumer_check, running.broker)
+        stall = settings.consumer_stall_seconds
+        run.spawn(
+            "kafka-watch",
+            lambda: watch_fetching(fetching, settings.kafka_bootstrap_servers, stall_after=stall),
+        )
 
     async def consuming(self) -> str | None:
         running = self.running

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.access import access_check
 from servicekit.auth import build_verifier
 from servicekit.health import postgres_check
+from servicekit.kafka import watch_fetching
 from servicekit.openapi import api_openapi_config
 from servicekit.ratelimit import RateLimiter
 from servicekit.service import Closer, Service, Startup
@@ -120,6 +121,9 @@ async def _start(settings: SagaSettings, service: Service, run: Startup, *, clos
     await run.connect("kafka", kafka, broker.start, transient=KAFKA_TRANSIENT)
     run.on_stop(broker.stop)
     run.ready("kafka", lambda: consumer_check(broker))
+    fetching = partial(consumer_check, broker)
+    stall = settings.consumer_stall_seconds
+    run.spawn("kafka-watch", lambda: watch_fetching(fetching, kafka, stall_after=stall))
     timers = partial(orchestrator.run_timers, poll=settings.saga_timer_poll, batch=settings.saga_timer_batch)
     run.spawn("timers", timers, transient=TRANSIENT)
 
