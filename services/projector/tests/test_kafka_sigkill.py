@@ -51,7 +51,7 @@ async def test_a_consumer_stuck_after_kafka_was_killed_is_noticed_once_kafka_ans
 
                 await kafka.up("kafka")
                 async with asyncio.timeout(180):
-                    while not watch.done() and await check() is not None:
+                    while not watch.done() and await check() is not None:  # noqa: ASYNC110
                         await asyncio.sleep(1)
                 if watch.done():
                     with pytest.raises(ConsumerStalled, match="while Kafka answers"):
