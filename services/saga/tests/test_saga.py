@@ -214,6 +214,15 @@ def test_a_refused_compensation_counts_as_nothing_to_undo() -> None:
     assert state.phase is Phase.DONE
 
 
+def test_a_first_reservation_refused_as_not_pending_ends_the_saga_cancelled_with_nothing_to_undo() -> None:
+    # Nothing reserved, nothing asked of the provider: the compensation has no step, so the saga
+    # must end as it starts (it waited for a step that did not exist, and hung).
+    state, events = run(None, begin("mug"), step("reserve:mug", "refused:order-not-pending"))
+    assert state is not None
+    assert [type(event) for event in events[-2:]] == [CompensationStarted, SagaCompleted]
+    assert (state.phase, state.outcome) == (Phase.DONE, Outcome.CANCELLED)
+
+
 def test_a_reservation_refused_as_not_pending_is_the_customers_cancellation() -> None:
     # The customer cancelled while the saga was reserving, and the refusal reached the saga
     # before the cancellation event: compensated as a cancellation, the order is not rejected.

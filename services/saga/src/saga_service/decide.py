@@ -16,6 +16,7 @@ from eventstore import Decider
 from saga_service.events import (
     AbortRequested,
     CancellationReceived,
+    CompensationStarted,
     ConfirmationPrevailed,
     ConfirmationStarted,
     DeadlineFired,
@@ -67,6 +68,16 @@ def saga_decider(payment_timeout: timedelta) -> Decider[Saga | None, SagaInput, 
 
 def decide(state: Saga | None, command: SagaInput, *, payment_timeout: timedelta) -> list[SagaEvent]:
     """The events `command` causes on the saga in `state` (none for a duplicate or a stale input)."""
+    events = _decide(state, command, payment_timeout=payment_timeout)
+    if events and isinstance(events[-1], CompensationStarted) and not events[-1].plan:
+        # Nothing to undo (a customer's cancellation met before anything was reserved or asked for):
+        # the compensation is over as it starts. Waiting for a step that does not exist would hang.
+        outcome = Outcome.CANCELLED if events[-1].cancelled else Outcome.REJECTED
+        events.append(SagaCompleted(outcome=outcome, at=command.at))
+    return events
+
+
+def _decide(state: Saga | None, command: SagaInput, *, payment_timeout: timedelta) -> list[SagaEvent]:
     if isinstance(command, Begin):
         if state is not None:
             return []
