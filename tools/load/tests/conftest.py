@@ -156,7 +156,10 @@ async def suite(
             "SAGA_RATE_LIMIT_BURST": "10000",
         }
         saga = await service("saga_service", saga_env, "saga")
-        # Started together and awaited together: each start-up costs seconds on a busy machine.
-        await asyncio.gather(*(s.ready() for s in (command, relay, projector, query, sandbox, saga)))
+        # Started together and awaited together: each start-up costs seconds, a minute and more on a
+        # machine busy with other test runs.
+        await asyncio.gather(
+            *(s.ready(timeout=240) for s in (command, relay, projector, query, sandbox, saga))
+        )
         tokens = token_factory(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
         yield Suite(command=command.url, query=query.url, saga=saga.url, tokens=tokens, logs=logs)

@@ -70,7 +70,7 @@ def test_a_progress_line_is_one_line() -> None:
     line = progress_line(stats, 5.0)
 
     assert "\n" not in line
-    assert "placed 3 confirmed 2 rejected 0 cancelled 0" in line
+    assert "placed 3 confirmed 2 rejected 0 cancelled 0 open 1" in line
 
 
 async def test_an_unreachable_command_service_is_one_line_and_exit_1() -> None:

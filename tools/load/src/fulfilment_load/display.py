@@ -30,12 +30,16 @@ def _answers(counts: Counter[int]) -> str:
     return " ".join(f"{status}x{count}" for status, count in sorted(counts.items())) or "-"
 
 
+def _orders(stats: Stats) -> str:
+    settled = " ".join(f"{name} {stats.outcomes[name]}" for name in OUTCOMES)
+    return f"placed {stats.placed} {settled} open {stats.placed - sum(stats.outcomes.values())}"
+
+
 def progress_line(stats: Stats, elapsed: float) -> str:
     """One line of progress: what a log keeps every few seconds."""
-    outcomes = " ".join(f"{name} {stats.outcomes[name]}" for name in OUTCOMES)
     failures = sum(stats.failures.values())
     return (
-        f"[{elapsed:6.1f}s] placed {stats.placed} {outcomes} | "
+        f"[{elapsed:6.1f}s] {_orders(stats)} | "
         f"commands {_answers(stats.command_answers)} queries {_answers(stats.query_answers)}"
         f"{f' no-answer {failures}' if failures else ''} | "
         f"command {_percentiles(stats.command)} | visible {_percentiles(stats.visible)} | "
@@ -47,9 +51,7 @@ def _live_table(stats: Stats, elapsed: float) -> Table:
     table = Table(title=f"fulfilment-load: {elapsed:.1f}s", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row(
-        "orders", f"placed {stats.placed}  " + "  ".join(f"{n} {stats.outcomes[n]}" for n in OUTCOMES)
-    )
+    table.add_row("orders", _orders(stats))
     table.add_row("command answers", _answers(stats.command_answers))
     table.add_row("query answers", _answers(stats.query_answers))
     if stats.failures:
