@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -139,3 +141,24 @@ async def test_an_unreachable_query_service_is_one_line_and_exit_1(suite: Suite)
         + (ran.stderr.split(": ", 3)[-1])
     )
     assert len(ran.stderr.strip().splitlines()) == 1
+
+
+async def test_ctrl_c_stops_placing_and_still_ends_with_the_summary(suite: Suite, tmp_path: Path) -> None:
+    summary_file = tmp_path / "summary.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fulfilment_load", *urls(suite), *minting(), "--rate", "4", "--duration", "120",
+        "--progress-every", "1", "--summary-json", str(summary_file),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    first = await asyncio.wait_for(process.stdout.readline(), 120)  # the run is under way
+    assert first.startswith(b"["), first
+
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+
+    assert process.returncode == 0, f"{stdout.decode()}\n{stderr.decode()}"
+    assert b"Summary after" in stdout
+    summary = summary_of(summary_file)
+    assert 0 < summary["placed"] < 4 * 120
+    assert summary["placed"] == sum(summary["statuses"].values())

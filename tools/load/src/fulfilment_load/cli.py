@@ -123,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = asyncio.run(_run(args, plan, credentials, console))
     except (Unreachable, SetupFailed) as e:
         return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted before the summary", status=130)
     console.print(summary_table(summary))
     if args.summary_json is not None:
         args.summary_json.write_text(json.dumps(summary.as_json(), indent=2) + "\n")
@@ -137,9 +139,18 @@ async def _run(args: argparse.Namespace, plan: Plan, credentials: Credentials, c
         run = Run(SuiteClient(stats, command=command, query=query, saga=saga), credentials, plan, stats)
         await run.setup()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            # The first Ctrl-C stops placing orders; the run then drains and prints its summary.
-            loop.add_signal_handler(signum, run.stop.set)
+        signals = (signal.SIGINT, signal.SIGTERM)
+
+        def stop() -> None:
+            # The first Ctrl-C stops placing orders; the run then drains and prints its summary. The
+            # next one is Python's own again: it interrupts the drain.
+            if run.stop.is_set():
+                for signum in signals:
+                    loop.remove_signal_handler(signum)
+            run.stop.set()
+
+        for signum in signals:
+            loop.add_signal_handler(signum, stop)
         async with showing_progress(console, stats, every=args.progress_every):
             await run.traffic()
         return await run.tally()
@@ -161,6 +172,6 @@ async def _clients(
         yield command, query, saga
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, *, status: int = 1) -> int:
     print(f"fulfilment-load: error: {message}", file=sys.stderr)
-    return 1
+    return status

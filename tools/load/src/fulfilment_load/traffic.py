@@ -24,6 +24,7 @@ __all__ = ["Plan", "Refused", "Run", "SetupFailed"]
 _AUTH = frozenset({401, 403})
 _POLL_FIRST, _POLL_MAX = 0.1, 1.0  # polling an open order backs off between these (seconds)
 _TALLY_CONCURRENCY = 16
+_SETUP_PATIENCE = 30.0  # seconds the query service may take to show the products registered
 
 
 class SetupFailed(Exception):
@@ -96,6 +97,10 @@ class Run:
             positions[sku] = int(answer.body["position"])
         for sku, position in positions.items():
             answer = await self._read(f"/stock/{sku}", self.credentials.staff, position)
+            waited_until = time.monotonic() + _SETUP_PATIENCE
+            # A projector just started (or catching up on history) may take longer than one read.
+            while answer.status == 409 and time.monotonic() < waited_until:
+                answer = await self._read(f"/stock/{sku}", self.credentials.staff, position)
             if answer.status != 200:
                 raise self._setup_error("reading the stock back", "staff", answer, service="query")
         if self.client.has_saga:
@@ -173,6 +178,10 @@ class Run:
             self.stats.failures[str(e)] += 1
         except Refused:
             pass  # reported once by `_check_auth`, and the run is stopping
+        except (KeyError, TypeError, ValueError) as e:
+            # An answer without the fields the API documents (a proxy's error page, another service
+            # at that URL): counted, and the run goes on.
+            self.stats.failures[f"unexpected answer: {e!r}"] += 1
 
     async def _follow(self, order: Order) -> None:
         """Wait until the order is visible, maybe cancel it, then wait until its saga settles it."""
