@@ -152,7 +152,10 @@ class Run:
                     answer = await self._read(f"/orders/{order.order_id}", order.token, order.position)
                 except Unreachable:
                     return "unseen"
-            return str(answer.body["status"]) if answer.status == 200 else "unseen"
+            found = (
+                answer.body.get("status") if answer.status == 200 and isinstance(answer.body, dict) else None
+            )
+            return str(found) if found is not None else "unseen"
 
         statuses = Counter(await asyncio.gather(*(status_of(order) for order in self.orders)))
         return Summary(seconds=seconds, stats=self.stats, statuses=statuses, error=self.refused)
