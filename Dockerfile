@@ -6,6 +6,8 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY libs libs
 COPY services services
+# The load tool is a workspace member too (`uv sync --locked` needs every member); the image can run it.
+COPY tools/load tools/load
 RUN uv sync --locked --all-packages --no-dev
 ENV PATH=/app/.venv/bin:$PATH
 USER nobody
