@@ -343,10 +343,10 @@ async def test_one_order_is_one_trace_from_the_http_command_to_the_sagas_command
     (consumed,) = named(spans, "saga", "saga consume orderplaced")
     assert parent(consumed) is root, tree
 
-    # Each drive of the saga continues the saga's trace, begun by that consumption: the first
-    # drive runs up to asking the provider, the second once the provider's webhook arrived.
+    # Each drive of the saga continues the saga's trace, begun by that consumption. How the steps
+    # fall into drives depends on when the provider's webhook arrives (it kicks another drive).
     drives = named(spans, "saga", "saga drive")
-    assert len(drives) == 2, tree
+    assert drives, tree
     assert all(parent(drive) is consumed for drive in drives), tree
     steps = sorted(named(spans, "saga", "saga step "), key=lambda span: span["timestamp"])
     assert [step["name"].removeprefix("saga step ") for step in steps] == [
