@@ -100,10 +100,11 @@ def zipkin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 class Suite:
-    def __init__(self, command: ServiceProcess, saga: ServiceProcess, logs: list[ServiceProcess]) -> None:
+    """The running services the test talks to."""
+
+    def __init__(self, command: ServiceProcess, saga: ServiceProcess) -> None:
         self.command = command
         self.saga = saga
-        self.processes = logs
 
 
 @pytest.fixture
@@ -191,7 +192,7 @@ async def suite(
         # ready, until the projector made its index.
         await asyncio.gather(*(p.ready(STARTUP) for p in everything if p is not query))
         await query.wait_for(lambda status, _: status == 200, path="/health/live", timeout=STARTUP)
-        yield Suite(command, saga, everything)
+        yield Suite(command, saga)
 
 
 # --- Zipkin's API --------------------------------------------------------------------------------
