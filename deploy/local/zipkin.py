@@ -7,7 +7,7 @@ restart: traces are for looking at now, not for keeping). The services export
 to it with `OTEL_EXPORTER=zipkin` (`servicekit.zipkin`).
 
 Measured on the two-core machine under the other servers' load: the download
-takes about 18 s, the start 13 to 21 s, and the JVM holds about 200 MB
+takes about 18 s, the start 13 to 21 s, and the JVM holds 200 to 250 MB
 resident with the heap capped at 256 MB. So `up` starts it with the services,
 while `up --infra` (what `./dev test` runs) leaves it out; the trace test
 starts a Zipkin of its own.
