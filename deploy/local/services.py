@@ -8,6 +8,7 @@ into the stack folder.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Callable
@@ -35,6 +36,17 @@ def _secret(layout: Layout, name: str) -> str:
     return path.read_text().strip()
 
 
+def _tracing(endpoints: dict[str, str]) -> dict[str, str]:
+    """Spans to the stack's Zipkin while it answers, unless OTEL_EXPORTER says otherwise."""
+    zipkin, endpoint = endpoints.get("ZIPKIN_URL"), endpoints.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT")
+    if not zipkin or not endpoint or not http_ok(f"{zipkin}/health"):
+        return {}
+    return {
+        "OTEL_EXPORTER": os.environ.get("OTEL_EXPORTER", "zipkin"),
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT": endpoint,
+    }
+
+
 def _service(
     name: str,
     module: str,
@@ -48,8 +60,13 @@ def _service(
     url = f"http://127.0.0.1:{port}"
 
     def launch(layout: Layout) -> Launch:
-        stack = {key: value for key, value in read_env(layout).items() if key in INFRASTRUCTURE_VARIABLES}
-        return Launch(argv=[sys.executable, "-m", module], env={**stack, **env(layout)}, cwd=Path.cwd())
+        endpoints = read_env(layout)
+        stack = {key: value for key, value in endpoints.items() if key in INFRASTRUCTURE_VARIABLES}
+        return Launch(
+            argv=[sys.executable, "-m", module],
+            env={**stack, **_tracing(endpoints), **env(layout)},
+            cwd=Path.cwd(),
+        )
 
     return Component(
         name=name,

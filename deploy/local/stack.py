@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deploy.local import elasticsearch, kafka, opensearch, postgres, prometheus, redis, supervisor
+from deploy.local import elasticsearch, kafka, opensearch, postgres, prometheus, redis, supervisor, zipkin
 from deploy.local.components import Component, Layout
 from deploy.local.services import service_components
 
@@ -53,6 +53,8 @@ def components() -> list[Component]:
         kafka.component(port=59092 + offset, controller_port=59093 + offset),
         *(replace(c, aliases=("SEARCH_URL",)) if c.name == engine else c for c in engines),
         prometheus.component(port=59090 + offset, offset=offset),
+        # Not infrastructure: `up --infra` (and so `./dev test`) leaves it out (see deploy.local.zipkin).
+        zipkin.component(port=59411 + offset),
         *service_components(offset, read_env),
     ]
 

@@ -72,9 +72,10 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     shutdown_timeout_seconds: Seconds = 20.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # Where spans go: nowhere (ids are still made and propagated), stdout, or an OTLP/HTTP collector
-    # (endpoint and headers from the standard OTEL_EXPORTER_OTLP_* variables).
-    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    # Where spans go: nowhere (ids are still made and propagated), stdout, an OTLP/HTTP collector
+    # (endpoint and headers from the standard OTEL_EXPORTER_OTLP_* variables) or a Zipkin server
+    # (OTEL_EXPORTER_ZIPKIN_ENDPOINT, e.g. http://127.0.0.1:59411/api/v2/spans; see servicekit.zipkin).
+    otel_exporter: Literal["none", "console", "otlp", "zipkin"] = "none"
     otel_service_name: str | None = None
     # Which traces are recorded, read from OpenTelemetry's standard OTEL_TRACES_SAMPLER and
     # OTEL_TRACES_SAMPLER_ARG (the ratio of the `traceidratio` samplers). The default is the

@@ -122,6 +122,11 @@ def tracer_provider(
     if exporter is None and settings.otel_exporter != "none":
         if settings.otel_exporter == "console":
             exporter = ConsoleSpanExporter()
+        elif settings.otel_exporter == "zipkin":
+            # Endpoint and timeout from the standard OTEL_EXPORTER_ZIPKIN_* variables.
+            from servicekit.zipkin import zipkin_exporter
+
+            exporter = zipkin_exporter()
         else:
             # Endpoint, headers and timeouts come from the standard OTEL_EXPORTER_OTLP_* variables.
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
