@@ -39,13 +39,13 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from command_service.testing import command_headers, register_products
 from eventstore import migrate
-from servicekit.testing import ServiceProcess, free_port, running_service, token_factory
+from testkit.harness import ServiceProcess, free_port, running_service, token_factory
 
 from deploy.local import zipkin
 from deploy.local.components import Layout
 from deploy.local.stack import ROOT as STACK_ROOT
+from services.command.tests.support import command_headers, register_products
 
 pytestmark = pytest.mark.slow
 

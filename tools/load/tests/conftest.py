@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from eventstore import migrate
-from servicekit.testing import ServiceProcess, TokenFactory, running_service, token_factory
+from testkit.harness import ServiceProcess, TokenFactory, running_service, token_factory
 
 SECRET = "load-test-secret-that-is-long-enough-for-hs256!"
 ISSUER, AUDIENCE = "https://issuer.load-test", "fulfilment-load-test"
