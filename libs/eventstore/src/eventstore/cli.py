@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print("eventstore: DATABASE_URL is not set (or pass --database-url)", file=sys.stderr)
         return 2
     if not _POSTGRES_URL.match(url):
-        print("eventstore: DATABASE_URL: expected postgresql://user:password@host:port/database", file=sys.stderr)
+        expected = "postgresql://user:password@host:port/database"
+        print(f"eventstore: DATABASE_URL: expected {expected}", file=sys.stderr)
         return 2
     try:
         applied = asyncio.run(_migrate(url))
