@@ -8,9 +8,10 @@
     projector dead-letters replay [ID ...] [--again]      apply them again (all when no ID is given)
     projector position                                    how far each projection has reached
 
-Each subcommand reads only the environment variables it uses (the service's names;
-`projector SUBCOMMAND --help` lists them with the optional PROJECTOR_* ones) and
-imports and connects only what it uses:
+Each subcommand reads only the environment variables it uses, by the service's
+names (PROJECTOR_REDIS_URL, else REDIS_URL, and so on; `projector SUBCOMMAND --help`
+lists them with the optional PROJECTOR_* ones), and imports and connects only what
+it uses:
 
     position                   REDIS_URL
     dead-letters list, show    KAFKA_BOOTSTRAP_SERVERS
@@ -59,6 +60,7 @@ __all__ = ["main"]
 # seconds to import on a busy machine), so `--help` and `position` start fast.
 
 PROJECTIONS = ("redis", "search")
+PREFIX = "PROJECTOR_"  # as the service: PROJECTOR_REDIS_URL wins over REDIS_URL
 CONNECT_TIMEOUT = 10.0  # seconds
 FIND_POSITION = "SELECT transaction_id::text FROM eventstore.events WHERE position = $1"
 
@@ -109,7 +111,8 @@ def _projections(value: str) -> list[str]:
 
 
 def _variables(settings: type[msgspec.Struct], note: str = "") -> str:
-    return f"environment variables it reads:\n{describe_variables(settings)}\n{note}".rstrip()
+    described = describe_variables(settings, prefix=PREFIX)
+    return f"environment variables it reads:\n{described}\n{note}".rstrip()
 
 
 SEARCH_NOTE = "  (SEARCH_URL is required for the search projection only)"
@@ -178,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     args = _parser().parse_args(argv)
     try:
-        settings = from_env(_settings_class(args))
+        settings = from_env(_settings_class(args), prefix=PREFIX)
         projections = _needed_projections(settings, args)
     except SettingsError as error:
         print(f"projector: {error}", file=sys.stderr)
@@ -203,7 +206,10 @@ def _needed_projections(settings: msgspec.Struct, args: argparse.Namespace) -> l
     else:
         return []
     if "search" in names and settings.search_url is None:
-        raise SettingsError("missing environment variable(s): SEARCH_URL (the search projection needs it)")
+        raise SettingsError(
+            "missing environment variable(s): PROJECTOR_SEARCH_URL (or SEARCH_URL), "
+            "which the search projection needs"
+        )
     return names
 
 
