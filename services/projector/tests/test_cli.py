@@ -231,6 +231,19 @@ def test_dead_letters_list_needs_only_kafka(kafka_bootstrap_servers: str) -> Non
     assert "projection" in result.stdout  # the table's header
 
 
+def test_replaying_a_dead_letter_that_does_not_exist_says_so(kafka_bootstrap_servers: str) -> None:
+    topic = f"t{uuid.uuid4().hex[:10]}.projector.dlq"
+
+    result = run(
+        "dead-letters", "replay", "0:99",
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap_servers, PROJECTOR_DEAD_LETTER_TOPIC=topic,
+        DATABASE_URL="postgresql://suite@db.invalid/suite", REDIS_URL="redis://cache.invalid:6379/0",
+        PROJECTOR_PROJECTIONS="redis",
+    )  # fmt: skip
+
+    assert_one_line_error(result, "no dead letter 0:99")
+
+
 def test_an_unreachable_kafka_is_one_line_naming_it_and_its_host() -> None:
     port = closed_port()
 

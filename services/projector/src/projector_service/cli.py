@@ -405,6 +405,9 @@ async def _replay_dead_letters(
 
     letters = await _dead_letters(settings.kafka_bootstrap_servers, settings.projector_dead_letter_topic)
     if args.ids:
+        unknown = sorted(set(args.ids) - {letter.id for letter in letters})
+        if unknown:  # a typo would otherwise replay nothing and exit 0
+            raise LookupError(f"no dead letter {', '.join(unknown)}")
         letters = [letter for letter in letters if letter.id in set(args.ids)]
     async with _projector(settings, projections) as projector:
         outcomes = await replay_dead_letters(projector, letters, again=args.again)
