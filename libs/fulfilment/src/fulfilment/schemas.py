@@ -88,7 +88,11 @@ def check(directory: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `fulfilment-schemas [--check] [DIRECTORY]`."""
-    parser = argparse.ArgumentParser(prog="fulfilment-schemas", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="fulfilment-schemas",
+        description=__doc__.splitlines()[0],
+        epilog="It reads no environment variable and connects to no server.",
+    )
     parser.add_argument("directory", nargs="?", default="schemas", type=Path, help="default: ./schemas")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if the files drifted")
     args = parser.parse_args(argv)

@@ -60,15 +60,23 @@ def mint(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `mint-token`."""
     parser = argparse.ArgumentParser(
-        prog="mint-token", description="Sign a development token for the suite's APIs."
+        prog="mint-token",
+        description="Sign a development token for the suite's APIs.",
+        epilog="environment variables it reads (the service's own, so a token minted in the same shell\n"
+        "verifies; each is the default of its option):\n"
+        "  JWT_SECRET      --secret (HS256; not needed with --private-key)\n"
+        "  JWT_ISSUER      --issuer\n"
+        "  JWT_AUDIENCE    --audience\n"
+        "It connects to no server.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--subject", "--sub", required=True, help="the `sub` claim (customers: their customer id)"
     )
     parser.add_argument("--role", action="append", choices=sorted(ROLES), required=True, help="repeatable")
     parser.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
-    parser.add_argument("--issuer", default=os.environ.get("JWT_ISSUER"))
-    parser.add_argument("--audience", default=os.environ.get("JWT_AUDIENCE"))
+    parser.add_argument("--issuer", default=os.environ.get("JWT_ISSUER"), help="default $JWT_ISSUER")
+    parser.add_argument("--audience", default=os.environ.get("JWT_AUDIENCE"), help="default $JWT_AUDIENCE")
     parser.add_argument(
         "--secret", default=os.environ.get("JWT_SECRET"), help="HS256 secret (default $JWT_SECRET)"
     )
@@ -79,22 +87,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.issuer or not args.audience:
         parser.error("set --issuer/--audience or JWT_ISSUER/JWT_AUDIENCE")
     if args.private_key is not None:
-        key: Any = args.private_key.read_bytes()
+        try:
+            key: Any = args.private_key.read_bytes()
+        except OSError as error:
+            parser.error(f"--private-key: {error.strerror}: {args.private_key}")
         algorithm = args.algorithm
     elif args.secret:
         key, algorithm = args.secret, "HS256"
     else:
         parser.error("set --secret or JWT_SECRET (or --private-key)")
-    token = mint(
-        subject=args.subject,
-        roles=args.role,
-        issuer=args.issuer,
-        audience=args.audience,
-        key=key,
-        algorithm=algorithm,
-        ttl_seconds=args.ttl,
-        kid=args.kid,
-    )
+    try:
+        token = mint(
+            subject=args.subject,
+            roles=args.role,
+            issuer=args.issuer,
+            audience=args.audience,
+            key=key,
+            algorithm=algorithm,
+            ttl_seconds=args.ttl,
+            kid=args.kid,
+        )
+    except (ValueError, TypeError, jwt.PyJWTError) as error:  # a key that is not a PEM key of that type
+        print(f"mint-token: cannot sign {algorithm} with that key: {error}", file=sys.stderr)
+        return 1
     sys.stdout.write(token + "\n")
     return 0
 

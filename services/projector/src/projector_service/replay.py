@@ -24,7 +24,15 @@ from projector_service.events import (
     stored_claims,
 )
 
-__all__ = ["ReplayOutcome", "replay_dead_letters", "replay_log", "replay_stream"]
+__all__ = ["ReplayOutcome", "StreamNotFound", "replay_dead_letters", "replay_log", "replay_stream"]
+
+
+class StreamNotFound(LookupError):
+    """The store holds no event of the stream a replay names (a typo, or another environment's id)."""
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"stream {stream_id} does not exist in the event store")
+        self.stream_id = stream_id
 
 
 class ReplayOutcome(msgspec.Struct, frozen=True):
@@ -66,8 +74,14 @@ async def replay_dead_letters(
 
 
 async def replay_stream(projector: Projector, projection: str, stream_id: str) -> int:
-    """Apply every event of one stream again; returns how many events were read."""
+    """Apply every event of one stream again; returns how many events were read.
+
+    Raises `StreamNotFound` when the store holds no event of it: "0 events applied" would read
+    as success for what is most likely a mistyped id.
+    """
     events = [from_recorded(e) for e in await projector.store.read_stream(stream_id)]
+    if not events:
+        raise StreamNotFound(stream_id)
     failed = await _apply(projector, projection, events)
     if failed:
         raise RuntimeError(f"{len(failed)} event(s) failed: {next(iter(failed.values()))}")

@@ -306,8 +306,13 @@ def render(settings: RelaySettings) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="relay-asyncapi", description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path("asyncapi.yaml"))
+    parser = argparse.ArgumentParser(
+        prog="relay-asyncapi",
+        description=__doc__.splitlines()[0],
+        epilog="It reads no environment variable and connects to no server: the document describes "
+        "the relay's default settings.",
+    )
+    parser.add_argument("--output", type=Path, default=Path("asyncapi.yaml"), help="default: ./asyncapi.yaml")
     parser.add_argument("--check", action="store_true", help="fail if the file differs from the code")
     args = parser.parse_args(argv)
     # The document describes the default deployment; servers use the local stack's address.
