@@ -1,15 +1,9 @@
 """`projector`: rebuild and replay read models, and look after dead letters.
 
-    projector rebuild redis|search [--from-position P]   new generation from the store, then swap
-    projector replay redis|search --stream order-...      apply one stream again (live generation)
-    projector replay redis|search --from-position P       apply the log from P again (live generation)
-    projector dead-letters list                           what the dead-letter topic holds
-    projector dead-letters show ID                        one dead letter, headers and payload
-    projector dead-letters replay [ID ...] [--again]      apply them again (all when no ID is given)
-    projector position                                    how far each projection has reached
-
-Settings come from the same environment variables as the service
-(`DATABASE_URL`, `REDIS_URL`, `KAFKA_BOOTSTRAP_SERVERS`, `SEARCH_URL`, `PROJECTOR_*`).
+Subcommands: `rebuild`, `replay`, `dead-letters list|show|replay`, `position` (`--help`
+and `docs/projector.md` describe each). Settings come from the service's environment
+variables (`DATABASE_URL`, `REDIS_URL`, `KAFKA_BOOTSTRAP_SERVERS`, `SEARCH_URL`,
+`PROJECTOR_*`).
 """
 
 from __future__ import annotations
