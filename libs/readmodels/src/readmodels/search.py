@@ -443,7 +443,9 @@ class SearchClient:
 async def connect_search(
     url: str, *, timeout: float = 10.0, connections: int = 10, retries: int = 3
 ) -> SearchClient:
-    """Identify the engine at `url` (the `X-Elastic-Product` header, else OpenSearch) and return a client for it.
+    """Identify the engine at `url` and return a client for it.
+
+    Elasticsearch names itself in the `X-Elastic-Product` header; OpenSearch does not.
 
     `timeout` bounds each request, identification included; `connections` is the pool
     size. `retries` is how often the driver repeats a request that found no connection or

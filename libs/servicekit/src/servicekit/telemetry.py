@@ -4,9 +4,10 @@ Spans are always made, exported or not, so every request has a trace id to log a
 put in its events' metadata; consumers continue it (`context_of`, `traceparent_of`) and
 a publisher links to it (`link_to`). `RequestTelemetry`, one ASGI wrapper around the
 whole app (`Observability.instrument`), makes the server span (named after the route
-template), sets the correlation id and response headers (`add_response_headers`) and
-writes the access line; around the app it sees every answer, the router's 404 and 405
-too. It replaces the generic ASGI instrumentation for its cost (`docs/benchmarks.md`).
+template), sets the correlation id and the answer's headers (`X-Correlation-ID`,
+`nosniff`, those queued with `add_response_headers`) and writes the access line;
+around the app it sees every answer, the router's 404 and 405 too. It replaces the
+generic ASGI instrumentation, for its cost (`docs/benchmarks.md`).
 """
 
 from __future__ import annotations
