@@ -1,20 +1,10 @@
 """Is a change to an event's schema safe under the same schema version?
 
-An event's (name, schema version) names one shape for ever: stored events of
-that version must still decode into the current class, and consumers built
-against the committed schema must still accept what the relay publishes. So
-under one version only *additive* changes are allowed:
-
-- a new optional field (it has a default): old events decode, old readers ignore it;
-- a removed optional field: old events still decode (unknown fields are
-  ignored), old readers never relied on it;
-- new or changed descriptions, titles and examples.
-
-Everything else is breaking and needs a new schema version plus an upcaster:
-a new required field (stored events lack it), a removed or no-longer-required
-field (readers expect it), and any change to a field's type or constraints
-(pattern, bounds, lengths, enum, format), which can make old data invalid or
-new data invalid to old readers.
+An event's (name, schema version) names one shape for ever, so under one version only
+additive changes pass: a new or removed optional field, new descriptions, titles and
+examples. Anything else (a new required field, a removed or no-longer-required field,
+a changed type or constraint) needs a new schema version and an upcaster
+(`docs/event-store.md`, "Upcasting").
 """
 
 from __future__ import annotations

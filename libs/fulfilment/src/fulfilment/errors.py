@@ -1,19 +1,9 @@
 """The ways a command can be refused by the domain.
 
-Each error carries a stable `code` (a machine-readable slug that clients can
-switch on) and belongs to one of four kinds, so an adapter can translate a whole
-kind at once without knowing every rule:
-
-- `NotFound`: the command names an aggregate that does not exist;
-- `NotPermitted`: the actor may not do this to this aggregate (cancel someone
-  else's order);
-- `Conflict`: the command is valid but the aggregate's current state refuses it
-  (cancel a rejected order, confirm a cancelled one);
-- `InvalidCommand`: the command contradicts itself whatever the state
-  (two lines for the same SKU).
-
-A shortage of stock is *not* an error: it is recorded as an event, because the
-saga must react to it and the fact that it happened is worth keeping.
+Each error has a stable `code` and one of four kinds, so an adapter can translate a
+whole kind: `NotFound` (no such aggregate), `NotPermitted` (not this actor's to do),
+`Conflict` (the current state refuses it) and `InvalidCommand` (self-contradictory).
+A stock shortage is not an error but an event: the saga reacts to it.
 """
 
 from __future__ import annotations

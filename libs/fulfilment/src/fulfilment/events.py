@@ -1,14 +1,9 @@
 """The events of the three aggregates: the facts other services consume.
 
-Events are frozen msgspec Structs. The JSON form carries the event's name in a
-`type` field, and each class states its `schema_version`; the pair
-(name, version) is how the event store and `schemas/` identify a shape. When a
-shape must change incompatibly, the old class is kept under a new Python name
-with the same tag and version, a new class takes the next version, and an
-upcaster converts the old payloads (see `fulfilment.registry`).
-
-Events do not forbid unknown fields: a consumer built against an older schema
-must keep reading when a field is added.
+Frozen msgspec Structs tagged by name (`type` in JSON), each with a `schema_version`;
+(name, version) identifies a shape in the store and in `schemas/`. An incompatible
+change keeps the old class under a new Python name and adds an upcaster
+(`fulfilment.registry`). Unknown fields are allowed, so older consumers keep reading.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """The order aggregate: place, confirm, reject, cancel.
 
-An order is placed by a customer and then waits (`pending`) while the saga
-reserves stock and takes payment; the saga confirms or rejects it. Its customer
-may cancel it while it is pending or confirmed (the saga then releases the stock
-and refunds); a rejected order is already over and cannot be cancelled.
-
-Repeating the transition an order already made (confirm a confirmed order,
-cancel a cancelled one) decides nothing: retries by the saga are harmless.
-Totals are computed here from quantities and unit prices; no total is ever
-taken from a command.
+A placed order is `pending` until the saga confirms or rejects it; its customer may
+cancel it while pending or confirmed, never once rejected. Repeating a transition
+already made decides nothing, so the saga's retries are harmless. Totals are
+computed here, never taken from a command.
 """
 
 from __future__ import annotations

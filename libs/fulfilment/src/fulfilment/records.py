@@ -1,24 +1,10 @@
 """Reading one Kafka record of the suite's topics (binary-mode CloudEvents, `asyncapi.yaml`), strictly.
 
-Every consumer of the suite reads records the same way, and a record it cannot
-read goes to its dead-letter topic under one of a few *reason classes* (the
-`reason` label of its dead-letter counter):
-
-- `bad-headers`: a required `ce_*` header is missing, repeated, not UTF-8, or not
-  of its form (`ce_id` a UUID, `ce_time` an RFC 3339 time with an offset,
-  `ce_streamversion` and `ce_schemaversion` plain ASCII decimals);
-- `bad-position`: `ce_position` missing or not a plain ASCII decimal in bigint range
-  (`str.isdigit()` accepts `'²'`, which `int()` refuses: the check is explicit);
-- `bad-key`: no key, or a key that is not the record's stream (`ce_subject`);
-- `unknown-type`: a `ce_type` this code does not know;
-- `unknown-schema-version`: a `ce_schemaversion` above the type's current one, or
-  one it cannot upcast from;
-- `bad-bytes`: a value that is not UTF-8;
-- `bad-json`: a value that is not JSON (or no value at all);
-- `wrong-shape`: JSON that is not the event its type names.
-
-Reading is split in two so a consumer can check the envelope's claims (is this
-event really at that position of the store's log?) whatever became of the payload.
+A record that cannot be read goes to the dead-letter topic under one reason class (the
+`reason` label of its counter): `bad-headers`, `bad-position`, `bad-key`, `unknown-type`,
+`unknown-schema-version`, `bad-bytes`, `bad-json`, `wrong-shape` (each defined in
+`docs/projector.md`, "Failures"). Reading is split in two so a consumer can check the
+envelope's claims (its position in the log) whatever became of the payload.
 """
 
 from __future__ import annotations

@@ -1,25 +1,10 @@
 """Rules across aggregates: a step of the order flow checked against the order it belongs to.
 
-Reservations, payments, commits, confirmation and refunds are commands on their
-own streams (a stock item, a payment), sent by the saga. Each names an order,
-and must fit it: a reservation is for a SKU on the order and the quantity
-ordered, a payment for the order's total in its currency, a confirmation needs
-the payment authorised and every line reserved, a refund is of what was
-captured and not of an order still confirmed. The aggregates cannot see each
-other's streams, so the command's caller reads the streams the command names
-and passes their states here, before deciding; a refusal is a `DomainError`
-naming the rule, like any other.
-
-The states are read just before the command is appended, not locked with it: an
-order cancelled between the check and the append is the saga's to compensate
-(it releases the reservation and refunds the payment it made), exactly as when
-the cancellation comes a moment later. The checks stop commands that could never
-be right, not races the flow already undoes (`docs/architecture.md`, "Business
-rules").
-
-Commands that record what the payment provider said (authorised, declined) and
-compensations (void, release) are not checked: a fact from outside is recorded
-whatever the order's state, and undoing is always allowed.
+The saga's reservations, payments, commits, confirmations and refunds must fit the
+order they name; the caller reads the streams named and passes their states here before
+deciding, and a refusal is a `DomainError`. States are read, not locked: a race with a
+cancellation is the saga's to compensate (`docs/architecture.md`, "Business rules").
+Facts from the payment provider and compensations are not checked.
 """
 
 from __future__ import annotations

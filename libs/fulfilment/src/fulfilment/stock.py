@@ -1,22 +1,10 @@
 """The stock item aggregate, one per SKU: the product's catalogue entry and its stock.
 
-Staff register a product with its price, change the price, deactivate it (no
-longer for sale) and activate it again, and receive stock. The saga reserves,
-releases and commits units for orders.
-
-`on_hand` counts the units physically in the warehouse; reservations set units
-aside for orders, so what can still be reserved is `on_hand - reserved`.
-Committing a reservation means its units left the warehouse: both `on_hand` and
-`reserved` drop.
-
-Reserve, release and commit are idempotent per order id, because the saga
-retries them: the first outcome for an order stands (a second reserve for the
-same order decides nothing, even after a failure), releasing what is not
-reserved decides nothing, and committing twice decides nothing. Asking for more
-than is available is recorded as `StockReservationFailed`, not raised.
-Reservations do not ask whether the product is still for sale: deactivating a
-product stops new orders, not the ones already placed. Whether a reservation
-fits its order is checked against the order (`fulfilment.rules`).
+Staff register, reprice, deactivate, activate and receive stock; the saga reserves,
+releases and commits units. Reservable is `on_hand - reserved`; a commit lowers both.
+Reserve, release and commit are idempotent per order id (the first outcome stands), and
+a shortage is recorded as `StockReservationFailed`, not raised. Deactivation stops new
+orders, not reservations of placed ones; fit to the order is `fulfilment.rules`.
 """
 
 from __future__ import annotations

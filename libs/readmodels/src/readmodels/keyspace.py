@@ -1,43 +1,12 @@
 """Where the read models live in Redis: key names, generations, and each projection's position.
 
-Every key starts with a prefix (empty in production; tests use their own so
-they never see each other's keys) and `rm:`. The Redis read models of one
-build live under a *generation* (`rm:redis:<generation>:...`); the key
-`rm:redis:live` names the generation readers use. A rebuild fills a new
-generation and then moves that pointer with one `SET`, so a reader that reads
-the pointer first and then its keys never sees a half-built model
-(`docs/projector.md`).
-
-Key layout (`G` = generation):
-
-- `rm:redis:live` (string): the generation readers use.
-- `rm:redis:building` (string): the generation a rebuild is filling, absent otherwise.
-- `rm:redis:G:order:<order id>` (hash): `OrderSummary` fields; `version` is the stream version.
-- `rm:redis:G:stock:<sku>` (hash): `StockLevel` fields.
-- `rm:redis:G:order-counts` (hash): status -> number of orders in that status.
-- `rm:redis:G:customer:<customer id>:orders` (sorted set): order ids scored by placement
-  time in ms; the newest `RECENT_ORDERS` are kept.
-- `rm:redis:G:built` (string): the generation's marker, written when the generation is whole
-  (a rebuild writes it just before its swap; the first start over an empty store writes it
-  for the initial generation). Redis keeps no marker it was never given: a live generation
-  without one (Redis restarted empty, its keys deleted) has lost its data, and readers answer
-  "being rebuilt" instead of "not found" (`readmodels.rebuilding`).
-- `rm:search:live`, `rm:search:building` (strings): generations of the orders index (readers
-  use the alias).
-- `rm:search:product-names` (hash): SKU -> product name, written once by the registration.
-- `rm:<projection>:position` (hash): `position` (every event at or below it is applied),
-  `transaction_id` and `log_position` (the applied prefix of the log).
-- `rm:<projection>:applied` (sorted set): positions applied, not yet folded into `position`.
-- `rm:<projection>:rebuild` (hash): progress of a running rebuild.
-- `rm:<projection>:rebuild-lock` (string, expires): the generation of the rebuild running now;
-  one rebuild of a projection at a time.
-- `rm:<projection>:repair` (hash): why the projector is repairing the projection (its data was
-  lost), while it does.
-- `rm:dead-letters:replayed` (set): dead letters already replayed (`projection/partition:offset`).
-
-`rm:<projection>:position` is also a pub/sub channel: the projector publishes
-the new position each time it advances, so a reader waiting for its own write
-wakes without polling.
+Every key starts with a prefix (empty in production, per test otherwise) and `rm:`.
+The Redis models of one build live under a generation (`rm:redis:<generation>:...`);
+`rm:redis:live` names the one readers use, and a rebuild moves it with one `SET`, so
+readers never see a half-built model. A live generation without its marker
+`rm:redis:G:built` has lost its data (`readmodels.rebuilding`). `rm:<projection>:position`
+is also the pub/sub channel on which each new position is announced. Full key layout:
+`docs/projector.md` ("Redis key layout").
 """
 
 from __future__ import annotations

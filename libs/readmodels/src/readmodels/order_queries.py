@@ -1,30 +1,11 @@
 """Reading the orders index: filters, sort, cursors, and the reader that runs them.
 
-The projector writes `OrderDocument`s behind the orders alias; this is the read
-side of that index, used by the query service.
-
-Pagination is `search_after` on an *immutable* sort key with the order id as
-tie-breaker: `placed_at` or `total` (neither changes after an order is placed),
-then `order_id`. Every order therefore keeps one place in the order of results
-for its whole life, and a cursor (the last hit's sort values) moves strictly
-forward: however the index changes between two pages, no order is shown twice,
-and no order that matches throughout is skipped. Orders placed during the
-walk land before or after the cursor by their own key, as they would in a
-fresh query. That needs no point-in-time on the engine (which would hold
-resources per client and break at a rebuild's alias swap), and it is why
-relevance and `updated_at` are not offered as sort orders: both move.
-
-A cursor is authenticated: base64url of its state (sort, sort values, a
-fingerprint of the filters) followed by the HMAC-SHA256 of that state under the
-reader's cursor key. Any cursor the service did not make itself, or one altered
-after, is refused (`InvalidCursor`) before its values reach the engine. Every
-instance serving one API needs the same key for its cursors to be good on all.
-
-The reader sends the bodies built here through the suite's one search client,
-`readmodels.search.SearchClient` (the engine's official client, found by
-`connect_search`): query, sort, `search_after` and aggregations are spelled the
-same by OpenSearch and Elasticsearch, so nothing here branches on the engine,
-and msgspec converts the answers into `OrderDocument`s.
+The query service's side of the index the projector writes behind the orders alias.
+Pages use `search_after` on an immutable key (`placed_at` or `total`, then `order_id`),
+so no order is shown twice or skipped however the index changes (why: `docs/query.md`,
+"Pagination"). Cursors are HMAC-SHA256-signed with the reader's cursor key; any other or
+altered cursor raises `InvalidCursor`. Queries go through `readmodels.search.SearchClient`
+and read the same on OpenSearch and Elasticsearch.
 """
 
 from __future__ import annotations
@@ -246,20 +227,12 @@ class _SearchResponse(msgspec.Struct):
 class OrderSearchReader:
     """Runs order searches against the index (or alias) `index` of the engine at `url`.
 
-    Unreachable, overloaded or failing engines raise `SearchUnavailable`, as does a
-    missing index (the projector has not created it yet); a query the engine calls
-    malformed raises `SearchRejected`.
-
-    The engine is identified (`connect_search`) on first use, not when the reader
-    is made: a service builds its reader before its event loop runs, and must
-    start while the engine is down. Until an identification succeeds every call
-    raises `SearchUnavailable` and the next call tries again; calls made while
-    one attempt is under way wait for that attempt instead of starting their own.
-    Each request is bounded by `timeout` and never repeated by the driver (the
-    caller answers 503 and its client retries), over at most `connections`
-    pooled connections. Cursors are signed and checked with `cursor_key` (every
-    instance of one API needs the same); without one, a random key of this
-    process's own.
+    Raises `SearchUnavailable` when the engine is unreachable, overloaded, failing, not yet
+    identified, or the index is missing, and `SearchRejected` for a query the engine calls
+    malformed. The engine is identified on first use (one attempt at a time, retried on the
+    next call), so a service starts while the engine is down. Each request is bounded by
+    `timeout`, never retried by the driver, over at most `connections` connections. Cursors
+    are signed with `cursor_key` (one per API; default: a random key of this process).
     """
 
     def __init__(

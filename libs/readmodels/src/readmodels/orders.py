@@ -1,15 +1,10 @@
 """The order read models: the search document, its versioned index mapping, and the Redis summary.
 
-The projector writes these shapes and the query service reads them, so both
-import them from here. Amounts are integers in minor units next to an ISO 4217
-currency code, as in the events. Times are RFC 3339 UTC strings.
-
-The index mapping is versioned in code: a change to `ORDER_MAPPINGS` or
-`ORDER_INDEX_SETTINGS` must bump `ORDER_MAPPING_VERSION`, and the new mapping
-reaches the engine by a rebuild into a new index behind the same alias
-(`docs/projector.md`). Only analyzers that every supported engine has
-(OpenSearch, core-only Elasticsearch) are used: a custom analyzer made of the
-standard tokenizer with the lowercase and stop filters.
+Shared by the projector (writes) and the query service (reads). Amounts are integers
+in minor units with an ISO 4217 code; times are RFC 3339 UTC strings. A change to
+`ORDER_MAPPINGS` or `ORDER_INDEX_SETTINGS` must bump `ORDER_MAPPING_VERSION` and reaches
+the engine by a rebuild (`docs/projector.md`); only analyzers every supported engine has
+are used.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Telling "this read model lost its data and is being rebuilt" from "no such thing".
 
-Redis runs without a guarantee that it keeps its data (a restart without
-persistence comes back empty), and a search index can be deleted. Either looks,
-to a reader, like a model with nothing in it: every order "not found", every
-count zero, the projections' positions at -1. So each whole model carries a
-mark the projector wrote when it made it whole, and a reader that does not find
-the mark answers 503 with `Retry-After` ("being rebuilt"), never a wrong 404 or
-count:
-
-- the Redis models: the live generation's marker `rm:redis:G:built` (under the
-  pointer `rm:redis:live`); no pointer, or no marker under it, is lost data;
-- the search model: the alias (a deleted index takes its alias with it), and its
-  bookkeeping in Redis, `rm:search:live` (gone with a Redis that lost its data,
-  and the search projection's position with it);
-- while the projector repairs a projection it also keeps `rm:<projection>:repair`,
-  saying why.
+An emptied Redis or a deleted index looks like a model with nothing in it. So each
+whole model carries a mark the projector wrote (Redis: the live generation's marker
+`rm:redis:G:built`; search: the alias and `rm:search:live`), a repair in progress keeps
+`rm:<projection>:repair`, and a reader that misses the mark answers 503 with
+`Retry-After`, never a wrong 404 or count (`docs/query.md`).
 """
 
 from __future__ import annotations

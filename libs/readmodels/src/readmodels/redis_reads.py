@@ -1,14 +1,9 @@
 """Reading the Redis read models of one generation (see `readmodels.keyspace` for the layout).
 
-Resolve the generation once per request (`Keyspace.live_models`) and pass its
-keys to every read of that request, so a rebuild's swap between two reads
-cannot mix two generations in one answer. A read of a single hash does both in
-one round trip instead (`LiveHashes`): a script reads the pointer and the hash
-under it, atomically.
-
-Both check the live generation's marker on the way (`readmodels.rebuilding`): a
-model that lost its data raises `ReadModelRebuilding` rather than answering
-"no such order" or zero counts.
+Resolve the generation once per request (`Keyspace.live_models`) and pass its keys to
+every read of that request, so a rebuild's swap cannot mix two generations in one
+answer; `LiveHashes` reads pointer and hash atomically in one script. Both raise
+`ReadModelRebuilding` when the live generation's marker is gone (`readmodels.rebuilding`).
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
-"""One client for the Elasticsearch-API search engines the suite runs on.
+"""One client for the Elasticsearch-API search engines the suite runs on (OpenSearch, Elasticsearch).
 
-The local stack runs both OpenSearch 2.19 and Elasticsearch 9; docker-compose
-runs Elasticsearch. Their REST APIs agree on everything the read models use,
-but their official Python clients refuse each other's servers
-(elasticsearch-py checks the product header), so `connect_search` asks the
-server what it is and wraps the matching official client behind the few
-operations the suite needs.
-
-The operations keep to what both engines' core offers, because the
-Elasticsearch the local stack runs is the bare integration-test distribution:
-standard/simple/stop/whitespace analyzers and custom analyzers built from the
-standard tokenizer with the lowercase and stop filters; external versioning;
-aliases with atomic swaps; bool/nested/match/term queries; search_after;
-terms and date_histogram aggregations. No painless scripts, `_reindex`,
-`_delete_by_query`, language analyzers or stemmers, and no `GET /`, on which
-neither the identification nor a health check may rely.
+Their official Python clients refuse each other's servers, so `connect_search`
+identifies the server and wraps the matching client behind the few operations the
+suite needs, kept to what both engines' core offers (the local stack's Elasticsearch
+is the bare integration-test distribution): no painless scripts, `_reindex`,
+`_delete_by_query`, language analyzers or `GET /`. The list: `docs/architecture.md`
+("The search client").
 """
 
 from __future__ import annotations
@@ -454,19 +445,12 @@ async def connect_search(
 ) -> SearchClient:
     """Identify the engine at `url` and return a client for it.
 
-    Elasticsearch names itself in the `X-Elastic-Product` header of every
-    response; OpenSearch never sends it and names itself in `GET /`, which the
-    Elasticsearch the local stack runs does not serve. The version comes from
-    the node info, which both serve.
+    Elasticsearch names itself in the `X-Elastic-Product` header; OpenSearch does not.
 
-    `timeout` bounds each request, identification included; `connections` is
-    the size of the client's connection pool (further requests wait for a
-    free connection). `retries` is how often the driver repeats a request that
-    found no connection or an overloaded engine (both drivers: 502, 503, 504;
-    Elasticsearch's also 429), defaulting to the drivers' own 3. A caller that
-    answers such a failure itself, or retries in its own loop, passes 0: the
-    driver's retries would multiply its wait. A request that timed out is never
-    repeated.
+    `timeout` bounds each request, identification included; `connections` is the pool
+    size. `retries` is how often the driver repeats a request that found no connection or
+    an overloaded engine (default: the drivers' 3); pass 0 when the caller retries or
+    answers itself. A timed-out request is never repeated.
     """
     base = url.rstrip("/")
     try:

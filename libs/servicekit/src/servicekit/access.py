@@ -1,23 +1,10 @@
 """The one check in front of every protected route: authenticate, rate-limit, authorise, in that order.
 
-The order decides the answer: no valid token is 401 before anything else (but
-counts against the caller's address, so unauthenticated floods are limited too), a
-subject over its allowance is 429 whatever it asked for, and only then is a
-missing role 403.
-
-    access = access_check(build_verifier(settings), RateLimiter(...))
-    protected = Router(path="/", route_handlers=[...], before_request=access)
-    app = Litestar(route_handlers=[protected, ...], ...)
-    require_access_check(app, access)
-
-It is a `before_request` hook rather than a guard because Litestar hands every
-guard a copy of the route handler, made anew for each request: about 12 µs, as
-much as the whole check, on every request of every protected route. A hook is
-called with the request alone. Unlike guards, hooks do not add up across layers:
-the one closest to a route replaces the others. So `require_access_check` refuses, at
-start-up, an app where a route that names its roles (`opt=allow(...)`) is not
-checked by this hook, and a route's own `before_request` cannot switch access
-control off unnoticed.
+No valid token is 401 (still counted against the caller's address), a subject over
+its allowance is 429, and only then is a missing role 403. Install it as the
+protected router's `before_request` and call `require_access_check(app, access)`,
+which refuses at start-up a route with `opt=allow(...)` this hook does not check
+(why a hook, not a guard: `docs/architecture.md`).
 """
 
 from __future__ import annotations

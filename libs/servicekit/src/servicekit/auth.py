@@ -1,21 +1,11 @@
 """Bearer-token authentication (PyJWT) and the roles each endpoint accepts.
 
-A token must carry a verifying signature, `exp`, `iss`, `aud` and `sub`; `nbf`
-is checked when present; `leeway` absorbs small clock differences. Only the
-configured algorithms are accepted, and the algorithm decides where the key comes
-from (HS256: the configured secret; RS256/ES256: the JWKS), so `alg: none` and
-algorithm confusion are refused before any signature check.
-
-Roles come from the `roles` claim, a list of known role names; a token whose
-`roles` is anything else (a string, a number, an unknown name) is refused rather
-than read generously. The `scope` claim (space separated) grants roles only
-when the service is configured to read it (`JWT_SCOPE_ROLES=true`): `customer`
-places and cancels their own orders, `staff` manages stock, `service` is the
-saga's role for everything it drives.
-
-The subject is checked before anything uses it: 1 to 200 printable ASCII
-characters without spaces. It becomes a customer id in events and a key in
-Redis, so a lone surrogate or a control character must stop here.
+A token needs a valid signature, `exp`, `iss`, `aud` and `sub` (`nbf` when present,
+with `leeway`); only configured algorithms are accepted, each with its own key source
+(HS256: the secret; RS256/ES256: the JWKS), so `alg: none` and algorithm confusion fail.
+Roles come from a `roles` list of known names (anything else is refused) and, with
+`JWT_SCOPE_ROLES=true`, from `scope`. The subject must be 1 to 200 printable ASCII
+characters without spaces: it becomes a customer id in events and a Redis key.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """Strict JSON request bodies: one rule for every endpoint of every service.
 
-Litestar reads a JSON body into Python objects and then converts them to the
-handler's type with `msgspec.convert(..., strict=False)`, which accepts `"1"`
-and `1.0` for an integer. A body here is decoded once, straight into its
-msgspec `Struct`, with `strict=True`: a number is a JSON number of the right
-kind, a string a JSON string, nothing is coerced.
-
-Two things msgspec does not check are checked here too:
-
-- the media type: a body is `application/json` (or `…+json`); anything else,
-  or none, is refused with 415 before it is read as JSON;
-- repeated keys: JSON parsers disagree on `{"a": 1, "a": 2}` (most keep the
-  last, some the first), so a body that holds one is refused, naming the key.
-  Checking every object of every body would cost a second parse; instead one
-  regular-expression pass lists the body's keys, and only a body in which a key
-  text occurs twice (an order's lines all have a `sku`) or a key holds an escape
-  is parsed again, by the standard library with a hook that sees each object's
-  pairs in order.
+A body is decoded once, straight into its msgspec `Struct`, with `strict=True`
+(Litestar's own conversion would accept `"1"` for an integer). A body that is not
+`application/json` (or `…+json`) is refused with 415 before it is read; one with a
+repeated key is refused naming the key, because JSON parsers disagree on which
+value wins (how it is checked cheaply: `docs/architecture.md`).
 """
 
 from __future__ import annotations

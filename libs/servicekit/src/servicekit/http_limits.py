@@ -1,26 +1,11 @@
 """Limits on what a client may send before the app sees a request, enforced in uvicorn's protocol.
 
-uvicorn's httptools protocol (the fast one) puts no bound on the size or number
-of request headers, and no deadline on sending them: a client could hold
-megabytes of headers in memory or keep a connection open forever by sending
-nothing. `LimitedHttpToolsProtocol`, a subclass of it, reads `HeaderLimits` from
-the server's `LimitedConfig` (a picklable `uvicorn.Config`, so worker processes
-get the same limits) and:
-
-- answers **431** and closes when the headers (names, values and the URL) pass
-  `max_header_bytes`, or their count passes `max_headers`;
-- answers **414** when the URL alone passes `max_header_bytes`;
-- answers **408** and closes when a request's headers are not complete within
-  `header_timeout` seconds of its first byte, and closes silently a connection
-  that sends nothing at all for that long.
-
-A refusal is sent, then the server's side of the connection is shut (the
-client reads the answer, then the end of the stream), and what the client still
-sends is read and dropped until it closes, or for at most two seconds: closing
-at once with the rest of a large request unread would reset the connection, and
-the reset can destroy the answer before the client reads it.
-
-Everything else is uvicorn's own behaviour.
+uvicorn's httptools protocol bounds neither header size nor the time to send them.
+`LimitedHttpToolsProtocol` reads `HeaderLimits` from `LimitedConfig` (a picklable
+`uvicorn.Config`, so workers share them) and answers 431 (headers over
+`max_header_bytes` or `max_headers`), 414 (URL alone over `max_header_bytes`) or 408
+(headers incomplete within `header_timeout`; a silent connection is just closed).
+How a refusal is sent without a reset: `docs/architecture.md`.
 """
 
 from __future__ import annotations

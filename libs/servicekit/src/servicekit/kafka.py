@@ -1,21 +1,12 @@
 """Kafka consumers of the suite (FastStream over aiokafka): raw records in, and whether they can fetch.
 
-Two things every consumer needs and FastStream does not give:
-
-- **Our code sees every record, as bytes.** FastStream's default parser decodes
-  each header as UTF-8 (one invalid byte raises before any handler runs) and its
-  default decoder parses the value by `content-type` (a non-JSON value labelled
-  `application/json` raises). With the broker's logger off, such a record was
-  dropped without a trace. `raw_parser` and `raw_decoder` (pass them as a
-  subscriber's `parser=` and `decoder=`) hand the handler the untouched
-  `ConsumerRecord`s, so the consumer's own reading decides, and dead-letters.
-- **Readiness tells the truth.** A subscriber keeps "running" through a Kafka
-  outage (aiokafka retries in the background); `fetch_problem` asks each
-  subscriber's own consumer whether it could fetch now: its group coordinator is
-  known and the leaders of its partitions accept a connection.
-
-FastStream and aiokafka are the services' dependencies, not the kit's: the
-objects are used through the few attributes named here.
+`raw_parser` and `raw_decoder` (a subscriber's `parser=` and `decoder=`) hand the
+handler untouched `ConsumerRecord`s: FastStream's defaults raise on a non-UTF-8
+header or a bad JSON value before any handler runs, and the record was then dropped
+silently, so the consumer's own reading must decide, and dead-letter. `fetch_problem`
+asks each subscriber's consumer whether it could fetch now (readiness), since a
+subscriber keeps "running" through an outage. FastStream and aiokafka are used only
+through the few attributes named here.
 """
 
 from __future__ import annotations

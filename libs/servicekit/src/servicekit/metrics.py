@@ -1,14 +1,9 @@
 """Prometheus metrics: one registry per app, exposed on `GET /metrics` by prometheus-client.
 
-Each app gets its own `CollectorRegistry` rather than the process-wide default,
-so tests can build several apps in one process and each scrape shows exactly one
-app's series. Values that are cheaper to read at scrape time than to keep
-current (a lag computed by a query) are refreshed by an async `refresh` callback
-just before the registry is rendered.
-
-With several uvicorn workers each process has its own registry; a scrape sees
-the worker that answered it. Run one worker per container (and scale containers)
-where exact per-service totals matter.
+Each app has its own `CollectorRegistry`, so several apps in one process (tests) each
+show only their own series. Values cheaper to read at scrape time (a lag from a query)
+are refreshed by an async `refresh` callback before rendering. Each uvicorn worker has
+its own registry: run one worker per container where exact totals matter.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The OpenAPI document of an HTTP service: its config, problem responses, strict body schemas.
 
-Every API of the suite serves its document as `/schema/openapi.json` and
-`/schema/openapi.yaml` (`/schema` answers the JSON), without an HTML viewer:
-Litestar's viewers load their scripts from a CDN, without subresource integrity,
-into a page on the service's own origin, and any viewer can open the JSON. It
-declares one `bearer` (JWT) security scheme, and documents each error an
-operation can give as an RFC 9457 problem (`application/problem+json`). A
-service names its own descriptions per status:
+Served as `/schema/openapi.json` and `/schema/openapi.yaml` (`/schema` answers JSON)
+with no HTML viewer (Litestar's load scripts from a CDN without subresource
+integrity). One `bearer` (JWT) scheme; each error is documented as an RFC 9457
+problem, described per status by the service:
 
     responses = problem_responses(DESCRIPTIONS, 404, 409)
 """

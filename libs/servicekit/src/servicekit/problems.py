@@ -1,18 +1,10 @@
 """RFC 9457 problem details: every error answer of every service, from one table per service.
 
-Every error response is `application/problem+json` with `type`, `title`, `status`,
-`detail`, `instance`, a stable `code` clients switch on, and, for invalid input,
-`errors` naming each field. A client's mistake maps to a 4xx; only a fault of the
-service itself becomes a 500, and its detail stays generic (the log has the
-traceback, under the same trace id).
-
-A service builds its `ProblemTable` from the kit's rules (authentication, rate
-limits, request validation, HTTP errors) plus its own: a mapping from exception
-type to a function that answers it. The most specific registered class of an
-exception wins, so a service can answer a subclass differently from its base.
-Dependencies that may be briefly down are registered with `unavailable(...)`:
-they answer 503 with `Retry-After`, which tells a client the request is safe to
-retry.
+Each error is `application/problem+json` with `type`, `title`, `status`, `detail`,
+`instance`, a stable `code`, and `errors` naming each invalid field. Client mistakes
+are 4xx; only a service fault is a 500, with a generic detail. A `ProblemTable` maps
+exception types to answers (the most specific registered class wins); `unavailable(...)`
+registers a dependency's errors as 503 with `Retry-After`.
 """
 
 from __future__ import annotations

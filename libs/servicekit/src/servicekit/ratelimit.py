@@ -1,31 +1,12 @@
 """Rate limiting per authenticated subject, shared by every instance through Redis.
 
-The limiter is GCRA (the generic cell rate algorithm): one Redis key per subject
-holds the "theoretical arrival time" of its next request, so a subject may send
-`burst` requests at once and then `rate` per second, with no counters to sweep
-and no window edges to game. The check and the update run in one Lua script, so
-instances racing on a subject cannot both spend the same allowance, and the
-time comes from Redis itself, so instance clocks do not matter.
-
-A round trip to Redis per request would cost more CPU than the rest of
-authentication, so an instance takes allowance in small leases: one script call
-spends `lease` requests' worth at once, and the next `lease - 1` requests of
-that subject are let through locally. Leased allowance that is not used within
-a second is dropped. Every request is still paid
-for in Redis, so a subject never exceeds its rate in total, however many
-instances serve it; at worst a subject spread over many instances is held back
-a little early.
-
-Redis stays off a busy subject's requests altogether: when half of a lease is
-used, the next one is taken in the background, so the subject's requests keep
-finding local allowance while it arrives. Only a subject's first request (or
-the first after a pause longer than the lease) waits for Redis. A refill that
-Redis refuses adds nothing; the subject then runs out and its next request asks
-Redis itself, which answers 429 with the time to wait.
-
-When Redis cannot be reached the limiter lets requests through and logs it:
-rate limiting protects the service, and failing closed would turn a Redis outage
-into a full outage of the write side.
+GCRA in one Lua script (one key per subject, Redis's own clock): `burst` requests at
+once, then `rate` per second, and racing instances cannot spend the same allowance.
+To keep Redis off most requests an instance takes allowance in leases of `lease`
+requests, refilled in the background; every request is still paid for in Redis, so
+no subject exceeds its rate in total. When Redis is unreachable requests pass (logged):
+failing closed would turn a Redis outage into a write-side outage. Details:
+`docs/architecture.md`.
 """
 
 from __future__ import annotations

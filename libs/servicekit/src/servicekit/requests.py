@@ -1,16 +1,9 @@
 """The request class every service uses: a body that cannot be read is the client's mistake.
 
-Litestar decodes a JSON body with msgspec; a body that is not UTF-8 raises
-`UnicodeDecodeError`, and one nested deeper than the parser's recursion limit
-`RecursionError`, which would otherwise surface as a 500. A client that hangs
-up before its body arrives surfaces as an internal error too. Here each
-becomes the kit's own refusal (`MalformedBody`, `ClientDisconnected`), which
-the problem table answers as a 400 (and logs a disconnect only at INFO: it is
-the network, not a fault).
-
-A handler whose `data` is a msgspec `Struct` gets its body through
-`servicekit.bodies`: refused unless it is sent as JSON (415), decoded strictly
-straight into the Struct, repeated keys refused (422 naming the field).
+A body that is not UTF-8, nests past the parser's recursion limit, or never arrives
+(the client hung up) would surface as a 500; here each becomes `MalformedBody` or
+`ClientDisconnected`, answered as 400 (a disconnect logged at INFO only). A `Struct`
+body goes through `servicekit.bodies`: 415 unless JSON, strict, repeated keys 422.
 """
 
 from __future__ import annotations

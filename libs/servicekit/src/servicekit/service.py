@@ -1,34 +1,12 @@
 """`Service`: the one way a service process is built, started, supervised and stopped.
 
-A service declares what it is; the kit owns how it runs:
-
-    def create_app(settings: RelaySettings) -> Litestar:
-        service = Service(settings, "relay", problems=PROBLEMS)
-
-        async def start(run: Startup) -> None:
-            pool = await run.connect("postgres", settings.database_url, open_pool, close=close_pool)
-            run.ready("postgres", postgres_check(pool))
-            run.provide("relay", relay := Relay(...))
-            run.spawn("publishing", relay.run, transient=STORE_TRANSIENT)
-
-        return service.app([status_route], start=start, provides=["relay"])
-
-Why it is shaped so:
-
-- The HTTP server answers at once; `start` runs in the background. A dependency that is
-  down at start-up is waited for (`connect`), with backoff, for as long as it takes, and
-  `/health/ready` names it and its host meanwhile (never a password): what Kubernetes
-  wants from a pod whose database is not up yet. A handler whose object is not there
-  yet answers 503 `starting` with `Retry-After`.
-- Every background loop is `spawn`ed. A loop that fails with an error its dependency
-  calls transient is restarted with backoff (and readiness says so while it waits). A
-  loop that ends any other way, or a `start` that fails for good, is fatal: one log
-  line, `/health/live` turns 503, and `servicekit.runner.serve` ends the process with
-  `EXIT_TASK_ENDED` so that its supervisor restarts it. A live process with a dead
-  loop is what this rules out.
-- Handlers reach their objects one way: each name in `provides` is a Litestar
-  dependency whose value `start` hands over with `provide` (or, given as a
-  mapping, the value it names, there from the start).
+A service declares `start(run)`: `run.connect` waits (with backoff) for a dependency,
+`run.ready` adds a readiness check, `run.provide` hands an object to the handlers named
+in `provides` (they answer 503 `starting` until then), `run.spawn` starts a loop. The
+server answers at once while `start` runs; a loop failing with a transient error is
+restarted with backoff, and any other end is fatal (`/health/live` 503, then
+`servicekit.runner.serve` exits with `EXIT_TASK_ENDED`). Example and the reasons:
+`docs/architecture.md` ("Adding a service", "What the kit promises every service").
 """
 
 from __future__ import annotations

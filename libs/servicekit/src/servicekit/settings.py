@@ -1,15 +1,9 @@
 """Typed settings read from environment variables.
 
-A service declares its settings as a frozen `msgspec.Struct`, usually extending
-`ServiceSettings` (the fields every service process has: its HTTP address, log
-level, tracing, shutdown). Each field is read from the variable of the same name
-in upper case (`database_url` from `DATABASE_URL`); with a `prefix`, the
-prefixed name wins when both are set (`COMMAND_PORT` over `PORT`), so several
-services can share one environment and still each have their own port. Values
-are converted with msgspec, so `"5"` becomes `5` for an `int` field, and
-constraints in `Annotated[..., Meta(...)]` are checked. A missing or malformed
-value raises `SettingsError` naming the variable, at start-up, rather than a
-confusing failure at first use.
+Each field of a frozen `msgspec.Struct` (usually extending `ServiceSettings`) is read
+from its upper-case name; with a `prefix` the prefixed name wins (`COMMAND_PORT` over
+`PORT`). Values are converted and checked by msgspec (`Annotated[..., Meta(...)]`); a
+missing or malformed value raises `SettingsError` naming the variable, at start-up.
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """The server span of an HTTP request: sampled as the SDK samples, recorded for less.
 
-Every request has one server span, so its cost is paid on every request. The
-SDK's recording span takes a lock for each change, checks each attribute as it
-is set, keeps bounded lists for events and links and copies itself into a
-`ReadableSpan` at its end: about 130,000 CPU instructions, a sixth of a read by
-id in the query service, even when no processor receives it.
-
-`ServerSpans` makes the same decisions with the provider's own sampler and id
-generator: an unrecorded span is the API's `NonRecordingSpan`, a recorded one a
-`RequestSpan`, which keeps its name, attributes, events, links and status in
-plain containers (a request is handled on one event loop) and, at its end,
-hands the span processors one SDK `ReadableSpan`, its attributes bounded and
-checked by the SDK's `BoundedAttributes` under the provider's `SpanLimits`.
-When no processor is registered (`OTEL_EXPORTER=none`), nothing is built at all.
-
-The span processors see a server span in `on_end` only, never in `on_start`
-(the SDK's batching and simple processors do nothing there). Every other span
-of a request (asyncpg queries, a handler's own) is an ordinary SDK span, a child
-of this one.
+`ServerSpans` uses the provider's own sampler and id generator: an unrecorded span is
+a `NonRecordingSpan`, a recorded one a `RequestSpan` (plain containers, one event
+loop) that hands the span processors one SDK `ReadableSpan` at its end, attributes
+bounded by the provider's `SpanLimits`; with no processor (`OTEL_EXPORTER=none`)
+nothing is built. Processors see it in `on_end` only. Other spans of a request are
+ordinary SDK spans, its children. Why (the SDK span's cost): `docs/benchmarks.md`.
 """
 
 from __future__ import annotations

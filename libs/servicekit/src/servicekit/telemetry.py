@@ -1,25 +1,13 @@
 """OpenTelemetry tracing for HTTP, asyncpg and Kafka, the request's correlation id and access log line.
 
-Spans are always made, even when nothing exports them, so that every request has
-a trace id to log and to write into the metadata of the events it appends: a
-consumer downstream continues the same trace from the event's `traceparent`
-(`context_of`, `traceparent_of`), and a publisher links its span to the events it
-sends (`link_to`).
-
-HTTP requests are traced by `RequestTelemetry`, a small ASGI wrapper on the
-OpenTelemetry API around the whole app (`Observability.instrument`): one server
-span per request, continuing an incoming `traceparent`, named after the route
-template, with the method, route and status as attributes (a `servicekit.spans`
-server span: sampled as the SDK samples, recorded for a fraction of its cost). It replaces the
-generic ASGI instrumentation, which records far more per request (every
-header-derived attribute, spans around each send) and cost about a sixth of the
-service's CPU per command in the benchmark. The same wrapper sets the
-correlation id, adds the answer's own headers (`X-Correlation-ID`, `nosniff` and
-those a handler queued with `add_response_headers`) and writes the JSON access
-line, so a request passes through one wrapper instead of several. Around the
-app rather than as a route middleware, it sees every answer, the router's 404
-and 405 too, and Litestar adds no second exception layer around each route
-(it does for any route middleware).
+Spans are always made, exported or not, so every request has a trace id to log and to
+put in its events' metadata; consumers continue it (`context_of`, `traceparent_of`) and
+a publisher links to it (`link_to`). `RequestTelemetry`, one ASGI wrapper around the
+whole app (`Observability.instrument`), makes the server span (named after the route
+template), sets the correlation id and the answer's headers (`X-Correlation-ID`,
+`nosniff`, those queued with `add_response_headers`) and writes the access line;
+around the app it sees every answer, the router's 404 and 405 too. It replaces the
+generic ASGI instrumentation, for its cost (`docs/benchmarks.md`).
 """
 
 from __future__ import annotations

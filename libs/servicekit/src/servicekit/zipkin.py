@@ -1,21 +1,10 @@
 """Spans to a Zipkin server (`OTEL_EXPORTER=zipkin`): OpenTelemetry's Zipkin JSON exporter, links kept.
 
-The exporter posts Zipkin's v2 JSON to the standard `OTEL_EXPORTER_ZIPKIN_ENDPOINT`
-(default `http://localhost:9411/api/v2/spans`), with `OTEL_EXPORTER_ZIPKIN_TIMEOUT`.
-
-Zipkin's span model has parents but no links, and the exporter drops an
-OpenTelemetry span's links without a trace. The suite needs them: the relay's
-`relay publish` span is the root of a trace of its own, linked to the traces of
-the events it published (one span per confirmed batch, many requests). So each
-link becomes two tags, `links[i].traceId` and `links[i].spanId`, the names
-Micrometer Tracing's Brave bridge gives them: Zipkin shows them with the span,
-and a tag search (`annotationQuery=links[0].traceId=<id>`) finds the publish of
-a request's events.
-
-A tag without a value is left out: the exporter writes the instrumentation
-scope's version even when the scope has none (`"otel.library.version": null`,
-so for every span of `tracer_provider(...).get_tracer(name)` and every server
-span), and Zipkin answers such a batch with 400, dropping all of its spans.
+Posts Zipkin v2 JSON to `OTEL_EXPORTER_ZIPKIN_ENDPOINT` (default
+`http://localhost:9411/api/v2/spans`), with `OTEL_EXPORTER_ZIPKIN_TIMEOUT`. Zipkin has
+no links, so each link becomes tags `links[i].traceId`/`links[i].spanId` (the relay's
+publish span links to its events' traces). Tags without a value are left out: Zipkin
+refuses a batch holding one with 400 (`docs/observability.md`).
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Consuming the suite's topics with FastStream: one batch subscriber per projection.
 
-Each projection is its own consumer group (`PROJECTOR_GROUP_PREFIX` + name), so
-Redis keeps being served while the search engine is down, and the instances of
-the projector share each group's partitions. Offsets are committed by hand
-(`AckPolicy.MANUAL`), after `BatchRunner.handle` has made the batch durable.
-
-The subscribers hand the runner the raw records (`servicekit.kafka.raw_parser`
-and `raw_decoder`): FastStream decodes nothing, so no record is dropped before
-the runner has read it, and dead-lettered it if it cannot. `consumer_check` is
-the readiness check: whether every subscriber's consumer could fetch now.
+Each projection is its own consumer group (`PROJECTOR_GROUP_PREFIX` + name), so Redis
+is served while the search engine is down. Offsets are committed by hand after
+`BatchRunner.handle` made the batch durable; records arrive raw (`servicekit.kafka`) so
+none is dropped before the runner reads or dead-letters it. `consumer_check` is the
+readiness check.
 """
 
 from __future__ import annotations

@@ -1,37 +1,11 @@
 """The position a projection has reached, tracked against the event store.
 
-The rule: a projection has *reached position P* when every event whose global
-position is at or below P is applied to it. That is what a reader holding the
-command service's consistency token (the position of the command's last event)
-needs, and it is not what "the highest position applied" means, for two reasons:
-
-1. Kafka partitions are consumed in parallel, by several instances: an event at
-   position 90 on one partition may be applied after 100 on another.
-2. Positions are not in log order. The log is ordered by (transaction id,
-   position); a transaction may take position 90, commit after another took and
-   committed 100, and so appear after it in the log (`docs/event-store.md`).
-
-So the projector tracks against the store:
-
-- After a batch's writes are durable, the positions it applied go into a sorted
-  set in Redis (`Keyspace.applied`), from whichever instance applied them.
-- A tracker walks the store's gap-safe log from the *applied prefix* `W` (a log
-  position): while the next event of the projection's categories is in the set,
-  `W` moves past it (events of other categories do not concern it). It stops at
-  the first event not applied yet. Everything at or before `W` in log order is
-  applied.
-- To turn that into a position, each round first reads the position sequence's
-  last value `L`, then (in the page query) the snapshot's `xmax` `X`. Every
-  position <= `L` was taken by a transaction with an id below `X` (an append
-  takes its transaction id when it locks the stream row, before its events take
-  positions). Once every transaction below `X` is inside the applied prefix
-  (`W`'s transaction id >= `X`, or the page reached the end of the log under a
-  horizon >= `X`), every event at or below `L` is applied: the position becomes `L`.
-
-The new position is written with a compare-and-set script (it never goes
-backwards, whichever instance's tracker is ahead) and published on the
-position's channel, so waiting readers wake at once. The folded positions leave
-the sorted set.
+A projection has reached P when every event at or below P is applied, which is not
+"the highest position applied": partitions are consumed in parallel and positions are
+not in log order. Applied positions go into a Redis sorted set; a tracker walks the
+gap-safe log from the applied prefix and turns it into a position, written with a
+compare-and-set (never backwards) and published on its channel. The argument, step by
+step: `docs/projector.md` ("The position a projection has reached").
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """The two projections as the consumer sees them: where they write, and how.
 
-A projection writes to its *live* generation and, while a rebuild runs, also
-to the generation being built, so that the rebuilt model misses nothing the
-live one gets before the swap (`rebuild.py`).
-
-A live generation that lost its data (Redis restarted empty, the index deleted;
-`readmodels.rebuilding`) gets no writes: its pointer is gone, or the repair
-marked the projection `repairing`. The events those batches carry reach the
-rebuild from the store instead (everything consumed before the building pointer
-is set is in the log up to the rebuild's head), and a write that finds the
-model missing wakes the repair (`ModelSignals.noticed`).
+A projection writes to its live generation and, during a rebuild, to the one being
+built too, so the rebuilt model misses nothing (`rebuild.py`). A live generation that
+lost its data gets no writes (those events reach the rebuild from the store), and a
+write that finds the model missing wakes the repair (`ModelSignals.noticed`).
 """
 
 from __future__ import annotations

@@ -1,36 +1,11 @@
 """Rebuilding a projection from the event store, without downtime.
 
-1. Create a new, empty generation (a new index with the mapping of this code's
-   `ORDER_MAPPING_VERSION`; a new Redis key space) and point
-   `rm:<projection>:building` at it. From their next batch on, the live
-   consumers write every event to the live generation *and* to this one.
-2. Read the store's global log (never Kafka) from the start, or from
-   `--from-position`, page by page into the new generation, with the same
-   projection code. Live writes racing with these are harmless: every write is
-   guarded by the stream version, and a writer that meets a gap fills it from the
-   store first.
-3. The rebuild reads up to the head of the log (its last visible event in log
-   order) as it was right after the pointer was set. Then every event is in the
-   new generation: any event a live consumer applied without seeing the pointer
-   was published by the relay, so visible in the log, before the pointer was
-   set, and is at or before that head; every later event is dual-written by the
-   live consumers. So the rebuild ends even while writes go on.
-4. Swap atomically: the alias moves to the new index in one request; the Redis
-   pointer `rm:redis:live` is replaced with one `SET`. Readers resolve the alias
-   or the pointer once per request, so none sees a half-built model.
-5. Restore the position: the log up to the head is in the new generation, so the
-   applied prefix moves up to it (it never moves back). After Redis lost the
-   model, the position went with it, and this is what gives it back
-   (`ProgressTracker.restore`); a few tracker rounds then turn it into a position.
-6. Clear the building pointer, wait a grace period (readers that resolved the
-   old generation finish), and delete the old generation.
-
-One rebuild of a projection runs at a time (`rm:<projection>:rebuild-lock`,
-expiring, renewed while the rebuild runs): a second would move the building
-pointer away from the first, whose generation would then miss live writes.
-
-Progress (read, total, rate, ETA) goes to `rm:<projection>:rebuild` for
-`/metrics`, and to a callback for the CLI's progress bar.
+A new generation is filled from the store's global log (never Kafka) while the live
+consumers dual-write into it, up to the log's head as it was when the building pointer
+was set; then the alias or Redis pointer swaps atomically, the applied prefix moves up
+to that head, and the old generation is deleted after a grace period. One rebuild per
+projection at a time (`rm:<projection>:rebuild-lock`). Progress goes to
+`rm:<projection>:rebuild` and a callback. Why it loses nothing: `docs/projector.md`.
 """
 
 from __future__ import annotations

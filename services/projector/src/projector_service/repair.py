@@ -1,25 +1,11 @@
 """Lost read models repair themselves: noticed, rebuilt from the event store, positions restored.
 
-Redis may come back empty (a restart without persistence, a FLUSHDB) and a
-search index may be deleted. Nothing then says "not found" truthfully: the
-models are derived data (`docs/projector.md`), so the projector rebuilds them.
-
-- **Noticing** (`lost`): the marks each whole model carries
-  (`readmodels.rebuilding.model_lost`: the Redis live generation's marker, the
-  projection's live pointer in Redis, a repair left unfinished) and, for the
-  search model, its alias. Checked every `interval` seconds and at once when a
-  consumer's write finds a live model missing (`ModelSignals.noticed`). A Redis
-  that lost its data loses the search projection's pointer and position as
-  well, so both projections are repaired then.
-- **Repairing**: the projection is marked `repairing` (its consumers stop
-  writing to the lost live generation), `rm:<projection>:repair` says why (the
-  query service answers 503 "being rebuilt" while it exists), then the usual
-  rebuild (`rebuild.py`): a new generation filled from the store's global log
-  while the live consumers keep writing to it, the atomic swap, and the position
-  restored from the head the rebuild read up to. One rebuild of a projection
-  runs at a time across instances (the rebuild's lock); an instance that finds
-  another's rebuild running waits for it.
-- A repair that fails (a store down mid-rebuild) is tried again, with backoff.
+`lost` checks each model's marks (`readmodels.rebuilding.model_lost`, the search alias)
+every `interval` seconds and at once when a write finds a model missing; a Redis that
+lost its data costs both projections. The repair marks the projection `repairing`,
+records why in `rm:<projection>:repair` (readers answer 503 meanwhile), runs the usual
+rebuild (`rebuild.py`), and is retried with backoff when it fails
+(`docs/projector.md`, "Lost read models repair themselves").
 """
 
 from __future__ import annotations

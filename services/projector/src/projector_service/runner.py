@@ -1,23 +1,12 @@
 """One batch of Kafka records through one projection: decode, apply, dead-letter, mark.
 
-The order of things is what makes it at-least-once without loss:
-
-1. decode every record (`fulfilment.records`); one that is not a well-formed known
-   event is poison, and so is one the event store does not hold at the stream,
-   version and position it claims (a record written straight into the topic);
-2. apply the batch's events to every target generation. While a store is
-   unreachable (Redis, the search engine, PostgreSQL for a gap fill) the batch is
-   retried with exponential backoff and full jitter, for as long as it takes:
-   consumption pauses, nothing is committed, the projection reports why;
-3. an event the stores refuse (a deterministic failure) is tried alone up to
-   `max_attempts` times, then dead-lettered with the reason;
-4. every poison record is dead-lettered with its reason, one log line and the
-   `projector_dead_letters{projection,reason}` counter; the applied positions, and
-   those of dead letters the store confirms, are marked for the position tracker;
-5. only then does the caller commit the Kafka offsets.
-
-A crash anywhere before 5 means the batch is delivered again; every write is
-version-guarded, so applying it twice changes nothing.
+The order makes it at-least-once without loss: (1) decode each record; one that is
+malformed, unknown, or not in the store where it claims is poison; (2) apply the
+events to every target generation, retrying the whole batch with backoff while a
+store is unreachable; (3) try an event a store refuses alone up to `max_attempts`
+times, then dead-letter it; (4) dead-letter the poison (log line, counter) and mark
+the applied positions for the tracker; (5) only then the caller commits offsets. A
+crash before (5) redelivers the batch, and version-guarded writes make that harmless.
 """
 
 from __future__ import annotations

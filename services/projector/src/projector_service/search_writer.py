@@ -1,26 +1,10 @@
 """Applying the search projection to one or more order indexes, in batches.
 
-Per batch and index: one multi-get for the current documents of the orders the
-batch touches, the pure `evolve_document` for each event in stream order, one
-bulk request indexing each changed document with the stream version as its
-external version (`version_type=external`). A version conflict means the index
-already holds that version or a later one (a duplicate delivery, or a rebuild
-and the live consumer writing the same order): success. Gaps are filled from the
-event store.
-
-The writer remembers the documents it last wrote (a bounded LRU per index): the
-events of an order usually arrive a few batches apart, and the remembered
-document saves the multi-get. It is only a hint that is never wrong: a stored
-document of version `v` is the fold of that stream's events up to `v`, so a
-remembered one is used only when the next event is `v + 1`; if another writer
-has moved the order on meanwhile, the bulk write conflicts (the index already
-holds the same or a later version) and the entry is dropped.
-
-Product names: SKU -> name lives in Redis (`Keyspace.product_names`), written
-once per SKU by its `ProductRegistered`. A SKU missing there is looked up in the
-store (its stream's first event) before a line goes without a name. A
-registration projected after orders that name the SKU fills those orders'
-lines in (re-indexed at their own version with `external_gte`).
+Per batch and index: one multi-get, the pure `evolve_document` per event, one bulk
+write with the stream version as external version; a version conflict is success and
+gaps are filled from the store. Remembered documents (an LRU per index) save the
+multi-get when they are exactly one version behind. Product names come from Redis, else
+the store; a late registration fills earlier orders' lines in (`docs/projector.md`).
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """The Redis projection, pure: which guarded hash writes each event causes.
 
-Every write is guarded by the stream version: the hash of an order or a SKU
-records the version of the last event applied to it, and a write for version
-`v` is applied only when the hash is at `v - 1` (or absent and `v == 0`). So
-every event is applied exactly once and in stream order, whatever Kafka
-redelivers; that is what makes the relative change of `StockReceived`
-(`available` grows by the quantity) and the per-status order counts exact.
-The guard runs inside Redis (`redis_writer.APPLY`), atomically with the write.
-
-A SKU's hash is its catalogue entry too: name, price and whether it is active.
-A hash field is never null, so an unpriced product (registered by a version 1
-`ProductRegistered`, upcast with no price) has no `unit_price` and `currency`
-fields until its first `ProductPriceChanged`; readers take a missing field as
-"no price" (`readmodels.orders.StockLevel`).
+A write for stream version `v` applies only when the hash is at `v - 1` (or absent and
+`v == 0`), checked inside Redis with the write (`redis_writer.APPLY`), so each event
+applies once and in order and relative changes and counts stay exact. A SKU's hash is
+also its catalogue entry; an unpriced product has no `unit_price`/`currency` fields
+until its first `ProductPriceChanged` (readers take that as "no price").
 """
 
 from __future__ import annotations

@@ -1,25 +1,10 @@
 """Read-your-writes: waiting, bounded, until a read model has reached a consistency token.
 
-The command service answers every command with `position`, the global position
-of its last event. A read that carries it (`X-Consistency-Token`) must not be
-answered from a read model that has not applied every event up to it. The
-projector publishes each projection's new position on a Redis channel
-(`Keyspace.position`), so waiting is being woken, not polling:
-
-- `PositionWatch` keeps one subscription per process to both channels and
-  remembers the highest position announced. A request whose token is at or
-  below it goes on at once with no round trip; otherwise it registers a waiter,
-  reads the stored position once (an announcement may have come before the
-  subscription), and sleeps until an announcement wakes it or its time is up.
-  A last read at the deadline covers announcements missed while the
-  subscription was reconnecting. One subscription for the process, rather than
-  one per waiting request (`readmodels.keyspace.wait_for_position`), keeps a
-  burst of waiting requests from opening a Redis connection each.
-- `SearchVisibility`: the search projection's position says its writes are
-  durable, but a search sees only what the index has *refreshed*. A search
-  carrying a token therefore makes sure a refresh started after the position
-  was reached has finished; concurrent searches share one refresh, and a token
-  already covered by a finished refresh costs nothing.
+`PositionWatch` keeps one subscription per process to the projections' position
+channels and wakes waiting requests (a token already reached costs no round trip; a
+last read at the deadline covers a reconnecting subscription). `SearchVisibility` then
+makes sure an index refresh started after the position was reached has finished,
+shared by concurrent searches (`docs/query.md`, "Read your own writes").
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """The Kafka message for one recorded event: CloudEvents 1.0, binary content mode.
 
-In binary mode the event's data is the record value, unchanged JSON, and the
-CloudEvents attributes travel as `ce_`-prefixed headers. Consumers in any
-language can read the payload without knowing the envelope, and CloudEvents
-SDKs can read the envelope without knowing our payloads. Extension attribute
-names follow the spec: lower-case letters and digits only.
-
-A payload stored at its type's current schema version is sent as the bytes the
-store holds, without decoding: the store checked it on append, and the relay
-has no reason to spend its time re-encoding it. Only a payload stored at an
-older version is decoded (through the registry's upcasters) and encoded again,
-and `ce_schemaversion` always names the version actually sent.
+The record value is the event's JSON, the attributes are `ce_` headers (extension names
+lower-case letters and digits), so any language reads the payload without the envelope.
+A payload at its type's current version is sent as the stored bytes (checked on append,
+not re-encoded); an older one is upcast and encoded again, and `ce_schemaversion` always
+names the version sent.
 """
 
 from __future__ import annotations

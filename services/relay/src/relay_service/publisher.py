@@ -1,17 +1,10 @@
 """The publishing loop: global log → Kafka, checkpoint after acknowledgement.
 
-Two tasks share a queue of sent-but-unconfirmed messages. `_pump` follows the
-store's subscription (catch-up, then LISTEN/NOTIFY wake-ups) and hands each
-event to the producer, which batches per partition. `_confirm` waits for the
-oldest send to be acknowledged (`acks=all`) and moves the checkpoint to the
-newest event whose send *and every earlier one* succeeded. A crash anywhere
-therefore loses nothing: the next leader resumes after the checkpoint and
-re-sends what may already be on Kafka (at-least-once; consumers deduplicate
-on `ce_id` or guard on `ce_streamversion`).
-
-A third task probes the broker once a second, so `kafka_connected` follows the
-connection as it is, also while the relay has nothing to send: a failed send
-or a stalled ack would only show an outage once there is traffic.
+`_pump` follows the store's subscription and hands events to the producer; `_confirm`
+moves the checkpoint to the newest event whose send and every earlier one were
+acknowledged (`acks=all`). A crash loses nothing: the next leader re-sends after the
+checkpoint (at-least-once). A third task probes the broker every second, so
+`kafka_connected` is true to the connection even with nothing to send.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """What every read endpoint shares: the consistency token, who may see what, strict parameters.
 
-- `X-Consistency-Token` (optional): the `position` a command answered. The read
-  waits, at most `QUERY_CONSISTENCY_TIMEOUT_SECONDS`, until the read model it
-  reads has reached it, and answers 409 `not-yet-consistent` with `Retry-After`
-  if it does not; without the header it answers at once from whatever the read
-  model holds. A read model that lost its data answers 503
-  `read-model-rebuilding` instead, with or without a token (its position is gone
-  with it, so waiting would only end in a 409 that retrying cannot cure).
-- Who sees what: staff and the saga (`service`) see every order; a caller with
-  only the `customer` role sees their own orders alone, enforced in the query
-  (a filter clause of the search, a check of the order's owner), never by
-  dropping results afterwards.
-- Query parameters are strict: an unknown name, a repeated one that is not a
-  list, or bounds that contradict each other are a 400 problem naming them.
+`X-Consistency-Token` waits up to `QUERY_CONSISTENCY_TIMEOUT_SECONDS`, then answers 409
+`not-yet-consistent` with `Retry-After`; a model that lost its data answers 503
+`read-model-rebuilding`, token or not. A caller with only the `customer` role sees only
+their own orders, enforced in the query itself. Unknown, wrongly repeated or
+contradictory query parameters are a 400 naming them.
 """
 
 from __future__ import annotations
