@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from eventstore import Metadata, NewEvent, PostgresEventStore
+from eventstore import EventRegistry, Metadata, NewEvent, PostgresEventStore
 from fulfilment.registry import build_registry
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from relay_service.app import create_app
@@ -95,3 +95,21 @@ async def test_the_publishing_span_links_to_the_trace_that_caused_each_event(
     assert [format(link.context.trace_id, "032x") for link in span.links] == [TRACE_ID]
     assert span.attributes is not None
     assert span.attributes["messaging.batch.message_count"] == 1
+
+
+async def test_an_event_the_relay_cannot_publish_ends_its_loop_and_liveness_says_why(
+    store: PostgresEventStore, relay_settings: RelaySettings
+) -> None:
+    # A relay whose registry lacks a stored event's type (an older build, say) cannot publish it or
+    # anything after it: retrying would wait for ever behind it, so the loop ends, loudly.
+    await store.append("stock-unknown", [NewEvent(data=registered("unknown", "Unknown"))])
+    app = create_app(relay_settings, registry=EventRegistry())
+    async with lifespan_of(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
+            async with asyncio.timeout(30):
+                while (live := await client.get("/health/live")).status_code == 200:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+    assert live.status_code == 503
+    assert "publishing failed" in live.json()["checks"]["loops"]
+    assert "UnknownEventType" in live.json()["checks"]["loops"]

@@ -67,6 +67,9 @@ def _backoff(delay: float) -> float:
 
 
 def _describe(error: BaseException) -> str:
+    # A task group's failure says nothing by itself: name what failed inside it.
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 

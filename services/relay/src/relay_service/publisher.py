@@ -18,7 +18,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from eventstore import LogPosition, PostgresEventStore, StoredEvent, leadership
-from eventstore.errors import EventStoreError
+from eventstore.errors import StoreUnavailable
 from opentelemetry.trace import Link, SpanKind, Tracer, get_tracer
 from servicekit.telemetry import link_to
 
@@ -106,7 +106,9 @@ class Relay:
                     while not lost.is_set():
                         try:
                             await self._publish(lost)
-                        except* (KafkaError, OSError, EventStoreError) as group:
+                        # Only outages are waited out: an event it cannot publish (an unknown type, a
+                        # payload that does not decode) ends the loop, and with it the process, loudly.
+                        except* (KafkaError, OSError, StoreUnavailable) as group:
                             failures += 1
                             self._failed(group.exceptions[0], failures)
                             await asyncio.sleep(self._backoff(failures))
@@ -114,7 +116,7 @@ class Relay:
                             failures = 0
             except* LeadershipLost:
                 self.status.role = "starting"
-            except* (OSError, EventStoreError) as group:
+            except* (OSError, StoreUnavailable) as group:
                 # PostgreSQL itself is unreachable or restarting.
                 failures += 1
                 self._failed(group.exceptions[0], failures)
