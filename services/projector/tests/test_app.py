@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import httpx
+import msgspec
 from eventstore import Metadata, NewEvent, PostgresEventStore
 from fulfilment.events import OrderPlaced
 from fulfilment.registry import build_registry
@@ -15,7 +16,7 @@ from projector_service.bootstrap import Projector
 from projector_service.settings import ProjectorSettings
 from readmodels.keyspace import wait_for_position
 from relay_service.publisher import Relay
-from testkit.harness import lifespan_of
+from testkit.harness import free_port, lifespan_of
 
 from services.projector.tests.conftest import line
 from services.projector.tests.test_consuming import relay
@@ -67,3 +68,18 @@ async def test_health_metrics_status_and_a_span_per_event_in_the_trace_that_caus
     spans = [span for span in exporter.get_finished_spans() if span.name == "project OrderPlaced"]
     assert {format(span.context.trace_id, "032x") for span in spans} == {TRACE_ID}
     assert sorted(span.attributes["projection"] for span in spans if span.attributes) == ["redis", "search"]
+
+
+async def test_started_with_redis_down_it_serves_and_readiness_names_redis_and_its_host(
+    settings: ProjectorSettings,
+) -> None:
+    port = free_port()
+    app = create_app(msgspec.structs.replace(settings, redis_url=f"redis://:secret@127.0.0.1:{port}/0"))
+    async with lifespan_of(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://projector") as client:
+            ready = await client.get("/health/ready")
+            live = await client.get("/health/live")
+    assert (ready.status_code, live.status_code) == (503, 200)
+    assert ready.json()["checks"]["startup"].startswith(f"waiting for redis at 127.0.0.1:{port}: ")
+    assert "secret" not in ready.text

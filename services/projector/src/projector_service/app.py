@@ -19,6 +19,7 @@ from fulfilment.registry import build_registry
 from litestar import Litestar, get
 from litestar.di import NamedDependency
 from opentelemetry.sdk.trace.export import SpanExporter
+from readmodels.redis_reads import REDIS_TRANSIENT
 from readmodels.search import SEARCH_TRANSIENT, connect_search
 from redis.asyncio import Redis
 from servicekit.kafka import watch_fetching
@@ -66,6 +67,7 @@ class ProjectorProcess:
         settings = self.settings
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         run.on_stop(redis.aclose)
+        await run.connect("redis", settings.redis_url, redis.ping, transient=REDIS_TRANSIENT)
         search = await run.connect(
             "search",
             settings.search_url,
