@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from deploy.local.components import Component, Launch, Layout, http_ok, run_checked
+from deploy.local.components import Component, Launch, Layout, http_ok, maven_copy
 from deploy.local.system import apt_install
 
 __all__ = ["VERSION", "component", "jar"]
@@ -44,10 +44,7 @@ def jar(layout: Layout) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     # Downloaded beside and renamed at the end, so an interrupted fetch never looks complete.
     with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-") as scratch:
-        run_checked(
-            ["mvn", "-B", "-q", "dependency:copy", f"-Dartifact={ARTIFACT}", f"-DoutputDirectory={scratch}"],
-            cwd=Path(scratch),
-        )
+        maven_copy(ARTIFACT, Path(scratch))
         (Path(scratch) / path.name).rename(path)
     return path
 
