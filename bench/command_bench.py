@@ -57,7 +57,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from command_service.related import Related
@@ -70,6 +69,7 @@ from fulfilment.rules import check_reservation
 from fulfilment.stock import ReceiveStock, RegisterProduct, ReserveStock, StockItem
 from fulfilment.values import order_stream, stock_stream
 from servicekit.tokens import mint
+from testkit.databases import scratch_database
 from testkit.harness import free_port
 
 SECRET = "benchmark-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a throwaway key for a local run
@@ -420,24 +420,11 @@ async def http(
 # --- the run ----------------------------------------------------------------------------------------
 
 
-async def fresh_database(admin_url: str) -> str:
-    name = f"bench_command_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+async def fresh_database(stack: contextlib.AsyncExitStack, admin_url: str) -> str:
+    """A migrated database of its own, dropped when `stack` closes."""
+    url = await stack.enter_async_context(scratch_database(admin_url, "bench_command"))
     await migrate(url)  # the command service migrates its own schema when it starts
     return url
-
-
-async def drop_database(admin_url: str, url: str) -> None:
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def machine(server_version: str) -> str:
@@ -499,41 +486,38 @@ async def main() -> None:
         setup = Setup(workload, settled=args.settled, reserve_orders=args.reserve_orders)
         cached = ["cached"] if args.cached_catalogue and workload != "reserve" else []
         paths = ["direct", *cached, *(f"http x{workers}" for workers in args.workers)]
-        databases = [await fresh_database(admin_url) for _ in paths]
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                rounds: dict[str, OneRound] = {}
-                for path, url in zip(paths, databases, strict=True):
-                    progress(f"{workload}: preparing {path}")
-                    if path in ("direct", "cached"):
-                        rounds[path] = await stack.enter_async_context(
-                            direct(url, setup, cached=path == "cached")
+        # One stack: the databases, entered first, are dropped after the services using them stop.
+        async with contextlib.AsyncExitStack() as stack:
+            databases = [await fresh_database(stack, admin_url) for _ in paths]
+            rounds: dict[str, OneRound] = {}
+            for path, url in zip(paths, databases, strict=True):
+                progress(f"{workload}: preparing {path}")
+                if path in ("direct", "cached"):
+                    rounds[path] = await stack.enter_async_context(
+                        direct(url, setup, cached=path == "cached")
+                    )
+                else:
+                    workers = int(path.rpartition("x")[2])
+                    rounds[path] = await stack.enter_async_context(
+                        http(
+                            url,
+                            redis_url,
+                            setup,
+                            args.clients,
+                            workers=workers,
+                            sample_ratio=args.sample_ratio,
                         )
-                    else:
-                        workers = int(path.rpartition("x")[2])
-                        rounds[path] = await stack.enter_async_context(
-                            http(
-                                url,
-                                redis_url,
-                                setup,
-                                args.clients,
-                                workers=workers,
-                                sample_ratio=args.sample_ratio,
-                            )
-                        )
-                runs = {path: Run(path) for path in paths}
-                for path in paths:  # warm-up: connections, caches, JIT-less but lazy imports
-                    await drive(Run(path), args.clients, 1.0, rounds[path])
-                # The paths take turns in short slices, so a change in the machine's load (it may be
-                # shared) hits them alike instead of skewing whichever ran at the time.
-                slice_seconds = args.seconds / args.rounds
-                for number in range(args.rounds):
-                    progress(f"{workload}: round {number + 1}/{args.rounds}")
-                    for path in paths:
-                        await drive(runs[path], args.clients, slice_seconds, rounds[path])
-        finally:
-            for url in databases:
-                await drop_database(admin_url, url)
+                    )
+            runs = {path: Run(path) for path in paths}
+            for path in paths:  # warm-up: connections, caches, JIT-less but lazy imports
+                await drive(Run(path), args.clients, 1.0, rounds[path])
+            # The paths take turns in short slices, so a change in the machine's load (it may be
+            # shared) hits them alike instead of skewing whichever ran at the time.
+            slice_seconds = args.seconds / args.rounds
+            for number in range(args.rounds):
+                progress(f"{workload}: round {number + 1}/{args.rounds}")
+                for path in paths:
+                    await drive(runs[path], args.clients, slice_seconds, rounds[path])
         rows.extend((workload, runs[path]) for path in paths)
 
     print(machine(server_version))

@@ -34,11 +34,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
 from eventstore import EventRegistry, LogPosition, Metadata, NewEvent, PostgresEventStore, connect, migrate
+from testkit.databases import scratch_database
 
 WRITER_COUNTS = (1, 16)
 BATCH_SIZES = (1, 100)
@@ -494,24 +495,6 @@ async def machine(url: str) -> list[str]:
     ]
 
 
-@contextlib.asynccontextmanager
-async def database(server_url: str, name: str) -> Any:
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        admin = await asyncpg.connect(server_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 def fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "n/a"
@@ -537,7 +520,7 @@ async def main(args: argparse.Namespace) -> None:
         systems: list[System] = []
         for kind in kinds:
             url = await stack.enter_async_context(
-                database(server, f"bench_{kind.name.replace(' ', '_').replace('+', 'p')}")
+                scratch_database(server, f"bench_{kind.name.replace(' ', '_').replace('+', 'p')}")
             )
             system = kind(url)
             await system.open()

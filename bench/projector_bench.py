@@ -54,9 +54,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import msgspec
 from aiokafka import AIOKafkaConsumer
@@ -75,6 +73,7 @@ from readmodels.keyspace import PROJECTIONS, RECENT_ORDERS, wait_for_position
 from readmodels.orders import OrderDocument, orders_alias
 from readmodels.search import SearchClient
 from redis.typing import EncodableT, FieldT
+from testkit.databases import scratch_database
 from testkit.harness import ServiceProcess, running_service, token_factory
 
 from services.command.tests.support import CATALOGUE, command_headers, register_products
@@ -650,20 +649,6 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-@contextlib.asynccontextmanager
-async def fresh_database(url: str) -> AsyncIterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    try:
-        yield urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-    finally:
-        admin = await asyncpg.connect(url)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 def bench_settings(database_url: str, tag: str) -> ProjectorSettings:
     return ProjectorSettings(
         database_url=database_url, redis_url=os.environ["REDIS_URL"],
@@ -693,58 +678,57 @@ async def delete_topics(bootstrap_servers: str, prefix: str) -> None:
         await admin.close()
 
 
-async def visibility(rate: float, seconds: float) -> None:
-    """In a store of its own: the backlog of the other parts must not be in the way."""
+@contextlib.asynccontextmanager
+async def bench_projector() -> AsyncIterator[tuple[Projector, ProjectorSettings]]:
+    """A projector on a store of its own, its keys, indices and topics removed afterwards."""
     tag = uuid.uuid4().hex[:8]
-    async with fresh_database(os.environ["DATABASE_URL"]) as database_url:
+    async with scratch_database(os.environ["DATABASE_URL"], "bench") as database_url:
         await migrate(database_url)
         settings = bench_settings(database_url, tag)
         projector = await Projector.open(settings, build_registry())
         try:
-            progress(f"visibility: {rate:g} orders/s through the command service for {seconds:g} s")
-            run = await bench_visibility(projector, settings, rate, seconds)
-            engine = f"{projector.search.engine} {projector.search.version}"
-            print_visibility(run, rate, seconds, engine)
+            yield projector, settings
         finally:
             await cleanup(projector, tag)
             await delete_topics(settings.kafka_bootstrap_servers, f"bench{tag}.")
             await projector.close()
 
 
-async def writers_and_rebuild(args: argparse.Namespace, parts: set[str]) -> None:
-    tag = uuid.uuid4().hex[:8]
-    async with fresh_database(os.environ["DATABASE_URL"]) as database_url:
-        await migrate(database_url)
-        settings = bench_settings(database_url, tag)
-        projector = await Projector.open(settings, build_registry())
-        try:
-            for projection in projector.projections.values():
-                await projection.prepare()
-            if "writers" in parts:
-                events = order_events(args.events)
-                progress(f"writers: {len(events):,} events in batches of {BATCH}")
-                guarded, bare = await bench_redis(projector, events)
-                writer, helper = await bench_search(projector, events)
-                print(f"\nengine: {projector.search.engine} {projector.search.version}\n")
-                print("| writer | events/s | vs limit |\n| --- | ---: | ---: |")
-                print(f"| Redis: projector (guarded Lua, pipeline) | {guarded:,.0f} | {guarded / bare:.0%} |")
-                print(f"| Redis: bare redis-py pipeline, same commands | {bare:,.0f} | 100% |")
-                ratio = f"{writer / helper:.0%}"
-                print(f"| search: projector (mget, fold, bulk external) | {writer:,.0f} | {ratio} |")
-                print(f"| search: client bulk helper, same documents | {helper:,.0f} | 100% |")
+async def visibility(rate: float, seconds: float) -> None:
+    """In a store of its own: the backlog of the other parts must not be in the way."""
+    async with bench_projector() as (projector, settings):
+        progress(f"visibility: {rate:g} orders/s through the command service for {seconds:g} s")
+        run = await bench_visibility(projector, settings, rate, seconds)
+        engine = f"{projector.search.engine} {projector.search.version}"
+        print_visibility(run, rate, seconds, engine)
 
-            if "rebuild" in parts and args.rebuild_events:
-                progress(f"rebuild: filling the store with {args.rebuild_events:,} events")
-                await fill_store(projector, args.rebuild_events)
-                print("\n| rebuild | events | seconds | events/s | RSS start | RSS max | RSS end |")
-                print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-                for name in args.rebuild_projections.split(","):
-                    r = await bench_rebuild(projector, name)
-                    memory = f"{r['rss_start']:.0f} MiB | {r['rss_max']:.0f} MiB | {r['rss_end']:.0f} MiB"
-                    print(f"| {name} | {r['events']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} | {memory} |")
-        finally:
-            await cleanup(projector, tag)
-            await projector.close()
+
+async def writers_and_rebuild(args: argparse.Namespace, parts: set[str]) -> None:
+    async with bench_projector() as (projector, _):
+        for projection in projector.projections.values():
+            await projection.prepare()
+        if "writers" in parts:
+            events = order_events(args.events)
+            progress(f"writers: {len(events):,} events in batches of {BATCH}")
+            guarded, bare = await bench_redis(projector, events)
+            writer, helper = await bench_search(projector, events)
+            print(f"\nengine: {projector.search.engine} {projector.search.version}\n")
+            print("| writer | events/s | vs limit |\n| --- | ---: | ---: |")
+            print(f"| Redis: projector (guarded Lua, pipeline) | {guarded:,.0f} | {guarded / bare:.0%} |")
+            print(f"| Redis: bare redis-py pipeline, same commands | {bare:,.0f} | 100% |")
+            ratio = f"{writer / helper:.0%}"
+            print(f"| search: projector (mget, fold, bulk external) | {writer:,.0f} | {ratio} |")
+            print(f"| search: client bulk helper, same documents | {helper:,.0f} | 100% |")
+
+        if "rebuild" in parts and args.rebuild_events:
+            progress(f"rebuild: filling the store with {args.rebuild_events:,} events")
+            await fill_store(projector, args.rebuild_events)
+            print("\n| rebuild | events | seconds | events/s | RSS start | RSS max | RSS end |")
+            print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for name in args.rebuild_projections.split(","):
+                r = await bench_rebuild(projector, name)
+                memory = f"{r['rss_start']:.0f} MiB | {r['rss_max']:.0f} MiB | {r['rss_end']:.0f} MiB"
+                print(f"| {name} | {r['events']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} | {memory} |")
 
 
 async def main() -> None:

@@ -23,9 +23,7 @@ import statistics
 import sys
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -35,6 +33,7 @@ from fulfilment.registry import build_registry
 from relay_service.envelope import KafkaMessage, to_message
 from relay_service.publisher import Relay, make_producer
 from relay_service.settings import RelaySettings
+from testkit.databases import scratch_database
 
 PARTITIONS = 6
 
@@ -191,41 +190,36 @@ async def main() -> None:
     args = parser.parse_args()
     base_url = os.environ["DATABASE_URL"]
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    database = f"bench_relay_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base_url)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    url = urlunsplit(urlsplit(base_url)._replace(path=f"/{database}"))
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await kafka_admin.start()
-    try:
-        await migrate(url)
-        pool = await connect(url, min_size=2, max_size=16)
-        store = PostgresEventStore(pool, build_registry())
-        settings = RelaySettings(
-            database_url=url, kafka_bootstrap_servers=bootstrap, relay_topic_prefix=prefix + "relay.",
-            relay_partitions=PARTITIONS,
-        )  # fmt: skip
-        await kafka_admin.create_topics([NewTopic(f"{prefix}bare.stock", PARTITIONS, 1)])
-        progress(f"filling the event store with {args.events:,} events")
-        await fill(store, args.events)
-        progress("relay: publishing the backlog")
-        relay_run = await relay_backlog(settings, store, args.events)
-        progress("bare aiokafka producer: sending the same messages")
-        bare_run = await bare_producer(settings, store, prefix + "bare.", args.events)
-        print_backlog(args.events, relay_run, bare_run)  # now: the latency part may still fail
-        progress(f"latency at 1,000 events/s for {args.latency_seconds:.0f}s")
-        latency_settings = msgspec.structs.replace(settings, relay_checkpoint="relay-latency")
-        await _skip_to_end(store, "relay-latency")
-        latencies = await relay_latency(latency_settings, store, args.latency_seconds)
-        await store.close()
-        await pool.close()
-    finally:
-        topics = [t for t in await kafka_admin.list_topics() if t.startswith(prefix)]
-        await kafka_admin.delete_topics(topics)
-        await kafka_admin.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database(base_url, "bench_relay") as url:
+        kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await kafka_admin.start()
+        try:
+            await migrate(url)
+            pool = await connect(url, min_size=2, max_size=16)
+            store = PostgresEventStore(pool, build_registry())
+            settings = RelaySettings(
+                database_url=url, kafka_bootstrap_servers=bootstrap, relay_topic_prefix=prefix + "relay.",
+                relay_partitions=PARTITIONS,
+            )  # fmt: skip
+            await kafka_admin.create_topics([NewTopic(f"{prefix}bare.stock", PARTITIONS, 1)])
+            progress(f"filling the event store with {args.events:,} events")
+            await fill(store, args.events)
+            progress("relay: publishing the backlog")
+            relay_run = await relay_backlog(settings, store, args.events)
+            progress("bare aiokafka producer: sending the same messages")
+            bare_run = await bare_producer(settings, store, prefix + "bare.", args.events)
+            print_backlog(args.events, relay_run, bare_run)  # now: the latency part may still fail
+            progress(f"latency at 1,000 events/s for {args.latency_seconds:.0f}s")
+            latency_settings = msgspec.structs.replace(settings, relay_checkpoint="relay-latency")
+            await _skip_to_end(store, "relay-latency")
+            latencies = await relay_latency(latency_settings, store, args.latency_seconds)
+            await store.close()
+            await pool.close()
+        finally:
+            topics = [t for t in await kafka_admin.list_topics() if t.startswith(prefix)]
+            await kafka_admin.delete_topics(topics)
+            await kafka_admin.close()
 
     ms = [v * 1000 for v in latencies]
     print()

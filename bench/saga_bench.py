@@ -38,7 +38,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -59,6 +58,7 @@ from saga_service.saga import Begin, RecordStep, saga_decider
 from saga_service.steps import RESERVED, Reserve
 from saga_service.streams import SagaStreams
 from saga_service.timers import Timers
+from testkit.databases import scratch_database
 from testkit.harness import ServiceProcess, lifespan_of, running_service, token_factory
 
 SECRET = "bench-secret-that-is-long-enough-for-hs256"  # noqa: S105 - a local benchmark key
@@ -73,20 +73,6 @@ def progress(text: str) -> None:
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-@contextlib.asynccontextmanager
-async def database(server: str) -> AsyncIterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    try:
-        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    finally:
-        admin = await asyncpg.connect(server)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @contextlib.asynccontextmanager
@@ -273,8 +259,8 @@ async def run_direct(
 async def end_to_end(server: str, orders: int, clients: int, rate: float | None) -> None:
     with tempfile.TemporaryDirectory() as logs:
         async with (
-            database(server) as store_url,
-            database(server) as saga_url,
+            scratch_database(server, "bench") as store_url,
+            scratch_database(server, "bench") as saga_url,
             suite(store_url, saga_url, Path(logs), clients) as processes,
         ):
             command_url = processes["command"].url
@@ -322,7 +308,7 @@ async def claimer(
 
 
 async def deadlines(server: str, count: int, poll: float, batch: int) -> None:
-    async with database(server) as url:
+    async with scratch_database(server, "bench") as url:
         await migrate_saga(url)
         pools = [await connect(url, min_size=1, max_size=4) for _ in range(2)]
         instances = [
@@ -380,7 +366,7 @@ async def service_deadlines(server: str, pending: int, due: int, spread: float, 
     waiting sagas, of which `due` fall due over `spread` seconds and the rest an hour later. The delay
     is `DeadlineFired.at - due_at` from each saga's stream; each fired deadline then compensates
     through the command service (in-process), whose refusals (the orders do not exist) end it."""
-    async with database(server) as store_url, database(server) as saga_url:
+    async with scratch_database(server, "bench") as store_url, scratch_database(server, "bench") as saga_url:
         await migrate(store_url)
         await migrate(saga_url)
         await migrate_saga(saga_url)

@@ -25,6 +25,7 @@ __all__ = [
     "Launch",
     "Layout",
     "http_ok",
+    "maven_copy",
     "run_checked",
     "tcp_open",
 ]
@@ -112,3 +113,11 @@ def run_checked(argv: list[str], *, env: Mapping[str, str] | None = None, cwd: P
         output = f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         raise RuntimeError(f"command failed ({result.returncode}): {' '.join(argv)}\n{output}")
     return result.stdout
+
+
+def maven_copy(artifact: str, folder: Path) -> None:
+    """Copy one artifact (group:artifact:version[:type[:classifier]]) from Maven Central into folder."""
+    run_checked(
+        ["mvn", "-B", "-q", "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={folder}"],
+        cwd=folder,
+    )

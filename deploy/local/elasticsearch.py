@@ -13,24 +13,21 @@ Elasticsearch 9 needs Java 21 or newer, while OpenSearch 2.19 needs the Java
 `JAVA_HOME`, `java` on the PATH, the usual install folders) and fails with
 what to install when there is none. The 8.19 line would run on Java 17, but
 the suite's client (elasticsearch-py 9) speaks only to 9.x servers. Like
-OpenSearch it refuses root; see `system.drop_root`. Standard library only,
-like the rest of `deploy.local`.
+OpenSearch it refuses root; see `system.drop_root`. What it shares with
+OpenSearch (fetch, unpack, node settings, the health probe) is in
+`search_node`. Standard library only, like the rest of `deploy.local`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import tempfile
-import urllib.error
-import urllib.request
-import zipfile
 from pathlib import Path
 
-from deploy.local.components import Component, Launch, Layout, run_checked
-from deploy.local.system import drop_root, own_data_dir
+from deploy.local.components import Component, Launch, Layout
+from deploy.local.search_node import Distribution, cluster_ready
+from deploy.local.system import drop_root
 
 __all__ = ["JAVA_MINIMUM", "NODE_USER", "VERSION", "component", "find_java_home", "is_ready"]
 
@@ -40,7 +37,8 @@ JAVA_MINIMUM = 21
 NODE_USER = "elasticsearch"  # only when root and user namespaces are unavailable
 HEAP = ("-Xms512m", "-Xmx512m")  # next to OpenSearch, Kafka and PostgreSQL on 2 cores
 
-_MARKER = ".stack-installed"
+_NODE = Distribution("elasticsearch", VERSION, DISTRIBUTION, NODE_USER)
+
 # Where JDKs usually live on Linux: Debian/Ubuntu packages, Adoptium and Oracle
 # packages, tarballs unpacked by hand or by CI images.
 _JDK_FOLDERS = ("/usr/lib/jvm/*", "/usr/java/*", "/usr/local/lib/jvm/*", "/opt/*", "/opt/java/*")
@@ -51,8 +49,23 @@ def component(host: str = "127.0.0.1", port: int = 59210) -> Component:
 
     def prepare(layout: Layout) -> None:
         find_java_home()  # fail before a download when the node could not run anyway
-        _install(layout.cache("elasticsearch"))
-        _configure(layout, host, port)
+        _NODE.install(layout)
+        data = layout.data("elasticsearch")
+        _NODE.configure(
+            layout,
+            host,
+            port,
+            copied=("jvm.options", "log4j2.properties"),
+            written={
+                "jvm.options.d/stack.options": "\n".join(
+                    [*HEAP, f"-XX:ErrorFile={data / 'logs' / 'hs_err_pid%p.log'}"]
+                )
+                + "\n"
+            },
+            # Plain HTTP on loopback, like the other servers of the stack; without
+            # this the first start would generate certificates and a password.
+            settings={"xpack.security.enabled": False},
+        )
 
     return Component(
         name="elasticsearch",
@@ -73,12 +86,7 @@ def is_ready(url: str) -> bool:
     The product header keeps an OpenSearch configured as ELASTICSEARCH_URL from
     passing for one; `GET /` is not there to ask.
     """
-    try:
-        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=2.0) as response:  # noqa: S310 - loopback
-            product = response.headers.get("X-elastic-product")
-            return product == "Elasticsearch" and json.load(response).get("status") in ("green", "yellow")
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    return cluster_ready(url, product="Elasticsearch")
 
 
 # --- which JDK, which version -----------------------------------------------------------
@@ -130,93 +138,11 @@ def find_java_home() -> Path:
     return newest[1]
 
 
-# --- install (cache, shared by every data dir) -------------------------------------
-
-
-def _home(cache: Path) -> Path:
-    return cache / f"elasticsearch-{VERSION}"
-
-
-def _install(cache: Path) -> None:
-    home = _home(cache)
-    if (home / _MARKER).exists():
-        return
-    if shutil.which("mvn") is None:
-        raise RuntimeError("elasticsearch: Maven (mvn) is needed to fetch the server from Maven Central")
-    cache.mkdir(parents=True, exist_ok=True)
-    # Unpack in a scratch folder and rename at the end, so an interrupted
-    # prepare never leaves a half-built home that looks installed.
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".install-") as scratch:
-        work = Path(scratch)
-        run_checked(
-            ["mvn", "-B", "-q", "dependency:copy", f"-Dartifact={DISTRIBUTION}", f"-DoutputDirectory={work}"],
-            cwd=work,
-        )
-        _unzip(work / f"elasticsearch-{VERSION}.zip", work)
-        staged = work / f"elasticsearch-{VERSION}"
-        # Readable by the unprivileged node user whatever the umask was.
-        for path in [staged, *staged.rglob("*")]:
-            path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
-        (staged / _MARKER).write_text(f"{DISTRIBUTION}\n")
-        if home.exists():  # a leftover without marker
-            shutil.rmtree(home)
-        staged.rename(home)
-
-
-def _unzip(archive: Path, into: Path) -> None:
-    """Extract keeping the exec bits (zipfile drops them): bin/ holds the launcher scripts."""
-    with zipfile.ZipFile(archive) as zipped:
-        for info in zipped.infolist():
-            target = Path(zipped.extract(info, into))
-            mode = info.external_attr >> 16
-            if mode and not info.is_dir():
-                target.chmod(mode & 0o777)
-
-
-# --- configure (per data dir) --------------------------------------------------------
-
-
-def _configure(layout: Layout, host: str, port: int) -> None:
-    data = layout.data("elasticsearch")
-    config = data / "config"
-    for folder in (config, config / "jvm.options.d", data / "data", data / "logs", data / "tmp"):
-        folder.mkdir(parents=True, exist_ok=True)
-    home = _home(layout.cache("elasticsearch"))
-    for name in ("jvm.options", "log4j2.properties"):
-        shutil.copy2(home / "config" / name, config / name)
-    (config / "jvm.options.d" / "stack.options").write_text(
-        "\n".join([*HEAP, f"-XX:ErrorFile={data / 'logs' / 'hs_err_pid%p.log'}"]) + "\n"
-    )
-    settings: dict[str, object] = {
-        "cluster.name": "local-stack",
-        "node.name": "local-stack-node",
-        "path.data": str(data / "data"),
-        "path.logs": str(data / "logs"),
-        "http.host": host,
-        "http.port": port,
-        # Transport stays on loopback: that keeps the node in development mode, so
-        # the production bootstrap checks (vm.max_map_count, ...) are not enforced.
-        "transport.host": "127.0.0.1",
-        "transport.port": port + 100,
-        "discovery.type": "single-node",
-        "bootstrap.memory_lock": False,
-        # Plain HTTP on loopback, like the other servers of the stack; without
-        # this the first start would generate certificates and a password.
-        "xpack.security.enabled": False,
-        # A fuller dev disk must not flip indices to read-only (flood stage).
-        "cluster.routing.allocation.disk.threshold_enabled": False,
-    }
-    # JSON scalars are valid YAML, and quote paths safely.
-    (config / "elasticsearch.yml").write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()))
-    server_jar = home / "lib" / f"elasticsearch-{VERSION}.jar"
-    own_data_dir("elasticsearch", NODE_USER, home, data, server_jar)
-
-
 # --- launch --------------------------------------------------------------------------
 
 
 def _launch(layout: Layout) -> Launch:
-    home = _home(layout.cache("elasticsearch"))
+    home = _NODE.home(layout)
     data = layout.data("elasticsearch")
     # bin/elasticsearch execs the launcher JVM (small heap), which starts the node
     # JVM as its child and stays as its parent: the recorded PID is the launcher,

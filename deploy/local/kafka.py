@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import shutil
 import socket
 import struct
@@ -19,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from deploy.local.components import Component, Launch, Layout, run_checked
-from deploy.local.system import apt_install
+from deploy.local.system import apt_install, java_binary
 
 __all__ = ["component"]
 
@@ -137,7 +136,7 @@ def _read(sock: socket.socket, size: int) -> bytes:
 def _ensure_tools() -> None:
     """Maven fetches the jars and Java runs them (Kafka 4 brokers need Java 17+)."""
     missing = []
-    if shutil.which(_java_binary()) is None:
+    if shutil.which(java_binary()) is None:
         missing.append("openjdk-17-jre-headless")
     if shutil.which("mvn") is None:
         missing.append("maven")
@@ -172,15 +171,10 @@ def _fetch_jars(layout: Layout) -> None:
     marker.write_text(wanted + "\n", encoding="utf-8")
 
 
-def _java_binary() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    return str(Path(java_home) / "bin" / "java") if java_home else "java"
-
-
 def _java(layout: Layout, jvm_options: list[str], main: str, *args: str) -> list[str]:
     logging = f"-Dlog4j2.configurationFile={_LOG4J2}"
     classpath = str(layout.cache("kafka") / "lib" / "*")  # expanded by the JVM, not a shell
-    return [_java_binary(), *jvm_options, logging, "-cp", classpath, main, *args]
+    return [java_binary(), *jvm_options, logging, "-cp", classpath, main, *args]
 
 
 def _log_dir(layout: Layout) -> Path:

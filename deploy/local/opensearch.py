@@ -11,26 +11,23 @@ Everything comes from Maven Central, the one Java source reachable here:
 
 OpenSearch refuses to run as root and has no override; see `system.drop_root`
 for how a root stack still starts it with the JVM as the recorded process.
-Standard library only, like the rest of `deploy.local`.
+What it shares with Elasticsearch (fetch, unpack, node settings, the health
+probe) is in `search_node`. Standard library only, like the rest of `deploy.local`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import tempfile
-import urllib.error
-import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.components import Component, Launch, Layout, run_checked
-from deploy.local.system import drop_root, own_data_dir
+from deploy.local.search_node import Distribution, cluster_ready
+from deploy.local.system import drop_root
 
-__all__ = ["NODE_USER", "VERSION", "component"]
+__all__ = ["NODE_USER", "VERSION", "component", "is_ready"]
 
 # 2.19.6 is the newest 2.19 on Maven Central and the last line that runs on Java 17
 # (3.x needs Java 21).
@@ -39,8 +36,8 @@ DISTRIBUTION = f"org.opensearch.distribution.integ-test-zip:opensearch:{VERSION}
 NODE_USER = "opensearch"  # only when root and user namespaces are unavailable
 HEAP = ("-Xms512m", "-Xmx1g")  # shares 2 cores with Postgres, Redis and Kafka
 
+_NODE = Distribution("opensearch", VERSION, DISTRIBUTION, NODE_USER)
 _POM = Path(__file__).with_name("opensearch") / "pom.xml"
-_MARKER = ".stack-installed"
 
 
 @dataclass(frozen=True)
@@ -88,8 +85,8 @@ def component(host: str = "127.0.0.1", port: int = 59200) -> Component:
     """The OpenSearch node: HTTP on host:port, transport on loopback port+100."""
 
     def prepare(layout: Layout) -> None:
-        _install(layout.cache("opensearch"))
-        _configure(layout, host, port)
+        _NODE.install(layout, _add_modules)
+        _NODE.configure(layout, host, port, copied=("log4j2.properties",))
 
     return Component(
         name="opensearch",
@@ -104,67 +101,24 @@ def component(host: str = "127.0.0.1", port: int = 59200) -> Component:
 
 
 def is_ready(url: str) -> bool:
-    """Serving once cluster health is yellow (unassigned replicas on one node) or green.
+    """Serving once cluster health is yellow or green, from a server that does not name itself.
 
     An Elasticsearch answers the same request but names itself in a header; it
     does not pass for OpenSearch.
     """
-    try:
-        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=2.0) as response:  # noqa: S310 - loopback
-            if response.headers.get("X-elastic-product") is not None:
-                return False
-            return json.load(response).get("status") in ("green", "yellow")
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    return cluster_ready(url, product=None)
 
 
 # --- install (cache, shared by every data dir) -------------------------------------
 
 
-def _home(cache: Path) -> Path:
-    return cache / f"opensearch-{VERSION}"
-
-
-def _install(cache: Path) -> None:
-    home = _home(cache)
-    if (home / _MARKER).exists():
-        return
-    if shutil.which("mvn") is None:
-        raise RuntimeError("opensearch: Maven (mvn) is needed to fetch the distribution from Maven Central")
-    cache.mkdir(parents=True, exist_ok=True)
-    # Assemble in a scratch folder and rename at the end, so an interrupted
-    # prepare never leaves a half-built home that looks installed.
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".install-") as scratch:
-        work = Path(scratch)
-        _mvn("dependency:copy", f"-Dartifact={DISTRIBUTION}", f"-DoutputDirectory={work}", cwd=work)
-        _unzip(work / f"opensearch-{VERSION}.zip", work)
-        staged = work / f"opensearch-{VERSION}"
-        if any((staged / "plugins").iterdir()):
-            raise RuntimeError(f"opensearch: expected no bundled plugins (security) in {DISTRIBUTION}")
-        lib_jars = {_jar_stem(jar.name) for jar in (staged / "lib").glob("*.jar")}
-        for module in _MODULES:
-            _add_module(staged / "modules" / module.name, module, lib_jars, work / "jars" / module.name)
-        # Readable by the unprivileged node user whatever the umask was.
-        for path in [staged, *staged.rglob("*")]:
-            path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
-        (staged / _MARKER).write_text(f"{DISTRIBUTION}\n")
-        if home.exists():  # a leftover without marker
-            shutil.rmtree(home)
-        staged.rename(home)
-
-
-def _mvn(*args: str, cwd: Path) -> None:
-    run_checked(["mvn", "-B", "-q", *args], cwd=cwd)
-
-
-def _unzip(archive: Path, into: Path) -> None:
-    """Extract keeping the exec bits (zipfile drops them), so bin/ stays usable by hand."""
-    with zipfile.ZipFile(archive) as zipped:
-        for info in zipped.infolist():
-            target = Path(zipped.extract(info, into))
-            mode = info.external_attr >> 16
-            if mode and not info.is_dir():
-                target.chmod(mode & 0o777)
+def _add_modules(staged: Path, scratch: Path) -> None:
+    """Assemble the modules the read models need into the unpacked server, from their jars."""
+    if any((staged / "plugins").iterdir()):
+        raise RuntimeError(f"opensearch: expected no bundled plugins (security) in {DISTRIBUTION}")
+    lib_jars = {_jar_stem(jar.name) for jar in (staged / "lib").glob("*.jar")}
+    for module in _MODULES:
+        _add_module(staged / "modules" / module.name, module, lib_jars, scratch / "jars" / module.name)
 
 
 def _jar_stem(filename: str) -> str:
@@ -174,14 +128,19 @@ def _jar_stem(filename: str) -> str:
 
 def _add_module(target: Path, module: _Module, lib_jars: set[str], download: Path) -> None:
     download.mkdir(parents=True)
-    _mvn(
-        "-f",
-        str(_POM),
-        "dependency:copy-dependencies",
-        "-Dmodule.groupId=org.opensearch.plugin",
-        f"-Dmodule.artifactId={module.artifact}",
-        f"-Dopensearch.version={VERSION}",
-        f"-DoutputDirectory={download}",
+    run_checked(
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(_POM),
+            "dependency:copy-dependencies",
+            "-Dmodule.groupId=org.opensearch.plugin",
+            f"-Dmodule.artifactId={module.artifact}",
+            f"-Dopensearch.version={VERSION}",
+            f"-DoutputDirectory={download}",
+        ],
         cwd=download,
     )
     target.mkdir(parents=True)
@@ -207,38 +166,6 @@ def _add_module(target: Path, module: _Module, lib_jars: set[str], download: Pat
         (target / "plugin-security.policy").write_text(f"grant {{\n{module.policy}\n}};\n")
 
 
-# --- configure (per data dir) --------------------------------------------------------
-
-
-def _configure(layout: Layout, host: str, port: int) -> None:
-    data = layout.data("opensearch")
-    config = data / "config"
-    for folder in (config, data / "data", data / "logs", data / "tmp"):
-        folder.mkdir(parents=True, exist_ok=True)
-    home = _home(layout.cache("opensearch"))
-    shutil.copy2(home / "config" / "log4j2.properties", config / "log4j2.properties")
-    settings: dict[str, object] = {
-        "cluster.name": "local-stack",
-        "node.name": "local-stack-node",
-        "path.data": str(data / "data"),
-        "path.logs": str(data / "logs"),
-        "http.host": host,
-        "http.port": port,
-        # Transport stays on loopback: that keeps the node in development mode, so
-        # the production bootstrap checks (vm.max_map_count, ...) are not enforced.
-        "transport.host": "127.0.0.1",
-        "transport.port": port + 100,
-        "discovery.type": "single-node",
-        "bootstrap.memory_lock": False,
-        # A fuller dev disk must not flip indices to read-only (flood stage).
-        "cluster.routing.allocation.disk.threshold_enabled": False,
-    }
-    # JSON scalars are valid YAML, and quote paths safely.
-    (config / "opensearch.yml").write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()))
-    probe = home / "lib" / f"opensearch-{VERSION}.jar"
-    own_data_dir("opensearch", NODE_USER, home, data, probe)
-
-
 # --- launch --------------------------------------------------------------------------
 
 
@@ -252,7 +179,7 @@ def _java() -> str:
 
 
 def _launch(layout: Layout) -> Launch:
-    home = _home(layout.cache("opensearch"))
+    home = _NODE.home(layout)
     data = layout.data("opensearch")
     config = data / "config"
     # What bin/opensearch + JvmOptionsParser would produce, inlined so that the

@@ -23,8 +23,13 @@ JWT_ISSUER = "fulfilment-local"
 JWT_AUDIENCE = "fulfilment"
 
 
-def _jwt_secret(layout: Layout) -> str:
-    return _secret(layout, "jwt-secret")
+def _jwt(layout: Layout) -> dict[str, str]:
+    """What the services that verify bearer tokens (command, query, saga) share to check them."""
+    return {
+        "JWT_SECRET": _secret(layout, "jwt-secret"),
+        "JWT_ISSUER": JWT_ISSUER,
+        "JWT_AUDIENCE": JWT_AUDIENCE,
+    }
 
 
 def _secret(layout: Layout, name: str) -> str:
@@ -93,18 +98,14 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
         return {
             "COMMAND_HOST": "127.0.0.1",
             "COMMAND_PORT": str(command_port),
-            "JWT_SECRET": _jwt_secret(layout),
-            "JWT_ISSUER": JWT_ISSUER,
-            "JWT_AUDIENCE": JWT_AUDIENCE,
+            **_jwt(layout),
         }
 
     def query_env(layout: Layout) -> dict[str, str]:
         return {
             "QUERY_HOST": "127.0.0.1",
             "QUERY_PORT": str(query_port),
-            "JWT_SECRET": _jwt_secret(layout),
-            "JWT_ISSUER": JWT_ISSUER,
-            "JWT_AUDIENCE": JWT_AUDIENCE,
+            **_jwt(layout),
         }
 
     def relay_env(layout: Layout) -> dict[str, str]:
@@ -124,9 +125,7 @@ def service_components(offset: int, read_env: Callable[[Layout], dict[str, str]]
         return {
             "SAGA_HOST": "127.0.0.1",
             "SAGA_PORT": str(saga_port),
-            "JWT_SECRET": _jwt_secret(layout),
-            "JWT_ISSUER": JWT_ISSUER,
-            "JWT_AUDIENCE": JWT_AUDIENCE,
+            **_jwt(layout),
             "SAGA_COMMAND_URL": f"http://127.0.0.1:{command_port}",
             "SAGA_PROVIDER_URL": f"http://127.0.0.1:{sandbox_port}",
             "SAGA_PROVIDER_SECRET": _secret(layout, "provider-secret"),

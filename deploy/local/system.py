@@ -14,6 +14,7 @@ __all__ = [
     "as_service_user",
     "chown_tree",
     "drop_root",
+    "java_binary",
     "own_data_dir",
     "service_user",
     "user_namespaces_work",
@@ -34,6 +35,12 @@ def apt_install(*packages: str) -> None:
         run_checked(["apt-get", "update", "-qq"], env=env)
         _apt_updated = True
     run_checked(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env=env)
+
+
+def java_binary() -> str:
+    """The `java` of JAVA_HOME, else whichever is on the PATH (Kafka and Zipkin run on Java 17)."""
+    java_home = os.environ.get("JAVA_HOME")
+    return str(Path(java_home) / "bin" / "java") if java_home else "java"
 
 
 def service_user() -> str | None:

@@ -15,13 +15,12 @@ starts a Zipkin of its own.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from deploy.local.components import Component, Launch, Layout, http_ok, run_checked
-from deploy.local.system import apt_install
+from deploy.local.components import Component, Launch, Layout, http_ok, maven_copy
+from deploy.local.system import apt_install, java_binary
 
 __all__ = ["VERSION", "component", "jar"]
 
@@ -39,15 +38,12 @@ def jar(layout: Layout) -> Path:
     path = cache / f"zipkin-server-{VERSION}-exec.jar"
     if path.exists():
         return path
-    if shutil.which("mvn") is None or shutil.which(_java_binary()) is None:
+    if shutil.which("mvn") is None or shutil.which(java_binary()) is None:
         apt_install("maven", "openjdk-17-jre-headless")
     cache.mkdir(parents=True, exist_ok=True)
     # Downloaded beside and renamed at the end, so an interrupted fetch never looks complete.
     with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-") as scratch:
-        run_checked(
-            ["mvn", "-B", "-q", "dependency:copy", f"-Dartifact={ARTIFACT}", f"-DoutputDirectory={scratch}"],
-            cwd=Path(scratch),
-        )
+        maven_copy(ARTIFACT, Path(scratch))
         (Path(scratch) / path.name).rename(path)
     return path
 
@@ -63,7 +59,7 @@ def component(host: str = "127.0.0.1", port: int = 59411) -> Component:
         # The listener is Armeria's, configured as a list: the whole entry is given, or the
         # packaged one (every interface, QUERY_PORT) is replaced by a random port.
         argv = [
-            _java_binary(),
+            java_binary(),
             *_JVM,
             "-jar",
             str(jar(layout)),
@@ -85,8 +81,3 @@ def component(host: str = "127.0.0.1", port: int = 59411) -> Component:
         # What a service reads to send its spans here (OTEL_EXPORTER=zipkin).
         extra_env={"OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"http://{host}:{port}/api/v2/spans"},
     )
-
-
-def _java_binary() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    return str(Path(java_home) / "bin" / "java") if java_home else "java"

@@ -11,17 +11,15 @@ server never turns into a silent skip.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
 import shutil
 import socket
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -174,18 +172,7 @@ def search_engine_url(request: pytest.FixtureRequest, _containers: _Containers) 
 @pytest.fixture
 async def fresh_database_url(database_url: str) -> AsyncIterator[str]:
     """A new, empty database for one test, dropped afterwards: tests never see each other's rows."""
-    import asyncpg
+    from testkit.databases import scratch_database  # asyncpg only for the tests that ask for one
 
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    parts = urlsplit(database_url)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    admin = await asyncpg.connect(database_url)
-    try:
-        await asyncio.wait_for(admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'), 30)
-    finally:
-        await admin.close()
+    async with scratch_database(database_url) as url:
+        yield url
