@@ -90,12 +90,7 @@ def serve[S: ServiceSettings](
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args:
-        if args[0] in {"-h", "--help"}:
-            print(f"usage: {name}\n\nConfigured by environment variables:\n")
-            print(describe_variables(settings_type, prefix=prefix))
-            return 0
-        print(f"{name}: takes no arguments (see --help)", file=sys.stderr)
-        return EXIT_BAD_SETTINGS
+        return _help(name, settings_type, prefix, args)
     try:
         settings = from_env(settings_type, prefix=prefix)
         configure_logging(settings.log_level)
@@ -109,25 +104,7 @@ def serve[S: ServiceSettings](
         return EXIT_BAD_SETTINGS
     app: Litestar | str = built if settings.workers == 1 else factory  # type: ignore[assignment]
     freeze_startup()  # worker processes build their app themselves and call it then
-    config = LimitedConfig(
-        app,
-        factory=isinstance(app, str),
-        workers=settings.workers,
-        host=settings.host,
-        port=settings.port,
-        lifespan="on",
-        loop="uvloop",
-        header_limits=HeaderLimits(
-            max_header_bytes=settings.max_header_bytes,
-            max_headers=settings.max_headers,
-            header_timeout=settings.header_timeout_seconds,
-        ),
-        timeout_keep_alive=math.ceil(settings.keep_alive_timeout_seconds),
-        log_config=None,
-        access_log=False,  # the app writes its own JSON access line, with trace ids
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
-        server_header=False,
-    )
+    config = _server_config(settings, app)
     if settings.workers > 1:
         # The supervisor forwards SIGTERM to the workers, each of which drains and shuts down; a
         # worker whose loop ended exits (see `exit_when_failed`) and the supervisor starts another.
@@ -146,3 +123,35 @@ def serve[S: ServiceSettings](
         return EXIT_TASK_ENDED
     # uvicorn returns without raising when start-up fails; it then never served.
     return 0 if server.started else 1
+
+
+def _help(name: str, settings_type: type[ServiceSettings], prefix: str, args: Sequence[str]) -> int:
+    """`--help`: the variables and their defaults; any other argument is refused."""
+    if args[0] in {"-h", "--help"}:
+        print(f"usage: {name}\n\nConfigured by environment variables:\n")
+        print(describe_variables(settings_type, prefix=prefix))
+        return 0
+    print(f"{name}: takes no arguments (see --help)", file=sys.stderr)
+    return EXIT_BAD_SETTINGS
+
+
+def _server_config(settings: ServiceSettings, app: Litestar | str) -> LimitedConfig:
+    return LimitedConfig(
+        app,
+        factory=isinstance(app, str),
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        loop="uvloop",
+        header_limits=HeaderLimits(
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+            header_timeout=settings.header_timeout_seconds,
+        ),
+        timeout_keep_alive=math.ceil(settings.keep_alive_timeout_seconds),
+        log_config=None,
+        access_log=False,  # the app writes its own JSON access line, with trace ids
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
+        server_header=False,
+    )
