@@ -1,4 +1,4 @@
-"""End to end: `ProjectionLagging` fires through a real Prometheus while the projector falls behind, and resolves.
+"""End to end: `ProjectionLagging` fires in a real Prometheus while the projector falls behind, then resolves.
 
 The command service, the relay and the projector run as processes on the shared
 servers (a fresh database, topics and keys of their own); a Prometheus of the
@@ -80,13 +80,11 @@ async def prometheus(folder: Path, targets: dict[str, str]) -> AsyncIterator[str
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with (folder / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={folder / 'prometheus.yml'}",
-                f"--storage.tsdb.path={folder / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
+        process = await asyncio.create_subprocess_exec(
+            binary,
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
             cwd=folder,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -98,17 +96,17 @@ async def prometheus(folder: Path, targets: dict[str, str]) -> AsyncIterator[str
                 with contextlib.suppress(httpx.TransportError):
                     if (await client.get("/-/ready")).status_code == 200:
                         break
-                assert process.poll() is None, (folder / "prometheus.log").read_text()[-3000:]
+                assert process.returncode is None, (folder / "prometheus.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, (folder / "prometheus.log").read_text()[-3000:]
                 await asyncio.sleep(0.2)
         yield url
     finally:
         process.terminate()
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
             process.kill()
-            process.wait()
+            await process.wait()
 
 
 async def alert_state(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -223,7 +221,8 @@ async def test_projection_lagging_fires_while_the_feed_is_stopped_and_resolves_a
             stopped_at = time.monotonic()
             firing: list[dict[str, Any]] = []
             while not firing:
-                assert time.monotonic() - stopped_at < FIRE_BOUND, (await alert_state(prom), projector.log_tail())
+                waited = time.monotonic() - stopped_at
+                assert waited < FIRE_BOUND, (await alert_state(prom), projector.log_tail())
                 assert not writing.done(), writing
                 await asyncio.sleep(1)
                 firing = [alert for alert in await alert_state(prom) if alert["state"] == "firing"]

@@ -36,7 +36,8 @@ async def test_parked_sagas_and_an_overdue_timer_show_in_the_metrics(start_suite
         connection = await asyncpg.connect(suite.saga_env["SAGA_DATABASE_URL"])
         try:
             await connection.execute(
-                "INSERT INTO saga.timers (saga_id, kind, due_at) VALUES ($1, 'payment', now() - interval '1 hour')",
+                "INSERT INTO saga.timers (saga_id, kind, due_at)"
+                " VALUES ($1, 'payment', now() - interval '1 hour')",
                 uuid.uuid4(),
             )
         finally:

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 COUNT_LIMIT = 1000
 # A scrape must answer even while PostgreSQL is slow: the gauges keep their last value then.
 REFRESH_TIMEOUT = 2.0
+# What a refresh may meet while PostgreSQL is slow or away.
+NOT_NOW: tuple[type[BaseException], ...] = (TimeoutError, EventStoreError, *TRANSIENT)
 
 
 class SagaGauges:
@@ -56,7 +58,7 @@ class SagaGauges:
                 parked = await orchestrator.count("parked", limit=COUNT_LIMIT)
                 stuck = await orchestrator.count("stuck", limit=COUNT_LIMIT)
                 overdue = await orchestrator.timer_overdue_seconds()
-        except (TimeoutError, EventStoreError, *TRANSIENT) as error:
+        except NOT_NOW as error:
             # The readiness check reports PostgreSQL; the scrape still answers with the last values.
             log.warning("saga gauges not refreshed: %s", error)
             return

@@ -169,7 +169,8 @@ class Orchestrator:
         )
         if oldest is None:
             return 0.0
-        return max(0.0, (now() - oldest).total_seconds())
+        overdue: float = (now() - oldest).total_seconds()
+        return max(0.0, overdue)
 
     # --- the provider's answers ----------------------------------------------------------------
 
