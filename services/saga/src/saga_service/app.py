@@ -33,6 +33,7 @@ from servicekit.service import Closer, Service, Startup
 from saga_service.commands import CommandClient, ServiceToken
 from saga_service.consumer import build_broker, consumer_check, ensure_topics
 from saga_service.events import build_saga_registry
+from saga_service.gauges import SagaGauges
 from saga_service.migrations import migrate_saga_schema
 from saga_service.orchestrator import Orchestrator
 from saga_service.providers import SandboxProvider
@@ -71,17 +72,21 @@ def create_app(settings: SagaSettings, *, span_exporter: SpanExporter | None = N
     )
     access = access_check(build_verifier(settings), limiter)
     admin = Router(path="/", route_handlers=[SagaController], before_request=access)
+    gauges = SagaGauges(service.registry)
     return service.app(
         [admin, WebhookController],
-        start=partial(_start, settings, service, closing=[redis_client.aclose]),
+        start=partial(_start, settings, service, closing=[redis_client.aclose], gauges=gauges),
         provides=["orchestrator"],
         access=access,
         openapi=api_openapi_config(title="Fulfilment saga API", description=DESCRIPTION),
         max_body_bytes=settings.max_body_bytes,
+        refresh_metrics=gauges.refresh,
     )
 
 
-async def _start(settings: SagaSettings, service: Service, run: Startup, *, closing: list[Closer]) -> None:
+async def _start(
+    settings: SagaSettings, service: Service, run: Startup, *, closing: list[Closer], gauges: SagaGauges
+) -> None:
     for close in closing:
         run.on_stop(close)
     url = settings.database_url
@@ -115,6 +120,7 @@ async def _start(settings: SagaSettings, service: Service, run: Startup, *, clos
     orchestrator = _orchestrator(settings, service, store, command_http, provider_http)
     run.on_stop(orchestrator.close)
     run.provide("orchestrator", orchestrator)
+    gauges.orchestrator = orchestrator
     kafka = settings.kafka_bootstrap_servers
     await run.connect("kafka", kafka, lambda: ensure_topics(settings), transient=KAFKA_TRANSIENT)
     broker = build_broker(settings, orchestrator, service.registry)

@@ -154,6 +154,24 @@ class Orchestrator:
         """Sagas that need a look: `parked`, `stuck` (for `stuck_after` seconds), `failed` or `open`."""
         return await self.streams.listing(which, stuck_after=self.stuck_after, limit=limit)
 
+    async def count(self, which: str, *, limit: int) -> int:
+        """How many sagas `listing(which)` shows, counted up to `limit` (a bounded query)."""
+        return len(await self.listing(which, limit=limit))
+
+    async def timer_overdue_seconds(self) -> float:
+        """How long the oldest pending timer (neither fired nor cancelled) is past its due time; 0 if none.
+
+        Read through the partial index on pending timers, so it costs one index probe."""
+        oldest = await self.streams.pool.fetchval(
+            """
+            SELECT min(due_at) FROM saga.timers WHERE fired_at IS NULL AND cancelled_at IS NULL
+            """
+        )
+        if oldest is None:
+            return 0.0
+        overdue: float = (now() - oldest).total_seconds()
+        return max(0.0, overdue)
+
     # --- the provider's answers ----------------------------------------------------------------
 
     async def receive_webhook(self, provider: str, body: bytes, headers: dict[str, str]) -> WebhookStatus:
