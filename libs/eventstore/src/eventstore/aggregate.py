@@ -5,8 +5,8 @@ An aggregate is a ``Decider``: ``decide(state, command) -> events`` says what ha
 tests need no store at all. ``execute`` does the I/O: load the state (latest
 snapshot + later events), decide, append with the loaded version, and on a lost race
 reload and decide again, a bounded number of times. It is the one write loop: the
-command service runs its commands through it too, adding its idempotency key as a
-``Claim`` written in the append's own statement.
+command service runs its commands through it too, its idempotency key a ``Claim``
+that the store writes in the append's own statement.
 
 A long-lived process can keep the states it loaded and wrote in a ``StateCache``:
 a load then reads only the events after the cached version (one round trip, as
@@ -261,7 +261,8 @@ async def execute[S, C, E: msgspec.Struct](
     - ``new_stream``: the caller just made the stream id up (a fresh UUID), so
       nothing is loaded: the command is decided on the initial state and appended
       expecting no stream. A conflict is not retried either.
-    - ``claim``: written in the append's own statement (PostgreSQL, see ``Claim``).
+    - ``claim``: an idempotency key the store writes in the append's own statement
+      (PostgreSQL, see ``Claim``).
       A command that decides nothing still makes its claim, on the stream as loaded.
       A refused claim raises ``ClaimRefused``; nothing is appended and it is not retried.
       A function instead of a claim is called on each attempt with the state after the

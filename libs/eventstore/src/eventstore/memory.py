@@ -106,10 +106,11 @@ class MemoryEventStore:
     ) -> AppendResult:
         """Append ``events`` atomically if the stream is at ``expected_version``.
 
-        A ``claim`` is SQL: this store cannot run it, and says so rather than drop it.
+        Claims are kept by the PostgreSQL store only (with ``read_claim`` to read them
+        back): this store says so rather than drop one.
         """
         if claim is not None:
-            raise NotImplementedError("a claim is SQL: append with one on the PostgreSQL store")
+            raise NotImplementedError("claims are kept by the PostgreSQL store: append with one there")
         category = category_of(stream_id)
         check_expected_version(expected_version)
         encoded = encode_events(self.registry, events, self.max_event_bytes)

@@ -86,8 +86,8 @@ class PostgresEventStore:
         With ``connection`` the append joins the caller's transaction: append before
         the transaction's other writes, or a concurrent append to the same stream may
         force a ``TransactionOrderConflict`` (see ``docs/event-store.md``). With
-        ``claim`` the claim's write goes in the same statement (see ``Claim``); a
-        refused claim raises ``ClaimRefused`` and keeps nothing.
+        ``claim`` the store writes the claim's row in the same statement (see
+        ``Claim``); a refused claim raises ``ClaimRefused`` and keeps nothing.
         """
         category = category_of(stream_id)
         check_expected_version(expected_version)
@@ -98,7 +98,8 @@ class PostgresEventStore:
             return await self._check_only(stream_id, expected_version, connection)
         query, args = queries.APPEND, _append_args(stream_id, category, expected_version, encoded)
         if claim is not None:
-            query, args = queries.append_with_claim(claim.sql, len(claim.args)), (*claim.args, *args)
+            query = queries.APPEND_WITH_CLAIM
+            args = (*args, claim.scope, claim.key, claim.fingerprint, claim.ttl)
         if connection is not None:
             row = await self._run_append(connection, stream_id, encoded, query, args)
         else:
@@ -183,8 +184,8 @@ class PostgresEventStore:
                 version, position = (-1, None) if row is None else (row["version"], row["position"])
                 if not expectation_met(expected, version):
                     raise ConcurrencyError(stream_id, expected, version)
-                query = queries.claim_unchanged(claim.sql, len(claim.args))
-                if not await connection.fetchval(query, *claim.args, stream_id, version, position):
+                args = (claim.scope, claim.key, claim.fingerprint, stream_id, version, position, claim.ttl)
+                if not await connection.fetchval(queries.CLAIM_UNCHANGED, *args):
                     raise ClaimRefused(stream_id)
             return AppendResult(stream_id, version, [])
 

@@ -41,8 +41,9 @@ class EventStore(Protocol):
 
         Raises ``ConcurrencyError`` on a lost race; re-appending the same event ids at
         the same versions succeeds without storing them twice. ``connection``: an
-        asyncpg connection inside the caller's transaction; ``claim``: a write that
-        stands or falls with the append, in its statement (both PostgreSQL only).
+        asyncpg connection inside the caller's transaction; ``claim``: an idempotency
+        key the append takes, written by the store in the append's statement (both
+        PostgreSQL only).
         """
         ...
 
