@@ -6,6 +6,8 @@ reads the columns by index.
 
 from __future__ import annotations
 
+import functools
+
 __all__ = [
     "APPEND",
     "APPEND_WITH_CLAIM",
@@ -33,6 +35,8 @@ __all__ = [
     "TOMBSTONE",
     "TRUNCATE_EVENTS",
     "TRUNCATE_STREAM",
+    "append_with_call",
+    "call_unchanged",
 ]
 
 EVENT_COLUMNS = (
@@ -86,6 +90,48 @@ CLAIM_UNCHANGED = _INSERT_CLAIM.format(
     source="VALUES ($1::text, $2::text, $3::bytea, $4::text, $5::bigint, $6::bigint, '{}'::text[],"
     " now() + $7::interval)"
 )
+
+
+
+def _quoted(function: str) -> str:
+    """``schema.name`` as ``"schema"."name"``; ``Call`` checked that both are plain lower-case identifiers."""
+    schema, name = function.split(".")
+    return f'"{schema}"."{name}"'
+
+
+@functools.cache
+def append_with_call(function: str, arguments: int) -> str:
+    """APPEND ($1..$9) and a ``Call`` of ``function`` with ``arguments`` more parameters ($10 on), as one statement.
+
+    The function gets the stream id, its version and its last event's position after
+    the append, then the caller's arguments. ``called`` is MATERIALIZED (a volatile
+    call is never inlined or dropped) and reads only an appended row, so an append that
+    wrote nothing calls nothing. A call that returns false or NULL after an append that
+    wrote makes the last column call ``refuse_claim``: the whole statement is aborted,
+    events included, as for a taken claim. Cached per name and arity: a handful of texts.
+    """
+    extra = "".join(f", ${10 + i}" for i in range(arguments))
+    return f"""
+WITH result AS MATERIALIZED (SELECT * FROM eventstore.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)),
+called AS MATERIALIZED (
+    SELECT {_quoted(function)}($1::text, r.stream_version, r.positions[cardinality(r.positions)]{extra})
+           AS accepted
+      FROM result r WHERE r.outcome = 'ok'
+)
+SELECT r.*,
+       CASE WHEN r.outcome = 'ok' AND (SELECT accepted FROM called) IS NOT TRUE
+            THEN eventstore.refuse_claim($1) END AS claim_refused
+  FROM result r
+"""
+
+
+@functools.cache
+def call_unchanged(function: str, arguments: int) -> str:
+    """A ``Call`` on a stream that an append of no events leaves as it is ($1 stream id, $2 version,
+    $3 position, read under SHARE_STREAM_HEAD's lock; the caller's arguments from $4 on)."""
+    extra = "".join(f", ${4 + i}" for i in range(arguments))
+    return f"SELECT {_quoted(function)}($1::text, $2::bigint, $3::bigint{extra}) IS TRUE"
+
 
 READ_CLAIM = """
 SELECT scope, key, fingerprint, stream_id, version, position, event_types, expires_at

@@ -6,6 +6,7 @@ Free of the driver: the domain imports these (through ``eventstore``) without as
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -23,6 +24,7 @@ __all__ = [
     "NO_STREAM",
     "STREAM_EXISTS",
     "AppendResult",
+    "Call",
     "Claim",
     "Connection",
     "ExpectedVersion",
@@ -194,6 +196,34 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     fingerprint: bytes
     ttl: timedelta
+
+
+# A function named ``schema.name``: lower-case SQL identifiers only, so the name can be quoted as it is
+# and never carries anything but a name into the statement.
+_QUALIFIED_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}")
+
+
+class Call(msgspec.Struct, frozen=True):
+    """A call of a SQL function its caller owns and migrated, run by the store in the append's own statement.
+
+    For a write that must commit exactly when the append does, in the same round trip
+    (the saga: its summary row and its timers). The store calls
+    ``function(stream_id, version, position, *args)``: where the append left the stream
+    (``position``: its last event's global position, None for a stream without events),
+    then ``args``. The function returns boolean; false or NULL refuses the append as a
+    taken claim does: nothing is kept and ``ClaimRefused`` is raised. It is called only
+    when the append writes (not for a conflict, a deleted stream or an idempotent retry).
+
+    ``function`` is a qualified name, ``schema.name`` in lower case, checked here and
+    quoted by the store: no SQL text of the caller's goes into the statement.
+    """
+
+    function: str
+    args: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _QUALIFIED_NAME.fullmatch(self.function):
+            raise ValueError(f"a Call names its function as schema.name in lower case, got {self.function!r}")
 
 
 class StoredClaim(msgspec.Struct, frozen=True, kw_only=True):
