@@ -41,8 +41,9 @@ notes = Decider[int, Note, Noted](initial_state=0, decide=decide, evolve=lambda 
 _CALLER_SCHEMA = """
 CREATE SCHEMA caller;
 CREATE TABLE caller.seen (stream_id text, version bigint, position bigint, label text, count int);
-CREATE FUNCTION caller.record(p_stream_id text, p_version bigint, p_position bigint, p_label text, p_count int)
-RETURNS boolean LANGUAGE plpgsql AS $$
+CREATE FUNCTION caller.record(
+    p_stream_id text, p_version bigint, p_position bigint, p_label text, p_count int
+) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO caller.seen VALUES (p_stream_id, p_version, p_position, p_label, p_count);
     RETURN CASE p_label WHEN 'no' THEN false WHEN 'null' THEN NULL ELSE true END;
@@ -65,7 +66,9 @@ async def caller(pool: asyncpg.Pool[Any]) -> asyncpg.Pool[Any]:
 
 
 async def seen(pool: asyncpg.Pool[Any]) -> list[tuple[Any, ...]]:
-    rows = await pool.fetch("SELECT stream_id, version, position, label, count FROM caller.seen ORDER BY version")
+    rows = await pool.fetch(
+        "SELECT stream_id, version, position, label, count FROM caller.seen ORDER BY version"
+    )
     return [tuple(row) for row in rows]
 
 
@@ -138,7 +141,10 @@ async def test_a_call_without_events_holds_the_expected_version_and_gets_the_hea
     await pg_store.append("note-2", [], -1, claim=record("new"))
 
     assert (result.version, result.positions) == (0, [])
-    assert await seen(caller) == [("note-2", -1, None, "new", 0), ("note-1", 0, first.positions[0], "same", 0)]
+    assert await seen(caller) == [
+        ("note-2", -1, None, "new", 0),
+        ("note-1", 0, first.positions[0], "same", 0),
+    ]
 
 
 async def test_execute_makes_the_call_from_the_state_after_the_command(
@@ -156,10 +162,18 @@ async def test_execute_makes_the_call_from_the_state_after_the_command(
 
 @pytest.mark.parametrize(
     "name",
-    ["record", "caller.", "Caller.record", 'caller."record"', "caller.record()", "a.b.c", "caller.record; drop"],
+    [
+        "record",
+        "caller.",
+        "Caller.record",
+        'caller."record"',
+        "caller.record()",
+        "a.b.c",
+        "caller.record; drop",
+    ],
 )
 def test_a_call_names_its_function_as_a_plain_qualified_name(name: str) -> None:
-    with pytest.raises(ValueError, match="schema.name"):
+    with pytest.raises(ValueError, match=r"schema\.name"):
         Call(name)
 
 

@@ -111,7 +111,9 @@ class MemoryEventStore:
         read claims back): this store says so rather than drop one.
         """
         if claim is not None:
-            raise NotImplementedError("claims and calls are written by the PostgreSQL store: append with one there")
+            raise NotImplementedError(
+                "claims and calls are written by the PostgreSQL store: append with one there"
+            )
         category = category_of(stream_id)
         check_expected_version(expected_version)
         encoded = encode_events(self.registry, events, self.max_event_bytes)

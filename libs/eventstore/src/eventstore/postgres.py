@@ -193,7 +193,15 @@ class PostgresEventStore:
                     raise ConcurrencyError(stream_id, expected, version)
                 if isinstance(claim, Claim):
                     query = queries.CLAIM_UNCHANGED
-                    args = (claim.scope, claim.key, claim.fingerprint, stream_id, version, position, claim.ttl)
+                    args = (
+                        claim.scope,
+                        claim.key,
+                        claim.fingerprint,
+                        stream_id,
+                        version,
+                        position,
+                        claim.ttl,
+                    )
                 else:
                     query = queries.call_unchanged(claim.function, len(claim.args))
                     args = (stream_id, version, position, *claim.args)

@@ -92,7 +92,6 @@ CLAIM_UNCHANGED = _INSERT_CLAIM.format(
 )
 
 
-
 def _quoted(function: str) -> str:
     """``schema.name`` as ``"schema"."name"``; ``Call`` checked that both are plain lower-case identifiers."""
     schema, name = function.split(".")
@@ -101,7 +100,7 @@ def _quoted(function: str) -> str:
 
 @functools.cache
 def append_with_call(function: str, arguments: int) -> str:
-    """APPEND ($1..$9) and a ``Call`` of ``function`` with ``arguments`` more parameters ($10 on), as one statement.
+    """APPEND ($1..$9) and a ``Call`` of ``function`` (``arguments`` more, $10 on) in one statement.
 
     The function gets the stream id, its version and its last event's position after
     the append, then the caller's arguments. ``called`` is MATERIALIZED (a volatile
