@@ -1,6 +1,6 @@
 -- What the saga writes with each append to its stream, in the append's own statement: the event
 -- store calls this function (an eventstore.Call from saga_service.streams) with where the append
--- left the stream, then the saga's summary and the arguments of saga.sync_timers (sql/002). Being
+-- left the stream, then the saga's summary and the rest of saga.sync_timers' arguments (sql/002). Being
 -- the saga's own migrated function, no SQL text of the saga crosses into the store's statement.
 -- It always returns true: the summary's upsert cannot be refused, so the append never is.
 CREATE FUNCTION saga.record_append(
