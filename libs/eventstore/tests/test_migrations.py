@@ -44,6 +44,7 @@ async def test_migrate_creates_the_tables_and_records_each_version(fresh_databas
         await connection.close()
     assert [t["table_name"] for t in tables] == [
         "checkpoints",
+        "claims",
         "events",
         "schema_migrations",
         "snapshots",

@@ -139,18 +139,14 @@ async def test_an_expired_key_can_be_used_again_and_expired_keys_are_purged(
     connection = await asyncpg.connect(settings.database_url)
     try:
         await connection.execute(
-            "UPDATE command.idempotency_keys SET expires_at = now() - interval '1 second' "
-            "WHERE subject = 'alice'"
+            "UPDATE eventstore.claims SET expires_at = now() - interval '1 second' WHERE scope = 'alice'"
         )
         again = await client.post("/orders", json=ORDER_BODY, headers=request_headers)
         await connection.execute(
-            "UPDATE command.idempotency_keys SET expires_at = now() - interval '1 second' "
-            "WHERE subject = 'alice'"
+            "UPDATE eventstore.claims SET expires_at = now() - interval '1 second' WHERE scope = 'alice'"
         )
         purged = await app.state.services.keys.purge_expired()
-        left = await connection.fetchval(
-            "SELECT count(*) FROM command.idempotency_keys WHERE subject = 'alice'"
-        )
+        left = await connection.fetchval("SELECT count(*) FROM eventstore.claims WHERE scope = 'alice'")
     finally:
         await connection.close()
 
@@ -180,7 +176,7 @@ async def test_a_retry_after_the_state_moved_on_still_gets_the_first_answer(
     assert await reader.event_types(f"order-{order_id}") == ["OrderPlaced", "OrderCancelled"]
 
 
-async def test_keys_stored_before_the_outcome_columns_still_answer_after_the_migration(
+async def test_keys_stored_before_the_outcome_columns_still_answer_after_the_migrations(
     fresh_database_url: str, tmp_path: Path
 ) -> None:
     from command_service.app import MIGRATION_LOCK_KEY
@@ -196,14 +192,21 @@ async def test_keys_stored_before_the_outcome_columns_still_answer_after_the_mig
     body = b'{"stream_id":"order-1","version":0,"position":42,"events":["OrderPlaced"]}'
     connection = await asyncpg.connect(fresh_database_url)
     try:
-        await connection.execute(
-            "INSERT INTO command.idempotency_keys"
-            " (subject, idempotency_key, fingerprint, status_code, response, expires_at)"
-            " VALUES ('alice', 'k-1', $1, 201, $2, now() + interval '1 hour')",
-            request,
-            body,
-        )
+        for key, expires in (("k-1", "1 hour"), ("k-gone", "-1 second")):
+            await connection.execute(
+                "INSERT INTO command.idempotency_keys"
+                " (subject, idempotency_key, fingerprint, status_code, response, expires_at)"
+                " VALUES ('alice', $1, $2, 201, $3, now() + $4::text::interval)",
+                key,
+                request,
+                body,
+                expires,
+            )
+        # As the service starts: the event store's migrations, then its own.
+        await migrate(fresh_database_url)
         applied = await migrate(fresh_database_url, sql, schema="command", lock_key=MIGRATION_LOCK_KEY)
+        moved = await connection.fetchval("SELECT count(*) FROM eventstore.claims")
+        old_table = await connection.fetchval("SELECT to_regclass('command.idempotency_keys')")
     finally:
         await connection.close()
     pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=1)
@@ -212,10 +215,10 @@ async def test_keys_stored_before_the_outcome_columns_still_answer_after_the_mig
     finally:
         await pool.close()
 
-    assert [m.version for m in applied] == [2]
+    assert [m.version for m in applied] == [2, 3]
+    assert (moved, old_table) == (1, None)
     assert stored is not None
-    assert (stored.status_code, stored.stream_id, stored.version, stored.position, stored.events) == (
-        201,
+    assert (stored.stream_id, stored.version, stored.position, stored.event_types) == (
         "order-1",
         0,
         42,

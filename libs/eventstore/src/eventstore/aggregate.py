@@ -5,8 +5,8 @@ An aggregate is a ``Decider``: ``decide(state, command) -> events`` says what ha
 tests need no store at all. ``execute`` does the I/O: load the state (latest
 snapshot + later events), decide, append with the loaded version, and on a lost race
 reload and decide again, a bounded number of times. It is the one write loop: the
-command service runs its commands through it too, adding its idempotency key as a
-``Claim`` written in the append's own statement.
+command service runs its commands through it too, its idempotency key a ``Claim``
+that the store writes in the append's own statement.
 
 A long-lived process can keep the states it loaded and wrote in a ``StateCache``:
 a load then reads only the events after the cached version (one round trip, as
@@ -28,7 +28,7 @@ import msgspec
 
 from eventstore.errors import ConcurrencyError, EventDecodeError, EventStoreError, StreamTruncated
 from eventstore.store import EventStore
-from eventstore.types import Claim, Metadata, NewEvent, RecordedEvent
+from eventstore.types import Call, Claim, Metadata, NewEvent, RecordedEvent
 
 __all__ = ["Decider", "Executed", "Loaded", "StateCache", "execute", "load", "load_many"]
 
@@ -250,7 +250,7 @@ async def execute[S, C, E: msgspec.Struct](
     metadata: Metadata | None = None,
     expected_version: int | None = None,
     new_stream: bool = False,
-    claim: Claim | Callable[[S, Sequence[E]], Claim | None] | None = None,
+    claim: Claim | Call | Callable[[S, Sequence[E]], Claim | Call | None] | None = None,
     max_attempts: int = 3,
     cache: StateCache | None = None,
 ) -> Executed[E]:
@@ -261,12 +261,14 @@ async def execute[S, C, E: msgspec.Struct](
     - ``new_stream``: the caller just made the stream id up (a fresh UUID), so
       nothing is loaded: the command is decided on the initial state and appended
       expecting no stream. A conflict is not retried either.
-    - ``claim``: written in the append's own statement (PostgreSQL, see ``Claim``).
+    - ``claim``: a write the store makes in the append's own statement (PostgreSQL):
+      an idempotency key (``Claim``) or a call of the caller's SQL function (``Call``).
       A command that decides nothing still makes its claim, on the stream as loaded.
       A refused claim raises ``ClaimRefused``; nothing is appended and it is not retried.
       A function instead of a claim is called on each attempt with the state after the
       command and the events it decided, and returns the claim (None: no claim): for a
-      write that depends on them (the saga keeps its timers in line with its state so).
+      write that depends on them (the saga's ``Call`` keeps its summary row and timers in
+      line with its state so).
     - ``cache``: load from it (see ``StateCache``), and cache the state the command made.
 
     A command that decides nothing appends nothing and costs no round trip beyond

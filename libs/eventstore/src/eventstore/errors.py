@@ -179,10 +179,10 @@ class DuplicateEventId(EventStoreError):
 
 
 class ClaimRefused(EventStoreError):
-    """The claim sent with an append wrote nothing (its row was taken), so the append was undone too.
+    """The key claimed with an append is taken (a live claim holds it), so the append was undone too.
 
-    Not retried: the caller finds out who holds the row (for an idempotency key, the
-    first request's stored answer).
+    Not retried: the caller reads who holds the key (``read_claim``; for the command
+    service, the first request's answer).
     """
 
     def __init__(self, stream_id: str) -> None:

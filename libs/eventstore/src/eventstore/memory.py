@@ -25,6 +25,7 @@ from eventstore.streams import category_of, check_stream_id
 from eventstore.types import (
     ANY,
     AppendResult,
+    Call,
     Claim,
     Connection,
     ExpectedVersion,
@@ -102,14 +103,17 @@ class MemoryEventStore:
         expected_version: ExpectedVersion = ANY,
         *,
         connection: Connection | None = None,
-        claim: Claim | None = None,
+        claim: Claim | Call | None = None,
     ) -> AppendResult:
         """Append ``events`` atomically if the stream is at ``expected_version``.
 
-        A ``claim`` is SQL: this store cannot run it, and says so rather than drop it.
+        Claims and calls are written by the PostgreSQL store only (with ``read_claim`` to
+        read claims back): this store says so rather than drop one.
         """
         if claim is not None:
-            raise NotImplementedError("a claim is SQL: append with one on the PostgreSQL store")
+            raise NotImplementedError(
+                "claims and calls are written by the PostgreSQL store: append with one there"
+            )
         category = category_of(stream_id)
         check_expected_version(expected_version)
         encoded = encode_events(self.registry, events, self.max_event_bytes)

@@ -33,6 +33,7 @@ from eventstore.subscriptions import follow_log
 from eventstore.types import (
     ANY,
     AppendResult,
+    Call,
     Claim,
     Connection,
     ExpectedVersion,
@@ -79,15 +80,16 @@ class PostgresEventStore:
         expected_version: ExpectedVersion = ANY,
         *,
         connection: Connection | None = None,
-        claim: Claim | None = None,
+        claim: Claim | Call | None = None,
     ) -> AppendResult:
         """Append ``events`` atomically if the stream is at ``expected_version``.
 
         With ``connection`` the append joins the caller's transaction: append before
         the transaction's other writes, or a concurrent append to the same stream may
         force a ``TransactionOrderConflict`` (see ``docs/event-store.md``). With
-        ``claim`` the claim's write goes in the same statement (see ``Claim``); a
-        refused claim raises ``ClaimRefused`` and keeps nothing.
+        ``claim`` the store writes the claim's row (``Claim``) or calls the caller's
+        function (``Call``) in the same statement; a refused claim (a key taken, a call
+        that returned false) raises ``ClaimRefused`` and keeps nothing.
         """
         category = category_of(stream_id)
         check_expected_version(expected_version)
@@ -97,8 +99,12 @@ class PostgresEventStore:
                 return await self._claim_unchanged(stream_id, expected_version, claim, connection)
             return await self._check_only(stream_id, expected_version, connection)
         query, args = queries.APPEND, _append_args(stream_id, category, expected_version, encoded)
-        if claim is not None:
-            query, args = queries.append_with_claim(claim.sql, len(claim.args)), (*claim.args, *args)
+        if isinstance(claim, Claim):
+            query = queries.APPEND_WITH_CLAIM
+            args = (*args, claim.scope, claim.key, claim.fingerprint, claim.ttl)
+        elif claim is not None:
+            query = queries.append_with_call(claim.function, len(claim.args))
+            args = (*args, *claim.args)
         if connection is not None:
             row = await self._run_append(connection, stream_id, encoded, query, args)
         else:
@@ -167,9 +173,11 @@ class PostgresEventStore:
         return AppendResult(stream_id, version, [])
 
     async def _claim_unchanged(
-        self, stream_id: str, expected: ExpectedVersion, claim: Claim, connection: Connection | None
+        self, stream_id: str, expected: ExpectedVersion, claim: Claim | Call, connection: Connection | None
     ) -> AppendResult:
         """An append without events, with a claim: the expectation holds and the claim is written, or neither.
+
+        A ``Call`` is called with the stream's head as it stands.
 
         Two statements in a transaction (this is the rare path: a command that changed
         nothing); the stream row is share-locked so no append slips in between.
@@ -183,8 +191,21 @@ class PostgresEventStore:
                 version, position = (-1, None) if row is None else (row["version"], row["position"])
                 if not expectation_met(expected, version):
                     raise ConcurrencyError(stream_id, expected, version)
-                query = queries.claim_unchanged(claim.sql, len(claim.args))
-                if not await connection.fetchval(query, *claim.args, stream_id, version, position):
+                if isinstance(claim, Claim):
+                    query = queries.CLAIM_UNCHANGED
+                    args = (
+                        claim.scope,
+                        claim.key,
+                        claim.fingerprint,
+                        stream_id,
+                        version,
+                        position,
+                        claim.ttl,
+                    )
+                else:
+                    query = queries.call_unchanged(claim.function, len(claim.args))
+                    args = (stream_id, version, position, *claim.args)
+                if not await connection.fetchval(query, *args):
                     raise ClaimRefused(stream_id)
             return AppendResult(stream_id, version, [])
 

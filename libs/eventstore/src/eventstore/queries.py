@@ -10,17 +10,21 @@ import functools
 
 __all__ = [
     "APPEND",
+    "APPEND_WITH_CLAIM",
     "CHECKPOINT_LAG",
     "CHECKPOINT_LAG_CATEGORIES",
     "CLAIM_REFUSED",
+    "CLAIM_UNCHANGED",
     "DELETE_SNAPSHOT",
     "EVENT_COLUMNS",
     "HORIZON",
     "LOAD_CHECKPOINT",
     "LOAD_SNAPSHOT",
     "LOCK_STREAM",
+    "PURGE_EXPIRED_CLAIMS",
     "READ_ALL",
     "READ_CATEGORIES",
+    "READ_CLAIM",
     "READ_STREAMS",
     "READ_STREAM_BACKWARD",
     "READ_STREAM_FORWARD",
@@ -31,8 +35,8 @@ __all__ = [
     "TOMBSTONE",
     "TRUNCATE_EVENTS",
     "TRUNCATE_STREAM",
-    "append_with_claim",
-    "claim_unchanged",
+    "append_with_call",
+    "call_unchanged",
 ]
 
 EVENT_COLUMNS = (
@@ -45,44 +49,100 @@ APPEND = "SELECT * FROM eventstore.append_events($1, $2, $3, $4, $5, $6, $7, $8,
 # The SQLSTATE of eventstore.refuse_claim (sql/002_claims.sql).
 CLAIM_REFUSED = "ES409"
 
+# A claim's row (sql/003_claim_records.sql) taken for an append: an expired row with the same key is
+# replaced, a live one wins and nothing is returned. Shared by the two statements below; its source
+# row is (scope, key, fingerprint, stream_id, version, position, event_types, expires_at).
+_INSERT_CLAIM = """
+INSERT INTO eventstore.claims AS c
+    (scope, key, fingerprint, stream_id, version, position, event_types, expires_at)
+{source}
+ON CONFLICT (scope, key) DO UPDATE
+    SET fingerprint = excluded.fingerprint, stream_id = excluded.stream_id, version = excluded.version,
+        position = excluded.position, event_types = excluded.event_types, created_at = now(),
+        expires_at = excluded.expires_at
+    WHERE c.expires_at <= now()
+RETURNING 1
+"""
 
-@functools.cache
-def append_with_claim(claim_sql: str, claim_params: int) -> str:
-    """APPEND and a claim (``eventstore.types.Claim``) as one statement: one round trip, one transaction.
+# APPEND ($1..$9) and a claim ($10 scope, $11 key, $12 fingerprint, $13 time to live) as one
+# statement: one round trip, one transaction. ``result`` is MATERIALIZED so the append runs exactly
+# once however often it is read. The claim's row comes from the append's result, so an append that
+# wrote nothing (conflict, deleted, idempotent retry) claims nothing and nothing needs undoing. A
+# claim that found its key taken after an append that wrote makes the last column call
+# ``refuse_claim``, whose error aborts the whole statement, events included.
+_CLAIM_FROM_APPEND = """
+SELECT $10::text, $11::text, $12::bytea, $1::text, r.stream_version, r.positions[cardinality(r.positions)],
+       $6::text[], now() + $13::interval
+  FROM result r WHERE r.outcome = 'ok'"""
 
-    The claim's parameters come first ($1..$n, as its author wrote them), the
-    append's nine follow. ``result`` is MATERIALIZED so the append runs exactly once
-    however often it is read. A claim that returns no row after an append that
-    wrote makes the last column call ``refuse_claim``, whose error aborts the whole
-    statement, events included. Other outcomes (conflict, deleted, ...) write
-    nothing, so the claim sees no ``appended`` row and nothing needs undoing.
-    """
-    p = [f"${claim_params + i}" for i in range(1, 10)]
-    return f"""
-WITH result AS MATERIALIZED (SELECT * FROM eventstore.append_events({", ".join(p)})),
-appended AS (
-    SELECT {p[0]}::text AS stream_id, r.stream_version AS version,
-           r.positions[cardinality(r.positions)] AS position, {p[5]}::text[] AS event_types
-      FROM result r WHERE r.outcome = 'ok'
-),
-claimed AS ({claim_sql})
+APPEND_WITH_CLAIM = f"""
+WITH result AS MATERIALIZED (SELECT * FROM eventstore.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)),
+claimed AS ({_INSERT_CLAIM.format(source=_CLAIM_FROM_APPEND)})
 SELECT r.*,
        CASE WHEN r.outcome = 'ok' AND NOT EXISTS (SELECT FROM claimed)
-            THEN eventstore.refuse_claim({p[0]}) END AS claim_refused
+            THEN eventstore.refuse_claim($1) END AS claim_refused
+  FROM result r
+"""
+
+# A claim on a stream that an append of no events leaves as it is (its version and last position,
+# read under SHARE_STREAM_HEAD's lock in the same transaction): 1, or None when the key is taken.
+CLAIM_UNCHANGED = _INSERT_CLAIM.format(
+    source="VALUES ($1::text, $2::text, $3::bytea, $4::text, $5::bigint, $6::bigint, '{}'::text[],"
+    " now() + $7::interval)"
+)
+
+
+def _quoted(function: str) -> str:
+    """``schema.name`` as ``"schema"."name"``; ``Call`` checked that both are plain lower-case identifiers."""
+    schema, name = function.split(".")
+    return f'"{schema}"."{name}"'
+
+
+@functools.cache
+def append_with_call(function: str, arguments: int) -> str:
+    """APPEND ($1..$9) and a ``Call`` of ``function`` (``arguments`` more, $10 on) in one statement.
+
+    The function gets the stream id, its version and its last event's position after
+    the append, then the caller's arguments. ``called`` is MATERIALIZED (a volatile
+    call is never inlined or dropped) and reads only an appended row, so an append that
+    wrote nothing calls nothing. A call that returns false or NULL after an append that
+    wrote makes the last column call ``refuse_claim``: the whole statement is aborted,
+    events included, as for a taken claim. Cached per name and arity: a handful of texts.
+    """
+    extra = "".join(f", ${10 + i}" for i in range(arguments))
+    return f"""
+WITH result AS MATERIALIZED (SELECT * FROM eventstore.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)),
+called AS MATERIALIZED (
+    SELECT {_quoted(function)}($1::text, r.stream_version, r.positions[cardinality(r.positions)]{extra})
+           AS accepted
+      FROM result r WHERE r.outcome = 'ok'
+)
+SELECT r.*,
+       CASE WHEN r.outcome = 'ok' AND (SELECT accepted FROM called) IS NOT TRUE
+            THEN eventstore.refuse_claim($1) END AS claim_refused
   FROM result r
 """
 
 
 @functools.cache
-def claim_unchanged(claim_sql: str, claim_params: int) -> str:
-    """A claim on a stream that an append of no events leaves as it is; the count of rows it wrote."""
-    n = claim_params
-    return f"""
-WITH appended (stream_id, version, position, event_types) AS (
-    VALUES (${n + 1}::text, ${n + 2}::bigint, ${n + 3}::bigint, '{{}}'::text[])
-),
-claimed AS ({claim_sql})
-SELECT count(*) FROM claimed
+def call_unchanged(function: str, arguments: int) -> str:
+    """A ``Call`` on a stream that an append of no events leaves as it is ($1 stream id, $2 version,
+    $3 position, read under SHARE_STREAM_HEAD's lock; the caller's arguments from $4 on)."""
+    extra = "".join(f", ${4 + i}" for i in range(arguments))
+    return f"SELECT {_quoted(function)}($1::text, $2::bigint, $3::bigint{extra}) IS TRUE"
+
+
+READ_CLAIM = """
+SELECT scope, key, fingerprint, stream_id, version, position, event_types, expires_at
+  FROM eventstore.claims WHERE scope = $1 AND key = $2 AND expires_at > now()
+"""
+
+# Expired claims are already ignored by READ_CLAIM and replaced by a new claim of their key;
+# deleting them only keeps the table small, a batch at a time.
+PURGE_EXPIRED_CLAIMS = """
+DELETE FROM eventstore.claims WHERE ctid IN (
+    SELECT ctid FROM eventstore.claims WHERE expires_at <= now() LIMIT $1
+)
 """
 
 

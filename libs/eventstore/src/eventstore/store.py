@@ -10,6 +10,7 @@ import msgspec
 from eventstore.types import (
     ANY,
     AppendResult,
+    Call,
     Claim,
     Connection,
     ExpectedVersion,
@@ -35,14 +36,16 @@ class EventStore(Protocol):
         expected_version: ExpectedVersion = ANY,
         *,
         connection: Connection | None = None,
-        claim: Claim | None = None,
+        claim: Claim | Call | None = None,
     ) -> AppendResult:
         """Append ``events`` atomically if the stream is at ``expected_version``.
 
         Raises ``ConcurrencyError`` on a lost race; re-appending the same event ids at
         the same versions succeeds without storing them twice. ``connection``: an
-        asyncpg connection inside the caller's transaction; ``claim``: a write that
-        stands or falls with the append, in its statement (both PostgreSQL only).
+        asyncpg connection inside the caller's transaction; ``claim``: a write the store
+        makes in the append's statement, an idempotency key the append takes
+        (``Claim``) or a call of the caller's own SQL function (``Call``) (both
+        PostgreSQL only).
         """
         ...
 

@@ -1,23 +1,30 @@
-"""The values that cross the store's interface: what you append, what you read back."""
+"""The values that cross the store's interface: what you append, what you read back.
+
+Free of the driver: the domain imports these (through ``eventstore``) without asyncpg.
+"""
 
 from __future__ import annotations
 
 import enum
+import re
 import uuid
-from datetime import datetime
-from typing import Any, ClassVar, Final
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-import asyncpg
-import asyncpg.pool
 import msgspec
 
 from eventstore.errors import InvalidExpectedVersion
+
+if TYPE_CHECKING:
+    import asyncpg
+    import asyncpg.pool
 
 __all__ = [
     "ANY",
     "NO_STREAM",
     "STREAM_EXISTS",
     "AppendResult",
+    "Call",
     "Claim",
     "Connection",
     "ExpectedVersion",
@@ -26,6 +33,7 @@ __all__ = [
     "NewEvent",
     "Pool",
     "RecordedEvent",
+    "StoredClaim",
     "StoredEvent",
     "StreamState",
     "check_expected_version",
@@ -34,6 +42,7 @@ __all__ = [
 ]
 
 # An asyncpg connection the caller holds, typically inside ``async with conn.transaction()``.
+# The alias is evaluated only when a type checker (or code) asks for it, so asyncpg is not imported here.
 type Connection = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 # The pool `eventstore.connect` opens: what services hand the store and their own queries.
 type Pool = asyncpg.Pool[Any]
@@ -172,21 +181,64 @@ class AppendResult(msgspec.Struct, frozen=True):
     positions: list[int]
 
 
-class Claim(msgspec.Struct, frozen=True):
-    """A write that stands or falls with an append, sent in the append's own statement (PostgreSQL only).
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """An idempotency key that an append takes, written by the store in the append's own statement.
 
-    ``sql`` is one data-modifying statement ending in ``RETURNING``, its parameters
-    ``$1``..``$n`` bound to ``args`` (cast them: the statement is planned as a whole).
-    It may read the one-row relation ``appended (stream_id text, version bigint,
-    position bigint, event_types text[])``: the stream after the append, ``position``
-    being its last event's global position. With no events to append it is the
-    stream as it stands, share-locked until the claim commits.
-
-    When the statement returns no row the claim is refused: nothing of the append is
-    kept and ``ClaimRefused`` is raised. The command service claims its idempotency
-    key this way, ``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE <expired> RETURNING 1``:
-    events and key are written in one round trip, or neither is.
+    ``key`` is unique within ``scope`` (the command service: the caller's subject).
+    The store records the key with ``fingerprint`` (what the key was used for, the
+    caller's to define and compare) and where the append left its stream, until
+    ``ttl`` has passed. A key whose live record exists is taken: the claim is refused,
+    nothing of the append is kept and ``ClaimRefused`` is raised. An expired record
+    is replaced. Read a record back with ``read_claim`` (PostgreSQL only).
     """
 
-    sql: str
+    scope: str
+    key: str
+    fingerprint: bytes
+    ttl: timedelta
+
+
+# A function named ``schema.name``: lower-case SQL identifiers only, so the name can be quoted as it is
+# and never carries anything but a name into the statement.
+_QUALIFIED_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}")
+
+
+class Call(msgspec.Struct, frozen=True):
+    """A call of a SQL function its caller owns and migrated, run by the store in the append's own statement.
+
+    For a write that must commit exactly when the append does, in the same round trip
+    (the saga: its summary row and its timers). The store calls
+    ``function(stream_id, version, position, *args)``: where the append left the stream
+    (``position``: its last event's global position, None for a stream without events),
+    then ``args``. The function returns boolean; false or NULL refuses the append as a
+    taken claim does: nothing is kept and ``ClaimRefused`` is raised. It is called only
+    when the append writes (not for a conflict, a deleted stream or an idempotent retry).
+
+    ``function`` is a qualified name, ``schema.name`` in lower case, checked here and
+    quoted by the store: no SQL text of the caller's goes into the statement.
+    """
+
+    function: str
     args: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _QUALIFIED_NAME.fullmatch(self.function):
+            raise ValueError(f"a Call names its function as schema.name in lower case, got {self.function!r}")
+
+
+class StoredClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """A live claim as the store recorded it: the key's fingerprint and where its append left the stream.
+
+    ``position`` is the global position of the stream's last event after the append
+    (None for a claim on a stream without events); ``event_types`` names the events
+    the append wrote (none for a claim made by an append of no events).
+    """
+
+    scope: str
+    key: str
+    fingerprint: bytes
+    stream_id: str
+    version: int
+    position: int | None
+    event_types: list[str]
+    expires_at: datetime

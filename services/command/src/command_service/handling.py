@@ -4,9 +4,9 @@ The loop itself is `eventstore.execute`: load the stream (snapshot plus later
 events), decide, append at the loaded version, decide again on a lost race. What
 this module adds is the HTTP service's policy:
 
-- the idempotency key travels with the append as an event store `Claim`, written
-  by the append's own statement (see `command_service.idempotency`), so a key
-  exists exactly when its events do, at no extra round trip;
+- the idempotency key travels with the append as an event store `Claim`, which the
+  store writes in the append's own statement (see `command_service.idempotency`), so
+  a key exists exactly when its events do, at no extra round trip;
 - the key is not looked up first: almost every request carries a new key. Only
   when the command is refused (the domain says no, the stream is not at If-Match,
   the stream kept moving, or the key's claim was refused) is the stored answer
@@ -40,16 +40,17 @@ from eventstore import (
     EventStore,
     Metadata,
     StateCache,
+    StoredClaim,
     execute,
 )
 from fulfilment.errors import DomainError
 
 from command_service.errors import PreconditionFailed, TooMuchContention
-from command_service.idempotency import IdempotencyKeys
+from command_service.idempotency import IdempotencyKeys, fingerprint
 from command_service.queues import StreamQueues
 from command_service.related import Related
 
-__all__ = ["CommandAccepted", "CommandContext", "Outcome", "Services", "handle"]
+__all__ = ["CommandAccepted", "CommandRequest", "Outcome", "Services", "handle"]
 
 
 class CommandAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,17 +72,6 @@ class CommandAccepted(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ]
     events: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class CommandContext:
-    """What the request adds to a command: who, which key, which version it expects, trace ids."""
-
-    subject: str
-    idempotency_key: str
-    fingerprint: bytes
-    if_match: int | None
-    metadata: Metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,26 +101,63 @@ class Services:
         return Related(self.store, self.states)
 
 
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    """A command's request before its body: the service's adapters, who asks, with which key and headers.
+
+    `status_code` is the endpoint's success status, as its route decorator declares it: the one place
+    it is set, and what a replay of the command answers with too (the key's fingerprint covers method
+    and path, so a replay reaches the same endpoint).
+    """
+
+    services: Services
+    subject: str
+    idempotency_key: str
+    if_match: int | None
+    method: str
+    path: str
+    status_code: int
+    metadata: Metadata
+
+    def fingerprint(self, body: msgspec.Struct | None) -> bytes:
+        """What the idempotency key must match: method, path and the body as decoded and re-encoded."""
+        return fingerprint(self.method, self.path, b"" if body is None else msgspec.json.encode(body))
+
+    async def handle[S, C, E: msgspec.Struct](
+        self,
+        decider: Decider[S, C, E],
+        stream_id: str,
+        command: C,
+        body: msgspec.Struct | None = None,
+        *,
+        new_stream: bool = False,
+        check: Callable[[], Awaitable[None]] | None = None,
+    ) -> Outcome:
+        """Handle `command` on `stream_id` (see `handle`)."""
+        return await handle(self, decider, stream_id, command, body, new_stream=new_stream, check=check)
+
+
 async def handle[S, C, E: msgspec.Struct](
-    services: Services,
+    request: CommandRequest,
     decider: Decider[S, C, E],
     stream_id: str,
     command: C,
-    context: CommandContext,
+    body: msgspec.Struct | None = None,
     *,
-    status_code: int,
     new_stream: bool = False,
     check: Callable[[], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Run `command` against the stream `stream_id` as described in the module docstring.
 
-    `status_code` is the endpoint's success status, stored with the key for replays.
+    `body` is the request body the command came from: part of what the idempotency key must match.
     `new_stream`: the caller just made the stream id up (a fresh UUID), so there is
     nothing to load; the append still insists that the stream does not exist.
     `check`: rules across streams (`fulfilment.rules`), run in the stream's turn just before
     the command; what it refuses is answered like a refusal of the command itself.
     """
-    claim = services.keys.claim(context.subject, context.idempotency_key, context.fingerprint, status_code)
+    services = request.services
+    request_fingerprint = request.fingerprint(body)
+    claim = services.keys.claim(request.subject, request.idempotency_key, request_fingerprint)
     try:
         # A stream id just made up has nobody to queue behind.
         async with contextlib.nullcontext() if new_stream else services.queues.turn(stream_id):
@@ -141,8 +168,8 @@ async def handle[S, C, E: msgspec.Struct](
                 decider,
                 stream_id,
                 command,
-                metadata=context.metadata,
-                expected_version=context.if_match,
+                metadata=request.metadata,
+                expected_version=request.if_match,
                 new_stream=new_stream,
                 claim=claim,
                 max_attempts=services.max_attempts,
@@ -150,10 +177,11 @@ async def handle[S, C, E: msgspec.Struct](
             )
     except (DomainError, ConcurrencyError, ClaimRefused) as error:
         # A retry of a command that already went through meets the state (or the key) it made itself.
-        if (replay := await _replay(services, context)) is not None:
-            return replay
-        if isinstance(error, ConcurrencyError) and context.if_match is not None:
-            raise PreconditionFailed(stream_id, context.if_match, error.actual) from error
+        stored = await services.keys.find(request.subject, request.idempotency_key, request_fingerprint)
+        if stored is not None:
+            return _replay(request, stored)
+        if isinstance(error, ConcurrencyError) and request.if_match is not None:
+            raise PreconditionFailed(stream_id, request.if_match, error.actual) from error
         if isinstance(error, ConcurrencyError | ClaimRefused):
             # ClaimRefused without a stored answer: the key expired in the meantime. Rare enough
             # to answer like contention, which the client retries.
@@ -165,14 +193,14 @@ async def handle[S, C, E: msgspec.Struct](
         position=executed.position,
         events=[services.registry.type_name(type(event)) for event in executed.events],
     )
-    return Outcome(accepted, status_code, replayed=False)
+    return Outcome(accepted, request.status_code, replayed=False)
 
 
-async def _replay(services: Services, context: CommandContext) -> Outcome | None:
-    stored = await services.keys.find(context.subject, context.idempotency_key, context.fingerprint)
-    if stored is None:
-        return None
+def _replay(request: CommandRequest, stored: StoredClaim) -> Outcome:
     accepted = CommandAccepted(
-        stream_id=stored.stream_id, version=stored.version, position=stored.position, events=stored.events
+        stream_id=stored.stream_id,
+        version=stored.version,
+        position=stored.position,
+        events=stored.event_types,
     )
-    return Outcome(accepted, stored.status_code, replayed=True)
+    return Outcome(accepted, request.status_code, replayed=True)

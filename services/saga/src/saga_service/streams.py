@@ -1,7 +1,8 @@
 """A saga's stream in the event store, written through `eventstore.execute` like every other aggregate.
 
-Each append carries, in its own statement (an `eventstore.Claim` made from the
-state after the input), the saga's summary row and its timers (`saga.sync_timers`):
+Each append carries, in its own statement (an `eventstore.Call` of the saga's own
+`saga.record_append`, sql/003, made from the state after the input), the saga's
+summary row and its timers (`saga.sync_timers`):
 a deadline exists exactly when the stream says the saga waits for one, and the
 admin list never lags the stream. The states this process loaded or wrote stay
 in a `StateCache`, so a load reads only the events appended since.
@@ -16,7 +17,7 @@ from uuid import UUID
 
 import asyncpg
 import msgspec
-from eventstore import Claim, Decider, Metadata, PostgresEventStore, RecordedEvent, StateCache, execute, load
+from eventstore import Call, Decider, Metadata, PostgresEventStore, RecordedEvent, StateCache, execute, load
 
 from saga_service.events import SagaEvent, saga_stream
 from saga_service.evolve import evolve
@@ -29,17 +30,9 @@ __all__ = ["Applied", "SagaStreams", "SagaSummary"]
 # Sagas racing on one stream (an answer, a webhook, a deadline) decide again on the newer state.
 MAX_ATTEMPTS = 10
 
-# The summary row, then the timers, once the append went through (`appended` is its result, see
-# `eventstore.Claim`); the upsert always returns its row, so the claim is never refused.
-_RECORD = """
-INSERT INTO saga.sagas (saga_id, phase, outcome, reason, parked_step, parked_code, version)
-SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, appended.version FROM appended
-ON CONFLICT (saga_id) DO UPDATE
-   SET phase = EXCLUDED.phase, outcome = EXCLUDED.outcome, reason = EXCLUDED.reason,
-       parked_step = EXCLUDED.parked_step, parked_code = EXCLUDED.parked_code,
-       version = EXCLUDED.version, updated_at = now()
-RETURNING saga.sync_timers($7::uuid, $8::timestamptz, $9::boolean, $10::float8, $11::text, $12::text)
-"""
+# The saga's function that writes the summary row, then the timers, once the append went through
+# (sql/003); it always returns true, so the append is never refused.
+_RECORD_APPEND = "saga.record_append"
 
 
 class Applied(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,11 +102,11 @@ class SagaStreams:
         Raises `SagaRefused` when the state refuses the input."""
         after: list[Saga | None] = []
 
-        def record(state: Saga | None, events: Sequence[SagaEvent]) -> Claim | None:
+        def record(state: Saga | None, events: Sequence[SagaEvent]) -> Call | None:
             after[:] = [state]  # the last attempt's is the one appended
             if not events or state is None:
                 return None
-            return Claim(_RECORD, (*_summary(state), *self.timers.sync_arguments(state, fired_timer)))
+            return Call(_RECORD_APPEND, (*_summary(state), *self.timers.sync_arguments(state, fired_timer)))
 
         executed = await execute(
             self.store,

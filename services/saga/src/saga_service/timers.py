@@ -75,11 +75,12 @@ class Timers:
         self._grace = wake_grace
 
     def sync_arguments(self, saga: Saga, fired: str | None) -> tuple[Any, ...]:
-        """The arguments of `saga.sync_timers` (sql/002) for the saga's append: its payment deadline
-        while it waits for the provider, its wake-up while it has a step to send, `fired` marked."""
+        """The arguments of `saga.sync_timers` (sql/002) after the saga's id, for the saga's append (its
+        `saga.record_append`, sql/003, passes them on): its payment deadline while it waits for the
+        provider, its wake-up while it has a step to send, `fired` marked."""
         paying = saga.phase is Phase.PAYING and saga.payment_due_at is not None
         due_at = saga.payment_due_at if paying else None
-        return (saga.order_id, due_at, next_step(saga) is not None, self._grace, fired, self.owner)
+        return (due_at, next_step(saga) is not None, self._grace, fired, self.owner)
 
     async def claim(self, limit: int) -> list[DueTimer]:
         """Claim up to `limit` due timers no live instance holds, earliest first."""

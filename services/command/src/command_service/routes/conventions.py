@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from eventstore.aggregate import Decider
-from eventstore.types import Metadata
+from eventstore import Decider, Metadata
 from fulfilment.values import whole
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
@@ -28,8 +26,7 @@ from servicekit.logs import correlation_id
 from servicekit.openapi import problem_responses as kit_problem_responses
 from servicekit.telemetry import current_traceparent
 
-from command_service.handling import CommandAccepted, CommandContext, Outcome, Services, handle
-from command_service.idempotency import fingerprint
+from command_service.handling import CommandAccepted, CommandRequest, Outcome, Services
 
 __all__ = [
     "COMMAND_RESPONSE_HEADERS",
@@ -39,6 +36,7 @@ __all__ = [
     "accepted",
     "problem_responses",
     "provide_command_request",
+    "run",
 ]
 
 IdempotencyKeyHeader = Annotated[
@@ -116,70 +114,6 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     return kit_problem_responses(_DESCRIPTIONS, *_ALWAYS, *statuses)
 
 
-@dataclass(frozen=True, slots=True)
-class CommandRequest:
-    """What every command endpoint needs: the service's adapters, and the request's parts before its body.
-
-    `status_code` is the endpoint's success status, as its route decorator declares it: the one place
-    it is set, and what a replay of the command answers with too.
-    """
-
-    services: Services
-    subject: str
-    idempotency_key: str
-    if_match: int | None
-    method: str
-    path: str
-    status_code: int
-    metadata: Metadata
-
-    def context(self, body: msgspec.Struct | None = None) -> CommandContext:
-        """The command's context; the body is part of what the idempotency key must match."""
-        encoded = b"" if body is None else msgspec.json.encode(body)
-        return CommandContext(
-            subject=self.subject,
-            idempotency_key=self.idempotency_key,
-            fingerprint=fingerprint(self.method, self.path, encoded),
-            if_match=self.if_match,
-            metadata=self.metadata,
-        )
-
-    async def handle[S, C, E: msgspec.Struct](
-        self,
-        decider: Decider[S, C, E],
-        stream_id: str,
-        command: C,
-        body: msgspec.Struct | None = None,
-        *,
-        new_stream: bool = False,
-        check: Callable[[], Awaitable[None]] | None = None,
-    ) -> Outcome:
-        """Handle `command` on `stream_id` (see `command_service.handling.handle`)."""
-        return await handle(
-            self.services,
-            decider,
-            stream_id,
-            command,
-            self.context(body),
-            status_code=self.status_code,
-            new_stream=new_stream,
-            check=check,
-        )
-
-    async def run[S, C, E: msgspec.Struct](
-        self,
-        decider: Decider[S, C, E],
-        stream_id: str,
-        command: C,
-        body: msgspec.Struct | None = None,
-        *,
-        check: Callable[[], Awaitable[None]] | None = None,
-    ) -> Response[CommandAccepted]:
-        """Handle `command` on `stream_id` and answer as every command endpoint does."""
-        outcome = await self.handle(decider, stream_id, command, body, check=check)
-        return accepted(outcome, outcome.accepted)
-
-
 CommandRequestDep = NamedDependency[SkipValidation[CommandRequest]]
 
 
@@ -231,3 +165,17 @@ def accepted[T: CommandAccepted](outcome: Outcome, body: T) -> Response[T]:
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
     return Response(content=body, status_code=outcome.status_code, headers=headers)
+
+
+async def run[S, C, E: msgspec.Struct](
+    command_request: CommandRequest,
+    decider: Decider[S, C, E],
+    stream_id: str,
+    command: C,
+    body: msgspec.Struct | None = None,
+    *,
+    check: Callable[[], Awaitable[None]] | None = None,
+) -> Response[CommandAccepted]:
+    """Handle `command` on `stream_id` and answer as every command endpoint does."""
+    outcome = await command_request.handle(decider, stream_id, command, body, check=check)
+    return accepted(outcome, outcome.accepted)

@@ -16,7 +16,7 @@ from servicekit.auth import CUSTOMER, SERVICE, requires
 from servicekit.openapi import OptionalBodyOperation
 
 from command_service.handling import CommandAccepted
-from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses
+from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses, run
 
 __all__ = ["OrderController"]
 
@@ -96,7 +96,7 @@ class OrderController(Controller):
                 check_confirmation(order, payment, await related.stock_items(order.lines))
 
         command = ConfirmOrder(order_id=order_id)
-        return await command_request.run(ORDERS, order_stream(order_id), command, check=paid_and_reserved)
+        return await run(command_request, ORDERS, order_stream(order_id), command, check=paid_and_reserved)
 
     @post(
         "/{order_id:uuid}/reject",
@@ -113,7 +113,7 @@ class OrderController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = RejectOrder(order_id=order_id, reason=data.reason)
-        return await command_request.run(ORDERS, order_stream(order_id), command, data)
+        return await run(command_request, ORDERS, order_stream(order_id), command, data)
 
     @post(
         "/{order_id:uuid}/cancel",
@@ -133,4 +133,4 @@ class OrderController(Controller):
     ) -> Response[CommandAccepted]:
         body = data or CancelOrderBody()
         command = CancelOrder(order_id=order_id, customer_id=command_request.subject, reason=body.reason)
-        return await command_request.run(ORDERS, order_stream(order_id), command, body)
+        return await run(command_request, ORDERS, order_stream(order_id), command, body)

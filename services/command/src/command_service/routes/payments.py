@@ -15,7 +15,7 @@ from servicekit.auth import SERVICE, requires
 from servicekit.openapi import OptionalBodyOperation
 
 from command_service.handling import CommandAccepted
-from command_service.routes.conventions import CommandRequestDep, problem_responses
+from command_service.routes.conventions import CommandRequestDep, problem_responses, run
 
 __all__ = ["PaymentController"]
 
@@ -67,7 +67,7 @@ class PaymentController(Controller):
 
         command = RequestPayment(order_id=data.order_id, amount=data.amount, currency=data.currency)
         stream_id = payment_stream(data.order_id)
-        return await command_request.run(PAYMENTS, stream_id, command, data, check=the_order_total)
+        return await run(command_request, PAYMENTS, stream_id, command, data, check=the_order_total)
 
     @post(
         "/{order_id:uuid}/authorization",
@@ -84,7 +84,7 @@ class PaymentController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = RecordAuthorization(order_id=order_id, provider_reference=data.provider_reference)
-        return await command_request.run(PAYMENTS, payment_stream(order_id), command, data)
+        return await run(command_request, PAYMENTS, payment_stream(order_id), command, data)
 
     @post(
         "/{order_id:uuid}/decline",
@@ -101,7 +101,7 @@ class PaymentController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = RecordDecline(order_id=order_id, reason=data.reason)
-        return await command_request.run(PAYMENTS, payment_stream(order_id), command, data)
+        return await run(command_request, PAYMENTS, payment_stream(order_id), command, data)
 
     @post(
         "/{order_id:uuid}/void",
@@ -121,7 +121,7 @@ class PaymentController(Controller):
     ) -> Response[CommandAccepted]:
         body = data or VoidBody()
         command = VoidPayment(order_id=order_id, reason=body.reason)
-        return await command_request.run(PAYMENTS, payment_stream(order_id), command, body)
+        return await run(command_request, PAYMENTS, payment_stream(order_id), command, body)
 
     @post(
         "/{order_id:uuid}/refund",
@@ -148,4 +148,6 @@ class PaymentController(Controller):
 
         command = RefundPayment(order_id=order_id)
         stream_id = payment_stream(order_id)
-        return await command_request.run(PAYMENTS, stream_id, command, body, check=captured_and_not_confirmed)
+        return await run(
+            command_request, PAYMENTS, stream_id, command, body, check=captured_and_not_confirmed
+        )

@@ -36,7 +36,7 @@ from servicekit.auth import SERVICE, STAFF, requires
 from servicekit.openapi import OptionalBodyOperation
 
 from command_service.handling import CommandAccepted
-from command_service.routes.conventions import CommandRequestDep, problem_responses
+from command_service.routes.conventions import CommandRequestDep, problem_responses, run
 
 __all__ = ["StockController"]
 
@@ -95,7 +95,7 @@ class StockController(Controller):
         command = RegisterProduct(
             sku=data.sku, name=data.name, unit_price=data.unit_price, currency=data.currency
         )
-        return await command_request.run(STOCK, stock_stream(data.sku), command, data)
+        return await run(command_request, STOCK, stock_stream(data.sku), command, data)
 
     @post(
         "/{sku:str}/price",
@@ -109,7 +109,7 @@ class StockController(Controller):
         self, sku: SkuPath, data: JSONBody[PriceBody], command_request: CommandRequestDep
     ) -> Response[CommandAccepted]:
         command = ChangePrice(sku=sku, unit_price=data.unit_price, currency=data.currency)
-        return await command_request.run(STOCK, stock_stream(sku), command, data)
+        return await run(command_request, STOCK, stock_stream(sku), command, data)
 
     @post(
         "/{sku:str}/deactivate",
@@ -129,7 +129,7 @@ class StockController(Controller):
     ) -> Response[CommandAccepted]:
         body = data or DeactivateBody()
         command = DeactivateProduct(sku=sku, reason=body.reason)
-        return await command_request.run(STOCK, stock_stream(sku), command, body)
+        return await run(command_request, STOCK, stock_stream(sku), command, body)
 
     @post(
         "/{sku:str}/activate",
@@ -140,7 +140,7 @@ class StockController(Controller):
         responses=problem_responses(404),
     )
     async def activate(self, sku: SkuPath, command_request: CommandRequestDep) -> Response[CommandAccepted]:
-        return await command_request.run(STOCK, stock_stream(sku), ActivateProduct(sku=sku))
+        return await run(command_request, STOCK, stock_stream(sku), ActivateProduct(sku=sku))
 
     @post(
         "/{sku:str}/receipts",
@@ -157,7 +157,7 @@ class StockController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = ReceiveStock(sku=sku, quantity=data.quantity)
-        return await command_request.run(STOCK, stock_stream(sku), command, data)
+        return await run(command_request, STOCK, stock_stream(sku), command, data)
 
     @post(
         "/{sku:str}/reservations",
@@ -180,7 +180,7 @@ class StockController(Controller):
             check_reservation(order, data.order_id, normalise_sku(sku), data.quantity)
 
         command = ReserveStock(sku=sku, order_id=data.order_id, quantity=data.quantity)
-        return await command_request.run(STOCK, stock_stream(sku), command, data, check=fits_the_order)
+        return await run(command_request, STOCK, stock_stream(sku), command, data, check=fits_the_order)
 
     @post(
         "/{sku:str}/reservations/{order_id:uuid}/release",
@@ -197,7 +197,7 @@ class StockController(Controller):
         command_request: CommandRequestDep,
     ) -> Response[CommandAccepted]:
         command = ReleaseReservation(sku=sku, order_id=order_id)
-        return await command_request.run(STOCK, stock_stream(sku), command)
+        return await run(command_request, STOCK, stock_stream(sku), command)
 
     @post(
         "/{sku:str}/reservations/{order_id:uuid}/commit",
@@ -219,4 +219,4 @@ class StockController(Controller):
             check_commit(await related.order(order_id), order_id, await related.payment(order_id))
 
         command = CommitReservation(sku=sku, order_id=order_id)
-        return await command_request.run(STOCK, stock_stream(sku), command, check=paid_and_going_ahead)
+        return await run(command_request, STOCK, stock_stream(sku), command, check=paid_and_going_ahead)
