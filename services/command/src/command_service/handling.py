@@ -123,19 +123,6 @@ class CommandRequest:
         """What the idempotency key must match: method, path and the body as decoded and re-encoded."""
         return fingerprint(self.method, self.path, b"" if body is None else msgspec.json.encode(body))
 
-    async def handle[S, C, E: msgspec.Struct](
-        self,
-        decider: Decider[S, C, E],
-        stream_id: str,
-        command: C,
-        body: msgspec.Struct | None = None,
-        *,
-        new_stream: bool = False,
-        check: Callable[[], Awaitable[None]] | None = None,
-    ) -> Outcome:
-        """Handle `command` on `stream_id` (see `handle`)."""
-        return await handle(self, decider, stream_id, command, body, new_stream=new_stream, check=check)
-
 
 async def handle[S, C, E: msgspec.Struct](
     request: CommandRequest,

@@ -26,7 +26,7 @@ from servicekit.logs import correlation_id
 from servicekit.openapi import problem_responses as kit_problem_responses
 from servicekit.telemetry import current_traceparent
 
-from command_service.handling import CommandAccepted, CommandRequest, Outcome, Services
+from command_service.handling import CommandAccepted, CommandRequest, Outcome, Services, handle
 
 __all__ = [
     "COMMAND_RESPONSE_HEADERS",
@@ -177,5 +177,5 @@ async def run[S, C, E: msgspec.Struct](
     check: Callable[[], Awaitable[None]] | None = None,
 ) -> Response[CommandAccepted]:
     """Handle `command` on `stream_id` and answer as every command endpoint does."""
-    outcome = await command_request.handle(decider, stream_id, command, body, check=check)
+    outcome = await handle(command_request, decider, stream_id, command, body, check=check)
     return accepted(outcome, outcome.accepted)

@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody
 from servicekit.auth import CUSTOMER, SERVICE, requires
 from servicekit.openapi import OptionalBodyOperation
 
-from command_service.handling import CommandAccepted
+from command_service.handling import CommandAccepted, handle
 from command_service.routes.conventions import CommandRequestDep, accepted, problem_responses, run
 
 __all__ = ["OrderController"]
@@ -70,7 +70,9 @@ class OrderController(Controller):
             currency=data.currency,
             catalogue=catalogue,
         )
-        outcome = await command_request.handle(ORDERS, order_stream(order_id), command, data, new_stream=True)
+        outcome = await handle(
+            command_request, ORDERS, order_stream(order_id), command, data, new_stream=True
+        )
         # A replay answers with the order of the first request, whose id is in its stream id.
         first_order_id = order_id_of(outcome.accepted.stream_id)
         body = OrderAccepted(order_id=first_order_id, **msgspec.structs.asdict(outcome.accepted))
