@@ -14,13 +14,24 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import asyncpg
 import asyncpg.exceptions
 
 from eventstore.errors import EventStoreError, StoreUnavailable
 
-__all__ = ["TRANSIENT", "TRANSIENT_ERRORS", "close_pool", "connect", "is_transient", "retrying", "translated"]
+__all__ = [
+    "TRANSIENT",
+    "TRANSIENT_ERRORS",
+    "PoolSettings",
+    "close_pool",
+    "connect",
+    "is_transient",
+    "pool_for",
+    "retrying",
+    "translated",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +88,41 @@ async def connect(
 async def close_pool(pool: asyncpg.Pool[asyncpg.Record], timeout: float) -> None:
     """Close `pool`, waiting at most `timeout` seconds for borrowed connections to come back."""
     await asyncio.wait_for(pool.close(), timeout=timeout)
+
+
+class PoolSettings(Protocol):
+    """What a service's settings say about its pool (the command service's and the saga's do)."""
+
+    @property
+    def database_url(self) -> str: ...
+    @property
+    def pool_min_size(self) -> int: ...
+    @property
+    def pool_max_size(self) -> int: ...
+    @property
+    def shutdown_timeout_seconds(self) -> float: ...
+
+
+def pool_for(
+    settings: PoolSettings, application_name: str
+) -> tuple[
+    Callable[[], Awaitable[asyncpg.Pool[asyncpg.Record]]],
+    Callable[[asyncpg.Pool[asyncpg.Record]], Awaitable[None]],
+]:
+    """How to open a service's pool as its settings size it, and how to close it within its shutdown time."""
+
+    async def opened() -> asyncpg.Pool[asyncpg.Record]:
+        return await connect(
+            settings.database_url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            application_name=application_name,
+        )
+
+    async def close(pool: asyncpg.Pool[asyncpg.Record]) -> None:
+        await close_pool(pool, settings.shutdown_timeout_seconds)
+
+    return opened, close
 
 
 async def _keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:

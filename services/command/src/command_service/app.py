@@ -10,7 +10,7 @@ from importlib import resources
 import httpx
 import redis.asyncio as redis
 from eventstore import TRANSIENT
-from eventstore.connection import close_pool, connect
+from eventstore.connection import pool_for
 from eventstore.errors import EventStoreError
 from eventstore.migrations import migrate
 from eventstore.postgres import PostgresEventStore
@@ -90,18 +90,8 @@ async def _start(settings: CommandSettings, run: Startup, *, closing: list[Close
         )
 
     await run.connect("postgres", url, migrated, transient=TRANSIENT)
-    pool = await run.connect(
-        "postgres",
-        url,
-        lambda: connect(
-            url,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            application_name="command-service",
-        ),
-        close=lambda pool: close_pool(pool, settings.shutdown_timeout_seconds),
-        transient=TRANSIENT,
-    )
+    opened, closed = pool_for(settings, "command-service")
+    pool = await run.connect("postgres", url, opened, close=closed, transient=TRANSIENT)
     store = PostgresEventStore(pool, build_registry())
     run.on_stop(store.close)
     run.ready("postgres", postgres_check(lambda: pool))

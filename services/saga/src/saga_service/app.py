@@ -17,8 +17,8 @@ from functools import partial
 import httpx
 import redis.asyncio as redis
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
-from eventstore import TRANSIENT, PostgresEventStore, connect
-from eventstore.connection import close_pool
+from eventstore import TRANSIENT, PostgresEventStore
+from eventstore.connection import pool_for
 from eventstore.migrations import migrate as migrate_event_store
 from litestar import Litestar, Router
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -96,18 +96,8 @@ async def _start(
         await migrate_saga_schema(url)
 
     await run.connect("postgres", url, migrated, transient=TRANSIENT)
-    pool = await run.connect(
-        "postgres",
-        url,
-        lambda: connect(
-            url,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            application_name="saga-service",
-        ),
-        close=lambda pool: close_pool(pool, settings.shutdown_timeout_seconds),
-        transient=TRANSIENT,
-    )
+    opened, closed = pool_for(settings, "saga-service")
+    pool = await run.connect("postgres", url, opened, close=closed, transient=TRANSIENT)
     run.ready("postgres", postgres_check(lambda: pool))
     timeout = httpx.Timeout(settings.saga_http_timeout)
     limits = httpx.Limits(max_connections=settings.saga_concurrency * 2)
