@@ -6,13 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import msgspec
 import pytest
 from eventstore import (
     Call,
     ClaimRefused,
     ConcurrencyError,
-    Decider,
     EventRegistry,
     MemoryEventStore,
     NewEvent,
@@ -21,20 +19,8 @@ from eventstore import (
     execute,
 )
 
-
-class Noted(msgspec.Struct, frozen=True):
-    text: str
-
-
-class Note(msgspec.Struct, frozen=True):
-    text: str
-
-
-def decide(count: int, command: Note) -> list[Noted]:
-    return [] if command.text == "" else [Noted(command.text)]
-
-
-notes = Decider[int, Note, Noted](initial_state=0, decide=decide, evolve=lambda count, _: count + 1)
+# The claims tests' notes, and their `registry` fixture (imported to be found by pytest here too).
+from libs.eventstore.tests.test_claims import Note, Noted, notes, registry  # noqa: F401
 
 # The caller's own table and function, as a service would migrate them: it records where each append
 # left its stream with the caller's label, and refuses (returns false) a label "no" and NULL for "null".
@@ -50,13 +36,6 @@ BEGIN
 END
 $$;
 """
-
-
-@pytest.fixture
-def registry() -> EventRegistry:
-    registry = EventRegistry()
-    registry.register(Noted, name="noted")
-    return registry
 
 
 @pytest.fixture
@@ -177,7 +156,9 @@ def test_a_call_names_its_function_as_a_plain_qualified_name(name: str) -> None:
         Call(name)
 
 
-async def test_the_memory_store_refuses_a_call_rather_than_ignore_it(registry: EventRegistry) -> None:
+async def test_the_memory_store_refuses_a_call_rather_than_ignore_it(
+    registry: EventRegistry,  # noqa: F811
+) -> None:
     store = MemoryEventStore(registry)
 
     with pytest.raises(NotImplementedError):
