@@ -415,6 +415,35 @@ async def test_a_lost_race_with_a_cache_is_decided_again_on_the_fresh_state(stor
     assert (cached.state, cached.version) == (Account(1015, 3), 2)
 
 
+async def test_execute_decides_on_a_cached_state_without_reading_the_stream(store: EventStore) -> None:
+    cache = StateCache()
+    await execute(store, account, "account-1", Deposit(10), cache=cache)
+    counting = CountingReads(store)
+
+    executed = await execute(counting, account, "account-1", Withdraw(4), cache=cache)  # type: ignore[arg-type]
+
+    assert counting.reads_from == []  # the append's version check stood in for the read
+    assert executed.events == [Withdrawn(4)]
+    assert (await load(store, account, "account-1")).state == Account(6, 2)
+
+
+async def test_a_stale_cached_state_is_never_the_answer(store: EventStore) -> None:
+    cache = StateCache()
+    await execute(store, account, "account-1", Deposit(10), cache=cache)
+    await store.append("account-1", [Deposited(100)], 0)  # another process: the cache is behind
+    counting = CountingReads(store)
+
+    # Refused on the cached balance (10), allowed on the stream's (110): decided again on the stream.
+    executed = await execute(counting, account, "account-1", Withdraw(50), cache=cache)  # type: ignore[arg-type]
+    assert executed.events == [Withdrawn(50)]
+    assert counting.reads_from == [1]
+
+    await store.append("account-1", [Withdrawn(55)], 2)  # behind again; now the stream refuses
+    with pytest.raises(InsufficientFunds):
+        await execute(store, account, "account-1", Withdraw(10), cache=cache)
+    assert (await load(store, account, "account-1")).state == Account(5, 4)
+
+
 async def test_a_cached_load_of_a_truncated_stream_is_refused(store: EventStore) -> None:
     cache = StateCache()
     await execute(store, account, "account-1", Deposit(1), cache=cache)

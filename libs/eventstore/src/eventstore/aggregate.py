@@ -107,13 +107,12 @@ class Executed[E]:
 class StateCache:
     """The states this process last loaded or wrote, by decider and stream id, least recently used dropped.
 
-    A cached state is where a load starts, never its answer: ``load`` still reads the
-    stream from the cached version on, in one round trip, so what it returns is as
-    current as a load without the cache, also when other processes write to the
-    stream. What the cache saves is the snapshot look-up and decoding the snapshot
-    and the events after it: for an aggregate whose state grows (a stock item keeps
-    an entry for every order it served) that is most of a load. States are frozen, so
-    sharing one between concurrent commands is safe.
+    ``load`` starts from a cached state and reads only the events after it (one round
+    trip, as current as an uncached load). ``execute`` decides on a cached state
+    without reading at all: its append names the cached version, so the store accepts
+    it only if the state was current; otherwise (or when the command is refused or
+    changes nothing on the cached state) it loads and decides again. States are
+    frozen, so sharing one between concurrent commands is safe.
 
     Keyed by the decider's identity: deciders are long-lived module constants, and
     two deciders never read each other's states.
@@ -256,57 +255,95 @@ async def execute[S, C, E: msgspec.Struct](
 ) -> Executed[E]:
     """Load, decide, append; on ``ConcurrencyError`` reload and decide again, up to ``max_attempts`` times.
 
-    - ``expected_version`` (e.g. from an HTTP ``If-Match``): no retry; a stream that
-      moved on raises ``ConcurrencyError`` before deciding (after ``decider.authorize``).
-    - ``new_stream``: the caller just made the stream id up (a fresh UUID), so
-      nothing is loaded: the command is decided on the initial state and appended
-      expecting no stream. A conflict is not retried either.
-    - ``claim``: a write the store makes in the append's own statement (PostgreSQL):
-      an idempotency key (``Claim``) or a call of the caller's SQL function (``Call``).
-      A command that decides nothing still makes its claim, on the stream as loaded.
-      A refused claim raises ``ClaimRefused``; nothing is appended and it is not retried.
-      A function instead of a claim is called on each attempt with the state after the
-      command and the events it decided, and returns the claim (None: no claim): for a
-      write that depends on them (the saga's ``Call`` keeps its summary row and timers in
-      line with its state so).
-    - ``cache``: load from it (see ``StateCache``), and cache the state the command made.
-
-    A command that decides nothing appends nothing and costs no round trip beyond
-    the load (unless it has a claim). Domain errors from ``decide`` propagate.
+    ``expected_version`` (an HTTP ``If-Match``) and ``new_stream`` (a stream id just made up,
+    nothing loaded) are never retried. ``claim`` is a write made in the append's own statement
+    (a ``Claim`` or a ``Call``), or a function of the state after the command and its events
+    returning one. With a ``cache``, the first attempt decides on the cached state without reading
+    the stream: the append's version check proves it current (see ``StateCache``).
+    Domain errors from ``decide`` propagate.
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be >= 1")
-    for attempt in range(1, max_attempts + 1):
-        if new_stream:
-            loaded = Loaded(decider.initial_state, -1, None)
+    trusted = None
+    if cache is not None and expected_version is None and not new_stream:
+        trusted = cache.get(decider, stream_id)
+    attempt = 0
+    while True:
+        if trusted is not None:
+            loaded, trusted, trusting = trusted, None, True
         else:
-            loaded = await load(store, decider, stream_id, cache=cache)
-        if decider.authorize is not None:
-            decider.authorize(loaded.state, command)
-        if expected_version is not None and loaded.version != expected_version:
-            raise ConcurrencyError(stream_id, expected_version, loaded.version)
-        decided = decider.decide(loaded.state, command)
-        # The state after the command, folded at most once: for the claim, the snapshot and the cache.
-        state_after = functools.cache(functools.partial(decider.fold, loaded.state, decided))
-        this_claim = claim(state_after(), decided) if callable(claim) else claim
-        if not decided and this_claim is None:
-            return Executed(stream_id, loaded.version, loaded.position, [], [])
-        new_events = [NewEvent(data=event, metadata=metadata or Metadata()) for event in decided]
+            attempt += 1
+            loaded, trusting = Loaded(decider.initial_state, -1, None), False
+            if not new_stream:
+                loaded = await load(store, decider, stream_id, cache=cache)
         try:
-            result = await store.append(stream_id, new_events, loaded.version, claim=this_claim)
+            return await _Attempt(store, decider, stream_id, loaded, expected_version, cache).run(
+                command, metadata, claim, trusting=trusting
+            )
+        except _Stale:
+            continue  # the cached state was behind the stream: decide on the stream as it is
         except ConcurrencyError:
             if expected_version is not None or new_stream or attempt == max_attempts:
                 raise
             log.debug("%s moved on while deciding; retry %d/%d", stream_id, attempt, max_attempts - 1)
             await asyncio.sleep(random.uniform(0, _RETRY_JITTER_SECONDS * attempt))
-            continue
+
+
+class _Stale(Exception):
+    """A cached state that cannot be trusted for this command: load the stream and decide again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt[S, C, E: msgspec.Struct]:
+    """One decide-and-append of ``execute`` on one loaded (or cached) state."""
+
+    store: EventStore
+    decider: Decider[S, C, E]
+    stream_id: str
+    loaded: Loaded[S]
+    expected_version: int | None
+    cache: StateCache | None
+
+    async def run(
+        self,
+        command: C,
+        metadata: Metadata | None,
+        claim: Claim | Call | Callable[[S, Sequence[E]], Claim | Call | None] | None,
+        *,
+        trusting: bool,
+    ) -> Executed[E]:
+        loaded, decider = self.loaded, self.decider
+        try:
+            if decider.authorize is not None:
+                decider.authorize(loaded.state, command)
+            if self.expected_version is not None and loaded.version != self.expected_version:
+                raise ConcurrencyError(self.stream_id, self.expected_version, loaded.version)
+            decided = decider.decide(loaded.state, command)
+            # The state after the command, folded at most once: for the claim, the snapshot and the cache.
+            state_after = functools.cache(functools.partial(decider.fold, loaded.state, decided))
+            this_claim = claim(state_after(), decided) if callable(claim) else claim
+        except Exception as error:
+            # A refusal on a cached state may be the cache's staleness: only the stream can tell.
+            if trusting:
+                raise _Stale from error
+            raise
+        if not decided and this_claim is None:
+            if trusting:
+                raise _Stale  # nothing to do, by a state no append has proved current
+            return Executed(self.stream_id, loaded.version, loaded.position, [], [])
+        new_events = [NewEvent(data=event, metadata=metadata or Metadata()) for event in decided]
+        try:
+            result = await self.store.append(self.stream_id, new_events, loaded.version, claim=this_claim)
+        except ConcurrencyError:
+            if trusting:
+                raise _Stale from None
+            raise
         if not decided:
-            return Executed(stream_id, loaded.version, loaded.position, [], [])
-        await _maybe_snapshot(store, decider, stream_id, loaded.version, result.version, state_after)
-        if cache is not None:
-            cache.put(decider, stream_id, Loaded(state_after(), result.version, result.positions[-1]))
-        return Executed(stream_id, result.version, result.positions[-1], decided, result.positions)
-    raise AssertionError("unreachable")  # pragma: no cover
+            return Executed(self.stream_id, loaded.version, loaded.position, [], [])
+        await _maybe_snapshot(self.store, decider, self.stream_id, loaded.version, result.version, state_after)
+        if self.cache is not None:
+            self.cache.put(decider, self.stream_id, Loaded(state_after(), result.version, result.positions[-1]))
+        return Executed(self.stream_id, result.version, result.positions[-1], decided, result.positions)
 
 
 async def _load_snapshot[S, C, E: msgspec.Struct](

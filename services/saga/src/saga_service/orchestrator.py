@@ -87,9 +87,11 @@ class Orchestrator:
         )
         return await self.streams.apply(order_id, command, metadata=metadata, fired_timer=fired_timer)
 
-    async def drive(self, order_id: UUID) -> Applied:
-        """Send the saga's steps until it waits or is over. Transient failures propagate (retry later)."""
-        current = await self.streams.load(order_id)
+    async def drive(self, order_id: UUID, *, fresh: bool = True) -> Applied:
+        """Send the saga's steps until it waits or is over. Transient failures propagate (retry later).
+
+        `fresh=False` starts from the state this process last recorded (see `SagaStreams.current`)."""
+        current = await self.streams.load(order_id) if fresh else await self.streams.current(order_id)
         traceparent = await self.streams.traceparent(order_id)
         with self.tracer.start_as_current_span("saga drive", context=context_of(traceparent)) as span:
             span.set_attribute("saga.order_id", str(order_id))
@@ -225,7 +227,8 @@ class Orchestrator:
                 while True:
                     self._again.discard(order_id)
                     try:
-                        await self.drive(order_id)
+                        # Kicked right after this process recorded an input: its state is current.
+                        await self.drive(order_id, fresh=False)
                     except RETRY_LATER as error:
                         # The wake-up timer armed by the last append picks the saga up again.
                         log.warning("saga %s will be retried: %s", order_id, error)

@@ -10,6 +10,7 @@ in a `StateCache`, so a load reads only the events appended since.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,9 @@ MAX_ATTEMPTS = 10
 # The saga's function that writes the summary row, then the timers, once the append went through
 # (sql/003); it always returns true, so the append is never refused.
 _RECORD_APPEND = "saga.record_append"
+
+# Sagas whose first event's traceparent is kept in memory (as many as the states cache keeps).
+_TRACES_KEPT = 10_000
 
 
 class Applied(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +79,8 @@ class SagaStreams:
             initial_state=None, decide=decide, evolve=evolve
         )
         self.cache = cache if cache is not None else StateCache()
+        # The trace of each saga's first event, which never changes: one read per saga at most.
+        self._traceparents: OrderedDict[UUID, str | None] = OrderedDict()
 
     async def read(self, order_id: UUID) -> list[RecordedEvent]:
         """The saga's history, oldest first."""
@@ -85,10 +91,30 @@ class SagaStreams:
         loaded = await load(self.store, self.decider, saga_stream(order_id), cache=self.cache)
         return Applied(state=loaded.state, version=loaded.version, events=[])
 
+    async def current(self, order_id: UUID) -> Applied:
+        """The saga as this process last saw it (a load if it has not): for driving a saga this
+        process just recorded an input of. Another instance's write since makes the next append
+        conflict, and that input is then decided again on the stream as it is."""
+        cached = self.cache.get(self.decider, saga_stream(order_id))
+        if cached is None:
+            return await self.load(order_id)
+        return Applied(state=cached.state, version=cached.version, events=[])
+
     async def traceparent(self, order_id: UUID) -> str | None:
         """The trace of the order that started the saga (its first event keeps it)."""
+        if order_id in self._traceparents:
+            self._traceparents.move_to_end(order_id)
+            return self._traceparents[order_id]
         first = await self.store.read_stream(saga_stream(order_id), 0, limit=1)
-        return first[0].metadata.traceparent if first else None
+        if not first:
+            return None
+        self._remember_trace(order_id, first[0].metadata.traceparent)
+        return first[0].metadata.traceparent
+
+    def _remember_trace(self, order_id: UUID, traceparent: str | None) -> None:
+        self._traceparents[order_id] = traceparent
+        while len(self._traceparents) > _TRACES_KEPT:
+            self._traceparents.popitem(last=False)
 
     async def apply(
         self,
@@ -118,6 +144,8 @@ class SagaStreams:
             max_attempts=MAX_ATTEMPTS,
             cache=self.cache,
         )
+        if executed.events and executed.version == len(executed.events) - 1:
+            self._remember_trace(order_id, metadata.traceparent if metadata else None)
         if not executed.events and fired_timer is not None:
             # It fired before (a second claimer after an expired lease) or finds nothing to do.
             await self.timers.mark_fired(order_id, fired_timer)
