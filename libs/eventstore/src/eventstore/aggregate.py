@@ -340,10 +340,11 @@ class _Attempt[S, C, E: msgspec.Struct]:
             raise
         if not decided:
             return Executed(self.stream_id, loaded.version, loaded.position, [], [])
-        await _maybe_snapshot(self.store, decider, self.stream_id, loaded.version, result.version, state_after)
+        stream_id, version, position = self.stream_id, result.version, result.positions[-1]
+        await _maybe_snapshot(self.store, decider, stream_id, loaded.version, version, state_after)
         if self.cache is not None:
-            self.cache.put(decider, self.stream_id, Loaded(state_after(), result.version, result.positions[-1]))
-        return Executed(self.stream_id, result.version, result.positions[-1], decided, result.positions)
+            self.cache.put(decider, stream_id, Loaded(state_after(), version, position))
+        return Executed(stream_id, version, position, decided, result.positions)
 
 
 async def _load_snapshot[S, C, E: msgspec.Struct](
