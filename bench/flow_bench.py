@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import statistics
@@ -32,14 +33,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from eventstore import migrate
 from testkit.databases import scratch_database
@@ -97,6 +98,7 @@ class CpuMeter:
     databases: dict[str, str]  # database name -> label
     watcher: asyncpg.Connection[Any]
     before: dict[str, float] = field(default_factory=dict)
+    xacts: dict[str, float] = field(default_factory=dict)
     seen: dict[int, tuple[str, float]] = field(default_factory=dict)
 
     async def _backends(self) -> dict[int, str]:
@@ -116,7 +118,16 @@ class CpuMeter:
                     sampled[process.pid] = (label, times.user + times.system)
         return sampled
 
+    async def transactions(self) -> dict[str, float]:
+        """Transactions committed per database (a statement outside a transaction is one)."""
+        rows = await self.watcher.fetch(
+            "SELECT datname, xact_commit FROM pg_stat_database WHERE datname = any($1::text[])",
+            list(self.databases),
+        )
+        return {self.databases[row["datname"]]: float(row["xact_commit"]) for row in rows}
+
     async def start(self) -> None:
+        self.xacts = await self.transactions()
         self.before = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
         self.before["client"] = time.process_time()
         self.seen = await self._postgres()
@@ -126,7 +137,12 @@ class CpuMeter:
         for pid, (label, _) in (await self._postgres()).items():
             self.seen.setdefault(pid, (label, 0.0))
 
-    async def stop(self) -> dict[str, float]:
+    async def stop(self) -> tuple[dict[str, float], dict[str, float]]:
+        # Backends report their counts when idle, at most once a second.
+        await asyncio.sleep(1.2)
+        xacts = {
+            label: count - self.xacts.get(label, 0.0) for label, count in (await self.transactions()).items()
+        }
         used = {name: cpu_seconds(pid) - self.before[name] for name, pid in self.processes.items()}
         used["client"] = time.process_time() - self.before["client"]
         now = await self._postgres()
@@ -136,7 +152,7 @@ class CpuMeter:
         for pid, (label, cpu) in now.items():
             if pid not in self.seen:
                 used[label] = used.get(label, 0.0) + cpu
-        return used
+        return used, xacts
 
 
 # --- the suite ------------------------------------------------------------------------------------
@@ -153,7 +169,9 @@ async def suite(
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(f"{prefix}{name}", 6, 1) for name in ("order", "stock", "payment")])
+        await admin.create_topics(
+            [NewTopic(f"{prefix}{name}", 6, 1) for name in ("order", "stock", "payment")]
+        )
     finally:
         await admin.close()
     jwt = {"JWT_SECRET": SECRET, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE, "ACCESS_LOG": "false"}
@@ -230,14 +248,19 @@ async def seed(client: httpx.AsyncClient, staff: str) -> None:
 
 def an_order() -> dict[str, Any]:
     """One unit each of two products; no prices: the catalogue's are paid."""
-    return {"lines": [{"sku": sku, "quantity": 1} for sku in random.sample(list(PRICES), 2)], "currency": "EUR"}
+    return {
+        "lines": [{"sku": sku, "quantity": 1} for sku in random.sample(list(PRICES), 2)],
+        "currency": "EUR",
+    }
 
 
 def total_of(order: dict[str, Any]) -> int:
     return sum(PRICES[line["sku"]] * line["quantity"] for line in order["lines"])
 
 
-async def offer(count: int, clients: int, rate: float | None, job: Callable[[], Awaitable[None]]) -> None:
+async def offer(
+    count: int, clients: int, rate: float | None, job: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     """Run `job` `count` times: by `clients` workers back to back, or started at `rate` per second."""
     if rate is None:
         left = [count]
@@ -250,7 +273,7 @@ async def offer(count: int, clients: int, rate: float | None, job: Callable[[], 
         await asyncio.gather(*(worker() for _ in range(clients)))
         return
     began = time.monotonic()
-    jobs = []
+    jobs: list[asyncio.Task[None]] = []
     for n in range(count):
         await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
         jobs.append(asyncio.create_task(job()))
@@ -267,6 +290,7 @@ class Outcome:
     seconds: float
     durations: list[float]
     cpu: dict[str, float]
+    transactions: dict[str, float]
 
     @property
     def rate(self) -> float:
@@ -274,6 +298,9 @@ class Outcome:
 
     def ms_per_order(self, part: str) -> float:
         return 1000 * self.cpu.get(part, 0.0) / self.orders
+
+    def per_order(self, database: str) -> float:
+        return self.transactions.get(database, 0.0) / self.orders
 
     @property
     def total_ms(self) -> float:
@@ -372,8 +399,13 @@ async def run_side(
                 await seed(client, tokens("bench-staff", ["staff"]))
                 await relay_caught_up(processes["relay"], store_url)
                 meter = CpuMeter(
-                    processes={name: process.process.pid for name, process in processes.items() if process.process},
-                    databases={store_url.rsplit("/", 1)[1]: "postgres (store)", saga_url.rsplit("/", 1)[1]: "postgres (saga)"},
+                    processes={
+                        name: process.process.pid for name, process in processes.items() if process.process
+                    },
+                    databases={
+                        store_url.rsplit("/", 1)[1]: "postgres (store)",
+                        saga_url.rsplit("/", 1)[1]: "postgres (saga)",
+                    },
                     watcher=watcher,
                 )
                 await meter.start()
@@ -388,8 +420,8 @@ async def run_side(
                     finished = time.time()
                 await meter.sample()
                 await relay_caught_up(processes["relay"], store_url)
-                cpu = await meter.stop()
-    return Outcome(side, orders, finished - started, durations, cpu)
+                cpu, xacts = await meter.stop()
+    return Outcome(side, orders, finished - started, durations, cpu, xacts)
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -410,14 +442,14 @@ def spread(values: list[float], digits: int = 1) -> str:
     middle = statistics.median(values)
     if len(values) == 1:
         return f"{middle:,.{digits}f}"
-    return f"{middle:,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
+    return f"{middle:,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
 
 
 def report(outcomes: list[Outcome], orders: int, clients: int, rate: float | None) -> None:
     load = f"placed at {rate:g}/s" if rate else f"{clients} concurrent clients back to back"
     runs = len(outcomes) // len(SIDES)
     print(f"\nThe order flow: {orders} orders of 2 lines, {load}, {runs} runs per side, alternating.")
-    print("Median (min–max) over the runs; CPU is user + system per order.\n")
+    print("Median (min-max) over the runs; CPU is user + system per order.\n")
     print("| measure | script | saga |\n|---|--:|--:|")
     by_side = {side: [o for o in outcomes if o.side == side] for side in SIDES}
 
@@ -431,24 +463,35 @@ def report(outcomes: list[Outcome], orders: int, clients: int, rate: float | Non
     row("**CPU ms/order, all processes**", lambda o: o.total_ms)
     for part in PARTS:
         if any(o.cpu.get(part) for o in outcomes):
-            row(f"CPU ms/order: {part}", lambda o, part=part: o.ms_per_order(part))
+            row(f"CPU ms/order: {part}", functools.partial(Outcome.ms_per_order, part=part))
+    for database in ("postgres (store)", "postgres (saga)"):
+        row(
+            f"transactions/order: {database.removeprefix('postgres ')}",
+            functools.partial(Outcome.per_order, database=database),
+        )
     row(
         "**saga overhead: saga + its PostgreSQL, ms/order**",
         lambda o: o.ms_per_order("saga") + o.ms_per_order("postgres (saga)"),
     )
-    script_rates = [o.rate for o in by_side["script"]]
-    saga_rates = [o.rate for o in by_side["saga"]]
-    print(f"\nsaga / script throughput (medians): {statistics.median(saga_rates) / statistics.median(script_rates):.0%}")
-    p99 = [1000 * percentile(o.durations, 0.99) for o in by_side["saga"]]
-    p99_script = [1000 * percentile(o.durations, 0.99) for o in by_side["script"]]
-    print(f"saga / script p99 placed → confirmed (medians): {statistics.median(p99) / statistics.median(p99_script):.2f}×")
+
+    def median(side: str, measure: Callable[[Outcome], float]) -> float:
+        return statistics.median(measure(o) for o in by_side[side])
+
+    throughput = median("saga", lambda o: o.rate) / median("script", lambda o: o.rate)
+    print(f"\nsaga / script throughput (medians): {throughput:.0%}")
+    p99 = [median(side, lambda o: percentile(o.durations, 0.99)) for side in ("saga", "script")]
+    print(f"saga / script p99 placed → confirmed (medians): {p99[0] / p99[1]:.2f}x")
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--rate", type=float, help="orders (flows) started per second (default: back to back)")
+    parser.add_argument(
+        "--rate", type=float, help="orders (flows) started per second (default: back to back)"
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per side, alternating")
     parser.add_argument("--sides", default=",".join(SIDES), help="which sides to run (script,saga)")
     args = parser.parse_args()
@@ -463,7 +506,11 @@ async def main() -> None:
                 outcome = await run_side(side, server, args.orders, args.clients, args.rate, watcher)
                 progress(
                     f"  {outcome.rate:,.1f} orders/s, {outcome.total_ms:,.1f} CPU ms/order: "
-                    + ", ".join(f"{part} {outcome.ms_per_order(part):.1f}" for part in PARTS if part in outcome.cpu)
+                    + ", ".join(
+                        f"{part} {outcome.ms_per_order(part):.1f}" for part in PARTS if part in outcome.cpu
+                    )
+                    + "; transactions/order: "
+                    + ", ".join(f"{db} {n / outcome.orders:.1f}" for db, n in outcome.transactions.items())
                 )
                 outcomes.append(outcome)
     finally:
