@@ -161,3 +161,27 @@ async def test_closing_the_last_subscription_gives_the_listen_connection_back(
             assert await listening() == 1
         assert await listening() == 1
     assert await listening() == 0
+
+
+async def test_a_store_made_without_notifications_sends_none(
+    pool: asyncpg.Pool[Any], registry: EventRegistry
+) -> None:
+    heard: list[str] = []
+
+    def hear(*args: Any) -> None:
+        heard.append(args[-1])
+
+    async with pool.acquire() as listening:
+        await listening.add_listener(CHANNEL, hear)
+        quiet, loud = PostgresEventStore(pool, registry, notify=False), PostgresEventStore(pool, registry)
+        await quiet.append("ping-1", [Pinged(1)])
+        await quiet.close()
+        await asyncio.sleep(0.3)
+        assert heard == []
+        await loud.append("ping-2", [Pinged(2)])
+        await loud.close()
+        async with asyncio.timeout(WELL_UNDER_POLL):
+            while not heard:  # noqa: ASYNC110 - waiting for the listener's callback
+                await asyncio.sleep(0.01)
+        await listening.remove_listener(CHANNEL, hear)
+    assert [payload.split(":")[0] for payload in heard] == ["ping"]

@@ -60,17 +60,21 @@ class PostgresEventStore:
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         retry_attempts: int = 3,
+        notify: bool = True,
     ) -> None:
+        """``notify=False``: no NOTIFY after appends, for a store nobody subscribes to (a transaction
+        saved per append); subscriptions still find new events by polling."""
         self.pool = pool
         self.registry = registry
         self.max_event_bytes = max_event_bytes
         self.retry_attempts = retry_attempts
-        self._notifier = Notifier(pool)
+        self._notifier = Notifier(pool) if notify else None
         self._listener = Listener(pool)
 
     async def close(self) -> None:
         """Send pending notifications and give the LISTEN connection back (the pool stays open)."""
-        await self._notifier.close()
+        if self._notifier is not None:
+            await self._notifier.close()
         await self._listener.close()
 
     async def append(
@@ -112,7 +116,7 @@ class PostgresEventStore:
                 lambda: self._use_pool_for_append(stream_id, encoded, query, args),
             )
         outcome = row["outcome"]
-        if outcome == "ok":
+        if outcome == "ok" and self._notifier is not None:
             self._notifier.announce(category, row["transaction_id"])
         if outcome in ("ok", "idempotent"):
             return AppendResult(stream_id, row["stream_version"], list(row["positions"]))

@@ -105,7 +105,8 @@ async def _start(
     provider_http = httpx.AsyncClient(base_url=settings.saga_provider_url, timeout=timeout, limits=limits)
     run.on_stop(provider_http.aclose)
     run.on_stop(command_http.aclose)
-    store = PostgresEventStore(pool, build_saga_registry())
+    # Nothing subscribes to the saga's own streams: no NOTIFY after its appends.
+    store = PostgresEventStore(pool, build_saga_registry(), notify=False)
     run.on_stop(store.close)
     orchestrator = _orchestrator(settings, service, store, command_http, provider_http)
     run.on_stop(orchestrator.close)
