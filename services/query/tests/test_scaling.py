@@ -13,7 +13,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from testkit.harness import ServiceProcess, TokenFactory, running_service
 
@@ -73,8 +72,9 @@ async def test_both_replicas_give_the_same_answers_and_accept_each_others_cursor
     first_page = (await a.get("/orders?customer=alice&limit=2", headers=staff)).json()
     cursor = first_page["next_cursor"]
     assert cursor
-    second_from_a = await a.get("/orders", params={"customer": "alice", "limit": 2, "cursor": cursor}, headers=staff)
-    second_from_b = await b.get("/orders", params={"customer": "alice", "limit": 2, "cursor": cursor}, headers=staff)
+    next_page = {"customer": "alice", "limit": 2, "cursor": cursor}
+    second_from_a = await a.get("/orders", params=next_page, headers=staff)
+    second_from_b = await b.get("/orders", params=next_page, headers=staff)
     assert second_from_b.status_code == 200, second_from_b.text
     assert second_from_b.json() == second_from_a.json()
     seen = [o["order_id"] for o in first_page["orders"] + second_from_b.json()["orders"]]
@@ -109,10 +109,7 @@ async def test_a_consistency_token_is_honoured_by_each_replica(
     # A position no replica has seen: each answers 409 with what it reached, never a stale 404.
     ahead = bearer(tokens("alice"), **{"X-Consistency-Token": "12"})
     problems = await asyncio.gather(
-        *(
-            replica.get(f"/orders/{placed.order_id}", headers=ahead, timeout=10)
-            for replica in (a, b)
-        )
+        *(replica.get(f"/orders/{placed.order_id}", headers=ahead, timeout=10) for replica in (a, b))
     )
     for problem in problems:
         assert problem.status_code == 409, problem.text

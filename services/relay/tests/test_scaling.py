@@ -36,7 +36,10 @@ async def test_a_standby_takes_over_mid_backlog_and_resends_only_what_the_leader
     a = RelayProcess(relay_settings, tmp_path / "a.log").start()
     b = RelayProcess(relay_settings, tmp_path / "b.log").start()
     relays += [a, b]
-    roles = {relay: (await relay.wait(lambda _, body: body["role"] in {"leader", "standby"}))["role"] for relay in (a, b)}
+    roles = {
+        relay: (await relay.wait(lambda _, body: body["role"] in {"leader", "standby"}))["role"]
+        for relay in (a, b)
+    }
     assert sorted(roles.values()) == ["leader", "standby"]
     leader = next(relay for relay, role in roles.items() if role == "leader")
     standby = next(relay for relay, role in roles.items() if role == "standby")
@@ -44,7 +47,9 @@ async def test_a_standby_takes_over_mid_backlog_and_resends_only_what_the_leader
     leader.kill()
 
     await standby.wait(lambda _, body: body["role"] == "leader", timeout=30)
-    body = await standby.wait(lambda _, body: body["lag_events"] == 0 and body["published_total"] > 0, timeout=120)
+    body = await standby.wait(
+        lambda _, body: body["lag_events"] == 0 and body["published_total"] > 0, timeout=120
+    )
     records = await collect(
         relay_settings.kafka_bootstrap_servers, [f"{relay_settings.relay_topic_prefix}stock"], expected=total
     )

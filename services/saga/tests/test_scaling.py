@@ -59,7 +59,7 @@ async def test_two_live_instances_share_the_orders_and_complete_each_saga_and_fi
 ) -> None:
     sandbox = {"SANDBOX_SILENCE_RATE": "0.5", "SANDBOX_LATENCY_MS": "100", "SANDBOX_JITTER_MS": "100"}
     async with (
-        start_suite(sandbox=sandbox, saga={"SAGA_PAYMENT_TIMEOUT": "3"}) as suite,
+        start_suite(sandbox=sandbox, saga={"SAGA_PAYMENT_TIMEOUT": "2"}) as suite,
         running_service(
             "saga_service", suite.saga_env, log=tmp_path / "saga-2.log", port_variable="SAGA_PORT"
         ) as second,
@@ -67,22 +67,23 @@ async def test_two_live_instances_share_the_orders_and_complete_each_saga_and_fi
         await suite.stock("MUG", 200)
         instances = (suite.saga, second)
         orders: list[uuid.UUID] = []
-        # Orders in rounds until both instances have had some: the second one's joining the group
-        # may move partitions for a moment after it reports ready.
+        outcomes: set[str] = set()
+        # Orders in rounds until both instances have had some (the second one's joining the group
+        # may move partitions for a moment after it reports ready) and the sandbox, silent at
+        # random, has both confirmed and let a deadline reject some.
         for _ in range(5):
-            orders += [await suite.place(f"c{len(orders) + n}", ("MUG", 1)) for n in range(8)]
-            for order_id in orders:
-                await suite.finished(order_id, timeout=60)
-            if all([await orders_consumed(instance) > 0 for instance in instances]):
+            placed = [await suite.place(f"c{len(orders) + n}", ("MUG", 1)) for n in range(8)]
+            orders += placed
+            outcomes |= {(await suite.finished(order_id, timeout=60))["outcome"] for order_id in placed}
+            both = all([await orders_consumed(instance) > 0 for instance in instances])
+            if both and outcomes == {"confirmed", "rejected"}:
                 break
         else:
-            raise AssertionError([await orders_consumed(instance) for instance in instances])
+            consumed = [await orders_consumed(instance) for instance in instances]
+            raise AssertionError(f"consumed per instance: {consumed}; outcomes: {outcomes}")
 
-        outcomes = []
-        for order_id in orders:
+        for number, order_id in enumerate(orders):
             # Either replica answers for any saga: the views are read from the shared saga database.
-            view = await suite.finished(order_id, saga=instances[len(outcomes) % 2])
+            view = await suite.finished(order_id, saga=instances[number % 2])
             await check_once(suite, order_id, view)
-            outcomes.append(view["outcome"])
         assert sum([await orders_consumed(instance) for instance in instances]) >= len(orders)
-        assert "confirmed" in outcomes and "rejected" in outcomes, outcomes
