@@ -43,6 +43,7 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from eventstore import migrate
+from httpx_aiohttp import HttpxAiohttpClient
 from testkit.databases import scratch_database
 from testkit.harness import ServiceProcess, running_service, token_factory
 
@@ -395,7 +396,8 @@ async def run_side(
         ):
             command_url = processes["command"].url
             limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-            async with httpx.AsyncClient(base_url=command_url, timeout=30, limits=limits) as client:
+            # The client the saga uses (httpx on aiohttp), so both sides pay the same per request.
+            async with HttpxAiohttpClient(base_url=command_url, timeout=30, limits=limits) as client:
                 await seed(client, tokens("bench-staff", ["staff"]))
                 await relay_caught_up(processes["relay"], store_url)
                 meter = CpuMeter(

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotRead
 from eventstore import TRANSIENT, PostgresEventStore
 from eventstore.connection import pool_for
 from eventstore.migrations import migrate as migrate_event_store
+from httpx_aiohttp import HttpxAiohttpClient
 from litestar import Litestar, Router
 from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.access import access_check
@@ -101,8 +102,9 @@ async def _start(
     run.ready("postgres", postgres_check(lambda: pool))
     timeout = httpx.Timeout(settings.saga_http_timeout)
     limits = httpx.Limits(max_connections=settings.saga_concurrency * 2)
-    command_http = httpx.AsyncClient(base_url=settings.saga_command_url, timeout=timeout, limits=limits)
-    provider_http = httpx.AsyncClient(base_url=settings.saga_provider_url, timeout=timeout, limits=limits)
+    # httpx's interface on aiohttp's connections: a fifth of httpx's own CPU per request.
+    command_http = HttpxAiohttpClient(base_url=settings.saga_command_url, timeout=timeout, limits=limits)
+    provider_http = HttpxAiohttpClient(base_url=settings.saga_provider_url, timeout=timeout, limits=limits)
     run.on_stop(provider_http.aclose)
     run.on_stop(command_http.aclose)
     # Nothing subscribes to the saga's own streams: no NOTIFY after its appends.

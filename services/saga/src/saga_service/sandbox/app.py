@@ -20,6 +20,7 @@ from uuid import UUID
 
 import httpx
 import msgspec
+from httpx_aiohttp import HttpxAiohttpClient
 from litestar import Litestar, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
@@ -79,7 +80,7 @@ class Sandbox:
         self.chance = random.Random(settings.sandbox_seed)
         self.requests: dict[UUID, Authorization] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.http = httpx.AsyncClient(timeout=5.0)
+        self.http = HttpxAiohttpClient(timeout=5.0)
 
     async def start(self, run: Startup) -> None:
         run.on_stop(self.http.aclose)
