@@ -1,16 +1,8 @@
-"""Aggregates as two pure functions, and the load-decide-append loop around them.
+"""Aggregates as two pure functions (``Decider``), and the load-decide-append loop around them.
 
-An aggregate is a ``Decider``: ``decide(state, command) -> events`` says what happens,
-``evolve(state, event) -> state`` folds what happened. Neither does I/O, so domain
-tests need no store at all. ``execute`` does the I/O: load the state (latest
-snapshot + later events), decide, append with the loaded version, and on a lost race
-reload and decide again, a bounded number of times. It is the one write loop: the
-command service runs its commands through it too, its idempotency key a ``Claim``
-that the store writes in the append's own statement.
-
-A long-lived process can keep the states it loaded and wrote in a ``StateCache``:
-a load then reads only the events after the cached version (one round trip, as
-before) instead of the snapshot and every event after it.
+``decide`` and ``evolve`` do no I/O, so domain tests need no store. ``execute`` is the
+suite's one write loop; a ``StateCache`` lets a long-lived process load only the events
+after the state it last saw. See ``docs/event-store.md``, "Running a command".
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ import msgspec
 
 from eventstore.errors import ConcurrencyError, EventDecodeError, EventStoreError, StreamTruncated
 from eventstore.store import EventStore
-from eventstore.types import Call, Claim, Metadata, NewEvent, RecordedEvent
+from eventstore.types import AppendResult, Call, Claim, Metadata, NewEvent, RecordedEvent
 
 __all__ = ["Decider", "Executed", "Loaded", "StateCache", "execute", "load", "load_many"]
 
@@ -108,15 +100,9 @@ class StateCache:
     """The states this process last loaded or wrote, by decider and stream id, least recently used dropped.
 
     A cached state is where a load starts, never its answer: ``load`` still reads the
-    stream from the cached version on, in one round trip, so what it returns is as
-    current as a load without the cache, also when other processes write to the
-    stream. What the cache saves is the snapshot look-up and decoding the snapshot
-    and the events after it: for an aggregate whose state grows (a stock item keeps
-    an entry for every order it served) that is most of a load. States are frozen, so
-    sharing one between concurrent commands is safe.
-
-    Keyed by the decider's identity: deciders are long-lived module constants, and
-    two deciders never read each other's states.
+    events after it, so the result is as current as without the cache (see
+    ``docs/event-store.md``, "The state cache"). Keyed by the decider's identity:
+    deciders are long-lived module constants.
     """
 
     def __init__(self, max_streams: int = 10_000) -> None:
@@ -256,35 +242,18 @@ async def execute[S, C, E: msgspec.Struct](
 ) -> Executed[E]:
     """Load, decide, append; on ``ConcurrencyError`` reload and decide again, up to ``max_attempts`` times.
 
-    - ``expected_version`` (e.g. from an HTTP ``If-Match``): no retry; a stream that
-      moved on raises ``ConcurrencyError`` before deciding (after ``decider.authorize``).
-    - ``new_stream``: the caller just made the stream id up (a fresh UUID), so
-      nothing is loaded: the command is decided on the initial state and appended
-      expecting no stream. A conflict is not retried either.
-    - ``claim``: a write the store makes in the append's own statement (PostgreSQL):
-      an idempotency key (``Claim``) or a call of the caller's SQL function (``Call``).
-      A command that decides nothing still makes its claim, on the stream as loaded.
-      A refused claim raises ``ClaimRefused``; nothing is appended and it is not retried.
-      A function instead of a claim is called on each attempt with the state after the
-      command and the events it decided, and returns the claim (None: no claim): for a
-      write that depends on them (the saga's ``Call`` keeps its summary row and timers in
-      line with its state so).
-    - ``cache``: load from it (see ``StateCache``), and cache the state the command made.
-
-    A command that decides nothing appends nothing and costs no round trip beyond
-    the load (unless it has a claim). Domain errors from ``decide`` propagate.
+    ``expected_version`` (checked after ``decider.authorize``, before deciding) and
+    ``new_stream`` (nothing loaded, appended expecting no stream) are never retried.
+    ``claim`` is written in the append's own statement; a function in its place gets
+    the state after the command and its events on each attempt. A refused claim raises
+    ``ClaimRefused``; domain errors from ``decide`` propagate. A command that decides
+    nothing appends nothing. See ``docs/event-store.md``, "Running a command".
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be >= 1")
+    retry = expected_version is None and not new_stream
     for attempt in range(1, max_attempts + 1):
-        if new_stream:
-            loaded = Loaded(decider.initial_state, -1, None)
-        else:
-            loaded = await load(store, decider, stream_id, cache=cache)
-        if decider.authorize is not None:
-            decider.authorize(loaded.state, command)
-        if expected_version is not None and loaded.version != expected_version:
-            raise ConcurrencyError(stream_id, expected_version, loaded.version)
+        loaded = await _load_to_decide(store, decider, stream_id, command, expected_version, new_stream, cache)
         decided = decider.decide(loaded.state, command)
         # The state after the command, folded at most once: for the claim, the snapshot and the cache.
         state_after = functools.cache(functools.partial(decider.fold, loaded.state, decided))
@@ -295,18 +264,57 @@ async def execute[S, C, E: msgspec.Struct](
         try:
             result = await store.append(stream_id, new_events, loaded.version, claim=this_claim)
         except ConcurrencyError:
-            if expected_version is not None or new_stream or attempt == max_attempts:
+            if not retry or attempt == max_attempts:
                 raise
-            log.debug("%s moved on while deciding; retry %d/%d", stream_id, attempt, max_attempts - 1)
-            await asyncio.sleep(random.uniform(0, _RETRY_JITTER_SECONDS * attempt))
+            await _before_retry(stream_id, attempt, max_attempts)
             continue
-        if not decided:
-            return Executed(stream_id, loaded.version, loaded.position, [], [])
-        await _maybe_snapshot(store, decider, stream_id, loaded.version, result.version, state_after)
-        if cache is not None:
-            cache.put(decider, stream_id, Loaded(state_after(), result.version, result.positions[-1]))
-        return Executed(stream_id, result.version, result.positions[-1], decided, result.positions)
+        return await _appended(store, decider, stream_id, loaded, decided, result, state_after, cache)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _load_to_decide[S, C, E: msgspec.Struct](
+    store: EventStore,
+    decider: Decider[S, C, E],
+    stream_id: str,
+    command: C,
+    expected_version: int | None,
+    new_stream: bool,
+    cache: StateCache | None,
+) -> Loaded[S]:
+    """The state to decide on: loaded (or the initial one for a new stream), authorised, at the expected version."""
+    if new_stream:
+        loaded = Loaded(decider.initial_state, -1, None)
+    else:
+        loaded = await load(store, decider, stream_id, cache=cache)
+    if decider.authorize is not None:
+        decider.authorize(loaded.state, command)
+    if expected_version is not None and loaded.version != expected_version:
+        raise ConcurrencyError(stream_id, expected_version, loaded.version)
+    return loaded
+
+
+async def _before_retry(stream_id: str, attempt: int, max_attempts: int) -> None:
+    log.debug("%s moved on while deciding; retry %d/%d", stream_id, attempt, max_attempts - 1)
+    await asyncio.sleep(random.uniform(0, _RETRY_JITTER_SECONDS * attempt))
+
+
+async def _appended[S, C, E: msgspec.Struct](
+    store: EventStore,
+    decider: Decider[S, C, E],
+    stream_id: str,
+    loaded: Loaded[S],
+    decided: Sequence[E],
+    result: AppendResult,
+    state_after: Callable[[], S],
+    cache: StateCache | None,
+) -> Executed[E]:
+    """What an append that went through leaves: a snapshot when due, the cached state, the answer."""
+    if not decided:  # only the claim was written
+        return Executed(stream_id, loaded.version, loaded.position, [], [])
+    await _maybe_snapshot(store, decider, stream_id, loaded.version, result.version, state_after)
+    if cache is not None:
+        cache.put(decider, stream_id, Loaded(state_after(), result.version, result.positions[-1]))
+    return Executed(stream_id, result.version, result.positions[-1], decided, result.positions)
 
 
 async def _load_snapshot[S, C, E: msgspec.Struct](
