@@ -2,7 +2,7 @@
 
 A key is an event store `Claim`, written in the append's own statement, so it exists
 exactly when its events do; it records where the command left its stream, and its
-fingerprint covers method and path. A second request racing with the key finds it
+fingerprint covers method, path and body. A second request racing with the key finds it
 taken and answers with the first's response. Only accepted commands are remembered:
 a refused one appended nothing, so repeating it is harmless.
 """
