@@ -123,6 +123,7 @@ reached is named with its host, never its password; a stream the store does not
 hold; events that failed); 2 a wrong argument or a missing or malformed variable.
 """
 
+
 def _parser() -> argparse.ArgumentParser:
     def command(
         group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, epilog: str
