@@ -253,7 +253,9 @@ async def execute[S, C, E: msgspec.Struct](
         raise ValueError("max_attempts must be >= 1")
     retry = expected_version is None and not new_stream
     for attempt in range(1, max_attempts + 1):
-        loaded = await _load_to_decide(store, decider, stream_id, command, expected_version, new_stream, cache)
+        loaded = await _load_to_decide(
+            store, decider, stream_id, command, expected_version, new_stream, cache
+        )
         decided = decider.decide(loaded.state, command)
         # The state after the command, folded at most once: for the claim, the snapshot and the cache.
         state_after = functools.cache(functools.partial(decider.fold, loaded.state, decided))
@@ -281,7 +283,7 @@ async def _load_to_decide[S, C, E: msgspec.Struct](
     new_stream: bool,
     cache: StateCache | None,
 ) -> Loaded[S]:
-    """The state to decide on: loaded (or the initial one for a new stream), authorised, at the expected version."""
+    """The state to decide on: loaded (a new stream: the initial one), authorised, at the expected version."""
     if new_stream:
         loaded = Loaded(decider.initial_state, -1, None)
     else:
