@@ -24,6 +24,8 @@ from testkit.harness import ServiceProcess, TokenFactory, running_service, token
 SECRET = "load-test-secret-that-is-long-enough-for-hs256!"
 ISSUER, AUDIENCE = "https://issuer.load-test", "fulfilment-load-test"
 PROVIDER_SECRET = "sandbox-webhook-secret-0123456789"
+JWT = {"JWT_SECRET": SECRET, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE}
+SANDBOX = {"SANDBOX_SECRET": PROVIDER_SECRET, "SANDBOX_LATENCY_MS": "20", "SANDBOX_JITTER_MS": "20"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,83 @@ async def databases(database_url: str) -> AsyncIterator[tuple[str, str]]:
         await _database(database_url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', name)
 
 
+@dataclass(frozen=True)
+class _Deployment:
+    """Where the services of one suite keep their data, and each service's environment for it."""
+
+    store_url: str
+    saga_url: str
+    redis_url: str
+    kafka: str
+    search_url: str
+    tag: str
+
+    @property
+    def prefix(self) -> str:
+        return f"load{self.tag}."
+
+    def command(self) -> dict[str, str]:
+        limits = {"COMMAND_RATE_LIMIT_PER_SECOND": "10000", "COMMAND_RATE_LIMIT_BURST": "10000"}
+        return {**JWT, **limits, "DATABASE_URL": self.store_url, "REDIS_URL": self.redis_url}
+
+    def relay(self) -> dict[str, str]:
+        return {
+            "DATABASE_URL": self.store_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "RELAY_TOPIC_PREFIX": self.prefix,
+            "RELAY_LOCK_KEY": str(random.randrange(1, 2**62)),
+            "RELAY_PARTITIONS": "3",
+        }
+
+    def projector(self) -> dict[str, str]:
+        return {
+            "DATABASE_URL": self.store_url,
+            "REDIS_URL": self.redis_url,
+            "SEARCH_URL": self.search_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "PROJECTOR_TOPIC_PREFIX": self.prefix,
+            "PROJECTOR_GROUP_PREFIX": f"{self.prefix}projector.",
+            "PROJECTOR_DEAD_LETTER_TOPIC": f"{self.prefix}dlq",
+            "PROJECTOR_KEY_PREFIX": f"load{self.tag}-",
+            "PROJECTOR_PARTITIONS": "3",
+        }
+
+    def query(self) -> dict[str, str]:
+        return {
+            **JWT,
+            "REDIS_URL": self.redis_url,
+            "SEARCH_URL": self.search_url,
+            "QUERY_KEY_PREFIX": f"load{self.tag}-",
+        }
+
+    def saga(self, command_url: str, provider_url: str) -> dict[str, str]:
+        return {
+            **JWT,
+            "SAGA_DATABASE_URL": self.saga_url,
+            "REDIS_URL": self.redis_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "SAGA_COMMAND_URL": command_url,
+            "SAGA_PROVIDER_URL": provider_url,
+            "SAGA_PROVIDER_SECRET": PROVIDER_SECRET,
+            "SAGA_TOPIC_PREFIX": self.prefix,
+            "SAGA_GROUP_ID": f"saga-{self.prefix}",
+            "SAGA_DEAD_LETTER_TOPIC": f"{self.prefix}saga.dead-letters",
+            "SAGA_RATE_LIMIT_PER_SECOND": "10000",
+            "SAGA_RATE_LIMIT_BURST": "10000",
+        }
+
+
+async def _create_topics(kafka: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(f"{prefix}{name}", 3, 1) for name in ("order", "stock", "payment")]
+        )
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="module")
 async def suite(
     databases: tuple[str, str],
@@ -100,32 +179,10 @@ async def suite(
 ) -> AsyncIterator[Suite]:
     store_url, saga_url = databases
     logs = tmp_path_factory.mktemp("load-suite")
-    tag = uuid.uuid4().hex[:8]
-    prefix = f"load{tag}."
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(f"{prefix}{name}", 3, 1) for name in ("order", "stock", "payment")]
-        )
-    finally:
-        await admin.close()
-    jwt = {"JWT_SECRET": SECRET, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE}
-    limits = {"COMMAND_RATE_LIMIT_PER_SECOND": "10000", "COMMAND_RATE_LIMIT_BURST": "10000"}
-    command_env = {**jwt, **limits, "DATABASE_URL": store_url, "REDIS_URL": redis_url}
-    relay_env = {
-        "DATABASE_URL": store_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers,
-        "RELAY_TOPIC_PREFIX": prefix, "RELAY_LOCK_KEY": str(random.randrange(1, 2**62)),
-        "RELAY_PARTITIONS": "3",
-    }  # fmt: skip
-    projector_env = {
-        "DATABASE_URL": store_url, "REDIS_URL": redis_url, "SEARCH_URL": search_url,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers, "PROJECTOR_TOPIC_PREFIX": prefix,
-        "PROJECTOR_GROUP_PREFIX": f"{prefix}projector.", "PROJECTOR_DEAD_LETTER_TOPIC": f"{prefix}dlq",
-        "PROJECTOR_KEY_PREFIX": f"load{tag}-", "PROJECTOR_PARTITIONS": "3",
-    }  # fmt: skip
-    query_env = {**jwt, "REDIS_URL": redis_url, "SEARCH_URL": search_url, "QUERY_KEY_PREFIX": f"load{tag}-"}
-    sandbox_env = {"SANDBOX_SECRET": PROVIDER_SECRET, "SANDBOX_LATENCY_MS": "20", "SANDBOX_JITTER_MS": "20"}
+    deployment = _Deployment(
+        store_url, saga_url, redis_url, kafka_bootstrap_servers, search_url, tag=uuid.uuid4().hex[:8]
+    )
+    await _create_topics(kafka_bootstrap_servers, deployment.prefix)
 
     async with contextlib.AsyncExitStack() as stack:
 
@@ -136,26 +193,12 @@ async def suite(
                 )
             )
 
-        command = await service("command_service", command_env, "command")
-        relay = await service("relay_service", relay_env, "relay")
-        projector = await service("projector_service", projector_env, "projector")
-        query = await service("query_service", query_env, "query")
-        sandbox = await service("saga_service.sandbox", sandbox_env, "sandbox")
-        saga_env = {
-            **jwt,
-            "SAGA_DATABASE_URL": saga_url,
-            "REDIS_URL": redis_url,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers,
-            "SAGA_COMMAND_URL": command.url,
-            "SAGA_PROVIDER_URL": sandbox.url,
-            "SAGA_PROVIDER_SECRET": PROVIDER_SECRET,
-            "SAGA_TOPIC_PREFIX": prefix,
-            "SAGA_GROUP_ID": f"saga-{prefix}",
-            "SAGA_DEAD_LETTER_TOPIC": f"{prefix}saga.dead-letters",
-            "SAGA_RATE_LIMIT_PER_SECOND": "10000",
-            "SAGA_RATE_LIMIT_BURST": "10000",
-        }
-        saga = await service("saga_service", saga_env, "saga")
+        command = await service("command_service", deployment.command(), "command")
+        relay = await service("relay_service", deployment.relay(), "relay")
+        projector = await service("projector_service", deployment.projector(), "projector")
+        query = await service("query_service", deployment.query(), "query")
+        sandbox = await service("saga_service.sandbox", SANDBOX, "sandbox")
+        saga = await service("saga_service", deployment.saga(command.url, sandbox.url), "saga")
         # Started together and awaited together: each start-up costs seconds, a minute and more on a
         # machine busy with other test runs.
         await asyncio.gather(

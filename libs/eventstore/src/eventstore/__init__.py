@@ -1,16 +1,8 @@
-"""An event store on PostgreSQL: streams with optimistic concurrency, a gap-safe global log,
-subscriptions, snapshots, upcasting, checkpoints and idempotency claims, plus an in-memory
-twin for unit tests.
+"""An event store on PostgreSQL (gap-safe global log, optimistic concurrency, claims), an in-memory twin.
 
-Also the store's operations that services share: a migration runner for any package's SQL
-folder, leader election on an advisory lock, the lag of a checkpoint, and the driver
-errors that mean "connection or timeout" with the context manager that translates them.
-
-Importing ``eventstore`` does not import the driver: its core (deciders and ``execute``,
-the registry, the types, errors, mapper and in-memory store) is plain Python, so a domain
-package imports it freely. The PostgreSQL parts are imported from here all the same, and
-load asyncpg the first time one of them is used.
-
+Plus the store operations services share: migrations, leader election, checkpoint lag,
+driver-error translation. Importing ``eventstore`` does not import asyncpg (a domain
+package imports it freely): the PostgreSQL parts load it on first use.
 See ``docs/event-store.md``.
 """
 

@@ -1,16 +1,8 @@
-"""Aggregates as two pure functions, and the load-decide-append loop around them.
+"""Aggregates as two pure functions (``Decider``), and the load-decide-append loop around them.
 
-An aggregate is a ``Decider``: ``decide(state, command) -> events`` says what happens,
-``evolve(state, event) -> state`` folds what happened. Neither does I/O, so domain
-tests need no store at all. ``execute`` does the I/O: load the state (latest
-snapshot + later events), decide, append with the loaded version, and on a lost race
-reload and decide again, a bounded number of times. It is the one write loop: the
-command service runs its commands through it too, its idempotency key a ``Claim``
-that the store writes in the append's own statement.
-
-A long-lived process can keep the states it loaded and wrote in a ``StateCache``:
-a load then reads only the events after the cached version (one round trip, as
-before) instead of the snapshot and every event after it.
+``decide`` and ``evolve`` do no I/O, so domain tests need no store. ``execute`` is the
+suite's one write loop; a ``StateCache`` lets a long-lived process load only the events
+after the state it last saw. See ``docs/event-store.md``, "Running a command".
 """
 
 from __future__ import annotations
@@ -107,15 +99,10 @@ class Executed[E]:
 class StateCache:
     """The states this process last loaded or wrote, by decider and stream id, least recently used dropped.
 
-    ``load`` starts from a cached state and reads only the events after it (one round
-    trip, as current as an uncached load). ``execute`` decides on a cached state
-    without reading at all: its append names the cached version, so the store accepts
-    it only if the state was current; otherwise (or when the command is refused or
-    changes nothing on the cached state) it loads and decides again. States are
-    frozen, so sharing one between concurrent commands is safe.
-
-    Keyed by the decider's identity: deciders are long-lived module constants, and
-    two deciders never read each other's states.
+    ``load`` reads only the events after a cached state; ``execute`` decides on it
+    without reading, its append's version check proving it current (see
+    ``docs/event-store.md``, "The state cache"). Keyed by the decider's identity:
+    deciders are long-lived module constants.
     """
 
     def __init__(self, max_streams: int = 10_000) -> None:

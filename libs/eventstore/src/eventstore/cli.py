@@ -1,15 +1,6 @@
 """`eventstore`: bring the database at DATABASE_URL to the current schema.
 
-    eventstore migrate        apply pending schema migrations (safe to run concurrently)
-    eventstore migrations     list the migrations this version ships (reads no variable)
-
-Environment variables it reads:
-  DATABASE_URL    postgresql://user:password@host:port/database (`migrate` only;
-                  `--database-url` overrides it)
-
-Exit status: 0 done; 1 failed, said in one line on stderr (an unreachable server is
-named with its host, never its password); 2 a wrong argument or a missing or
-malformed DATABASE_URL.
+`eventstore --help` lists its commands, the variable it reads and its exit statuses.
 """
 
 from __future__ import annotations
@@ -30,15 +21,27 @@ from eventstore.migrations import Migration, available_migrations, migrate
 __all__ = ["main"]
 
 _POSTGRES_URL = re.compile(r"^postgres(ql)?://\S+$")
+# The epilog of `--help`: kept out of the module docstring, which says only what this is.
+_HELP = """\
+    eventstore migrate        apply pending schema migrations (safe to run concurrently)
+    eventstore migrations     list the migrations this version ships (reads no variable)
+
+Environment variables it reads:
+  DATABASE_URL    postgresql://user:password@host:port/database (`migrate` only;
+                  `--database-url` overrides it)
+
+Exit status: 0 done; 1 failed, said in one line on stderr (an unreachable server is
+named with its host, never its password); 2 a wrong argument or a missing or
+malformed DATABASE_URL.
+"""
 CONNECT_TIMEOUT = 10.0  # seconds; asyncpg's default (60) is long to wait for a wrong port
 
 
 def _parser() -> argparse.ArgumentParser:
-    summary, _, rest = (__doc__ or "").partition("\n\n")
     parser = argparse.ArgumentParser(
         prog="eventstore",
-        description=summary,
-        epilog=rest,
+        description=(__doc__ or "").partition("\n\n")[0],
+        epilog=_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)

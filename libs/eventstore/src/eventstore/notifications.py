@@ -1,20 +1,9 @@
 """Waking subscribers with LISTEN/NOTIFY on the ``eventstore_events`` channel.
 
-Why NOTIFY is not sent inside the append transaction: PostgreSQL serialises the
-commits of all transactions that issued NOTIFY (``PreCommit_Notify`` takes a
-cluster-wide lock and holds it until the commit record is flushed), which turns 16
-concurrent appenders into one-at-a-time fsyncs and defeats group commit (pgbench on
-the dev machine: 8,700 -> 670..3,800 inserts/s). Instead each store's ``Notifier``
-announces appends from its own tiny transaction right after the append returns,
-coalescing bursts into one round trip. Such a transaction writes no WAL before its
-commit record, so it commits without waiting for a flush.
-
-Each payload is ``"{category}:{transaction_id}"``. A subscriber that was woken but
-whose read does not yet show that transaction (it is still open: a combined
-transaction that appended through ``connection=``, or another transaction below it
-holds the log horizon back) polls briefly until the horizon passes that id. A lost
-notification (a crash between commit and notify, a dropped LISTEN connection) costs
-at most one poll interval: subscribers always poll as well.
+Appends are announced after they return, from the ``Notifier``'s own tiny transaction,
+never inside the append's: PostgreSQL serialises the commits of every transaction that
+issued NOTIFY (``PreCommit_Notify``), which defeats group commit. Payload:
+``"{category}:{transaction_id}"``. See ``docs/event-store.md``, "How a subscriber wakes up".
 """
 
 from __future__ import annotations

@@ -206,16 +206,10 @@ _QUALIFIED_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}")
 class Call(msgspec.Struct, frozen=True):
     """A call of a SQL function its caller owns and migrated, run by the store in the append's own statement.
 
-    For a write that must commit exactly when the append does, in the same round trip
-    (the saga: its summary row and its timers). The store calls
-    ``function(stream_id, version, position, *args)``: where the append left the stream
-    (``position``: its last event's global position, None for a stream without events),
-    then ``args``. The function returns boolean; false or NULL refuses the append as a
-    taken claim does: nothing is kept and ``ClaimRefused`` is raised. It is called only
-    when the append writes (not for a conflict, a deleted stream or an idempotent retry).
-
-    ``function`` is a qualified name, ``schema.name`` in lower case, checked here and
-    quoted by the store: no SQL text of the caller's goes into the statement.
+    The store calls ``function(stream_id, version, position, *args)`` only when the append
+    writes; false or NULL refuses the append (``ClaimRefused``). ``function`` is
+    ``schema.name`` in lower case, checked here and quoted by the store, so no SQL text of
+    the caller's goes into the statement. See ``docs/event-store.md``, "Calls".
     """
 
     function: str

@@ -1,19 +1,10 @@
 """A service's traces, metrics and health endpoints, set up in one object.
 
-    observability = Observability(settings, "relay")
-    app = observability.instrument(
-        Litestar(
-            route_handlers=[*own_routes, *observability.routes(ready={"postgres": ...})],
-            request_class=ServiceRequest,  # servicekit.requests
-            exception_handlers={Exception: problems.handler},  # a servicekit.problems.ProblemTable
-            ...
-        )
-    )
-
-It owns the tracer provider (sampling and exporting where the settings say), the
-app's Prometheus registry with the HTTP request metrics, and the request
-telemetry around the app (server span, correlation id and the answer's own
-headers, JSON access line, metrics). `shutdown()` flushes spans.
+It owns the tracer provider (sampling and exporting as the settings say), the app's
+Prometheus registry with the HTTP request metrics, and the request telemetry around
+the app (server span, correlation id, JSON access line). ``Service`` builds one per
+app (``observability.instrument(app)``, ``observability.routes(ready=...)``);
+``shutdown()`` flushes spans.
 """
 
 from __future__ import annotations

@@ -1,20 +1,12 @@
 """`serve(...)`: what every service's `python -m` does: settings, logs, uvicorn, graceful shutdown.
 
-A service's `__main__` is a few lines:
-
-    def main() -> int:
-        return serve("relay-service", RelaySettings, create_app, prefix="RELAY_")
-
-`--help` lists the service's environment variables with their defaults.
-Settings come from the environment; a missing or malformed variable (or a
-combination `create_app` refuses with `SettingsError`) prints the variable's
-name and exits with status 2, before anything starts. On SIGTERM or SIGINT
-uvicorn stops accepting connections, lets in-flight requests finish for up to
-`shutdown_timeout_seconds`, then runs the app's lifespan shutdown. When a loop of
-the app's `servicekit.service.Service` ends for good, the same shutdown runs and
-the process exits with `EXIT_TASK_ENDED`, for its supervisor to restart it.
-What start-up built is frozen out of the cyclic garbage collector's reach
-(`freeze_startup`); a worker's factory calls it itself.
+A bad variable (or a combination `create_app` refuses with `SettingsError`) exits 2
+naming it, before anything starts. SIGTERM drains requests for up to
+`shutdown_timeout_seconds`, then runs the lifespan shutdown; a loop of the app's
+`Service` that ends for good exits `EXIT_TASK_ENDED`. What start-up built is frozen
+out of the cyclic garbage collector's reach (`freeze_startup`; a worker's factory
+calls it itself).
+See docs/architecture.md, "Adding a service".
 """
 
 from __future__ import annotations

@@ -1,26 +1,10 @@
-"""Running one command: the event store's load-decide-append loop, plus this service's policy around it.
+"""Running one command: the event store's `execute`, plus this service's policy around it.
 
-The loop itself is `eventstore.execute`: load the stream (snapshot plus later
-events), decide, append at the loaded version, decide again on a lost race. What
-this module adds is the HTTP service's policy:
-
-- the idempotency key travels with the append as an event store `Claim`, which the
-  store writes in the append's own statement (see `command_service.idempotency`), so
-  a key exists exactly when its events do, at no extra round trip;
-- the key is not looked up first: almost every request carries a new key. Only
-  when the command is refused (the domain says no, the stream is not at If-Match,
-  the stream kept moving, or the key's claim was refused) is the stored answer
-  read and replayed (a retry meets the state its first attempt made), or the key
-  refused if it answered a different request;
-- If-Match is the version the client decided on: a stream elsewhere is a 412,
-  and never retried;
-- commands on one stream take turns within this process (`command_service.queues`),
-  so they do not race each other at all;
-- the states this process last loaded or wrote are kept (`eventstore.StateCache`),
-  so a load reads only the events after them;
-- without If-Match a lost race (with another process) is decided again on fresh
-  state, up to `max_attempts` times, because two clients acting on one stream at
-  once is normal and the domain may well accept both; after that, 409.
+The idempotency key goes with the append as a `Claim` and is read only when the
+command is refused, to replay its first answer; If-Match is never retried (412);
+commands on one stream take turns in this process (`command_service.queues`); a race
+lost to another process is decided again up to `max_attempts` times, then 409.
+See the service's README, "How a command runs".
 """
 
 from __future__ import annotations

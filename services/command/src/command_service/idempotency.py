@@ -1,17 +1,10 @@
 """Idempotency keys: a retried command returns its first response and appends nothing.
 
-A key is an event store `Claim` (see `eventstore.types.Claim`): the store writes it
-in the append's own statement, one round trip, one transaction, so a key exists
-exactly when its events do. The store records where the command left its stream
-(stream, version, position, event types), which is everything a replayed response
-needs besides its status, and the status is the endpoint's own: the key's
-fingerprint covers method and path, so a replay reaches the endpoint that first
-answered. Two requests racing with one key both try to append, but the second's
-claim waits for the first's transaction and then finds the key taken: its claim is
-refused, its events go with it, and it answers with the first's response.
-
-Only accepted commands are remembered. A refused command appended nothing, so
-repeating it is harmless, and the client gets a fresh answer.
+A key is an event store `Claim`, written in the append's own statement, so it exists
+exactly when its events do; it records where the command left its stream, and its
+fingerprint covers method, path and body. A second request racing with the key finds it
+taken and answers with the first's response. Only accepted commands are remembered:
+a refused one appended nothing, so repeating it is harmless.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """One queue per stream in each worker: commands on one stream run one after the other.
 
-Optimistic concurrency lets two writers on one stream race; the loser loads the
-stream again and decides again. That is cheap when races are rare and wasteful
-when they are not: twenty reservations of one busy SKU at once take up to twenty
-rounds of load-decide-append, each one lost by all but one writer, and with a
-bounded number of attempts some of them give up with 409 although the stock
-would have allowed all of them.
-
-Inside one worker process the races need not happen at all: a command waits for
-the command ahead of it on the same stream, then loads the state that command
-left. Only writers in other processes still race, and the retry loop is there
-for them. The queues cost a dictionary entry per stream with a command in
-flight, removed when its last command is done.
+Without it, writers in one process race each other on a busy stream (twenty
+reservations of one SKU: up to twenty rounds of load-decide-append, some ending in
+409 although the stock allowed them all). Only writers in other processes still race;
+the retry loop is there for them. A stream's entry is removed with its last command.
 """
 
 from __future__ import annotations

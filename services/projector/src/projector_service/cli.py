@@ -1,27 +1,6 @@
 """`projector`: rebuild and replay read models, look after dead letters, show positions.
 
-    projector rebuild redis|search [--from-position P]   new generation from the store, then swap
-    projector replay redis|search --stream order-...      apply one stream again (live generation)
-    projector replay redis|search --from-position P       apply the log from P again (live generation)
-    projector dead-letters list                           what the dead-letter topic holds
-    projector dead-letters show ID                        one dead letter, headers and payload
-    projector dead-letters replay [ID ...] [--again]      apply them again (all when no ID is given)
-    projector position                                    how far each projection has reached
-
-Each subcommand reads only the environment variables it uses, by the service's
-names (PROJECTOR_REDIS_URL, else REDIS_URL, and so on; `projector SUBCOMMAND --help`
-lists them with the optional PROJECTOR_* ones), and imports and connects only what
-it uses:
-
-    position                   REDIS_URL
-    dead-letters list, show    KAFKA_BOOTSTRAP_SERVERS
-    rebuild, replay            DATABASE_URL, REDIS_URL, and SEARCH_URL for search
-    dead-letters replay        KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, REDIS_URL, and
-                               SEARCH_URL while PROJECTOR_PROJECTIONS includes search
-
-Exit status: 0 done; 1 failed, said in one line on stderr (a server that cannot be
-reached is named with its host, never its password; a stream the store does not
-hold; events that failed); 2 a wrong argument or a missing or malformed variable.
+`projector --help` lists the subcommands, the variables each reads and the exit statuses.
 """
 
 from __future__ import annotations
@@ -118,6 +97,33 @@ def _variables(settings: type[msgspec.Struct], note: str = "") -> str:
 SEARCH_NOTE = "  (SEARCH_URL is required for the search projection only)"
 
 
+# The epilog of `--help`: kept out of the module docstring, which says only what this is.
+_HELP = """\
+    projector rebuild redis|search [--from-position P]   new generation from the store, then swap
+    projector replay redis|search --stream order-...      apply one stream again (live generation)
+    projector replay redis|search --from-position P       apply the log from P again (live generation)
+    projector dead-letters list                           what the dead-letter topic holds
+    projector dead-letters show ID                        one dead letter, headers and payload
+    projector dead-letters replay [ID ...] [--again]      apply them again (all when no ID is given)
+    projector position                                    how far each projection has reached
+
+Each subcommand reads only the environment variables it uses, by the service's
+names (PROJECTOR_REDIS_URL, else REDIS_URL, and so on; `projector SUBCOMMAND --help`
+lists them with the optional PROJECTOR_* ones), and imports and connects only what
+it uses:
+
+    position                   REDIS_URL
+    dead-letters list, show    KAFKA_BOOTSTRAP_SERVERS
+    rebuild, replay            DATABASE_URL, REDIS_URL, and SEARCH_URL for search
+    dead-letters replay        KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, REDIS_URL, and
+                               SEARCH_URL while PROJECTOR_PROJECTIONS includes search
+
+Exit status: 0 done; 1 failed, said in one line on stderr (a server that cannot be
+reached is named with its host, never its password; a stream the store does not
+hold; events that failed); 2 a wrong argument or a missing or malformed variable.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     def command(
         group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, epilog: str
@@ -128,8 +134,8 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="projector",
-        description=__doc__.split("\n\n")[0],
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        description=(__doc__ or "").partition("\n\n")[0],
+        epilog=_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)

@@ -15,15 +15,16 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import msgspec
-from eventstore import LogPosition
+from eventstore import LogPosition, RecordedEvent
 from eventstore.queries import HORIZON
 
 from projector_service.bootstrap import Projector
 from projector_service.events import from_recorded
 from projector_service.progress import LAST_POSITION, ProgressTracker
+from projector_service.projections import Projection
 from projector_service.runner import retry_transient
 from projector_service.status import ProjectionStatus
 
@@ -142,11 +143,26 @@ async def _rebuild(
     on_progress: Callable[[RebuildProgress], None] | None,
 ) -> RebuildProgress:
     projection = projector.projection(name)
-    redis, keyspace = projector.redis, projector.keyspace
-    status = ProjectionStatus(name=f"rebuild {name}")
-    max_backoff = projector.settings.projector_max_backoff
+    head, total = await _begin(projector, projection, name, generation)
+    progress = _Progress(projector, name, generation, total, on_progress)
+    await _read_into(projector, projection, generation, after, head, page_size, progress)
+    log.info(
+        "rebuild read up to its head",
+        extra={"projection": name, "generation": generation, "head": str(head), "read": progress.read},
+    )
+    await progress.report("swapping")
+    await _swap_in(projector, projection, name, generation, after, head, grace)
+    done = await progress.report("done")
+    await projector.redis.delete(projector.keyspace.rebuild(name))
+    return done
+
+
+async def _begin(
+    projector: Projector, projection: Projection, name: str, generation: str
+) -> tuple[LogPosition, int]:
+    """Create the new generation, point the live consumers at it, and say how far to read and how much."""
     await projection.create(generation)
-    await redis.set(keyspace.building(name), generation)
+    await projector.redis.set(projector.keyspace.building(name), generation)
     categories = list(projection.categories)
     # Every event a live consumer applied without also writing it here was visible before
     # the building pointer was set, so reading up to the head seen now is enough; later
@@ -158,72 +174,120 @@ async def _rebuild(
         "rebuild started",
         extra={"projection": name, "generation": generation, "head": str(head), "total": total},
     )
-    started = time.monotonic()
-    read = failed = 0
+    return head, total
 
-    async def report(phase: str) -> RebuildProgress:
+
+class _Progress:
+    """How far a rebuild got, reported to `rm:<projection>:rebuild` and the caller's callback."""
+
+    def __init__(
+        self,
+        projector: Projector,
+        name: str,
+        generation: str,
+        total: int,
+        on_progress: Callable[[RebuildProgress], None] | None,
+    ) -> None:
+        self._redis, self._key = projector.redis, projector.keyspace.rebuild(name)
+        self.name, self._generation, self._total = name, generation, total
+        self._on_progress = on_progress
+        self._started = time.monotonic()
+        self.read = self.failed = 0
+
+    async def report(self, phase: str) -> RebuildProgress:
         progress = RebuildProgress(
-            projection=name,
-            generation=generation,
+            projection=self.name,
+            generation=self._generation,
             phase=phase,
-            read=read,
-            total=max(total, read),
-            failed=failed,
-            seconds=time.monotonic() - started,
+            read=self.read,
+            total=max(self._total, self.read),
+            failed=self.failed,
+            seconds=time.monotonic() - self._started,
         )
         fraction = progress.read / progress.total if progress.total else 1.0
-        await redis.hset(
-            keyspace.rebuild(name),
-            mapping={"generation": generation, "phase": phase, "read": read, "total": progress.total,
-                     "progress": f"{fraction:.4f}", "events_per_second": f"{progress.rate:.0f}"},
-        )  # fmt: skip
-        if on_progress is not None:
-            on_progress(progress)
+        await self._redis.hset(
+            self._key,
+            mapping={
+                "generation": self._generation,
+                "phase": phase,
+                "read": self.read,
+                "total": progress.total,
+                "progress": f"{fraction:.4f}",
+                "events_per_second": f"{progress.rate:.0f}",
+            },
+        )
+        if self._on_progress is not None:
+            self._on_progress(progress)
         return progress
 
+
+async def _read_into(
+    projector: Projector,
+    projection: Projection,
+    generation: str,
+    after: LogPosition,
+    head: LogPosition,
+    page_size: int,
+    progress: _Progress,
+) -> None:
+    """Apply the log from `after` up to `head` to the new generation, page by page."""
+    status = ProjectionStatus(name=f"rebuild {progress.name}")
+    max_backoff = projector.settings.projector_max_backoff
+    read_page = functools.partial(
+        projector.store.read_all, limit=page_size, categories=list(projection.categories)
+    )
     cursor = after
-    waiting_since: float | None = None
     while cursor < head:
-        page = await retry_transient(
-            functools.partial(projector.store.read_all, cursor, limit=page_size, categories=categories),
-            status,
-            max_backoff=max_backoff,
-        )
-        if not page:
-            # The head is known to be visible, but the horizon a read computes can dip for a
-            # moment (a transaction of another database that ended between the snapshot and the
-            # activity look-up still counts): stopping here would swap in a model missing the
-            # events up to the head. Read again until the head is reached.
-            waiting_since = waiting_since or time.monotonic()
-            if time.monotonic() - waiting_since > HEAD_VISIBLE_WITHIN_SECONDS:
-                raise RuntimeError(f"the log up to {head} did not become readable; nothing was swapped")
-            await asyncio.sleep(EMPTY_PAGE_PAUSE_SECONDS)
-            continue
-        waiting_since = None
+        page = await _next_page(functools.partial(read_page, cursor), head, status, max_backoff)
         events = [from_recorded(event) for event in page]
         failures = await retry_transient(
             functools.partial(projection.apply, events, [generation]), status, max_backoff=max_backoff
         )
-        failed += len(failures)
+        progress.failed += len(failures)
         cursor = page[-1].log_position
-        read += len(page)
-        await report("reading")
+        progress.read += len(page)
+        await progress.report("reading")
 
-    log.info(
-        "rebuild read up to its head",
-        extra={"projection": name, "generation": generation, "head": str(head), "read": read},
-    )
-    await report("swapping")
+
+async def _next_page(
+    read_page: Callable[[], Awaitable[Sequence[RecordedEvent]]],
+    head: LogPosition,
+    status: ProjectionStatus,
+    max_backoff: float,
+) -> Sequence[RecordedEvent]:
+    """The next page of the log below `head`, read again while it shows nothing yet."""
+    waiting_since: float | None = None
+    while True:
+        page = await retry_transient(read_page, status, max_backoff=max_backoff)
+        if page:
+            return page
+        # The head is known to be visible, but the horizon a read computes can dip for a
+        # moment (a transaction of another database that ended between the snapshot and the
+        # activity look-up still counts): stopping here would swap in a model missing the
+        # events up to the head. Read again until the head is reached.
+        waiting_since = waiting_since or time.monotonic()
+        if time.monotonic() - waiting_since > HEAD_VISIBLE_WITHIN_SECONDS:
+            raise RuntimeError(f"the log up to {head} did not become readable; nothing was swapped")
+        await asyncio.sleep(EMPTY_PAGE_PAUSE_SECONDS)
+
+
+async def _swap_in(
+    projector: Projector,
+    projection: Projection,
+    name: str,
+    generation: str,
+    after: LogPosition,
+    head: LogPosition,
+    grace: float,
+) -> None:
+    """Swap the new generation in, restore the position a full rebuild reached, drop the old one."""
     old = await projection.swap(generation)
     if after == LogPosition.START:  # a partial rebuild holds only part of the log: no claim from it
         await _restore_position(projector, name, head)
-    await redis.delete(keyspace.building(name))
+    await projector.redis.delete(projector.keyspace.building(name))
     if old is not None and old != generation:
         await asyncio.sleep(grace)
         await projection.drop(old)
-    done = await report("done")
-    await redis.delete(keyspace.rebuild(name))
-    return done
 
 
 async def _restore_position(projector: Projector, name: str, head: LogPosition) -> None:

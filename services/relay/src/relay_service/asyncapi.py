@@ -202,71 +202,13 @@ def build_document(settings: RelaySettings) -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for category, types in CHANNELS.items():
         topic = f"{settings.relay_topic_prefix}{category}"
-        pattern, written = STREAM_IDS[category]
         refs = {}
         for event_type in types:
             name = event_name(event_type)
-            version = int(getattr(event_type, "schema_version", 1))
-            messages[name] = {
-                "name": name,
-                "title": f"{name} (schema v{version})",
-                "summary": (event_type.__doc__ or name).strip().splitlines()[0],
-                "contentType": "application/json",
-                "headers": _headers_schema(category, event_type, version),
-                "payload": {"$ref": f"#/components/schemas/{event_type.__name__}"},
-                "correlationId": {"location": "$message.header#/ce_correlationid"},
-                "bindings": {
-                    "kafka": {
-                        "key": {
-                            "type": "string",
-                            "description": f"the stream id `{written}` as UTF-8 bytes; partitioned by "
-                            "Kafka's default partitioner (murmur2 of these bytes)",
-                            "pattern": pattern,
-                            "examples": [examples[name].key.decode()],
-                        },
-                        "bindingVersion": KAFKA_BINDING,
-                    }
-                },
-                "description": _message_description(name, version, settings.relay_dataschema_base),
-                "examples": [_example(examples[name])],
-            }
+            messages[name] = _message(category, event_type, examples[name], settings.relay_dataschema_base)
             refs[name] = {"$ref": f"#/components/messages/{name}"}
-        channels[category] = {
-            "address": topic,
-            "title": f"{category} events",
-            "description": f"Every event of every `{written}` stream, keyed by stream id. "
-            "Created by the relay at start-up, before its first event.",
-            "messages": refs,
-            "bindings": {
-                "kafka": {
-                    "topic": topic,
-                    "partitions": settings.relay_partitions,
-                    "replicas": settings.relay_replication_factor,
-                    "topicConfiguration": {
-                        "cleanup.policy": ["delete"],
-                        "retention.ms": settings.relay_retention_ms,
-                    },
-                    "bindingVersion": KAFKA_BINDING,
-                }
-            },
-        }
-        operations[f"consume{category.title()}Events"] = {
-            "action": "receive",
-            "title": f"Consume {category} events",
-            "summary": f"Read {topic} with a consumer group of your own.",
-            "channel": {"$ref": f"#/channels/{category}"},
-            "messages": [{"$ref": f"#/channels/{category}/messages/{name}"} for name in refs],
-            "bindings": {
-                "kafka": {
-                    "groupId": {
-                        "type": "string",
-                        "description": "your own consumer group; a new group reads the topic from "
-                        "the beginning only with auto.offset.reset=earliest",
-                    },
-                    "bindingVersion": KAFKA_BINDING,
-                }
-            },
-        }
+        channels[category] = _channel(category, topic, refs, settings)
+        operations[f"consume{category.title()}Events"] = _operation(category, topic, refs)
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -285,6 +227,82 @@ def build_document(settings: RelaySettings) -> dict[str, Any]:
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def _message(
+    category: str, event_type: type[msgspec.Struct], example: KafkaMessage, dataschema_base: str
+) -> dict[str, Any]:
+    """One event type's message: its headers, payload schema, Kafka key and example."""
+    name = event_name(event_type)
+    version = int(getattr(event_type, "schema_version", 1))
+    pattern, written = STREAM_IDS[category]
+    return {
+        "name": name,
+        "title": f"{name} (schema v{version})",
+        "summary": (event_type.__doc__ or name).strip().splitlines()[0],
+        "contentType": "application/json",
+        "headers": _headers_schema(category, event_type, version),
+        "payload": {"$ref": f"#/components/schemas/{event_type.__name__}"},
+        "correlationId": {"location": "$message.header#/ce_correlationid"},
+        "bindings": {
+            "kafka": {
+                "key": {
+                    "type": "string",
+                    "description": f"the stream id `{written}` as UTF-8 bytes; partitioned by "
+                    "Kafka's default partitioner (murmur2 of these bytes)",
+                    "pattern": pattern,
+                    "examples": [example.key.decode()],
+                },
+                "bindingVersion": KAFKA_BINDING,
+            }
+        },
+        "description": _message_description(name, version, dataschema_base),
+        "examples": [_example(example)],
+    }
+
+
+def _channel(category: str, topic: str, refs: dict[str, Any], settings: RelaySettings) -> dict[str, Any]:
+    """One category's topic, as the relay creates it."""
+    return {
+        "address": topic,
+        "title": f"{category} events",
+        "description": f"Every event of every `{STREAM_IDS[category][1]}` stream, keyed by stream id. "
+        "Created by the relay at start-up, before its first event.",
+        "messages": refs,
+        "bindings": {
+            "kafka": {
+                "topic": topic,
+                "partitions": settings.relay_partitions,
+                "replicas": settings.relay_replication_factor,
+                "topicConfiguration": {
+                    "cleanup.policy": ["delete"],
+                    "retention.ms": settings.relay_retention_ms,
+                },
+                "bindingVersion": KAFKA_BINDING,
+            }
+        },
+    }
+
+
+def _operation(category: str, topic: str, refs: dict[str, Any]) -> dict[str, Any]:
+    """Reading one category's topic, with a consumer group of the reader's own."""
+    return {
+        "action": "receive",
+        "title": f"Consume {category} events",
+        "summary": f"Read {topic} with a consumer group of your own.",
+        "channel": {"$ref": f"#/channels/{category}"},
+        "messages": [{"$ref": f"#/channels/{category}/messages/{name}"} for name in refs],
+        "bindings": {
+            "kafka": {
+                "groupId": {
+                    "type": "string",
+                    "description": "your own consumer group; a new group reads the topic from "
+                    "the beginning only with auto.offset.reset=earliest",
+                },
+                "bindingVersion": KAFKA_BINDING,
+            }
+        },
     }
 
 

@@ -1,21 +1,10 @@
 """Every command the saga sends to the command service, in one place.
 
-A step name maps to one endpoint and body (see the command service's routes).
-Each request carries:
-
-- `Idempotency-Key: saga-<order id>-<step>`: a retried step (after a timeout, a
-  crash, another instance's attempt) is answered with the first response and
-  appends nothing;
-- a service token (role `service`) from the configuration, or minted from the
-  JWT secret and renewed before it expires;
-- `traceparent` of the saga's current span, and the order id as correlation id.
-
-Answers become step results: 2xx is done (a reservation's answer names the event
-it appended, `StockReserved` or `StockReservationFailed`); 5xx, 429, a
-contention 409 and transport failures are `Transient` (retried, then left for
-the saga's wake-up timer); another 409 is the state refusing the command
-(`Refused(code)`, which the saga decides about); any other 4xx is `Refusal`,
-which parks the saga.
+A step name maps to one endpoint and body. Each request carries
+`Idempotency-Key: saga-<order id>-<step>` (a retried step appends nothing), a service
+token, `traceparent` and the order id as correlation id. Answers become step results:
+2xx done; 5xx, 429, a contention 409 and transport failures `Transient`; another 409
+`Refused(code)`; any other 4xx a `Refusal`, which parks the saga. See docs/saga.md.
 """
 
 from __future__ import annotations

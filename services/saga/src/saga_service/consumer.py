@@ -1,20 +1,10 @@
 """Consuming the order topic with FastStream: an order placed starts a saga, a cancellation compensates.
 
-The instances of the saga service form one consumer group, so each order's
-events (keyed by stream id) go to one instance at a time, in order. An event is
-acknowledged after its input is recorded in the saga's stream (which also arms
-the wake-up timer); driving the saga happens after, in the background. A
-redelivered event decides nothing the second time. Each message's span continues
-the trace in its `ce_traceparent`, so the saga's commands join the trace of the
-request that placed the order.
-
-The subscriber hands the handler the raw records (`servicekit.kafka.raw_parser`
-and `raw_decoder`), read strictly by `fulfilment.records`: a record the saga
-cannot read (bad bytes, bad JSON, wrong shape, unknown type or schema version,
-bad headers, no key) goes to the dead-letter topic with its reason class
-(`dead_letter_class`), one log line and `saga_dead_letters{reason}`, and the
-consumer moves on. `consumer_check` is the readiness check: whether the
-consumer could fetch now.
+An event is acknowledged once its input is recorded in the saga's stream (which arms
+the wake-up timer); the saga is driven after, in the background. The handler gets raw
+records, read strictly by `fulfilment.records`: one the saga cannot read goes to the
+dead-letter topic with its reason class, a log line and a metric. `consumer_check` is
+the readiness check. See docs/saga.md.
 """
 
 from __future__ import annotations

@@ -34,15 +34,7 @@ __all__ = ["evolve"]
 def evolve(state: Saga | None, event: SagaEvent) -> Saga | None:
     """The saga after `event`."""
     if isinstance(event, SagaStarted):
-        return Saga(
-            order_id=event.order_id,
-            customer_id=event.customer_id,
-            lines=event.lines,
-            currency=event.currency,
-            total=event.total,
-            phase=Phase.RESERVING,
-            plan=decode_plan(event.plan),
-        )
+        return _started(event)
     if state is None:
         raise ValueError(f"{type(event).__name__} before SagaStarted")
     replace = msgspec.structs.replace
@@ -63,30 +55,9 @@ def evolve(state: Saga | None, event: SagaEvent) -> Saga | None:
             plan = decode_plan(event.plan)
             return replace(state, phase=Phase.CONFIRMING, plan=plan, confirmation=plan)
         case ConfirmationPrevailed():
-            # Back to the confirmation, its `confirm` done (the refusal shows the command service
-            # accepted it), with the plan it started with. The dropped compensation's steps leave
-            # `done`, so a refund after a later cancellation is a step still to send, not one
-            # already answered.
-            done = {step: result for step, result in state.done.items() if step not in state.plan}
-            return replace(
-                state,
-                phase=Phase.CONFIRMING,
-                plan=state.confirmation,
-                done={**done, CONFIRM: OK},
-                reason=f"{event.compensation}: too late, the order was confirmed first "
-                f"({event.step} refused: {event.code})",
-            )
+            return _confirmation_prevailed(state, event)
         case CompensationStarted():
-            return replace(
-                state,
-                phase=Phase.COMPENSATING,
-                plan=decode_plan(event.plan),
-                reason=event.reason,
-                cancelled=state.cancelled or event.cancelled,
-                parked=None,
-                # A compensation starting after confirmation (a cancelled order) is a new saga phase.
-                outcome=None,
-            )
+            return _compensation_started(state, event)
         case CancellationReceived():
             return replace(state, cancelled=True)
         case SagaParked():
@@ -99,3 +70,44 @@ def evolve(state: Saga | None, event: SagaEvent) -> Saga | None:
         case SagaCompleted():
             return replace(state, phase=Phase.DONE, outcome=event.outcome, parked=None)
     raise AssertionError(f"unknown event {event!r}")  # pragma: no cover
+
+
+def _started(event: SagaStarted) -> Saga:
+    return Saga(
+        order_id=event.order_id,
+        customer_id=event.customer_id,
+        lines=event.lines,
+        currency=event.currency,
+        total=event.total,
+        phase=Phase.RESERVING,
+        plan=decode_plan(event.plan),
+    )
+
+
+def _confirmation_prevailed(state: Saga, event: ConfirmationPrevailed) -> Saga:
+    # Back to the confirmation, its `confirm` done (the refusal shows the command service
+    # accepted it), with the plan it started with. The dropped compensation's steps leave
+    # `done`, so a refund after a later cancellation is a step still to send, not one
+    # already answered.
+    done = {step: result for step, result in state.done.items() if step not in state.plan}
+    return msgspec.structs.replace(
+        state,
+        phase=Phase.CONFIRMING,
+        plan=state.confirmation,
+        done={**done, CONFIRM: OK},
+        reason=f"{event.compensation}: too late, the order was confirmed first "
+        f"({event.step} refused: {event.code})",
+    )
+
+
+def _compensation_started(state: Saga, event: CompensationStarted) -> Saga:
+    return msgspec.structs.replace(
+        state,
+        phase=Phase.COMPENSATING,
+        plan=decode_plan(event.plan),
+        reason=event.reason,
+        cancelled=state.cancelled or event.cancelled,
+        parked=None,
+        # A compensation starting after confirmation (a cancelled order) is a new saga phase.
+        outcome=None,
+    )

@@ -1,17 +1,10 @@
 """The orchestrator: records what happens to a saga, then drives it through its steps.
 
-Inputs arrive from three places: Kafka (an order placed or cancelled), the
-provider's webhook (an answer), and the timers (a deadline, a wake-up). Each is
-first recorded (`record`: decide and append to the saga's stream), then the saga
-is driven (`drive`): while it has a next step, send that step's command and
-record its answer. Nothing is lost if the process dies in between: every append
-that leaves work to do also arms the saga's wake-up timer, which any instance
-claims once it is due, and every command carries its step's idempotency key, so
-the instance that carries on repeats nothing.
-
-Each drive continues the trace of the order that started the saga: the first
-event of its stream keeps that `traceparent`, and every command sends the
-current span's. The admin API reads sagas through it too (`view`, `listing`).
+Inputs (Kafka, the provider's webhook, the timers) are first recorded (`record`:
+decide and append to the saga's stream), then the saga is driven (`drive`). A crash
+in between loses nothing: an append that leaves work to do arms the wake-up timer,
+and every command carries its step's idempotency key. Each drive continues the
+trace of the order that started the saga. See docs/saga.md.
 """
 
 from __future__ import annotations

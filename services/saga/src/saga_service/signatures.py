@@ -1,15 +1,9 @@
 """HMAC signatures between the saga and its provider: `Sandbox-Signature: t=<unix seconds>,v1=<hex>`.
 
-A webhook's signature is HMAC-SHA256 over `<t>.<raw body>` with the shared secret,
-as real providers do it: the timestamp inside the signed text stops an old
-delivery being replayed later, and comparing in constant time stops the
-signature being guessed byte by byte.
-
-The saga's own requests to the provider are signed the same way with the same
-secret, over `<t>.<METHOD> <path>\n<raw body>` (`sign_request`), as providers
-that authenticate merchants by request signing do: the provider knows who is
-asking, and the method and path in the signed text keep a request's signature
-from passing for another request's, or for a webhook's.
+A webhook is signed over `<t>.<raw body>`; the saga's own requests over
+`<t>.<METHOD> <path>\n<raw body>` (`sign_request`), so one request's signature does
+not pass for another's or for a webhook's. The timestamp stops replays; comparing in
+constant time stops guessing byte by byte. See docs/saga.md, "Payment providers".
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """Durable timers in PostgreSQL: payment deadlines and the wake-ups of sagas with work left to do.
 
-A timer is a row (`saga.timers`, one per saga and kind). Instances claim due rows
-with `FOR UPDATE SKIP LOCKED`, so two instances never pick the same row in one
-round, and set a lease on them: the claim commits at once (no transaction stays
-open while the saga's commands go out), and a row whose claimer died is claimed
-again when its lease runs out. Firing once is the saga stream's job: a deadline
-fires by appending `DeadlineFired` at the version the claimer loaded, so even a
-second claimer after an expired lease finds it fired and decides nothing.
-
-Rows change in the statement of the saga's append (`saga.sync_timers`, see
-`saga_service.streams`), so a deadline exists exactly when the saga's stream says
-it waits for one.
+A timer is a row (`saga.timers`, one per saga and kind), claimed with `FOR UPDATE
+SKIP LOCKED` and a lease, in a claim that commits at once; a dead claimer's rows are
+claimed again when the lease runs out. Firing once is the saga stream's job (a
+`DeadlineFired` appended at the loaded version). Rows change in the statement of
+the saga's append (`saga.sync_timers`). See docs/saga.md.
 """
 
 from __future__ import annotations
