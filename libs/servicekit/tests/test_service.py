@@ -28,7 +28,7 @@ class Flaky(ConnectionError):
 
 
 def service_with(start: Callable[[Startup], Awaitable[None]], fatal: list[str] | None = None) -> Litestar:
-    service = Service(ServiceSettings(), "demo", trace_postgres=False)
+    service = Service(ServiceSettings(), "demo")
     if fatal is not None:
         service.on_fatal = lambda: fatal.append(service.failed or "")
 
@@ -157,7 +157,7 @@ from servicekit.service import Service
 from servicekit.settings import ServiceSettings
 
 def create_app(settings):
-    service = Service(settings, "dying", trace_postgres=False)
+    service = Service(settings, "dying")
 
     async def loop():
         await asyncio.sleep(0.5)

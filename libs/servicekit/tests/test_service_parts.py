@@ -106,7 +106,7 @@ def test_an_unknown_exception_is_a_generic_500() -> None:
 
 async def test_an_app_answers_problems_metrics_and_health_in_the_kit_shape() -> None:
     settings = ServiceSettings(access_log=False)
-    observability = Observability(settings, "demo", trace_postgres=False)
+    observability = Observability(settings, "demo")
 
     @get("/boom/{item:int}")
     async def boom(item: FromPath[int]) -> None:
@@ -142,7 +142,7 @@ async def test_an_app_answers_problems_metrics_and_health_in_the_kit_shape() -> 
 async def test_unsampled_requests_record_no_span_yet_a_callers_sampled_trace_is_recorded() -> None:
     exporter = InMemorySpanExporter()
     settings = ServiceSettings(access_log=False, otel_traces_sampler="parentbased_always_off")
-    observability = Observability(settings, "demo", span_exporter=exporter, trace_postgres=False)
+    observability = Observability(settings, "demo", span_exporter=exporter)
 
     @get("/items/{item:int}")
     async def item(item: FromPath[int]) -> dict[str, int]:
@@ -166,7 +166,7 @@ async def test_unsampled_requests_record_no_span_yet_a_callers_sampled_trace_is_
 
 
 async def test_headers_a_handler_queues_go_out_with_its_answer_and_no_other() -> None:
-    observability = Observability(ServiceSettings(access_log=False), "demo", trace_postgres=False)
+    observability = Observability(ServiceSettings(access_log=False), "demo")
 
     @get("/items/{item:int}")
     async def item(item: FromPath[int], request: Request[Any, Any, Any]) -> dict[str, int]:

@@ -8,8 +8,10 @@ retries and inserts the events. Reads of the global log are gap-safe: see
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import asyncpg
@@ -42,6 +44,7 @@ from eventstore.types import (
     RecordedEvent,
     StoredEvent,
     StreamState,
+    Tracer,
     check_expected_version,
     check_limit,
     expectation_met,
@@ -61,10 +64,13 @@ class PostgresEventStore:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         retry_attempts: int = 3,
         notify: bool = True,
+        tracer: Tracer | None = None,
     ) -> None:
         """``notify=False``: no NOTIFY after appends, for a store nobody subscribes to (a transaction
-        saved per append); subscriptions still find new events by polling."""
+        saved per append); subscriptions still find new events by polling. ``tracer`` (an
+        OpenTelemetry ``Tracer``): one span per append and stream read, in the caller's trace."""
         self.pool = pool
+        self.tracer = tracer
         self.registry = registry
         self.max_event_bytes = max_event_bytes
         self.retry_attempts = retry_attempts
@@ -95,6 +101,17 @@ class PostgresEventStore:
         function (``Call``) in the same statement; a refused claim (a key taken, a call
         that returned false) raises ``ClaimRefused`` and keeps nothing.
         """
+        with self._span("eventstore append", stream_id, len(events)):
+            return await self._append(stream_id, events, expected_version, connection, claim)
+
+    async def _append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent | msgspec.Struct],
+        expected_version: ExpectedVersion,
+        connection: Connection | None,
+        claim: Claim | Call | None,
+    ) -> AppendResult:
         category = category_of(stream_id)
         check_expected_version(expected_version)
         encoded = encode_events(self.registry, events, self.max_event_bytes)
@@ -240,7 +257,8 @@ class PostgresEventStore:
             query, start = queries.READ_STREAM_FORWARD, 0 if from_version is None else from_version
             if start < 0:
                 raise ValueError(f"from_version must be >= 0 when reading forward, got {start}")
-        rows = await self._retrying(lambda: self.pool.fetch(query, stream_id, start, limit))
+        with self._span("eventstore read", stream_id):
+            rows = await self._retrying(lambda: self.pool.fetch(query, stream_id, start, limit))
         if rows and rows[0]["deleted"]:
             raise StreamDeleted(stream_id)
         return decode_rows(self.registry, rows)
@@ -255,7 +273,8 @@ class PostgresEventStore:
         if not starts:
             return found
         ids, versions = list(starts), list(starts.values())
-        rows = await self._retrying(lambda: self.pool.fetch(queries.READ_STREAMS, ids, versions))
+        with self._span("eventstore read", f"{len(ids)} streams"):
+            rows = await self._retrying(lambda: self.pool.fetch(queries.READ_STREAMS, ids, versions))
         for row in rows:
             if row["deleted"] is not None:
                 raise StreamDeleted(row["deleted"])
@@ -458,6 +477,14 @@ class PostgresEventStore:
                 await connection.execute(queries.TRUNCATE_STREAM, stream_id, first)
 
         await self._retrying(truncate)
+
+    def _span(self, name: str, stream: str, events: int | None = None) -> AbstractContextManager[Any]:
+        if self.tracer is None:
+            return contextlib.nullcontext()
+        attributes: dict[str, str | int] = {"db.system.name": "postgresql", "eventstore.stream": stream}
+        if events is not None:
+            attributes["eventstore.events"] = events
+        return self.tracer.start_as_current_span(name, attributes=attributes)
 
     async def _retrying[T](self, operation: Callable[[], Awaitable[T]]) -> T:
         return await retrying(operation, attempts=self.retry_attempts)

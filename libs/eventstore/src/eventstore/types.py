@@ -8,8 +8,10 @@ from __future__ import annotations
 import enum
 import re
 import uuid
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import msgspec
 
@@ -36,6 +38,7 @@ __all__ = [
     "StoredClaim",
     "StoredEvent",
     "StreamState",
+    "Tracer",
     "check_expected_version",
     "check_limit",
     "expectation_met",
@@ -236,3 +239,11 @@ class StoredClaim(msgspec.Struct, frozen=True, kw_only=True):
     position: int | None
     event_types: list[str]
     expires_at: datetime
+
+
+class Tracer(Protocol):
+    """What the store needs of an OpenTelemetry ``Tracer`` (without depending on OpenTelemetry)."""
+
+    def start_as_current_span(
+        self, name: str, *, attributes: Mapping[str, str | int]
+    ) -> AbstractContextManager[Any]: ...

@@ -33,7 +33,6 @@ class Observability:
         service: str,
         *,
         span_exporter: SpanExporter | None = None,
-        trace_postgres: bool = True,
     ) -> None:
         self.service = service
         self.provider = tracer_provider(settings, service, span_exporter)
@@ -41,7 +40,7 @@ class Observability:
         self.registry = new_registry()
         self.http_metrics = HttpMetrics(self.registry)
         self._access_log = settings.access_log
-        if trace_postgres:
+        if settings.otel_trace_sql:
             instrument_asyncpg(self.provider)
 
     def instrument(self, app: Litestar) -> Litestar:

@@ -142,14 +142,11 @@ class Service:
         *,
         problems: ProblemTable | None = None,
         span_exporter: SpanExporter | None = None,
-        trace_postgres: bool = True,
     ) -> None:
         self.settings = settings
         self.name = name
         self.problems = problems or ProblemTable()
-        self.observability = Observability(
-            settings, name, span_exporter=span_exporter, trace_postgres=trace_postgres
-        )
+        self.observability = Observability(settings, name, span_exporter=span_exporter)
         self.checks: dict[str, Check] = {}
         self.starting: str | None = "starting"  # None once start-up is done
         self.failed: str | None = None  # why the process must end

@@ -77,6 +77,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     # it is not. Unrecorded work still gets trace ids for its logs and events; it skips the span.
     otel_traces_sampler: TracesSampler = "parentbased_always_on"
     otel_traces_sampler_arg: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    # A span per SQL statement (asyncpg's instrumentation), besides the event store's one span per
+    # append or stream read: for finding a slow query; it costs a span on every statement.
+    otel_trace_sql: bool = False
     access_log: bool = True
     # Limits on what a client sends before the app sees a request (see servicekit.http_limits).
     max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 16 * 1024

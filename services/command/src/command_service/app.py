@@ -68,7 +68,7 @@ def create_app(
     )
     return service.app(
         [commands],
-        start=partial(_start, settings, closing=[redis_client.aclose, limiter.close]),
+        start=partial(_start, settings, service, closing=[redis_client.aclose, limiter.close]),
         provides=["services"],
         access=access,
         openapi=openapi_config(),
@@ -78,7 +78,7 @@ def create_app(
     )
 
 
-async def _start(settings: CommandSettings, run: Startup, *, closing: list[Closer]) -> None:
+async def _start(settings: CommandSettings, service: Service, run: Startup, *, closing: list[Closer]) -> None:
     for close in closing:
         run.on_stop(close)
     url = settings.database_url
@@ -92,7 +92,7 @@ async def _start(settings: CommandSettings, run: Startup, *, closing: list[Close
     await run.connect("postgres", url, migrated, transient=TRANSIENT)
     opened, closed = pool_for(settings, "command-service")
     pool = await run.connect("postgres", url, opened, close=closed, transient=TRANSIENT)
-    store = PostgresEventStore(pool, build_registry())
+    store = PostgresEventStore(pool, build_registry(), tracer=service.tracer)
     run.on_stop(store.close)
     run.ready("postgres", postgres_check(lambda: pool))
     keys = IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds)

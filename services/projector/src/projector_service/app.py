@@ -44,7 +44,7 @@ def create_app(
     span_exporter: SpanExporter | None = None,
 ) -> Litestar:
     """The projector: connections, one consumer group per projection, the HTTP endpoints."""
-    service = Service(settings, "projector", span_exporter=span_exporter, trace_postgres=False)
+    service = Service(settings, "projector", span_exporter=span_exporter)
     process = ProjectorProcess(settings, registry or build_registry(), service)
     return service.app(
         [status_route],

@@ -42,7 +42,7 @@ def create_app(
     jwks_client: httpx.AsyncClient | None = None,
 ) -> Litestar:
     """The query service: its Redis and search clients, the position watch, the read routes."""
-    service = Service(settings, "query", problems=PROBLEMS, span_exporter=span_exporter, trace_postgres=False)
+    service = Service(settings, "query", problems=PROBLEMS, span_exporter=span_exporter)
     reads = _reads(settings)
     # Reads come faster than commands: larger leases spend one Redis call per 50 requests of a
     # subject instead of per 10 (every request is still paid for; see servicekit.ratelimit).

@@ -40,7 +40,7 @@ def create_app(
     span_exporter: SpanExporter | None = None,
 ) -> Litestar:
     """The relay: one pool, the store, the publishing loop, the HTTP endpoints."""
-    service = Service(settings, "relay", span_exporter=span_exporter, trace_postgres=False)
+    service = Service(settings, "relay", span_exporter=span_exporter)
     relay = RelayProcess(settings, registry or build_registry(), service)
     return service.app(
         [status_route, schema_route],

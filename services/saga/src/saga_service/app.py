@@ -108,7 +108,7 @@ async def _start(
     run.on_stop(provider_http.aclose)
     run.on_stop(command_http.aclose)
     # Nothing subscribes to the saga's own streams: no NOTIFY after its appends.
-    store = PostgresEventStore(pool, build_saga_registry(), notify=False)
+    store = PostgresEventStore(pool, build_saga_registry(), notify=False, tracer=service.tracer)
     run.on_stop(store.close)
     orchestrator = _orchestrator(settings, service, store, command_http, provider_http)
     run.on_stop(orchestrator.close)

@@ -67,7 +67,7 @@ PROBLEMS = ProblemTable(
 
 def create_app(settings: SandboxSettings) -> Litestar:
     """The sandbox as an ASGI app; its answers go out from background tasks."""
-    service = Service(settings, "payment-sandbox", problems=PROBLEMS, trace_postgres=False)
+    service = Service(settings, "payment-sandbox", problems=PROBLEMS)
     sandbox = Sandbox(settings)
     return service.app([authorize, read], start=sandbox.start, provides={"sandbox": sandbox})
 
