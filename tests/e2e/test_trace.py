@@ -336,7 +336,8 @@ async def test_one_order_is_one_trace_from_the_http_command_to_the_sagas_command
     appends = [
         span
         for span in named(spans, "command", "eventstore append")
-        if span.get("parentId") == root["id"] and span["tags"].get("eventstore.stream", "").startswith("order-")
+        if span.get("parentId") == root["id"]
+        and span["tags"].get("eventstore.stream", "").startswith("order-")
     ]
     assert len(appends) == 1, f"no single append of the order under the command's span:\n{tree}"
     # One span per store operation, not per SQL statement (OTEL_TRACE_SQL is off).
