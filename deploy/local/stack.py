@@ -338,7 +338,7 @@ def _supervision(state: supervisor.Supervised | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "env", "run"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "run", "prune-topics"])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="limit to these components")
     parser.add_argument("--infra", action="store_true", help="only the servers, not the services")
     parser.add_argument(
@@ -369,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.execvpe(launch.argv[0], launch.argv, {**os.environ, **launch.env})  # noqa: S606
         elif args.command == "status":
             return 0 if status(layout, selected) else 1
+        elif args.command == "prune-topics":
+            pruned = kafka.prune_test_topics(read_env(layout)["KAFKA_BOOTSTRAP_SERVERS"])
+            print(f"deleted {pruned} topics left by tests")
         else:
             for key, value in read_env(layout).items():
                 print(f"export {key}={shlex.quote(value)}")

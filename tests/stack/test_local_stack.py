@@ -216,3 +216,22 @@ def test_up_reuses_a_live_server_that_is_not_ready_instead_of_restarting_it(
         os.killpg(pid, signal.SIGCONT)
     status = run_stack(side_stack, "status", "--only", "redis")
     assert status.returncode == 0, status.stdout
+
+
+def test_pruning_takes_the_topics_tests_made_and_never_the_stacks_own() -> None:
+    from deploy.local.kafka import _TEST_TOPIC
+
+    made_by_tests = [
+        "suitefda9345c.order",
+        "e2e08000081.stock",
+        "saga81e5be5f.saga.dead-letters",
+        "bench1a2b3c4d.payment",
+    ]
+    stack_own = [
+        "fulfilment.order",
+        "fulfilment.projector.dlq",
+        "saga.dead-letters",
+        "__consumer_offsets",
+        "order",
+    ]
+    assert [topic for topic in made_by_tests + stack_own if _TEST_TOPIC.match(topic)] == made_by_tests
