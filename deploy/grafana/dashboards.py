@@ -33,7 +33,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-__all__ = ["DASHBOARDS", "OUTPUT", "Chart", "Query", "Spec", "build", "rendered"]
+__all__ = ["DASHBOARDS", "OUTPUT", "Chart", "Query", "Spec", "build", "promql", "rendered"]
 
 OUTPUT = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -41,6 +41,9 @@ GRID_COLUMNS = 24
 # Health probes and scrapes would drown the requests clients make (the alerts leave them out too).
 CLIENT = 'route!~"/health/.*|/metrics"'
 RATE = "$__rate_interval"
+# Grafana's interval variables as Grafana fills them for a 30-minute view of a Prometheus scraping every
+# 15 s: what the expressions are sent to Prometheus with outside Grafana (the tests, the renderer).
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "30m"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +164,7 @@ def projector_charts() -> tuple[Chart, ...]:
     by = "projection"
     return (
         Chart("Projection lag", "s", (Query(f"max by ({by}) (projector_lag_seconds)", "{{projection}}"),),
-              description="Age of the oldest event in the store not yet applied; ProjectionLagging above 60 s."),
+              description="Age of the oldest event not yet applied; ProjectionLagging above 60 s."),
         Chart("Events not yet applied", "short",
               (Query(f"max by ({by}) (projector_lag_events)", "{{projection}}"),)),
         Chart("Events applied per second", "ops",
@@ -255,6 +258,13 @@ DASHBOARDS: tuple[Spec, ...] = (
 )  # fmt: skip
 
 
+def promql(expr: str) -> str:
+    """`expr` with Grafana's interval variables filled in, as Prometheus's API takes it."""
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
 # --- building ----------------------------------------------------------------------------------------
 
 
@@ -319,7 +329,9 @@ def rendered(spec: Spec) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--write", action="store_true", help="write the JSON files")
     action.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
