@@ -229,9 +229,13 @@ def overview_charts() -> tuple[Chart, ...]:
         Chart("Projection lag", "s",
               (Query("max by (projection) (projector_lag_seconds)", "{{projection}}"),)),
         Chart("Saga outcomes per second", "ops",
-              (Query('sum by (type) (rate(saga_events_consumed_total{type=~"OrderConfirmed|OrderRejected|'
-                     f'OrderCancelled", result="recorded"}}[{RATE}]))', "{{type}}"),),
-              description="Orders the saga saw end: confirmed, rejected or cancelled."),
+              (Query('label_replace(sum by (route) (rate(http_requests_total{job="command", method="POST", '
+                     f'route=~"/orders/.+/(confirm|reject)", status=~"2.."}}[{RATE}])), '
+                     '"outcome", "$1", "route", ".*/(confirm|reject)")', "{{outcome}}"),
+               Query('sum(rate(saga_events_consumed_total{type="OrderCancelled", result="recorded"}'
+                     f"[{RATE}]))", "cancelled")),
+              description="Orders the saga confirmed or rejected (its commands the command service "
+                          "accepted), and cancellations it took in."),
         Chart("Sagas parked and stuck", "short", (Query("max by (status) (saga_sagas)", "{{status}}"),),
               kind="stat", width=4),
         Chart("Breakers", "short", (Query("max by (downstream) (saga_circuit_state)", "{{downstream}}"),),

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # not pyplot: no display, no global state
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from deploy.grafana.dashboards import OUTPUT, promql
 
@@ -35,6 +35,7 @@ __all__ = ["Series", "draw", "fetch", "main"]
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboards"
 ROW_INCHES = 0.32  # one of Grafana's grid rows (30 px) at the images' scale
 WIDTH_INCHES = 16.0
+TITLE_INCHES = 0.8
 DPI = 64  # keeps each image well under 200 KB
 _LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
@@ -86,8 +87,12 @@ def _draw_timeseries(ax: Axes, series: list[Series], unit: str) -> None:
         ax.plot(times, values, linewidth=1.2, label=name)
     show = formatter(unit)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: show(value)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda at, _: f"{datetime.fromtimestamp(at, UTC):%H:%M}"))
-    ax.set_ylim(bottom=min(0.0, *(min(v) for _, _, v in series if v)) if series else 0.0)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 3, 5, 6, 10]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda at, _: f"{datetime.fromtimestamp(at, UTC):%H:%M:%S}"))
+    values = [value for _, _, vs in series for value in vs if math.isfinite(value)]
+    low, high = min([0.0, *values]), max([0.0, *values])
+    # As Grafana does: a flat zero line sits low on a 0..1 axis instead of on the frame.
+    ax.set_ylim(low, high * 1.1 if high > low else low + 1)
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=7)
     if series:
@@ -109,10 +114,13 @@ def draw(
 ) -> None:
     """Draw `panels` (each with its series) on the dashboard's grid and save a PNG at `path`."""
     rows = max(panel["gridPos"]["y"] + panel["gridPos"]["h"] for panel, _ in panels)
-    figure = Figure(figsize=(WIDTH_INCHES, rows * ROW_INCHES + 0.6), dpi=DPI)
-    grid = figure.add_gridspec(rows, 24, left=0.03, right=0.99, top=1 - 0.6 / (rows * ROW_INCHES + 0.6),
+    height = rows * ROW_INCHES + TITLE_INCHES
+    figure = Figure(figsize=(WIDTH_INCHES, height), dpi=DPI)
+    grid = figure.add_gridspec(rows, 24, left=0.04, right=0.99, top=1 - TITLE_INCHES / height,
                                bottom=0.02, hspace=6.0, wspace=2.5)  # fmt: skip
-    figure.suptitle(f"{board['title']}  ({span})", fontsize=12, x=0.01, ha="left")
+    figure.suptitle(
+        f"{board['title']}  ({span})", fontsize=12, x=0.01, y=1 - 0.1 / height, ha="left", va="top"
+    )
     for panel, series in panels:
         at = panel["gridPos"]
         # Leave the panel's last grid row for the x labels and the next title, as Grafana's gutter does.
