@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # not pyplot: no display, no global state
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, MultipleLocator
 
 from deploy.grafana.dashboards import OUTPUT, promql
 
@@ -82,13 +82,24 @@ def formatter(unit: str) -> Callable[[float], str]:
     return by_unit.get(unit, lambda value: f"{value:.4g}")
 
 
+def _tick_step(span: float) -> float:
+    """Seconds between time ticks, on the clock's round numbers, at most six ticks over `span`."""
+    for step in (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600):
+        if span / step <= 6:
+            return float(step)
+    return 86400.0
+
+
 def _draw_timeseries(ax: Axes, series: list[Series], unit: str) -> None:
     for name, times, values in series:
         ax.plot(times, values, linewidth=1.2, label=name)
     show = formatter(unit)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: show(value)))
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 3, 5, 6, 10]))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda at, _: f"{datetime.fromtimestamp(at, UTC):%H:%M:%S}"))
+    times = [at for _, ts, _ in series for at in ts]
+    step = _tick_step(max(times) - min(times) if times else 0.0)
+    clock = "%H:%M" if step >= 60 else "%H:%M:%S"
+    ax.xaxis.set_major_locator(MultipleLocator(step))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda at, _: datetime.fromtimestamp(at, UTC).strftime(clock)))
     values = [value for _, _, vs in series for value in vs if math.isfinite(value)]
     low, high = min([0.0, *values]), max([0.0, *values])
     # As Grafana does: a flat zero line sits low on a 0..1 axis instead of on the frame.

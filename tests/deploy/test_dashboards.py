@@ -31,7 +31,7 @@ from testkit.databases import scratch_database
 from testkit.prometheus import running_prometheus
 from testkit.suite import Suite, running_suite
 
-from deploy.grafana import dashboards
+from deploy.grafana import dashboards, render
 from tests.deploy.test_prometheus import exported_series
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,3 +198,40 @@ async def test_every_expression_parses_and_returns_series_from_the_scraped_servi
             checked += 1
     assert not problems, "\n".join(problems)
     assert checked == len(list(targets()))
+
+
+# --- the renderer of the docs' images ----------------------------------------------------------------
+
+
+def test_the_renderer_fills_grafana_legends() -> None:
+    assert render.legend("p99 {{route}}", {"route": "/orders"}) == "p99 /orders"
+    assert render.legend("{{ projection }}", {"projection": "redis"}) == "redis"
+    assert render.legend("{{missing}}", {}) == "value"
+
+
+def test_the_renderer_shows_values_in_the_panels_unit() -> None:
+    assert render.formatter("s")(0.25) == "250 ms"
+    assert render.formatter("s")(2) == "2 s"
+    assert render.formatter("percentunit")(0.05) == "5%"
+    assert render.formatter("reqps")(12) == "12 req/s"
+
+
+@pytest.mark.slow
+async def test_the_renderer_draws_every_dashboard_from_the_live_prometheus_in_a_small_png(
+    scraped_suite: str, tmp_path: Path
+) -> None:
+    assert (
+        await asyncio.to_thread(
+            render.main, ["--prometheus", scraped_suite, "--minutes", "3", "--out", str(tmp_path)]
+        )
+        == 0
+    )
+    drawn = await asyncio.to_thread(pngs, tmp_path)
+    assert sorted(drawn) == sorted(spec.name for spec in dashboards.DASHBOARDS)
+    for name, image in drawn.items():
+        assert image.startswith(b"\x89PNG"), name
+        assert len(image) < 200_000, f"{name}: {len(image)} bytes"
+
+
+def pngs(folder: Path) -> dict[str, bytes]:
+    return {path.stem: path.read_bytes() for path in folder.glob("*.png")}
