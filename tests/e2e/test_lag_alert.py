@@ -23,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import shutil
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -38,7 +36,8 @@ import yaml
 from eventstore import migrate
 from readmodels.search import connect_search
 from redis.asyncio import Redis
-from testkit.harness import ServiceProcess, free_port, running_service, token_factory
+from testkit.harness import ServiceProcess, running_service, token_factory
+from testkit.prometheus import running_prometheus
 
 from services.command.tests.support import command_headers
 
@@ -54,59 +53,11 @@ FIRE_BOUND = 150.0
 RESOLVE_BOUND = 60.0
 
 
-def lag_rule_only(path: Path) -> None:
-    """Write a rule file holding the suite's `ProjectionLagging`, its `for:` shortened to 5 s."""
+def lag_rule_only() -> dict[str, Any]:
+    """A rule file holding the suite's `ProjectionLagging`, its `for:` shortened to 5 s."""
     rules = [r for group in yaml.safe_load(RULES.read_text())["groups"] for r in group["rules"]]
     [rule] = [r for r in rules if r.get("alert") == ALERT]
-    rule = {**rule, "for": "5s"}
-    path.write_text(yaml.safe_dump({"groups": [{"name": "lag", "rules": [rule]}]}))
-
-
-@contextlib.asynccontextmanager
-async def prometheus(folder: Path, targets: dict[str, str]) -> AsyncIterator[str]:
-    """A Prometheus scraping `targets` (job name -> host:port) every second; yields its URL."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is missing: apt-get install -y prometheus")
-    lag_rule_only(folder / "lag.rules.yml")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-        "rule_files": ["lag.rules.yml"],
-        "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in targets.items()
-        ],
-    }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (folder / "prometheus.log").open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            binary,
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            cwd=folder,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/-/ready")).status_code == 200:
-                        break
-                assert process.returncode is None, (folder / "prometheus.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, (folder / "prometheus.log").read_text()[-3000:]
-                await asyncio.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    return {"groups": [{"name": "lag", "rules": [{**rule, "for": "5s"}]}]}
 
 
 async def alert_state(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -200,7 +151,7 @@ async def test_projection_lagging_fires_while_the_feed_is_stopped_and_resolves_a
     projector, relay = processes["projector"], processes["relay"]
     target = projector.url.removeprefix("http://")
     async with (
-        prometheus(tmp_path, {"projector": target}) as url,
+        running_prometheus(tmp_path / "prometheus", {"projector": target}, rules=lag_rule_only()) as url,
         httpx.AsyncClient(base_url=url, timeout=5) as prom,
         httpx.AsyncClient(base_url=processes["command"].url, timeout=10) as command,
     ):
