@@ -68,8 +68,8 @@ class RateLimiter:
         self._lease_seconds = _LEASE_SECONDS
         self._prefix = prefix
         self._leases: dict[str, tuple[int, float]] = {}
-        self._fetching: dict[str, asyncio.Future[None]] = {}
-        self._refilling: dict[str, asyncio.Task[None]] = {}
+        # The lease being taken per subject: a refill task, or a future a request resolves.
+        self._taking: dict[str, asyncio.Future[None]] = {}
         self._warned_at = float("-inf")
 
     async def check(self, subject: str) -> None:
@@ -78,44 +78,37 @@ class RateLimiter:
             remaining, until = self._leases.get(subject, (0, 0.0))
             if remaining > 0 and time.monotonic() < until:
                 self._leases[subject] = (remaining - 1, until)
-                if remaining - 1 <= self._lease // 2:
-                    self._refill_soon(subject)
+                if remaining - 1 <= self._lease // 2 and subject not in self._taking:
+                    refill = asyncio.create_task(self._refill(subject), name="ratelimit-refill")
+                    self._taking[subject] = refill
                 return
-            fetching = self._fetching.get(subject)
-            if fetching is None:
+            taking = self._taking.get(subject)
+            if taking is None:
                 break
-            # One lease at a time per subject: concurrent first requests share it instead of each
-            # taking a lease of its own and spending the subject's whole burst at once.
-            await asyncio.shield(fetching)
-        fetched = asyncio.get_running_loop().create_future()
-        self._fetching[subject] = fetched
+            # One lease at a time per subject, in the background or not: concurrent requests share
+            # it instead of each taking a lease of its own and spending the subject's whole burst.
+            await asyncio.wait([taking])
+        taken = asyncio.get_running_loop().create_future()
+        self._taking[subject] = taken
         try:
             await self._take_lease(subject)
         finally:
-            del self._fetching[subject]
-            fetched.set_result(None)
-
-    def _refill_soon(self, subject: str) -> None:
-        """Take the subject's next lease in the background (one refill at a time per subject)."""
-        if self._lease > 1 and subject not in self._refilling:
-            self._refilling[subject] = asyncio.create_task(self._refill(subject), name="ratelimit-refill")
+            del self._taking[subject]
+            taken.set_result(None)
 
     async def _refill(self, subject: str) -> None:
+        """Take the subject's next lease before the current one runs out."""
         try:
-            if await self._spend(subject, self._lease) is None:
-                remaining, until = self._leases.get(subject, (0, 0.0))
-                now = time.monotonic()
-                self._remember(
-                    subject, (remaining if until > now else 0) + self._lease, now + self._lease_seconds
-                )
+            if self._lease > 1 and await self._spend(subject, self._lease) is None:
+                self._add_to_lease(subject, self._lease)
         except (RedisError, OSError) as error:
             self._warn(error)
         finally:
-            del self._refilling[subject]
+            del self._taking[subject]
 
     async def close(self) -> None:
         """Wait for background refills to finish (they are short: one script call each)."""
-        await asyncio.gather(*self._refilling.values(), return_exceptions=True)
+        await asyncio.gather(*self._taking.values(), return_exceptions=True)
 
     def _warn(self, error: Exception) -> None:
         # Say it once a minute, not once a request.
@@ -126,7 +119,7 @@ class RateLimiter:
     async def _take_lease(self, subject: str) -> None:
         try:
             if self._lease > 1 and await self._spend(subject, self._lease) is None:
-                self._remember(subject, self._lease - 1, time.monotonic() + self._lease_seconds)
+                self._add_to_lease(subject, self._lease - 1)
                 return
             # Not enough for a lease: a single request may still fit.
             retry_after_us = await self._spend(subject, 1)
@@ -144,10 +137,12 @@ class RateLimiter:
         )
         return None if allowed else int(retry_after_us)
 
-    def _remember(self, subject: str, remaining: int, until: float) -> None:
+    def _add_to_lease(self, subject: str, paid: int) -> None:
+        """Add `paid` requests to the subject's lease (what is left of an unexpired one is kept)."""
+        now = time.monotonic()
+        remaining, until = self._leases.get(subject, (0, 0.0))
         if len(self._leases) >= _MAX_LEASES:
-            now = time.monotonic()
             self._leases = {key: lease for key, lease in self._leases.items() if lease[1] > now}
             if len(self._leases) >= _MAX_LEASES:
                 self._leases.clear()
-        self._leases[subject] = (remaining, until)
+        self._leases[subject] = ((remaining if until > now else 0) + paid, now + self._lease_seconds)
