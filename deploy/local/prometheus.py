@@ -1,4 +1,5 @@
-"""Prometheus from the Debian package, scraping the local stack's six services with the suite's alerts."""
+"""Prometheus from the Debian package, scraping the local stack's six services and the exporters of
+PostgreSQL and Redis, with the suite's alerts."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import urllib.request
 from pathlib import Path
 
 from deploy.local.components import Component, Launch, Layout
+from deploy.local.exporters import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from deploy.local.system import apt_install
 
 __all__ = ["component", "promtool"]
 
 CONFIG = Path(__file__).resolve().parents[1] / "prometheus"
-SERVICE_PORTS = range(8001, 8007)  # command, query, relay, projector, saga, sandbox
+# The ports the committed config scrapes: command, query, relay, projector, saga, sandbox; exporters.
+SCRAPED_PORTS = (*range(8001, 8007), POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT)
 
 
 def _installed(binary: str) -> str:
@@ -38,10 +41,14 @@ def component(host: str = "127.0.0.1", port: int = 59090, offset: int = 0) -> Co
         _installed("prometheus")
         folder = layout.data("prometheus")
         folder.mkdir(parents=True, exist_ok=True)
-        # The committed config names the services' default ports: shift them with the stack's offset.
+        # The committed config names the default ports: shift them with the stack's offset.
         text = (CONFIG / "prometheus.yml").read_text()
-        for service_port in SERVICE_PORTS:
-            text = re.sub(rf"127\.0\.0\.1:{service_port}\b", f"127.0.0.1:{service_port + offset}", text)
+        # One pass, so a shifted port is not shifted again as another's default.
+        text = re.sub(
+            r"127\.0\.0\.1:(\d+)\b",
+            lambda m: f"127.0.0.1:{int(m[1]) + offset if int(m[1]) in SCRAPED_PORTS else m[1]}",
+            text,
+        )
         (folder / "prometheus.yml").write_text(text)
         shutil.copy(CONFIG / "fulfilment.rules.yml", folder / "fulfilment.rules.yml")
 

@@ -29,7 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deploy.local import elasticsearch, kafka, opensearch, postgres, prometheus, redis, supervisor, zipkin
+from deploy.local import (
+    elasticsearch,
+    exporters,
+    kafka,
+    opensearch,
+    postgres,
+    prometheus,
+    redis,
+    supervisor,
+    zipkin,
+)
 from deploy.local.components import Component, Layout
 from deploy.local.services import service_components
 
@@ -53,13 +63,24 @@ def components() -> list[Component]:
         kafka.component(port=59092 + offset, controller_port=59093 + offset),
         *(replace(c, aliases=("SEARCH_URL",)) if c.name == engine else c for c in engines),
         prometheus.component(port=59090 + offset, offset=offset),
+        exporters.postgres_exporter(read_env, offset),
+        exporters.redis_exporter(read_env, offset),
         # Not infrastructure: `up --infra` (and so `./dev test`) leaves it out (see deploy.local.zipkin).
         zipkin.component(port=59411 + offset),
         *service_components(offset, read_env),
     ]
 
 
-INFRASTRUCTURE = ("postgres", "redis", "kafka", "opensearch", "elasticsearch", "prometheus")
+INFRASTRUCTURE = (
+    "postgres",
+    "redis",
+    "kafka",
+    "opensearch",
+    "elasticsearch",
+    "prometheus",
+    "postgres-exporter",
+    "redis-exporter",
+)
 SEARCH_ENGINES = ("opensearch", "elasticsearch")
 
 

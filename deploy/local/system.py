@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import threading
 from pathlib import Path
 
 from deploy.local.components import run_checked
@@ -21,6 +22,8 @@ __all__ = [
 ]
 
 _apt_updated = False
+# Components prepare side by side; apt takes one install at a time.
+_apt_lock = threading.Lock()
 
 
 def apt_install(*packages: str) -> None:
@@ -31,10 +34,11 @@ def apt_install(*packages: str) -> None:
             f"missing system packages; install them with: sudo apt-get install -y {' '.join(packages)}"
         )
     env = {"DEBIAN_FRONTEND": "noninteractive"}
-    if not _apt_updated:
-        run_checked(["apt-get", "update", "-qq"], env=env)
-        _apt_updated = True
-    run_checked(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env=env)
+    with _apt_lock:
+        if not _apt_updated:
+            run_checked(["apt-get", "update", "-qq"], env=env)
+            _apt_updated = True
+        run_checked(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env=env)
 
 
 def java_binary() -> str:

@@ -8,14 +8,20 @@ really export.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+
+from deploy.local import prometheus
+from deploy.local.components import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -23,8 +29,9 @@ RULES = PROMETHEUS / "fulfilment.rules.yml"
 RULE_TESTS = PROMETHEUS / "fulfilment.rules.test.yml"
 RUNBOOK = ROOT / "docs" / "observability.md"
 
-# The local stack's ports (deploy/local/services.py), one job per process.
+# The local stack's ports (deploy/local/services.py), one job per process, and its exporters'.
 PORTS = {"command": 8001, "query": 8002, "relay": 8003, "projector": 8004, "saga": 8005, "sandbox": 8006}
+EXPORTERS = {"postgres": 59187, "redis": 59121}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +62,7 @@ def test_the_scrape_configuration_and_its_rules_check() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_six_processes_are_scraped_on_their_ports() -> None:
+def test_the_six_processes_and_the_exporters_are_scraped_on_their_ports() -> None:
     config = load(PROMETHEUS / "prometheus.yml")
     assert config["rule_files"] == [RULES.name]
     scraped = {
@@ -65,7 +72,34 @@ def test_the_six_processes_are_scraped_on_their_ports() -> None:
         )
         for job in config["scrape_configs"]
     }
-    assert scraped == {name: ("/metrics", [f"127.0.0.1:{port}"]) for name, port in PORTS.items()}
+    expected = {name: ("/metrics", [f"127.0.0.1:{port}"]) for name, port in (PORTS | EXPORTERS).items()}
+    assert scraped == expected
+
+
+def test_a_shifted_stack_scrapes_its_own_ports_each_shifted_once(tmp_path: Path) -> None:
+    # With offset 1, the command's 8001 becomes 8002, which must not then shift again as the query's.
+    prometheus.component(offset=1).prepare(Layout(tmp_path))
+    config = load(tmp_path / "data" / "prometheus" / "prometheus.yml")
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert targets == {name: [f"127.0.0.1:{port + 1}"] for name, port in (PORTS | EXPORTERS).items()}
+
+
+async def test_the_stack_prometheus_sees_postgresql_and_redis_through_their_exporters() -> None:
+    url = os.environ.get("PROMETHEUS_URL")
+    if not url:
+        pytest.fail("PROMETHEUS_URL is not set: start the stack with ./dev up --infra and load .devstack/env")
+    found: dict[str, list[dict[str, Any]]] = {}
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        # The first scrape comes within one interval (15 s) of the exporters' start.
+        for _ in range(40):
+            for metric in ("pg_up", "redis_up"):
+                answer = (await client.get("/api/v1/query", params={"query": metric})).json()
+                found[metric] = answer["data"]["result"]
+            if all(found.values()):
+                break
+            await asyncio.sleep(1)
+    assert [(s["metric"]["job"], s["value"][1]) for s in found["pg_up"]] == [("postgres", "1")], found
+    assert [(s["metric"]["job"], s["value"][1]) for s in found["redis_up"]] == [("redis", "1")], found
 
 
 def test_every_alert_has_a_case_that_fires_and_one_that_must_not() -> None:
