@@ -60,7 +60,7 @@ class OwnServers:
             if key not in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "SEARCH_URL"}
         }
         # Above Linux's ephemeral range and random, so runs side by side never meet.
-        offset = random.randrange(2000, 6400, 2)
+        offset = random.randrange(5570, 6120, 2)  # above the ephemeral range
         self.env.update(DEVSTACK_DIR=str(folder), DEVSTACK_PORT_OFFSET=str(offset))
         shared_cache = ROOT / ".devstack" / "cache" / "kafka"  # reuse downloaded jars
         if shared_cache.exists():

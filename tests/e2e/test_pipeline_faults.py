@@ -101,8 +101,8 @@ class OwnStack:
         self.env = {key: value for key, value in os.environ.items() if not key.endswith(("_URL", "_SERVERS"))}
         if shared_search is not None:  # `up` then uses it instead of starting one
             self.env.update(SEARCH_URL=shared_search, OPENSEARCH_URL=shared_search)
-        # Above Linux's ephemeral range, and OpenSearch's 59200 + offset stays a port.
-        offset = random.randrange(2000, 6300, 2)
+        # Every port above Linux's ephemeral range (32768-60999), and Zipkin's 59411 + offset a port.
+        offset = random.randrange(5570, 6120, 2)
         self.env.update(
             DEVSTACK_DIR=str(folder),
             DEVSTACK_PORT_OFFSET=str(offset),

@@ -61,10 +61,15 @@ def process_group(pgid: int) -> list[int]:
     return members
 
 
+# Offsets 5568-6124 put every port of a side stack (55432 + offset … 59411 + offset) above Linux's
+# ephemeral range (32768-60999), so no client connection's local port can be holding one.
+OFFSET = 5600
+
+
 @pytest.fixture
 def side_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {key: value for key, value in os.environ.items() if key not in STACK_VARIABLES}
-    env.update(DEVSTACK_DIR=str(tmp_path / "devstack"), DEVSTACK_PORT_OFFSET="1000")
+    env.update(DEVSTACK_DIR=str(tmp_path / "devstack"), DEVSTACK_PORT_OFFSET=str(OFFSET))
     yield env
     run_stack(env, "down")
 
@@ -77,7 +82,7 @@ def test_up_twice_reuses_the_running_servers_and_down_stops_them(side_stack: dic
     started = pids(folder)
     assert set(started) == {"postgres", "redis"}
     assert all(alive(pid) for pid in started.values())
-    assert "REDIS_URL=redis://127.0.0.1:57379/0" in first.stdout
+    assert f"REDIS_URL=redis://127.0.0.1:{56379 + OFFSET}/0" in first.stdout
 
     second = run_stack(side_stack, "up", "--only", "postgres", "redis")
     assert second.returncode == 0, second.stderr
@@ -107,7 +112,7 @@ def test_a_configured_reachable_url_is_used_instead_of_starting_a_server(
 
 def test_a_server_that_dies_while_starting_is_reported_with_its_log(side_stack: dict[str, str]) -> None:
     with socket.socket() as squatter:  # something else holds the port: redis exits at once
-        squatter.bind(("127.0.0.1", 57379))
+        squatter.bind(("127.0.0.1", 56379 + OFFSET))
         squatter.listen()
         result = run_stack(side_stack, "up", "--only", "redis")
     assert result.returncode == 1
@@ -172,7 +177,7 @@ def test_elasticsearch_starts_beside_the_stack_and_down_stops_the_launcher_and_t
         (folder / "cache").symlink_to(shared_cache)
     result = run_stack(side_stack, "up", "--only", "elasticsearch")
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "ELASTICSEARCH_URL=http://127.0.0.1:60210" in result.stdout
+    assert f"ELASTICSEARCH_URL=http://127.0.0.1:{59210 + OFFSET}" in result.stdout
     assert "SEARCH_URL=" not in result.stdout.replace("ELASTICSEARCH_URL=", "")  # not the default engine
     launcher = pids(folder)["elasticsearch"]
     group = process_group(launcher)

@@ -8,8 +8,8 @@ from tests.stack.test_local_stack import run_stack, side_stack
 
 _ = side_stack
 
-# Ports of their own: the other side-stack tests use offset 1000.
-OFFSET = 1731
+# Ports of their own, above the ephemeral range like the other side stacks' (test_local_stack).
+OFFSET = 5731
 REDIS_URL = f"redis://127.0.0.1:{56379 + OFFSET}/0"
 
 

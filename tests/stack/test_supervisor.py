@@ -20,7 +20,7 @@ import pytest
 from deploy.local.supervisor import Backoff, Supervised, describe_exit, last_line, read_state
 
 ROOT = Path(__file__).resolve().parents[2]
-OFFSET = 1500
+OFFSET = 5650  # above the ephemeral range, see test_local_stack
 SANDBOX = f"http://127.0.0.1:{8006 + OFFSET}"
 
 

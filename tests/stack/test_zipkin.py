@@ -22,7 +22,7 @@ from deploy.local.stack import INFRASTRUCTURE, components, read_env
 from deploy.local.stack import ROOT as STACK_ROOT
 
 ROOT = Path(__file__).resolve().parents[2]
-OFFSET = 1000
+OFFSET = 5800  # above the ephemeral range, see test_local_stack
 
 
 def run_stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

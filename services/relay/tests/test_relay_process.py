@@ -210,7 +210,7 @@ class OwnKafka:
     def __init__(self, folder: Path) -> None:
         self.env = {key: value for key, value in os.environ.items() if key != "KAFKA_BOOTSTRAP_SERVERS"}
         # Above Linux's ephemeral range, and different for each test, so two runs side by side never meet.
-        self.offset = random.randrange(2000, 6400, 2)
+        self.offset = random.randrange(5570, 6120, 2)  # above the ephemeral range
         self.env.update(DEVSTACK_DIR=str(folder), DEVSTACK_PORT_OFFSET=str(self.offset))
         # Reuse the main stack's downloaded jars instead of fetching them again.
         shared_cache = ROOT / ".devstack" / "cache" / "kafka"
