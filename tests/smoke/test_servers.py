@@ -108,7 +108,7 @@ async def test_the_default_search_engine_answers(search_url: str) -> None:
         await client.close()
 
 
-async def test_prometheus_loads_the_suites_alerts_and_scrapes_the_six_services() -> None:
+async def test_prometheus_loads_the_suites_alerts_and_scrapes_the_six_services_and_the_exporters() -> None:
     import httpx
     from testkit.pytest_plugin import resolve_url
 
@@ -125,4 +125,6 @@ async def test_prometheus_loads_the_suites_alerts_and_scrapes_the_six_services()
         "projector",
         "saga",
         "sandbox",
+        "postgres",
+        "redis",
     }
