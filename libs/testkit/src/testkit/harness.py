@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,12 +41,37 @@ __all__ = [
 ]
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+# Ports handed out by this process: a service not started yet still owns its port.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the ephemeral range.
+
+    A port the kernel gave a probe socket (bind to port 0) comes from the ephemeral range,
+    where any outgoing connection may take it before the service binds it. Below that
+    range only an explicit bind can, so a random free port there stays free.
+    """
+    low = min(_ephemeral_low(), 32768)
+    for _ in range(1000):
+        port = random.randrange(15000, low)  # above the side stacks' services (8001 + offset)
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free TCP port between 15000 and {low}")
 
 
 class ServiceProcess:
