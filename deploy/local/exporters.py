@@ -8,27 +8,16 @@ them as the jobs `postgres` and `redis` (deploy/prometheus/prometheus.yml).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from deploy.local.components import Component, Launch, Layout, http_ok
-from deploy.local.system import apt_install
+from deploy.local.system import debian_binary
 
 __all__ = ["POSTGRES_EXPORTER_PORT", "REDIS_EXPORTER_PORT", "postgres_exporter", "redis_exporter"]
 
 POSTGRES_EXPORTER_PORT = 59187
 REDIS_EXPORTER_PORT = 59121
-
-
-def _installed(package: str) -> str:
-    found = shutil.which(package) or shutil.which(package, path="/usr/bin")
-    if found is None:
-        apt_install(package)
-        found = shutil.which(package, path="/usr/bin:/usr/local/bin")
-    if found is None:
-        raise RuntimeError(f"{package} is missing and could not be installed: apt-get install {package}")
-    return found
 
 
 def _dsn(database_url: str) -> str:
@@ -50,11 +39,12 @@ def _exporter(
     url = f"http://127.0.0.1:{port}"
 
     def prepare(layout: Layout) -> None:
-        _installed(package)
+        debian_binary(package, package)
 
     def launch(layout: Layout) -> Launch:
         argv, env = arguments(read_env(layout))
-        return Launch(argv=[_installed(package), f"--web.listen-address=127.0.0.1:{port}", *argv], env=env)
+        listen = f"--web.listen-address=127.0.0.1:{port}"
+        return Launch(argv=[debian_binary(package, package), listen, *argv], env=env)
 
     return Component(
         name=name,

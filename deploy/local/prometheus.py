@@ -10,7 +10,7 @@ from pathlib import Path
 
 from deploy.local.components import Component, Launch, Layout
 from deploy.local.exporters import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
-from deploy.local.system import apt_install
+from deploy.local.system import debian_binary
 
 __all__ = ["component", "promtool"]
 
@@ -20,15 +20,7 @@ SCRAPED_PORTS = (*range(8001, 8007), POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 
 
 def _installed(binary: str) -> str:
-    found = shutil.which(binary) or shutil.which(binary, path="/usr/bin")
-    if found is None:
-        apt_install("prometheus")  # brings promtool too
-        found = shutil.which(binary, path="/usr/bin:/usr/local/bin")
-    if found is None:
-        raise RuntimeError(
-            f"{binary} is not installed and could not be installed: apt-get install prometheus"
-        )
-    return found
+    return debian_binary(binary, "prometheus")  # the package brings promtool too
 
 
 def promtool() -> str:

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 from urllib.parse import urlsplit
 
 from deploy.local.components import Component, Launch, Layout
-from deploy.local.system import apt_install
+from deploy.local.system import debian_binary
 
 __all__ = ["component"]
 
 
 def _server() -> str:
-    # /usr/bin may be missing from PATH in minimal environments
-    found = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin")
-    if found is None:
-        apt_install("redis-server")
-        found = shutil.which("redis-server", path="/usr/bin:/usr/local/bin")
-    if found is None:
-        raise RuntimeError("redis-server is not installed and could not be installed")
-    return found
+    return debian_binary("redis-server", "redis-server")
 
 
 def component(host: str = "127.0.0.1", port: int = 56379) -> Component:

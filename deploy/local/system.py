@@ -14,6 +14,7 @@ __all__ = [
     "apt_install",
     "as_service_user",
     "chown_tree",
+    "debian_binary",
     "drop_root",
     "java_binary",
     "own_data_dir",
@@ -39,6 +40,17 @@ def apt_install(*packages: str) -> None:
             run_checked(["apt-get", "update", "-qq"], env=env)
             _apt_updated = True
         run_checked(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env=env)
+
+
+def debian_binary(binary: str, package: str) -> str:
+    """The path of `binary` (on the PATH or in /usr/bin), installing Debian's `package` when it is missing."""
+    found = shutil.which(binary) or shutil.which(binary, path="/usr/bin")
+    if found is None:
+        apt_install(package)
+        found = shutil.which(binary, path="/usr/bin:/usr/local/bin")
+    if found is None:
+        raise RuntimeError(f"{binary} is missing and could not be installed: apt-get install {package}")
+    return found
 
 
 def java_binary() -> str:
