@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -17,8 +18,9 @@ from command_service.app import create_app
 from command_service.settings import CommandSettings
 from servicekit.errors import RateLimited
 from servicekit.ratelimit import RateLimiter
-from testkit.harness import TokenFactory, lifespan_of
+from testkit.harness import TcpProxy, TokenFactory, lifespan_of
 
+from services.command.tests.conftest import make_settings
 from services.command.tests.support import ORDER_BODY, command_headers
 
 PREFIX = "ratelimit:command:"
@@ -225,3 +227,60 @@ async def test_two_processes_together_never_let_a_subject_past_its_burst(redis_u
     # 200 requests for a burst of 50: each process alone would have let 50 through.
     assert sum(allowed) <= 50
     assert sum(allowed) >= 40
+
+
+async def test_commands_go_on_while_redis_is_cut_or_hangs_and_are_paid_for_again_once_it_is_back(
+    fresh_database_url: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    tokens: TokenFactory,
+) -> None:
+    target = urlsplit(redis_url)
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    through_proxy = f"redis://127.0.0.1:{proxy.port}{target.path}"
+    # Half a request a second regained: what is paid for while the test runs stays paid.
+    settings = make_settings(
+        fresh_database_url, through_proxy, rate_limit_per_second=0.5, rate_limit_burst=100
+    )
+    app = create_app(settings)
+    subject = f"outage-{uuid.uuid4()}"
+    headers = {"Authorization": f"Bearer {tokens(subject)}"}
+
+    async def place(count: int) -> list[int]:
+        answers = await asyncio.gather(
+            *(http.post("/orders", json=ORDER_BODY, headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+              for _ in range(count))
+        )  # fmt: skip
+        return [answer.status_code for answer in answers]
+
+    try:
+        async with (
+            lifespan_of(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://command.test") as http,
+        ):
+            assert await place(5) == [201] * 5
+            paid_before = await spent(redis_client, subject, per_second=0.5)
+            assert paid_before >= 5
+
+            # Redis gone (connections reset, new ones refused): the limiter fails open.
+            await proxy.stop()
+            await asyncio.sleep(1.1)  # the lease taken before runs out
+            assert await place(8) == [201] * 8
+            assert (await http.get("/health/ready")).status_code == 200
+
+            # Redis hanging: each call gives up after the client's 1 s timeout, requests still pass.
+            await proxy.start()
+            proxy.freeze()
+            started = asyncio.get_running_loop().time()
+            assert await place(8) == [201] * 8
+            assert asyncio.get_running_loop().time() - started < 5
+            assert (await http.get("/health/ready")).status_code == 200
+
+            # Back: the limiter reconnects by itself and requests are paid for in Redis again.
+            await proxy.stop()
+            await proxy.start()
+            await asyncio.sleep(1.1)
+            assert await place(5) == [201] * 5
+            assert await spent(redis_client, subject, per_second=0.5) > paid_before + 4
+    finally:
+        await proxy.stop()

@@ -5,7 +5,9 @@ once, then `rate` per second, and racing instances cannot spend the same allowan
 To keep Redis off most requests an instance takes allowance in leases of `lease`
 requests, refilled in the background; every request is still paid for in Redis, so
 no subject exceeds its rate in total. When Redis is unreachable requests pass (logged):
-failing closed would turn a Redis outage into a write-side outage. Details:
+failing closed would turn a Redis outage into a write-side outage. After a failed call
+Redis is left alone for a second, so requests do not each wait out a hanging server's
+timeout. Details:
 `docs/architecture.md`.
 """
 
@@ -47,6 +49,8 @@ _MAX_LEASES = 50_000
 # Leased allowance is paid for when it is taken, so using it later never exceeds the limit; the
 # expiry only keeps an instance from sitting on allowance another instance could use.
 _LEASE_SECONDS = 1.0
+# After Redis failed a call, requests pass without asking it for this long.
+_UNREACHABLE_SECONDS = 1.0
 
 
 class RateLimiter:
@@ -71,6 +75,7 @@ class RateLimiter:
         # The lease being taken per subject: a refill task, or a future a request resolves.
         self._taking: dict[str, asyncio.Future[None]] = {}
         self._warned_at = float("-inf")
+        self._unreachable_until = float("-inf")
 
     async def check(self, subject: str) -> None:
         """Let the request through, or raise `RateLimited` with the time until the subject may retry."""
@@ -78,7 +83,7 @@ class RateLimiter:
             remaining, until = self._leases.get(subject, (0, 0.0))
             if remaining > 0 and time.monotonic() < until:
                 self._leases[subject] = (remaining - 1, until)
-                if remaining - 1 <= self._lease // 2 and subject not in self._taking:
+                if remaining - 1 <= self._lease // 2 and self._lease > 1 and subject not in self._taking:
                     refill = asyncio.create_task(self._refill(subject), name="ratelimit-refill")
                     self._taking[subject] = refill
                 return
@@ -88,6 +93,8 @@ class RateLimiter:
             # One lease at a time per subject, in the background or not: concurrent requests share
             # it instead of each taking a lease of its own and spending the subject's whole burst.
             await asyncio.wait([taking])
+        if time.monotonic() < self._unreachable_until:
+            return  # Redis just failed: let the request through without waiting on it again
         taken = asyncio.get_running_loop().create_future()
         self._taking[subject] = taken
         try:
@@ -99,10 +106,10 @@ class RateLimiter:
     async def _refill(self, subject: str) -> None:
         """Take the subject's next lease before the current one runs out."""
         try:
-            if self._lease > 1 and await self._spend(subject, self._lease) is None:
+            if await self._spend(subject, self._lease) is None:
                 self._add_to_lease(subject, self._lease)
         except (RedisError, OSError) as error:
-            self._warn(error)
+            self._unreachable(error)
         finally:
             del self._taking[subject]
 
@@ -110,7 +117,8 @@ class RateLimiter:
         """Wait for background refills to finish (they are short: one script call each)."""
         await asyncio.gather(*self._taking.values(), return_exceptions=True)
 
-    def _warn(self, error: Exception) -> None:
+    def _unreachable(self, error: Exception) -> None:
+        self._unreachable_until = time.monotonic() + _UNREACHABLE_SECONDS
         # Say it once a minute, not once a request.
         if time.monotonic() - self._warned_at > 60:
             self._warned_at = time.monotonic()
@@ -124,7 +132,7 @@ class RateLimiter:
             # Not enough for a lease: a single request may still fit.
             retry_after_us = await self._spend(subject, 1)
         except (RedisError, OSError) as error:
-            self._warn(error)
+            self._unreachable(error)
             return
         self._leases.pop(subject, None)
         if retry_after_us is not None:
